@@ -1,0 +1,191 @@
+package discovery
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// ProtocolPrefix keeps the mesh's DHT apart from IPFS's: its protocol is /cocoon/kad/1.0.0.
+const ProtocolPrefix protocol.ID = "/cocoon"
+
+// NetworkKey is the provider-record key every proxy of a network announces.
+func NetworkKey(network string) cid.Cid { return key("cocoon/proxies/" + network) }
+
+// ModelKey is the provider-record key of proxies that can route a model on a network.
+func ModelKey(network, model string) cid.Cid {
+	return key("cocoon/model/" + network + "/" + model)
+}
+
+func key(s string) cid.Cid {
+	sum := sha256.Sum256([]byte(s))
+	m, err := mh.Encode(sum[:], mh.SHA2_256)
+	if err != nil {
+		panic(err) // sha2-256 with a 32-byte digest always encodes
+	}
+	return cid.NewCidV1(cid.Raw, m)
+}
+
+// Mode says whether a node answers DHT queries for others.
+type Mode string
+
+// DHT modes.
+const (
+	ModeServer Mode = "server" // answers queries; required for bootstrap peers and proxies
+	ModeClient Mode = "client" // only asks; for nodes that others cannot dial
+)
+
+// Config configures a Service.
+type Config struct {
+	Network   string          // network name; keys derive from it
+	Mode      Mode            // DHT mode; empty means server
+	Bootstrap []peer.AddrInfo // peers to join through; may be empty for the first node
+	Logger    *slog.Logger
+}
+
+// Service is a node's handle on the DHT.
+type Service struct {
+	h   host.Host
+	dht *dht.IpfsDHT
+	cfg Config
+	log *slog.Logger
+}
+
+// New starts the DHT on h. It does not connect anywhere yet: call Bootstrap.
+func New(h host.Host, cfg Config) (*Service, error) {
+	if cfg.Network == "" {
+		return nil, errors.New("discovery: network name is empty")
+	}
+	mode := dht.ModeServer
+	switch cfg.Mode {
+	case "", ModeServer:
+	case ModeClient:
+		mode = dht.ModeClient
+	default:
+		return nil, fmt.Errorf("discovery: unknown DHT mode %q (want server or client)", cfg.Mode)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d, err := dht.New(h,
+		dht.Mode(mode),
+		dht.ProtocolPrefix(ProtocolPrefix),
+		dht.DisableValues(), // the mesh stores only provider records
+		dht.BootstrapPeers(cfg.Bootstrap...),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("discovery: start DHT: %w", err)
+	}
+	return &Service{h: h, dht: d, cfg: cfg, log: log}, nil
+}
+
+// DHT exposes the underlying DHT (for status and simulations).
+func (s *Service) DHT() *dht.IpfsDHT { return s.dht }
+
+// Close stops the DHT.
+func (s *Service) Close() error { return s.dht.Close() }
+
+// Bootstrap connects to the configured bootstrap peers and fills the routing table.
+// It succeeds if at least one bootstrap peer answered, or if none were configured.
+func (s *Service) Bootstrap(ctx context.Context) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		ok   int
+	)
+	for _, ai := range s.cfg.Bootstrap {
+		if ai.ID == s.h.ID() {
+			continue
+		}
+		wg.Go(func() {
+			err := s.h.Connect(ctx, ai)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", ai.ID.ShortString(), err))
+				return
+			}
+			ok++
+		})
+	}
+	wg.Wait()
+	if err := s.dht.Bootstrap(ctx); err != nil {
+		return fmt.Errorf("discovery: bootstrap: %w", err)
+	}
+	if len(errs) > 0 && ok == 0 {
+		return fmt.Errorf("discovery: no bootstrap peer reachable: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// Provide announces this node under keys once. It fails while the routing table is empty.
+func (s *Service) Provide(ctx context.Context, keys ...cid.Cid) error {
+	for _, k := range keys {
+		if err := s.dht.Provide(ctx, k, true); err != nil {
+			return fmt.Errorf("discovery: provide %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// Advertise announces this node as a proxy for the network and the given models, retrying
+// every retry until the first announcement lands, then renewing every interval until ctx ends.
+func (s *Service) Advertise(ctx context.Context, models []string, retry, interval time.Duration) {
+	keys := []cid.Cid{NetworkKey(s.cfg.Network)}
+	for _, m := range models {
+		keys = append(keys, ModelKey(s.cfg.Network, m))
+	}
+	wait := time.Duration(0)
+	announced := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := s.Provide(pctx, keys...)
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Debug("proxy announcement failed, will retry", "err", err, "retry", retry)
+			wait = retry
+		case err == nil:
+			if !announced {
+				s.log.Info("announced as proxy in the DHT", "network", s.cfg.Network, "keys", len(keys))
+				announced = true
+			}
+			wait = interval
+		}
+	}
+}
+
+// FindProxies looks up up to max proxies of the network, not counting this node.
+func (s *Service) FindProxies(ctx context.Context, max int) []peer.AddrInfo {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the lookup when we have enough
+	var out []peer.AddrInfo
+	for ai := range s.dht.FindProvidersAsync(ctx, NetworkKey(s.cfg.Network), max+1) {
+		if ai.ID == s.h.ID() || ai.ID == "" {
+			continue
+		}
+		out = append(out, ai)
+		if len(out) == max {
+			break
+		}
+	}
+	return out
+}

@@ -1,0 +1,141 @@
+package discovery
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// protectTag marks proxy connections so the connection manager never trims them.
+const protectTag = "cocoon-proxy"
+
+// Keeper keeps a node connected to at least Want proxies: it looks proxies up in the DHT,
+// connects to them, and looks again as soon as one goes away.
+type Keeper struct {
+	s         *Service
+	want      int
+	interval  time.Duration
+	onConnect func(context.Context, peer.ID)
+
+	kick chan struct{}
+
+	mu      sync.Mutex
+	proxies map[peer.ID]struct{}
+}
+
+// NewKeeper returns a Keeper that wants `want` proxies and checks every interval.
+// onConnect (may be nil) runs in its own goroutine for each newly connected proxy.
+func (s *Service) NewKeeper(want int, interval time.Duration, onConnect func(context.Context, peer.ID)) *Keeper {
+	if want < 1 {
+		want = 1
+	}
+	return &Keeper{
+		s: s, want: want, interval: interval, onConnect: onConnect,
+		kick:    make(chan struct{}, 1),
+		proxies: make(map[peer.ID]struct{}),
+	}
+}
+
+// Proxies returns the proxies this node is connected to, sorted.
+func (k *Keeper) Proxies() []peer.ID {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make([]peer.ID, 0, len(k.proxies))
+	for p := range k.proxies {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Lost tells the Keeper a proxy failed (for example a stream could not be opened), so it is
+// dropped at once and a replacement looked up, without waiting for the connection to time out.
+func (k *Keeper) Lost(p peer.ID) {
+	k.mu.Lock()
+	_, had := k.proxies[p]
+	delete(k.proxies, p)
+	k.mu.Unlock()
+	if had {
+		k.s.log.Warn("proxy lost, looking for another", "proxy", p.ShortString())
+		k.poke()
+	}
+}
+
+func (k *Keeper) poke() {
+	select {
+	case k.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run keeps the proxy set filled until ctx ends.
+func (k *Keeper) Run(ctx context.Context) {
+	nb := &network.NotifyBundle{DisconnectedF: func(n network.Network, c network.Conn) {
+		p := c.RemotePeer()
+		if n.Connectedness(p) == network.Connected {
+			return // another connection to the same peer is still up
+		}
+		k.Lost(p)
+	}}
+	k.s.h.Network().Notify(nb)
+	defer k.s.h.Network().StopNotify(nb)
+
+	for {
+		k.fill(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-k.kick:
+		case <-time.After(k.interval):
+		}
+	}
+}
+
+// fill connects to new proxies while fewer than want are connected.
+func (k *Keeper) fill(ctx context.Context) {
+	k.mu.Lock()
+	have := len(k.proxies)
+	k.mu.Unlock()
+	if have >= k.want {
+		return
+	}
+	fctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for _, ai := range k.s.FindProxies(fctx, 2*k.want) {
+		k.mu.Lock()
+		_, known := k.proxies[ai.ID]
+		k.mu.Unlock()
+		if known {
+			continue
+		}
+		if err := k.s.h.Connect(fctx, ai); err != nil {
+			k.s.log.Debug("proxy unreachable", "proxy", ai.ID.ShortString(), "err", err)
+			continue
+		}
+		k.s.h.ConnManager().Protect(ai.ID, protectTag)
+		k.mu.Lock()
+		k.proxies[ai.ID] = struct{}{}
+		n := len(k.proxies)
+		k.mu.Unlock()
+		k.s.log.Info("connected to proxy", "proxy", ai.ID.ShortString(), "addrs", addrStrings(ai.Addrs), "proxies", n)
+		if k.onConnect != nil {
+			go k.onConnect(ctx, ai.ID)
+		}
+		if n >= k.want {
+			return
+		}
+	}
+}
+
+func addrStrings(as []ma.Multiaddr) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
+}

@@ -1,0 +1,131 @@
+package backend
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+)
+
+// field is one member of a JSON object: the key decoded (for matching) and
+// as written (for byte-exact passthrough), and the raw value.
+type field struct {
+	key    string
+	rawKey []byte
+	value  []byte
+}
+
+// objectFields splits a valid JSON object into its members, in order. The
+// bytes of keys and values are sub-slices of obj, exactly as written, so
+// re-emitting them changes nothing (encoding/json would compact and
+// HTML-escape them). Duplicate keys are refused: different JSON parsers keep
+// the first or the last one, and that ambiguity would let a client smuggle a
+// second "model" past the rewrite.
+func objectFields(obj []byte) ([]field, error) {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errorf(400, "request body must be a JSON object")
+	}
+	var fields []field
+	seen := make(map[string]struct{})
+	for dec.More() {
+		start := dec.InputOffset()
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, errorf(400, "request body is not valid JSON")
+		}
+		key, _ := tok.(string)
+		if _, dup := seen[key]; dup {
+			return nil, errorf(400, "duplicate field %q in request body", key)
+		}
+		seen[key] = struct{}{}
+		rawKey := bytes.TrimLeft(obj[start:dec.InputOffset()], " \t\r\n,")
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, errorf(400, "request body is not valid JSON")
+		}
+		fields = append(fields, field{key: key, rawKey: rawKey, value: value})
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return nil, errorf(400, "request body is not valid JSON")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errorf(400, "request body has data after the JSON object")
+	}
+	return fields, nil
+}
+
+// set replaces the value of key, or appends the member if it is missing.
+func set(fields []field, key string, value []byte) []field {
+	for i := range fields {
+		if fields[i].key == key {
+			fields[i].value = value
+			return fields
+		}
+	}
+	rawKey, _ := json.Marshal(key)
+	return append(fields, field{key: key, rawKey: rawKey, value: value})
+}
+
+// remove drops key if present.
+func remove(fields []field, key string) []field {
+	for i := range fields {
+		if fields[i].key == key {
+			return append(fields[:i], fields[i+1:]...)
+		}
+	}
+	return fields
+}
+
+// appendObject writes fields as a JSON object.
+func appendObject(dst []byte, fields []field) []byte {
+	dst = append(dst, '{')
+	for i, f := range fields {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, f.rawKey...)
+		dst = append(dst, ':')
+		dst = append(dst, f.value...)
+	}
+	return append(dst, '}')
+}
+
+// rewriteBody prepares a client's request body for the model server: the
+// model is replaced by the server's name for it, and the stream fields are
+// set by the worker rather than the client. A stream always asks for usage
+// (stream_options.include_usage) because the worker must meter it; other
+// stream_options keys are kept. A non-stream call sends "stream": false and
+// no stream_options, which servers reject without a stream. Every other
+// member passes through byte for byte. Errors are *Error with status 400.
+func rewriteBody(body []byte, model string, stream bool) ([]byte, error) {
+	if !json.Valid(body) {
+		return nil, errorf(400, "request body is not valid JSON")
+	}
+	fields, err := objectFields(body)
+	if err != nil {
+		return nil, err
+	}
+	name, err := json.Marshal(model)
+	if err != nil {
+		return nil, errorf(500, "cannot encode model name: %v", err)
+	}
+	fields = set(fields, "model", name)
+	if stream {
+		fields = set(fields, "stream", []byte("true"))
+		var opts []field
+		for _, f := range fields {
+			if f.key == "stream_options" && len(f.value) > 0 && f.value[0] == '{' {
+				if opts, err = objectFields(f.value); err != nil {
+					return nil, errorf(400, "stream_options: %s", err.(*Error).Message)
+				}
+			}
+		}
+		opts = set(opts, "include_usage", []byte("true"))
+		fields = set(fields, "stream_options", appendObject(nil, opts))
+	} else {
+		fields = set(fields, "stream", []byte("false"))
+		fields = remove(fields, "stream_options")
+	}
+	return appendObject(make([]byte, 0, len(body)+64), fields), nil
+}

@@ -1,0 +1,103 @@
+package backend
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
+)
+
+// maxCount bounds any token count read from a server, so that a hostile or
+// broken server cannot make billing arithmetic overflow.
+const maxCount = 1 << 40
+
+// count is a token count as a server reports it. Decoding is tolerant:
+// anything that is not a non-negative number reads as 0, fractions are
+// truncated and huge values are clamped, because one odd field must not void
+// the whole usage report.
+type count int
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (c *count) UnmarshalJSON(b []byte) error {
+	*c = 0
+	if len(b) == 0 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
+		return nil // null, string, object...: not a count
+	}
+	// The decoder has already validated b as a JSON number; ParseFloat
+	// returns ±Inf with ErrRange for magnitudes beyond float64, which the
+	// clamp below handles.
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return nil
+	}
+	switch {
+	case f <= 0 || math.IsNaN(f):
+	case f >= maxCount:
+		*c = maxCount
+	default:
+		*c = count(f)
+	}
+	return nil
+}
+
+// wireUsage is OpenAI's usage object.
+type wireUsage struct {
+	PromptTokens        count `json:"prompt_tokens"`
+	CompletionTokens    count `json:"completion_tokens"`
+	PromptTokensDetails *struct {
+		CachedTokens count `json:"cached_tokens"`
+	} `json:"prompt_tokens_details"`
+	CompletionTokensDetails *struct {
+		ReasoningTokens count `json:"reasoning_tokens"`
+	} `json:"completion_tokens_details"`
+}
+
+// usage converts the wire form, keeping the parts consistent with their
+// totals (cached <= prompt, reasoning <= completion).
+func (w *wireUsage) usage() Usage {
+	u := Usage{Prompt: int(w.PromptTokens), Completion: int(w.CompletionTokens)}
+	if d := w.PromptTokensDetails; d != nil {
+		u.Cached = min(int(d.CachedTokens), u.Prompt)
+	}
+	if d := w.CompletionTokensDetails; d != nil {
+		u.Reasoning = min(int(d.ReasoningTokens), u.Completion)
+	}
+	return u
+}
+
+// usageOf decodes a raw "usage" value; ok is false when it is absent, null
+// or not an object.
+func usageOf(raw json.RawMessage) (Usage, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return Usage{}, false
+	}
+	var w wireUsage
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return Usage{}, false
+	}
+	return w.usage(), true
+}
+
+// ParseUsage extracts the "usage" object of an OpenAI response or chunk
+// object. ok is false when obj is not a JSON object or has no usable usage
+// (absent or null).
+func ParseUsage(obj []byte) (u Usage, ok bool) {
+	var v struct {
+		Usage json.RawMessage `json:"usage"`
+	}
+	if err := json.Unmarshal(obj, &v); err != nil {
+		return Usage{}, false
+	}
+	return usageOf(v.Usage)
+}
+
+// estimateTokens guesses a token count from a byte length with the usual
+// rule of thumb of four bytes per token; anything non-empty is at least one.
+func estimateTokens(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	return max(1, n/4)
+}

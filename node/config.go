@@ -1,0 +1,254 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/cocoon-mesh/cocoon/discovery"
+	"github.com/cocoon-mesh/cocoon/node/wire"
+)
+
+// Role is what a node does in the mesh.
+type Role string
+
+// Roles.
+const (
+	RoleClient Role = "client" // serves the OpenAI API locally and sends requests to proxies
+	RoleProxy  Role = "proxy"  // routes requests from clients to workers
+	RoleWorker Role = "worker" // runs requests on a model backend
+)
+
+// ModelConfig is one model a worker serves.
+type ModelConfig struct {
+	ID     string      // full identity "name@revision:hash"
+	Prices wire.Prices // list prices, nanoTON per token by category
+}
+
+// Config configures one node. Zero fields take the values of DefaultConfig.
+type Config struct {
+	Role    Role
+	Network string         // mesh name; nodes of different networks never meet
+	DHTMode discovery.Mode // server (default) answers DHT queries; client only asks
+
+	// Bootstrap lists multiaddrs with /p2p/<id> of peers to join through. Empty for the first node.
+	Bootstrap []string
+
+	// MinProxies is how many proxies clients and workers stay connected to.
+	MinProxies int
+	// DiscoveryInterval is how often a client or worker with too few proxies looks for more.
+	DiscoveryInterval time.Duration
+	// ProvideInterval is how often a proxy renews its DHT provider records; ProvideRetry is the
+	// wait between attempts while its first announcement has not landed yet.
+	ProvideInterval, ProvideRetry time.Duration
+
+	// AdvertInterval is how often a worker publishes its capacity advert.
+	AdvertInterval time.Duration
+	// AdvertMaxAge is how old an advert may be when it arrives; AdvertMaxSkew how far in the
+	// future its timestamp may be (clock skew between peers).
+	AdvertMaxAge, AdvertMaxSkew time.Duration
+	// WorkerTTL is how long a proxy keeps a worker whose adverts stopped arriving.
+	WorkerTTL time.Duration
+
+	// Models are the models a worker serves, MaxActive how many requests it runs at once,
+	// Coefficient its price multiplier in per mille (1000 = list price).
+	Models      []ModelConfig
+	MaxActive   int
+	Coefficient uint32
+	// HealthInterval is how often a worker checks its backend.
+	HealthInterval time.Duration
+
+	// APIAddr is where a client serves the OpenAI API; APIKey, if set, is the bearer token
+	// callers must present.
+	APIAddr, APIKey string
+	// MaxPrice is the client's default cap on the effective price in nanoTON per completion
+	// token (0: none). A request may lower it with the X-Cocoon-Max-Price header.
+	MaxPrice uint64
+
+	// MaxBodyBytes bounds a request body at every hop.
+	MaxBodyBytes int
+	// MaxChunkBytes bounds one answer chunk (a whole non-streamed answer is one chunk).
+	MaxChunkBytes int
+	// MaxTokens bounds a request's max_tokens at every hop.
+	MaxTokens uint32
+	// RequestTimeout is the time a request gets when the caller sets none.
+	RequestTimeout time.Duration
+	// HopMargin is taken off the time left at each hop, so an inner hop times out first and its
+	// error reaches the caller before the caller gives up.
+	HopMargin time.Duration
+	// MaxAttempts bounds how many workers (at a proxy) or proxies (at a client) one request tries.
+	MaxAttempts int
+}
+
+// DefaultConfig is the configuration for a node on a real network.
+func DefaultConfig() Config {
+	return Config{
+		Role:              RoleClient,
+		Network:           "cocoon-mainnet",
+		DHTMode:           discovery.ModeServer,
+		MinProxies:        2,
+		DiscoveryInterval: 30 * time.Second,
+		ProvideInterval:   10 * time.Minute,
+		ProvideRetry:      5 * time.Second,
+		AdvertInterval:    10 * time.Second,
+		AdvertMaxAge:      60 * time.Second,
+		AdvertMaxSkew:     10 * time.Second,
+		WorkerTTL:         35 * time.Second, // three missed adverts
+		MaxActive:         16,
+		Coefficient:       wire.CoefficientOne,
+		HealthInterval:    5 * time.Second,
+		APIAddr:           "127.0.0.1:10000",
+		MaxBodyBytes:      4 << 20,
+		MaxChunkBytes:     8 << 20,
+		MaxTokens:         32768,
+		RequestTimeout:    10 * time.Minute,
+		HopMargin:         50 * time.Millisecond,
+		MaxAttempts:       3,
+	}
+}
+
+// LocalConfig is DefaultConfig tightened for a network on one machine (dev, tests): a local
+// network name, and faster discovery and adverts so it comes up in seconds.
+func LocalConfig() Config {
+	c := DefaultConfig()
+	c.Network = "cocoon-local"
+	c.DiscoveryInterval = 2 * time.Second
+	c.ProvideInterval = time.Minute
+	c.ProvideRetry = 300 * time.Millisecond
+	c.AdvertInterval = 2 * time.Second
+	c.WorkerTTL = 7 * time.Second
+	c.HealthInterval = time.Second
+	return c
+}
+
+// Config errors.
+var (
+	ErrConfig = errors.New("node: invalid configuration")
+)
+
+// ConfigError names the field that is wrong.
+type ConfigError struct {
+	Field string
+	Value any
+	Why   string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("node: config %s = %v: %s", e.Field, e.Value, e.Why)
+}
+
+func (e *ConfigError) Unwrap() error { return ErrConfig }
+
+// validate fills zero fields from DefaultConfig and checks every rule.
+func (c *Config) validate() error {
+	d := DefaultConfig()
+	fill := func(v *time.Duration, dv time.Duration) {
+		if *v == 0 {
+			*v = dv
+		}
+	}
+	fillInt := func(v *int, dv int) {
+		if *v == 0 {
+			*v = dv
+		}
+	}
+	if c.Network == "" {
+		c.Network = d.Network
+	}
+	if c.DHTMode == "" {
+		c.DHTMode = d.DHTMode
+	}
+	fill(&c.DiscoveryInterval, d.DiscoveryInterval)
+	fill(&c.ProvideInterval, d.ProvideInterval)
+	fill(&c.ProvideRetry, d.ProvideRetry)
+	fill(&c.AdvertInterval, d.AdvertInterval)
+	fill(&c.AdvertMaxAge, d.AdvertMaxAge)
+	fill(&c.AdvertMaxSkew, d.AdvertMaxSkew)
+	fill(&c.WorkerTTL, d.WorkerTTL)
+	fill(&c.HealthInterval, d.HealthInterval)
+	fill(&c.RequestTimeout, d.RequestTimeout)
+	fill(&c.HopMargin, d.HopMargin)
+	fillInt(&c.MinProxies, d.MinProxies)
+	fillInt(&c.MaxActive, d.MaxActive)
+	fillInt(&c.MaxBodyBytes, d.MaxBodyBytes)
+	fillInt(&c.MaxChunkBytes, d.MaxChunkBytes)
+	fillInt(&c.MaxAttempts, d.MaxAttempts)
+	if c.MaxTokens == 0 {
+		c.MaxTokens = d.MaxTokens
+	}
+	if c.Coefficient == 0 {
+		c.Coefficient = d.Coefficient
+	}
+	if c.APIAddr == "" {
+		c.APIAddr = d.APIAddr
+	}
+
+	switch c.Role {
+	case RoleClient, RoleProxy, RoleWorker:
+	default:
+		return &ConfigError{"role", c.Role, "want client, proxy or worker"}
+	}
+	if c.DHTMode != discovery.ModeServer && c.DHTMode != discovery.ModeClient {
+		return &ConfigError{"dht_mode", c.DHTMode, "want server or client"}
+	}
+	if c.Role == RoleProxy && c.DHTMode != discovery.ModeServer {
+		return &ConfigError{"dht_mode", c.DHTMode, "a proxy must run the DHT in server mode so clients can find it"}
+	}
+	if _, err := c.bootstrapPeers(); err != nil {
+		return err
+	}
+	if c.Role == RoleWorker {
+		if len(c.Models) == 0 {
+			return &ConfigError{"models", "[]", "a worker must serve at least one model"}
+		}
+		seen := map[string]bool{}
+		for _, m := range c.Models {
+			if _, err := wire.ParseModelID(m.ID); err != nil {
+				return &ConfigError{"models.id", m.ID, err.Error()}
+			}
+			if seen[m.ID] {
+				return &ConfigError{"models.id", m.ID, "listed twice"}
+			}
+			seen[m.ID] = true
+		}
+		if len(c.Models) > wire.MaxAdvertModels {
+			return &ConfigError{"models", len(c.Models), fmt.Sprintf("at most %d models per worker", wire.MaxAdvertModels)}
+		}
+	}
+	if c.MaxActive < 0 || c.MaxActive > 1<<16 {
+		return &ConfigError{"max_active", c.MaxActive, "want 1..65536"}
+	}
+	if c.MaxBodyBytes < 1024 {
+		return &ConfigError{"max_body_bytes", c.MaxBodyBytes, "want at least 1024"}
+	}
+	if c.MaxAttempts < 1 {
+		return &ConfigError{"max_attempts", c.MaxAttempts, "want at least 1"}
+	}
+	if c.HopMargin*4 > c.RequestTimeout {
+		return &ConfigError{"hop_margin", c.HopMargin, "must be well below request_timeout"}
+	}
+	if c.AdvertMaxAge < c.AdvertInterval {
+		return &ConfigError{"advert_max_age", c.AdvertMaxAge, "must be at least advert_interval"}
+	}
+	return nil
+}
+
+// bootstrapPeers parses Bootstrap.
+func (c *Config) bootstrapPeers() ([]peer.AddrInfo, error) {
+	var addrs []ma.Multiaddr
+	for _, s := range c.Bootstrap {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, &ConfigError{"bootstrap", s, err.Error()}
+		}
+		addrs = append(addrs, a)
+	}
+	infos, err := peer.AddrInfosFromP2pAddrs(addrs...)
+	if err != nil {
+		return nil, &ConfigError{"bootstrap", c.Bootstrap, "each address must end in /p2p/<peer id>: " + err.Error()}
+	}
+	return infos, nil
+}

@@ -1,0 +1,182 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Limits on an advert, so a validator can refuse a hostile one cheaply.
+const (
+	MaxAdvertSize   = 16 << 10
+	MaxAdvertModels = 64
+	MaxAdvertAddrs  = 16
+)
+
+// advertDomain separates advert signatures from anything else the identity key signs.
+const advertDomain = "cocoon/advert/v1\x00"
+
+// CoefficientOne is the price coefficient that leaves list prices unchanged (per mille).
+const CoefficientOne = 1000
+
+// Prices are per-token prices in nanoTON, by billing category.
+type Prices struct {
+	Prompt, Cached, Completion, Reasoning uint64
+}
+
+// Offer is one model a worker serves, with its list prices.
+type Offer struct {
+	Model  string // full identity "name@revision:hash"
+	Prices Prices
+}
+
+// Advert is a worker's signed statement of what it serves and how busy it is.
+type Advert struct {
+	Worker       peer.ID
+	Seq          uint64    // increases with every advert from this worker process
+	Time         time.Time // when it was made (millisecond precision on the wire)
+	Addrs        []ma.Multiaddr
+	MaxActive    uint32 // concurrent requests it accepts
+	Running      uint32 // requests running when the advert was made
+	Coefficient  uint32 // price multiplier in per mille (CoefficientOne = 1.0x)
+	TokensPerSec uint32 // measured completion tokens per second, all requests together
+	Healthy      bool   // the backend answered its last health check
+	Offers       []Offer
+}
+
+// EffectivePrice is what a completion token costs at this worker: list price x coefficient.
+func (a *Advert) EffectivePrice(o Offer) uint64 {
+	return o.Prices.Completion * uint64(a.Coefficient) / CoefficientOne
+}
+
+func (a *Advert) appendBody(b []byte) []byte {
+	e := enc{b}
+	e.bytes([]byte(a.Worker))
+	e.uvarint(a.Seq)
+	e.uvarint(uint64(a.Time.UnixMilli()))
+	e.uvarint(uint64(len(a.Addrs)))
+	for _, m := range a.Addrs {
+		e.bytes(m.Bytes())
+	}
+	e.uvarint(uint64(a.MaxActive))
+	e.uvarint(uint64(a.Running))
+	e.uvarint(uint64(a.Coefficient))
+	e.uvarint(uint64(a.TokensPerSec))
+	e.bool(a.Healthy)
+	e.uvarint(uint64(len(a.Offers)))
+	for _, o := range a.Offers {
+		e.str(o.Model)
+		e.uvarint(o.Prices.Prompt)
+		e.uvarint(o.Prices.Cached)
+		e.uvarint(o.Prices.Completion)
+		e.uvarint(o.Prices.Reasoning)
+	}
+	return e.b
+}
+
+// SignAdvert encodes a and signs it with key, which must be the key of a.Worker.
+func SignAdvert(a *Advert, key crypto.PrivKey) ([]byte, error) {
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if id != a.Worker {
+		return nil, fmt.Errorf("wire: advert for %s signed with the key of %s", a.Worker, id)
+	}
+	body := a.appendBody(nil)
+	sig, err := key.Sign(append([]byte(advertDomain), body...))
+	if err != nil {
+		return nil, err
+	}
+	e := enc{body}
+	e.bytes(sig)
+	if len(e.b) > MaxAdvertSize {
+		return nil, fmt.Errorf("wire: advert of %d bytes is over the %d byte limit", len(e.b), MaxAdvertSize)
+	}
+	return e.b, nil
+}
+
+// ErrBadSignature means an advert's signature does not match its worker's key.
+var ErrBadSignature = errors.New("wire: advert signature does not verify")
+
+// DecodeAdvert decodes an advert and verifies its signature against the worker's identity.
+func DecodeAdvert(p []byte) (*Advert, error) {
+	if len(p) > MaxAdvertSize {
+		return nil, fmt.Errorf("%w: advert of %d bytes, limit %d", ErrFrameTooLarge, len(p), MaxAdvertSize)
+	}
+	d := dec{b: p}
+	a := &Advert{}
+	rawID := d.bytes("worker id", 128)
+	a.Seq = d.uvarint("seq")
+	ms := d.bounded("time", 1<<53)
+	a.Time = time.UnixMilli(int64(ms))
+	n := d.bounded("address count", MaxAdvertAddrs)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		m, err := ma.NewMultiaddrBytes(d.bytes("address", 512))
+		if err != nil && d.err == nil {
+			d.err = fmt.Errorf("%w: address %d: %v", ErrMalformed, i, err)
+		}
+		a.Addrs = append(a.Addrs, m)
+	}
+	a.MaxActive = uint32(d.bounded("max active", 1<<20))
+	a.Running = uint32(d.bounded("running", 1<<20))
+	a.Coefficient = uint32(d.bounded("coefficient", 1<<20))
+	a.TokensPerSec = uint32(d.bounded("tokens per second", 1<<32-1))
+	a.Healthy = d.bool("healthy flag")
+	n = d.bounded("model count", MaxAdvertModels)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		var o Offer
+		o.Model = d.str("model", MaxModelLen)
+		o.Prices.Prompt = d.uvarint("prompt price")
+		o.Prices.Cached = d.uvarint("cached price")
+		o.Prices.Completion = d.uvarint("completion price")
+		o.Prices.Reasoning = d.uvarint("reasoning price")
+		if d.err == nil {
+			if _, err := ParseModelID(o.Model); err != nil {
+				d.err = fmt.Errorf("%w: %v", ErrMalformed, err)
+			}
+		}
+		a.Offers = append(a.Offers, o)
+	}
+	bodyLen := len(p) - len(d.b)
+	sig := d.bytes("signature", 1024)
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	id, err := peer.IDFromBytes(rawID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: worker id: %v", ErrMalformed, err)
+	}
+	a.Worker = id
+	pub, err := id.ExtractPublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("%w: worker id carries no public key: %v", ErrMalformed, err)
+	}
+	ok, err := pub.Verify(append([]byte(advertDomain), p[:bodyLen]...), sig)
+	if err != nil || !ok {
+		return nil, ErrBadSignature
+	}
+	return a, nil
+}
+
+// Advert freshness errors.
+var (
+	ErrStale  = errors.New("wire: advert is stale")
+	ErrFuture = errors.New("wire: advert is from the future")
+)
+
+// CheckFresh refuses an advert older than maxAge or more than maxSkew ahead of now.
+func (a *Advert) CheckFresh(now time.Time, maxAge, maxSkew time.Duration) error {
+	age := now.Sub(a.Time)
+	if age > maxAge {
+		return fmt.Errorf("%w: made %s ago, limit %s", ErrStale, age.Round(time.Millisecond), maxAge)
+	}
+	if -age > maxSkew {
+		return fmt.Errorf("%w: %s ahead of this node's clock", ErrFuture, (-age).Round(time.Millisecond))
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+package wire
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// FrameType says what a frame's payload holds.
+type FrameType uint8
+
+// Frame types of the inference stream.
+const (
+	FrameHeader FrameType = 1 // request metadata, first frame from the caller
+	FrameBody   FrameType = 2 // the request body (an OpenAI JSON object), second frame from the caller
+	FrameChunk  FrameType = 3 // one piece of the answer
+	FrameFinal  FrameType = 4 // the answer is complete: usage follows
+	FrameError  FrameType = 5 // the request failed: code and message
+)
+
+func (t FrameType) String() string {
+	switch t {
+	case FrameHeader:
+		return "header"
+	case FrameBody:
+		return "body"
+	case FrameChunk:
+		return "chunk"
+	case FrameFinal:
+		return "final"
+	case FrameError:
+		return "error"
+	}
+	return fmt.Sprintf("frame(%d)", uint8(t))
+}
+
+// Codec errors.
+var (
+	ErrFrameTooLarge = errors.New("wire: frame larger than the limit")
+	ErrMalformed     = errors.New("wire: malformed message")
+)
+
+// Reader reads frames from a stream.
+type Reader struct {
+	br  *bufio.Reader
+	max int
+}
+
+// NewReader returns a Reader that refuses frames whose payload exceeds max bytes.
+func NewReader(r io.Reader, max int) *Reader {
+	return &Reader{br: bufio.NewReaderSize(r, 8<<10), max: max}
+}
+
+// ReadFrame returns the next frame. The payload is a fresh slice the caller may keep.
+// An oversized frame is refused before its payload is read, so memory stays bounded.
+func (r *Reader) ReadFrame() (FrameType, []byte, error) {
+	t, err := r.br.ReadByte()
+	if err != nil {
+		return 0, nil, err
+	}
+	n, err := binary.ReadUvarint(r.br)
+	if err != nil {
+		return 0, nil, noEOF(err)
+	}
+	if n > uint64(r.max) {
+		return 0, nil, fmt.Errorf("%w: %s frame of %d bytes, limit %d", ErrFrameTooLarge, FrameType(t), n, r.max)
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(r.br, p); err != nil {
+		return 0, nil, noEOF(err)
+	}
+	return FrameType(t), p, nil
+}
+
+// noEOF turns a clean EOF inside a frame into ErrUnexpectedEOF: the peer stopped mid-frame.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// Writer writes frames to a stream through a buffer; call Flush to send.
+type Writer struct {
+	bw  *bufio.Writer
+	hdr [binary.MaxVarintLen64 + 1]byte
+}
+
+// NewWriter returns a buffered frame Writer.
+func NewWriter(w io.Writer) *Writer {
+	return &Writer{bw: bufio.NewWriterSize(w, 8<<10)}
+}
+
+// WriteFrame buffers one frame.
+func (w *Writer) WriteFrame(t FrameType, payload []byte) error {
+	w.hdr[0] = byte(t)
+	n := binary.PutUvarint(w.hdr[1:], uint64(len(payload)))
+	if _, err := w.bw.Write(w.hdr[:1+n]); err != nil {
+		return err
+	}
+	_, err := w.bw.Write(payload)
+	return err
+}
+
+// Flush sends buffered frames.
+func (w *Writer) Flush() error { return w.bw.Flush() }
+
+// enc appends fields to a payload.
+type enc struct{ b []byte }
+
+func (e *enc) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *enc) bytes(p []byte)   { e.uvarint(uint64(len(p))); e.b = append(e.b, p...) }
+func (e *enc) str(s string)     { e.uvarint(uint64(len(s))); e.b = append(e.b, s...) }
+func (e *enc) bool(v bool) {
+	if v {
+		e.b = append(e.b, 1)
+	} else {
+		e.b = append(e.b, 0)
+	}
+}
+
+// dec reads fields from a payload; the first error sticks and later reads return zero values.
+type dec struct {
+	b   []byte
+	err error
+}
+
+func (d *dec) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: bad %s", ErrMalformed, what)
+	}
+}
+
+func (d *dec) uvarint(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail(what)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// bounded reads a uvarint that must not exceed max.
+func (d *dec) bounded(what string, max uint64) uint64 {
+	v := d.uvarint(what)
+	if v > max {
+		d.fail(what)
+		return 0
+	}
+	return v
+}
+
+func (d *dec) bytes(what string, max int) []byte {
+	n := d.uvarint(what)
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(max) || n > uint64(len(d.b)) {
+		d.fail(what)
+		return nil
+	}
+	p := d.b[:n:n]
+	d.b = d.b[n:]
+	return p
+}
+
+func (d *dec) str(what string, max int) string { return string(d.bytes(what, max)) }
+
+func (d *dec) bool(what string) bool {
+	if d.err != nil {
+		return false
+	}
+	if len(d.b) == 0 || d.b[0] > 1 {
+		d.fail(what)
+		return false
+	}
+	v := d.b[0] == 1
+	d.b = d.b[1:]
+	return v
+}
+
+// done reports the sticky error, or an error if bytes are left over.
+func (d *dec) done() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
+	}
+	return d.err
+}

@@ -1,0 +1,240 @@
+package wire
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Limits on header fields; a header is small by design, the body travels in its own frame.
+const (
+	MaxIDLen    = 64
+	MaxModelLen = 256
+	MaxTimeout  = 24 * time.Hour
+)
+
+// Endpoint names the OpenAI API a request targets.
+type Endpoint uint8
+
+// Endpoints carried by Header.Endpoint.
+const (
+	Chat       Endpoint = 1 // /v1/chat/completions
+	Completion Endpoint = 2 // /v1/completions
+)
+
+// Header is the first frame of an inference stream: what the router needs, never the prompt.
+type Header struct {
+	ID        string        // request id chosen by the client, for logs and receipts
+	Model     string        // requested model: "name", "name@revision" or "name@revision:hash"
+	Endpoint  Endpoint      // which OpenAI API the body is for
+	Stream    bool          // the caller wants chunks as they are generated
+	MaxTokens uint32        // completion token limit (0: the node's default)
+	Timeout   time.Duration // time left for the whole request when this hop sent it; each hop shrinks it
+	MaxPrice  uint64        // cap on the effective price, nanoTON per completion token (0: no cap)
+}
+
+// AppendHeader encodes h.
+func AppendHeader(b []byte, h *Header) []byte {
+	e := enc{b}
+	e.str(h.ID)
+	e.str(h.Model)
+	e.uvarint(uint64(h.Endpoint))
+	e.bool(h.Stream)
+	e.uvarint(uint64(h.MaxTokens))
+	e.uvarint(uint64(h.Timeout / time.Millisecond))
+	e.uvarint(h.MaxPrice)
+	return e.b
+}
+
+// DecodeHeader decodes and checks a Header payload.
+func DecodeHeader(p []byte) (Header, error) {
+	d := dec{b: p}
+	var h Header
+	h.ID = d.str("request id", MaxIDLen)
+	h.Model = d.str("model", MaxModelLen)
+	h.Endpoint = Endpoint(d.bounded("endpoint", 255))
+	h.Stream = d.bool("stream flag")
+	h.MaxTokens = uint32(d.bounded("max tokens", 1<<32-1))
+	h.Timeout = time.Duration(d.bounded("timeout", uint64(MaxTimeout/time.Millisecond))) * time.Millisecond
+	h.MaxPrice = d.uvarint("max price")
+	if err := d.done(); err != nil {
+		return Header{}, err
+	}
+	if h.Endpoint != Chat && h.Endpoint != Completion {
+		return Header{}, fmt.Errorf("%w: unknown endpoint %d", ErrMalformed, h.Endpoint)
+	}
+	if h.Model == "" {
+		return Header{}, fmt.Errorf("%w: empty model", ErrMalformed)
+	}
+	if h.Timeout <= 0 {
+		return Header{}, fmt.Errorf("%w: no time left", ErrMalformed)
+	}
+	return h, nil
+}
+
+// Chunk is one piece of the answer: one OpenAI JSON object (a stream chunk, or the whole
+// response when the request did not stream) and the completion tokens it carries.
+type Chunk struct {
+	Tokens uint32
+	Data   []byte
+}
+
+// AppendChunk encodes c.
+func AppendChunk(b []byte, c *Chunk) []byte {
+	e := enc{b}
+	e.uvarint(uint64(c.Tokens))
+	e.bytes(c.Data)
+	return e.b
+}
+
+// DecodeChunk decodes a Chunk payload; Data aliases p.
+func DecodeChunk(p []byte) (Chunk, error) {
+	d := dec{b: p}
+	var c Chunk
+	c.Tokens = uint32(d.bounded("chunk tokens", 1<<32-1))
+	c.Data = d.bytes("chunk data", len(p))
+	return c, d.done()
+}
+
+// Usage is the token accounting of one request, by billing category.
+type Usage struct {
+	Prompt, Cached, Completion, Reasoning uint32
+	Estimated                             bool // the backend reported no usage; the worker estimated it
+}
+
+// Final ends a successful answer.
+type Final struct {
+	Usage  Usage
+	Worker string // the worker's peer ID, as text
+}
+
+// AppendFinal encodes f.
+func AppendFinal(b []byte, f *Final) []byte {
+	e := enc{b}
+	e.uvarint(uint64(f.Usage.Prompt))
+	e.uvarint(uint64(f.Usage.Cached))
+	e.uvarint(uint64(f.Usage.Completion))
+	e.uvarint(uint64(f.Usage.Reasoning))
+	e.bool(f.Usage.Estimated)
+	e.str(f.Worker)
+	return e.b
+}
+
+// DecodeFinal decodes a Final payload.
+func DecodeFinal(p []byte) (Final, error) {
+	d := dec{b: p}
+	var f Final
+	const m = 1<<32 - 1
+	f.Usage.Prompt = uint32(d.bounded("prompt tokens", m))
+	f.Usage.Cached = uint32(d.bounded("cached tokens", m))
+	f.Usage.Completion = uint32(d.bounded("completion tokens", m))
+	f.Usage.Reasoning = uint32(d.bounded("reasoning tokens", m))
+	f.Usage.Estimated = d.bool("estimated flag")
+	f.Worker = d.str("worker", 128)
+	return f, d.done()
+}
+
+// Code classifies a failure; each maps to an HTTP status for the client API.
+type Code uint16
+
+// Error codes carried by Error frames.
+const (
+	CodeBadRequest   Code = 1  // the request itself is wrong: do not retry elsewhere
+	CodeUnknownModel Code = 2  // no worker serves the model
+	CodePriceTooHigh Code = 3  // workers exist, all above the caller's price cap
+	CodeNoCapacity   Code = 4  // all workers busy or unhealthy: retry later
+	CodeTooLarge     Code = 5  // body or max_tokens over the limit
+	CodeTimeout      Code = 6  // the deadline passed
+	CodeCancelled    Code = 7  // the caller went away
+	CodeBackend      Code = 8  // the model backend failed
+	CodeWorkerFailed Code = 9  // the worker failed after the answer had started
+	CodeInternal     Code = 10 // a bug or an unexpected local failure
+	CodeUnavailable  Code = 11 // this node cannot serve now (no proxy, shutting down)
+)
+
+var codeNames = map[Code]string{
+	CodeBadRequest: "bad_request", CodeUnknownModel: "model_not_found", CodePriceTooHigh: "price_too_high",
+	CodeNoCapacity: "no_capacity", CodeTooLarge: "too_large", CodeTimeout: "timeout",
+	CodeCancelled: "cancelled", CodeBackend: "backend_error", CodeWorkerFailed: "worker_failed",
+	CodeInternal: "internal_error", CodeUnavailable: "unavailable",
+}
+
+// String returns the code's stable name, used as OpenAI's error "code".
+func (c Code) String() string {
+	if s, ok := codeNames[c]; ok {
+		return s
+	}
+	return fmt.Sprintf("code_%d", uint16(c))
+}
+
+// HTTPStatus is the status the client API answers with for c.
+func (c Code) HTTPStatus() int {
+	switch c {
+	case CodeBadRequest:
+		return http.StatusBadRequest
+	case CodeUnknownModel:
+		return http.StatusNotFound
+	case CodePriceTooHigh:
+		return http.StatusPaymentRequired
+	case CodeNoCapacity, CodeUnavailable:
+		return http.StatusServiceUnavailable
+	case CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case CodeTimeout:
+		return http.StatusGatewayTimeout
+	case CodeCancelled:
+		return 499 // client closed request, as nginx names it
+	case CodeBackend, CodeWorkerFailed:
+		return http.StatusBadGateway
+	}
+	return http.StatusInternalServerError
+}
+
+// Retryable reports whether another worker could succeed where this one failed.
+func (c Code) Retryable() bool {
+	switch c {
+	case CodeNoCapacity, CodeBackend, CodeWorkerFailed, CodeUnavailable, CodeInternal:
+		return true
+	}
+	return false
+}
+
+// Error is a failure sent in place of an answer. It implements error.
+type Error struct {
+	Code    Code
+	Message string
+}
+
+// MaxErrorLen bounds an error message on the wire.
+const MaxErrorLen = 4096
+
+func (e *Error) Error() string { return e.Code.String() + ": " + e.Message }
+
+// Errorf builds an *Error.
+func Errorf(c Code, format string, args ...any) *Error {
+	return &Error{Code: c, Message: fmt.Sprintf(format, args...)}
+}
+
+// AppendError encodes e; an over-long message is cut.
+func AppendError(b []byte, e *Error) []byte {
+	msg := e.Message
+	if len(msg) > MaxErrorLen {
+		msg = msg[:MaxErrorLen]
+	}
+	en := enc{b}
+	en.uvarint(uint64(e.Code))
+	en.str(msg)
+	return en.b
+}
+
+// DecodeError decodes an Error payload.
+func DecodeError(p []byte) (*Error, error) {
+	d := dec{b: p}
+	e := &Error{}
+	e.Code = Code(d.bounded("error code", 1<<16-1))
+	e.Message = d.str("error message", MaxErrorLen)
+	if err := d.done(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}

@@ -1,0 +1,173 @@
+package routing
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Request is what Pick needs to know about one client request.
+type Request struct {
+	Model    string    // as the client asked: a full ID "name@revision:hash", or "name@revision", or just "name"
+	MaxPrice uint64    // cap on Offer.Price; 0 means no cap
+	Exclude  []peer.ID // workers already tried for this request (failover)
+}
+
+// Decision is Pick's answer: where to send the request and what else to try.
+type Decision struct {
+	Worker    peer.ID
+	Model     string    // the full model ID of the chosen worker's matching offer
+	Price     uint64    // that offer's price
+	Fallbacks []peer.ID // other eligible workers, best first (for failover)
+	Reason    string    // short human-readable reason, for logs
+}
+
+// Pick's errors, distinguishable with errors.Is so the proxy can tell the
+// client whether to change model, raise its cap, or retry later.
+var (
+	ErrUnknownModel = errors.New("routing: no worker serves this model")
+	ErrPriceTooHigh = errors.New("routing: every worker serving this model is above the price cap")
+	ErrNoCapacity   = errors.New("routing: every worker serving this model is busy or unhealthy")
+)
+
+// candidate is an eligible worker with its sort keys computed once.
+type candidate struct {
+	w       *worker
+	offer   Offer
+	load    float64 // running x latency, nanoseconds
+	latency float64 // nanoseconds
+	fails   float64
+}
+
+// Pick chooses the worker for r by the package rule (see the package doc).
+// It does not count the request as running: call Begin when actually
+// sending. It does advance the round-robin state, so call it once per send.
+func (t *Table) Pick(now time.Time, r Request) (Decision, error) {
+	t.observe(now)
+	if r.Model == "" {
+		return Decision{}, fmt.Errorf("%w: empty model name", ErrUnknownModel)
+	}
+	var serving, excluded, pricey, unhealthy, full int
+	var cheapest uint64
+	cands := make([]candidate, 0, len(t.workers))
+	for _, w := range t.workers {
+		o, found := w.match(r.Model)
+		switch {
+		case !found:
+			continue
+		case slices.Contains(r.Exclude, w.id):
+			excluded++
+		case r.MaxPrice != 0 && o.Price > r.MaxPrice:
+			if pricey == 0 || o.Price < cheapest {
+				cheapest = o.Price
+			}
+			pricey++
+		case !w.healthy:
+			unhealthy++
+		case w.running >= w.maxActive:
+			full++
+		default:
+			lat := w.latency.value(t.cfg.DefaultLatency)
+			cands = append(cands, candidate{
+				w: w, offer: o, latency: lat,
+				load:  float64(w.running) * lat,
+				fails: w.failures.value(now, t.cfg.LatencyHalfLife),
+			})
+		}
+		serving++
+	}
+	switch {
+	case serving == 0:
+		return Decision{}, fmt.Errorf("%w: %q", ErrUnknownModel, r.Model)
+	case len(cands) == 0 && pricey > 0 && pricey == serving-excluded:
+		return Decision{}, fmt.Errorf("%w: %q: cheapest is %d, cap %d", ErrPriceTooHigh, r.Model, cheapest, r.MaxPrice)
+	case len(cands) == 0:
+		return Decision{}, fmt.Errorf("%w: %q: %d serving: %d excluded, %d above cap, %d unhealthy, %d full",
+			ErrNoCapacity, r.Model, serving, excluded, pricey, unhealthy, full)
+	}
+
+	slices.SortFunc(cands, compareCandidates)
+	best := cands[0]
+	t.seq++
+	best.w.lastPick = t.seq
+	best.w.picks++
+	d := Decision{
+		Worker: best.w.id,
+		Model:  best.offer.Model,
+		Price:  best.offer.Price,
+		Reason: reason(cands),
+	}
+	if len(cands) > 1 {
+		d.Fallbacks = make([]peer.ID, 0, len(cands)-1)
+		for _, c := range cands[1:] {
+			d.Fallbacks = append(d.Fallbacks, c.w.id)
+		}
+	}
+	return d, nil
+}
+
+// match returns the worker's offer for model, the cheapest if several match
+// (e.g. two revisions of "name"); offers are sorted by model, so equal
+// prices go to the smaller model ID.
+func (w *worker) match(model string) (Offer, bool) {
+	var best Offer
+	found := false
+	for _, o := range w.offers {
+		if (o.Model == model || o.nameRev == model || o.name == model) && (!found || o.Price < best.Price) {
+			best, found = o.Offer, true
+		}
+	}
+	return best, found
+}
+
+// compareCandidates orders candidates best first: the rule's keys in order,
+// then least recently picked (round robin), then peer ID so that the order
+// is total and deterministic.
+func compareCandidates(a, b candidate) int {
+	return cmp.Or(
+		cmp.Compare(a.load, b.load),
+		cmp.Compare(a.latency, b.latency),
+		cmp.Compare(a.fails, b.fails),
+		cmp.Compare(a.offer.Price, b.offer.Price),
+		cmp.Compare(a.w.lastPick, b.w.lastPick),
+		strings.Compare(string(a.w.id), string(b.w.id)),
+	)
+}
+
+// reason names the first rule key that set the winner apart from the
+// runner-up, so logs say why this worker and not the next.
+func reason(cands []candidate) string {
+	b := cands[0]
+	lat := time.Duration(b.latency).Round(time.Microsecond)
+	load := fmt.Sprintf("load %v (running %d x latency %v)", time.Duration(b.load).Round(time.Microsecond), b.w.running, lat)
+	n := len(cands)
+	if n == 1 {
+		return "only eligible worker, " + load
+	}
+	c := cands[1]
+	switch {
+	case b.load != c.load:
+		return fmt.Sprintf("lowest %s among %d eligible", load, n)
+	case b.latency != c.latency:
+		return fmt.Sprintf("tied %s, lowest latency among %d eligible", load, n)
+	case b.fails != c.fails:
+		return fmt.Sprintf("tied %s, fewest recent failures (%.2f) among %d eligible", load, b.fails, n)
+	case b.offer.Price != c.offer.Price:
+		return fmt.Sprintf("tied %s, lowest price %d among %d eligible", load, b.offer.Price, n)
+	}
+	eq := 1
+	for eq < n && equalRule(cands[eq], b) {
+		eq++
+	}
+	return fmt.Sprintf("round robin among %d equal of %d eligible, %s", eq, n, load)
+}
+
+// equalRule reports whether a and b tie on every key of the rule proper.
+func equalRule(a, b candidate) bool {
+	return a.load == b.load && a.latency == b.latency && a.fails == b.fails && a.offer.Price == b.offer.Price
+}

@@ -1,0 +1,252 @@
+package routing
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Offer is one model a worker serves.
+type Offer struct {
+	Model string // full model identity "name@revision:hash"
+	Price uint64 // effective price in nanoTON per completion token (list price x worker coefficient, already multiplied by the caller)
+}
+
+// WorkerInfo is what the proxy knows about a worker from its latest capacity advert.
+type WorkerInfo struct {
+	ID        peer.ID
+	Offers    []Offer
+	MaxActive int  // max concurrent requests the worker accepts (<=0 means 1)
+	Healthy   bool // backend health as advertised
+}
+
+// Config tunes a Table; zero (or negative) fields get the defaults of DefaultConfig.
+type Config struct {
+	TTL             time.Duration // a worker not refreshed (Upsert) within TTL is dropped by Expire; default 90s
+	LatencyHalfLife time.Duration // half-life of the decayed average latency and failure count; default 30s
+	DefaultLatency  time.Duration // latency assumed for a worker with no samples; default 1s
+}
+
+// DefaultConfig returns the configuration New uses for fields left zero.
+func DefaultConfig() Config {
+	return Config{TTL: 90 * time.Second, LatencyHalfLife: 30 * time.Second, DefaultLatency: time.Second}
+}
+
+// WorkerStatus is a snapshot of one worker, for status output and logs.
+type WorkerStatus struct {
+	ID         peer.ID
+	Offers     []Offer // sorted by model, one per model
+	MaxActive  int
+	Running    int
+	Healthy    bool
+	AvgLatency time.Duration // the decayed average Pick uses (DefaultLatency until the first sample)
+	LastSeen   time.Time     // time of the latest Upsert
+	Failures   int           // decayed failure count, rounded, as of the latest time the Table was given
+	Picks      uint64        // how many times Pick chose this worker
+}
+
+// ModelSummary describes one model as offered across all workers.
+type ModelSummary struct {
+	Model    string
+	MinPrice uint64
+	Workers  int
+}
+
+// Table is the proxy's view of the workers. It is not safe for concurrent
+// use: the caller serialises calls with its own mutex.
+type Table struct {
+	cfg     Config
+	workers map[peer.ID]*worker
+	// clock is the latest time any method was given, so that Workers, which
+	// takes no time, can still report decayed failure counts.
+	clock time.Time
+	// seq numbers the picks; a worker remembers the seq of its latest pick
+	// so that ties go to the least recently picked (round robin).
+	seq uint64
+}
+
+type worker struct {
+	id        peer.ID
+	offers    []offer
+	maxActive int
+	healthy   bool
+	running   int
+	latency   meanLatency
+	failures  decayingCount
+	lastSeen  time.Time
+	lastPick  uint64
+	picks     uint64
+}
+
+// offer carries the shorter names a request may use, split once at Upsert
+// rather than on every Pick.
+type offer struct {
+	Offer
+	nameRev string // "name@revision"
+	name    string // "name"
+}
+
+// New returns an empty Table; zero fields of cfg get defaults.
+func New(cfg Config) *Table {
+	def := DefaultConfig()
+	if cfg.TTL <= 0 {
+		cfg.TTL = def.TTL
+	}
+	if cfg.LatencyHalfLife <= 0 {
+		cfg.LatencyHalfLife = def.LatencyHalfLife
+	}
+	if cfg.DefaultLatency <= 0 {
+		cfg.DefaultLatency = def.DefaultLatency
+	}
+	return &Table{cfg: cfg, workers: make(map[peer.ID]*worker)}
+}
+
+// observe advances the Table's notion of the latest time.
+func (t *Table) observe(now time.Time) {
+	if now.After(t.clock) {
+		t.clock = now
+	}
+}
+
+// Upsert adds a worker or refreshes it from a new advert, keeping the
+// running count and latency and failure history of a known worker.
+func (t *Table) Upsert(now time.Time, w WorkerInfo) {
+	if w.ID == "" {
+		return
+	}
+	t.observe(now)
+	k, ok := t.workers[w.ID]
+	if !ok {
+		k = &worker{id: w.ID}
+		t.workers[w.ID] = k
+	}
+	k.offers = normalizeOffers(w.Offers)
+	k.maxActive = max(w.MaxActive, 1)
+	k.healthy = w.Healthy
+	if now.After(k.lastSeen) { // a late-delivered old advert must not shorten the worker's life
+		k.lastSeen = now
+	}
+}
+
+// normalizeOffers copies offers (the caller may reuse its slice), drops
+// empty models, keeps the lowest price of a model listed twice and sorts by
+// model so snapshots and tie-breaks are deterministic.
+func normalizeOffers(in []Offer) []offer {
+	out := make([]offer, 0, len(in))
+	for _, o := range in {
+		if o.Model != "" {
+			nameRev, _, _ := strings.Cut(o.Model, ":")
+			name, _, _ := strings.Cut(o.Model, "@")
+			out = append(out, offer{Offer: o, nameRev: nameRev, name: name})
+		}
+	}
+	slices.SortFunc(out, func(a, b offer) int {
+		return cmp.Or(strings.Compare(a.Model, b.Model), cmp.Compare(a.Price, b.Price))
+	})
+	return slices.CompactFunc(out, func(a, b offer) bool { return a.Model == b.Model })
+}
+
+// Remove forgets a worker, e.g. when its connection is lost, and reports
+// whether it was present. Requests still running on it are simply forgotten.
+func (t *Table) Remove(id peer.ID) bool {
+	_, ok := t.workers[id]
+	delete(t.workers, id)
+	return ok
+}
+
+// Expire drops the workers whose last Upsert is more than TTL before now
+// and returns their IDs, sorted.
+func (t *Table) Expire(now time.Time) []peer.ID {
+	t.observe(now)
+	var dropped []peer.ID
+	for id, w := range t.workers {
+		if now.Sub(w.lastSeen) > t.cfg.TTL {
+			dropped = append(dropped, id)
+			delete(t.workers, id)
+		}
+	}
+	slices.Sort(dropped)
+	return dropped
+}
+
+// Begin records that a request was sent to id; unknown workers are ignored.
+func (t *Table) Begin(id peer.ID) {
+	if w, ok := t.workers[id]; ok {
+		w.running++
+	}
+}
+
+// End records that a request to id finished after latency. A successful
+// one feeds the latency average (a non-positive latency carries no
+// information and is skipped); a failed one counts a failure. End for an
+// unknown worker (removed or expired meanwhile) is ignored, and the running
+// count never goes below zero, as an End may follow a Remove and re-Upsert.
+func (t *Table) End(now time.Time, id peer.ID, latency time.Duration, ok bool) {
+	t.observe(now)
+	w, known := t.workers[id]
+	if !known {
+		return
+	}
+	if w.running > 0 {
+		w.running--
+	}
+	switch {
+	case !ok:
+		w.failures.add(now, t.cfg.LatencyHalfLife)
+	case latency > 0:
+		w.latency.add(now, float64(latency), t.cfg.LatencyHalfLife)
+	}
+}
+
+// Len is the number of workers known.
+func (t *Table) Len() int { return len(t.workers) }
+
+// Workers returns a snapshot of every worker, sorted by ID.
+func (t *Table) Workers() []WorkerStatus {
+	out := make([]WorkerStatus, 0, len(t.workers))
+	for _, w := range t.workers {
+		offers := make([]Offer, len(w.offers))
+		for i, o := range w.offers {
+			offers[i] = o.Offer
+		}
+		out = append(out, WorkerStatus{
+			ID:         w.id,
+			Offers:     offers,
+			MaxActive:  w.maxActive,
+			Running:    w.running,
+			Healthy:    w.healthy,
+			AvgLatency: time.Duration(w.latency.value(t.cfg.DefaultLatency)),
+			LastSeen:   w.lastSeen,
+			Failures:   int(w.failures.value(t.clock, t.cfg.LatencyHalfLife) + 0.5),
+			Picks:      w.picks,
+		})
+	}
+	slices.SortFunc(out, func(a, b WorkerStatus) int { return strings.Compare(string(a.ID), string(b.ID)) })
+	return out
+}
+
+// Models returns every offered model ID with the lowest price offered for
+// it and how many workers offer it, sorted by model.
+func (t *Table) Models() []ModelSummary {
+	byModel := make(map[string]*ModelSummary)
+	for _, w := range t.workers {
+		for _, o := range w.offers { // one per model, so Workers counts each worker once
+			s, ok := byModel[o.Model]
+			if !ok {
+				s = &ModelSummary{Model: o.Model, MinPrice: o.Price}
+				byModel[o.Model] = s
+			}
+			s.MinPrice = min(s.MinPrice, o.Price)
+			s.Workers++
+		}
+	}
+	out := make([]ModelSummary, 0, len(byModel))
+	for _, s := range byModel {
+		out = append(out, *s)
+	}
+	slices.SortFunc(out, func(a, b ModelSummary) int { return strings.Compare(a.Model, b.Model) })
+	return out
+}

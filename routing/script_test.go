@@ -1,0 +1,163 @@
+package routing
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt with the actual output")
+
+// TestScripts runs testdata/*.txt: blocks of one command line, "----", and
+// the expected output up to a blank line (a tiny cockroachdb/datadriven).
+// Lines starting with '#' are comments. Run with -rewrite to regenerate.
+func TestScripts(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.txt")
+	if len(files) == 0 {
+		t.Fatal("no scripts in testdata")
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) { runScript(t, file) })
+	}
+}
+
+func runScript(t *testing.T, file string) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	tb, now := New(Config{}), t0
+	var out strings.Builder
+	for i := 0; i < len(lines); i++ {
+		cmd := lines[i]
+		if cmd == "" || strings.HasPrefix(cmd, "#") {
+			out.WriteString(cmd + "\n")
+			continue
+		}
+		if i+1 >= len(lines) || lines[i+1] != "----" {
+			t.Fatalf("%s:%d: command without ----", file, i+1)
+		}
+		start := i + 1
+		for i = start + 1; i < len(lines) && lines[i] != ""; i++ {
+		}
+		want := strings.Join(lines[start+1:i], "\n")
+		got := strings.TrimRight(runCommand(t, tb, &now, cmd), "\n")
+		if got != want && !*rewrite {
+			t.Errorf("%s:%d: %s\ngot:\n%s\nwant:\n%s", file, start, cmd, got, want)
+		}
+		out.WriteString(cmd + "\n----\n")
+		if got != "" {
+			out.WriteString(got + "\n")
+		}
+		if i < len(lines) {
+			out.WriteString("\n")
+		}
+	}
+	if *rewrite {
+		if err := os.WriteFile(file, []byte(out.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// runCommand executes one script line; its output is what the test checks.
+func runCommand(t *testing.T, tb *Table, now *time.Time, line string) string {
+	fields := strings.Fields(line)
+	args, id := map[string]string{}, peer.ID("")
+	var offers []Offer
+	for _, f := range fields[1:] {
+		k, v, ok := strings.Cut(f, "=")
+		switch {
+		case !ok:
+			id = peer.ID(k)
+		case k == "model" && fields[0] == "upsert":
+			offers = append(offers, Offer{Model: v})
+		case k == "price" && len(offers) > 0:
+			offers[len(offers)-1].Price = num(t, v)
+		default:
+			args[k] = v
+		}
+	}
+	switch fields[0] {
+	case "tick":
+		*now = now.Add(dur(t, string(id)))
+	case "upsert":
+		tb.Upsert(*now, WorkerInfo{ID: id, Offers: offers, MaxActive: int(num(t, args["max"])), Healthy: args["healthy"] != "false"})
+	case "remove":
+		return strconv.FormatBool(tb.Remove(id))
+	case "expire":
+		return fmt.Sprintf("dropped %v", strs(tb.Expire(*now)))
+	case "begin":
+		tb.Begin(id)
+	case "end":
+		tb.End(*now, id, dur(t, args["latency"]), args["ok"] != "false")
+	case "pick":
+		r := Request{Model: args["model"], MaxPrice: num(t, args["cap"])}
+		for x := range strings.SplitSeq(args["exclude"], ",") {
+			if x != "" {
+				r.Exclude = append(r.Exclude, peer.ID(x))
+			}
+		}
+		d, err := tb.Pick(*now, r)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		return fmt.Sprintf("%s %s price=%d fallbacks=%v\nreason: %s", string(d.Worker), d.Model, d.Price, strs(d.Fallbacks), d.Reason)
+	case "workers":
+		var b strings.Builder
+		for _, w := range tb.Workers() {
+			fmt.Fprintf(&b, "%s running=%d/%d healthy=%t latency=%v failures=%d picks=%d seen=%v offers=%v\n",
+				string(w.ID), w.Running, w.MaxActive, w.Healthy, w.AvgLatency, w.Failures, w.Picks, w.LastSeen.Sub(t0), w.Offers)
+		}
+		return b.String()
+	case "models":
+		var b strings.Builder
+		for _, m := range tb.Models() {
+			fmt.Fprintf(&b, "%s min=%d workers=%d\n", m.Model, m.MinPrice, m.Workers)
+		}
+		return b.String()
+	default:
+		t.Fatalf("unknown command %q", line)
+	}
+	return ""
+}
+
+// strs spells IDs as written in the script; peer.ID's String is base58.
+func strs(ids []peer.ID) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = string(id)
+	}
+	return out
+}
+
+func num(t *testing.T, s string) uint64 {
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// dur parses a duration; empty means zero.
+func dur(t *testing.T, s string) time.Duration {
+	if s == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
