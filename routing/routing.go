@@ -250,3 +250,9 @@ func (t *Table) Models() []ModelSummary {
 	slices.SortFunc(out, func(a, b ModelSummary) int { return strings.Compare(a.Model, b.Model) })
 	return out
 }
+
+// Has reports whether id is in the table.
+func (t *Table) Has(id peer.ID) bool {
+	_, ok := t.workers[id]
+	return ok
+}

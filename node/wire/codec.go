@@ -18,6 +18,7 @@ const (
 	FrameChunk  FrameType = 3 // one piece of the answer
 	FrameFinal  FrameType = 4 // the answer is complete: usage follows
 	FrameError  FrameType = 5 // the request failed: code and message
+	FrameAdvert FrameType = 6 // a signed capacity advert, sent straight to a proxy
 )
 
 func (t FrameType) String() string {
@@ -32,6 +33,8 @@ func (t FrameType) String() string {
 		return "final"
 	case FrameError:
 		return "error"
+	case FrameAdvert:
+		return "advert"
 	}
 	return fmt.Sprintf("frame(%d)", uint8(t))
 }

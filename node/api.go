@@ -1,0 +1,320 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/cocoon-mesh/cocoon/node/wire"
+)
+
+// apiHandler serves the OpenAI-compatible API of a client node.
+func (n *Node) apiHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/models", n.handleModels)
+	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) { n.handleCompletion(w, r, wire.Chat) })
+	mux.HandleFunc("POST /v1/completions", func(w http.ResponseWriter, r *http.Request) { n.handleCompletion(w, r, wire.Completion) })
+	mux.HandleFunc("GET /cocoon/v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, n.Status()) })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		apiError(w, http.StatusNotFound, "invalid_request_error", "not_found", "", fmt.Sprintf("no route for %s %s: this node serves /v1/models, /v1/chat/completions and /v1/completions", r.Method, r.URL.Path))
+	})
+	return n.authorize(mux)
+}
+
+// authorize checks the bearer API key when one is configured.
+func (n *Node) authorize(next http.Handler) http.Handler {
+	if n.cfg.APIKey == "" {
+		return next
+	}
+	want := []byte("Bearer " + n.cfg.APIKey)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			apiError(w, http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "", "missing or wrong API key: send Authorization: Bearer <key>, the api_key in this node's config")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// modelEntry is one model in /v1/models, with the mesh's extra fields.
+type modelEntry struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+	// MinPrice is the lowest effective price among the workers serving it, nanoTON per completion token.
+	MinPrice uint64 `json:"cocoon_min_price_nanoton"`
+	Workers  int    `json:"cocoon_workers"`
+}
+
+func (n *Node) handleModels(w http.ResponseWriter, _ *http.Request) {
+	n.tableMu.Lock()
+	models := n.table.Models()
+	n.tableMu.Unlock()
+	data := make([]modelEntry, 0, len(models))
+	for _, m := range models {
+		data = append(data, modelEntry{ID: m.Model, Object: "model", OwnedBy: "cocoon-mesh", MinPrice: m.MinPrice, Workers: m.Workers})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
+}
+
+// completionRequest is the part of an OpenAI request the client node needs to read; the body
+// itself travels untouched, so tools, tool_choice and any other field reach the backend.
+type completionRequest struct {
+	Model         string `json:"model"`
+	Stream        bool   `json:"stream"`
+	StreamOptions *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	MaxTokens           *int64          `json:"max_tokens"`
+	MaxCompletionTokens *int64          `json:"max_completion_tokens"`
+	Messages            json.RawMessage `json:"messages"`
+	Prompt              json.RawMessage `json:"prompt"`
+}
+
+// parseCompletion checks a request body and returns the stream header for it.
+func (n *Node) parseCompletion(body []byte, ep wire.Endpoint) (completionRequest, wire.Header, *apiErr) {
+	var req completionRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return req, wire.Header{}, badRequest("", "request body is not valid JSON: "+err.Error())
+	}
+	if req.Model == "" {
+		return req, wire.Header{}, badRequest("model", "model is required: GET /v1/models lists what the mesh offers")
+	}
+	if len(req.Model) > wire.MaxModelLen {
+		return req, wire.Header{}, badRequest("model", fmt.Sprintf("model name longer than %d bytes", wire.MaxModelLen))
+	}
+	switch ep {
+	case wire.Chat:
+		if len(bytes.TrimSpace(req.Messages)) == 0 || bytes.Equal(bytes.TrimSpace(req.Messages), []byte("[]")) || req.Messages[0] != '[' {
+			return req, wire.Header{}, badRequest("messages", "messages must be a non-empty array")
+		}
+	case wire.Completion:
+		if len(req.Prompt) == 0 || string(req.Prompt) == "null" {
+			return req, wire.Header{}, badRequest("prompt", "prompt is required")
+		}
+	}
+	var maxTokens int64
+	param := "max_tokens"
+	switch {
+	case req.MaxCompletionTokens != nil:
+		maxTokens, param = *req.MaxCompletionTokens, "max_completion_tokens"
+	case req.MaxTokens != nil:
+		maxTokens = *req.MaxTokens
+	}
+	if maxTokens < 0 {
+		return req, wire.Header{}, badRequest(param, param+" must not be negative")
+	}
+	if maxTokens > int64(n.cfg.MaxTokens) {
+		return req, wire.Header{}, badRequest(param, fmt.Sprintf("%s %d is over this node's limit of %d", param, maxTokens, n.cfg.MaxTokens))
+	}
+	h := wire.Header{Model: req.Model, Endpoint: ep, Stream: req.Stream, MaxTokens: uint32(maxTokens), MaxPrice: n.cfg.MaxPrice}
+	return req, h, nil
+}
+
+func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.Endpoint) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(n.cfg.MaxBodyBytes)))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			apiError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", wire.CodeTooLarge.String(), "", fmt.Sprintf("request body over this node's limit of %d bytes", n.cfg.MaxBodyBytes))
+			return
+		}
+		apiError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeBadRequest.String(), "", "cannot read request body: "+err.Error())
+		return
+	}
+	req, h, aerr := n.parseCompletion(body, ep)
+	if aerr != nil {
+		aerr.write(w)
+		return
+	}
+	if v := r.Header.Get("X-Cocoon-Max-Price"); v != "" {
+		p, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			badRequest("", "X-Cocoon-Max-Price must be a whole number of nanoTON per completion token").write(w)
+			return
+		}
+		if h.MaxPrice == 0 || p < h.MaxPrice {
+			h.MaxPrice = p
+		}
+	}
+	h.ID = r.Header.Get("X-Request-Id")
+	if h.ID == "" || len(h.ID) > wire.MaxIDLen {
+		h.ID = rand.Text()
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
+	defer cancel()
+	w.Header().Set("X-Request-Id", h.ID)
+
+	if !req.Stream {
+		var answer []byte
+		fin, proxy, err := n.infer(ctx, h, body, func(c *wire.Chunk) error {
+			answer = append(answer, c.Data...)
+			return nil
+		})
+		if err != nil {
+			writeWireError(w, err)
+			return
+		}
+		setUsageHeaders(w, proxy.String(), &fin)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		w.Write(answer)
+		return
+	}
+
+	flusher, _ := w.(http.Flusher)
+	started := false
+	var last []byte
+	fin, _, err := n.infer(ctx, h, body, func(c *wire.Chunk) error {
+		if !started {
+			hd := w.Header()
+			hd.Set("Content-Type", "text/event-stream")
+			hd.Set("Cache-Control", "no-cache")
+			hd.Set("Connection", "keep-alive")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		last = c.Data
+		if err := writeEvent(w, c.Data); err != nil {
+			return err
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		return nil
+	})
+	if err != nil {
+		if !started {
+			writeWireError(w, err)
+			return
+		}
+		we := asWireError(err)
+		b, _ := json.Marshal(errorBody(errorType(we.Code.HTTPStatus()), we.Code.String(), "", we.Message))
+		_ = writeEvent(w, b)
+		return
+	}
+	if !started { // an answer with no chunks still is a valid, empty stream
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+	}
+	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
+		_ = writeEvent(w, usageChunk(last, ep, &fin))
+	}
+	io.WriteString(w, "data: [DONE]\n\n")
+}
+
+// writeEvent writes one server-sent event carrying data.
+func writeEvent(w io.Writer, data []byte) error {
+	if _, err := io.WriteString(w, "data: "); err != nil {
+		return err
+	}
+	if _, err := w.Write(data); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\n\n")
+	return err
+}
+
+// usageChunk is the final chunk OpenAI sends when stream_options.include_usage is set: no
+// choices, only usage. The worker's backend always reports usage so it can be billed; the
+// client re-creates this chunk only for callers that asked for it.
+func usageChunk(last []byte, ep wire.Endpoint, fin *wire.Final) []byte {
+	var meta struct {
+		ID      string `json:"id"`
+		Created int64  `json:"created"`
+		Model   string `json:"model"`
+	}
+	_ = json.Unmarshal(last, &meta)
+	if meta.Created == 0 {
+		meta.Created = time.Now().Unix()
+	}
+	object := "chat.completion.chunk"
+	if ep == wire.Completion {
+		object = "text_completion"
+	}
+	b, _ := json.Marshal(map[string]any{
+		"id": meta.ID, "object": object, "created": meta.Created, "model": meta.Model,
+		"choices": []any{}, "usage": openAIUsage(&fin.Usage),
+	})
+	return b
+}
+
+func openAIUsage(u *wire.Usage) map[string]any {
+	m := map[string]any{
+		"prompt_tokens":     u.Prompt,
+		"completion_tokens": u.Completion,
+		"total_tokens":      u.Prompt + u.Completion,
+	}
+	if u.Cached > 0 {
+		m["prompt_tokens_details"] = map[string]any{"cached_tokens": u.Cached}
+	}
+	if u.Reasoning > 0 {
+		m["completion_tokens_details"] = map[string]any{"reasoning_tokens": u.Reasoning}
+	}
+	return m
+}
+
+// setUsageHeaders tells the caller who served the request and what it used.
+func setUsageHeaders(w http.ResponseWriter, proxy string, fin *wire.Final) {
+	h := w.Header()
+	h.Set("X-Cocoon-Proxy", proxy)
+	h.Set("X-Cocoon-Worker", fin.Worker)
+	h.Set("X-Cocoon-Usage", fmt.Sprintf("prompt=%d cached=%d completion=%d reasoning=%d estimated=%t",
+		fin.Usage.Prompt, fin.Usage.Cached, fin.Usage.Completion, fin.Usage.Reasoning, fin.Usage.Estimated))
+}
+
+// apiErr is an error in OpenAI's JSON shape.
+type apiErr struct {
+	status              int
+	typ, code, param, m string
+}
+
+func badRequest(param, msg string) *apiErr {
+	return &apiErr{http.StatusBadRequest, "invalid_request_error", wire.CodeBadRequest.String(), param, msg}
+}
+
+func (e *apiErr) write(w http.ResponseWriter) { apiError(w, e.status, e.typ, e.code, e.param, e.m) }
+
+func errorType(status int) string {
+	if status >= 500 {
+		return "server_error"
+	}
+	return "invalid_request_error"
+}
+
+func errorBody(typ, code, param, msg string) map[string]any {
+	var p any
+	if param != "" {
+		p = param
+	}
+	return map[string]any{"error": map[string]any{"message": msg, "type": typ, "param": p, "code": code}}
+}
+
+func apiError(w http.ResponseWriter, status int, typ, code, param, msg string) {
+	writeJSON(w, status, errorBody(typ, code, param, msg))
+}
+
+// writeWireError answers with the HTTP status and OpenAI error a mesh error maps to.
+func writeWireError(w http.ResponseWriter, err error) {
+	we := asWireError(err)
+	st := we.Code.HTTPStatus()
+	apiError(w, st, errorType(st), we.Code.String(), "", we.Message)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+

@@ -1,0 +1,19 @@
+// Package node assembles a Cocoon mesh peer from the parts it is given (a libp2p host, a model
+// backend, a logger, a clock) and runs one of three roles on it:
+//
+//   - client: serves the OpenAI API on a local port (api.go) and sends each request over one
+//     libp2p stream to a proxy it found through the DHT (client.go);
+//   - proxy: announces itself in the DHT, keeps a table of workers fed by signed capacity
+//     adverts (gossip.go), and routes each request to a worker, failing over while no token
+//     has reached the client yet (proxy.go);
+//   - worker: stays connected to a few proxies, publishes its capacity, and runs requests on
+//     its model backend (worker.go).
+//
+// The data path, top to bottom: HTTP request -> api.go handleCompletion -> client.go infer ->
+// [stream /cocoon/infer/1.0.0] -> proxy.go handleInfer -> forward -> [stream] -> worker.go
+// handleInfer -> backend.Generate -> chunks back along the same streams.
+//
+// Cancellation is the stream itself: a caller keeps its write side open until it has the
+// answer, so a callee that sees its read side end knows the caller went away and stops,
+// and resets the next hop in turn. Each hop shrinks the request's time left by HopMargin.
+package node

@@ -1,0 +1,277 @@
+// Package localnet starts a complete Cocoon mesh on one machine: proxies, workers and a
+// client, each its own libp2p host on real loopback sockets, in one process. `cocoon-node dev`,
+// `cocoon-node bench` and the node tests use it.
+//
+// Until the embedded model lands, workers without a backend URL use the echo test backend
+// (package backend/echo), which repeats the prompt and is labelled everywhere as a test
+// fixture, never as a language model.
+package localnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ipfs/go-datastore"
+	leveldb "github.com/ipfs/go-ds-leveldb"
+	"github.com/libp2p/go-libp2p/core/host"
+
+	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/node/backend"
+	"github.com/cocoon-mesh/cocoon/node/backend/echo"
+	"github.com/cocoon-mesh/cocoon/node/wire"
+)
+
+// EchoModelID is the identity workers advertise for the echo test backend.
+const EchoModelID = "echo-test@v1:none"
+
+// Options describe the network to start. Zero fields take defaults.
+type Options struct {
+	Proxies, Workers int    // default 2 and 2
+	APIAddr          string // client API address; default 127.0.0.1:0 (any free port)
+	Dir              string // where nodes keep their datastores; default a temporary directory
+	// BackendURL is an OpenAI-compatible server for the workers (".../v1"); BackendModel the
+	// model name it serves, ModelID the identity workers advertise for it. Empty BackendURL
+	// starts an echo test backend per worker.
+	BackendURL, BackendModel, ModelID string
+	EchoTokenDelay                    time.Duration // echo backend: pause between streamed tokens
+	Prices                            wire.Prices
+	Logger                            *slog.Logger
+	Progress                          func(msg string)   // called as parts come up
+	Tune                              func(*node.Config) // adjusts every node's config
+}
+
+// Net is a running local network.
+type Net struct {
+	Proxies, Workers []*node.Node
+	Client           *node.Node
+	Echo             []*echo.Server // the test backends, when no BackendURL was given
+	BackendURLs      []string       // each worker's backend base URL
+
+	dir     string
+	tempDir bool
+	hosts   []host.Host
+	stores  []datastore.Batching
+	servers []*http.Server
+}
+
+// Start brings the network up and returns when the client sees every proxy it wants and every
+// proxy routes to every worker, or when ctx ends.
+func Start(ctx context.Context, o Options) (_ *Net, err error) {
+	if o.Proxies == 0 {
+		o.Proxies = 2
+	}
+	if o.Workers == 0 {
+		o.Workers = 2
+	}
+	if o.APIAddr == "" {
+		o.APIAddr = "127.0.0.1:0"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	if o.BackendURL == "" {
+		o.BackendModel, o.ModelID = "echo-test", EchoModelID
+	} else if o.ModelID == "" {
+		o.ModelID = o.BackendModel + "@local:unpinned"
+	}
+	if o.Proxies < 1 || o.Workers < 1 {
+		return nil, errors.New("localnet: need at least one proxy and one worker")
+	}
+	nw := &Net{dir: o.Dir}
+	if nw.dir == "" {
+		nw.dir, err = os.MkdirTemp("", "cocoon-localnet-")
+		if err != nil {
+			return nil, err
+		}
+		nw.tempDir = true
+	}
+	defer func() {
+		if err != nil {
+			nw.Close()
+		}
+	}()
+
+	cfg := node.LocalConfig()
+	cfg.Models = []node.ModelConfig{{ID: o.ModelID, Prices: o.Prices}}
+	if o.Tune != nil {
+		o.Tune(&cfg)
+	}
+
+	var boot []string
+	for i := range o.Proxies {
+		c := cfg
+		c.Role, c.Bootstrap = node.RoleProxy, boot
+		nd, err := nw.startNode(ctx, fmt.Sprintf("proxy%d", i+1), c, nil, o.Logger)
+		if err != nil {
+			return nil, err
+		}
+		nw.Proxies = append(nw.Proxies, nd)
+		if i == 0 {
+			boot = nd.Status().Addrs[:1]
+		}
+		progress(fmt.Sprintf("proxy %d/%d up: %s", i+1, o.Proxies, nd.ID()))
+	}
+	for i := range o.Workers {
+		url := o.BackendURL
+		if url == "" {
+			url, err = nw.startEcho(o.EchoTokenDelay)
+			if err != nil {
+				return nil, err
+			}
+			progress(fmt.Sprintf("echo test backend %d/%d at %s (repeats prompts; not a language model)", i+1, o.Workers, url))
+		}
+		nw.BackendURLs = append(nw.BackendURLs, url)
+		be, err := backend.NewHTTP(backend.HTTPConfig{BaseURL: url, Models: map[string]string{o.ModelID: o.BackendModel}})
+		if err != nil {
+			return nil, err
+		}
+		c := cfg
+		c.Role, c.Bootstrap = node.RoleWorker, boot
+		nd, err := nw.startNode(ctx, fmt.Sprintf("worker%d", i+1), c, be, o.Logger)
+		if err != nil {
+			return nil, err
+		}
+		nw.Workers = append(nw.Workers, nd)
+		progress(fmt.Sprintf("worker %d/%d up: %s serving %s", i+1, o.Workers, nd.ID(), o.ModelID))
+	}
+	c := cfg
+	c.Role, c.Bootstrap, c.APIAddr = node.RoleClient, boot, o.APIAddr
+	nw.Client, err = nw.startNode(ctx, "client", c, nil, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	progress("client up: API at " + nw.ClientURL())
+	if err := nw.waitReady(ctx, progress); err != nil {
+		return nil, err
+	}
+	return nw, nil
+}
+
+// startNode builds one node on its own loopback host with its own datastore.
+func (nw *Net) startNode(ctx context.Context, name string, cfg node.Config, be backend.Backend, log *slog.Logger) (*node.Node, error) {
+	ds, err := leveldb.NewDatastore(filepath.Join(nw.dir, name), nil)
+	if err != nil {
+		return nil, fmt.Errorf("localnet: %s datastore: %w", name, err)
+	}
+	nw.stores = append(nw.stores, ds)
+	key, err := node.LoadOrCreateIdentity(ctx, ds)
+	if err != nil {
+		return nil, err
+	}
+	hc := node.DefaultHostConfig()
+	hc.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	h, err := node.NewHost(hc, key, log)
+	if err != nil {
+		return nil, err
+	}
+	nw.hosts = append(nw.hosts, h)
+	nd, err := node.New(cfg, node.Deps{Host: h, Backend: be, Logger: log.With("node", name)})
+	if err != nil {
+		return nil, err
+	}
+	if err := nd.Start(); err != nil {
+		nd.Close()
+		return nil, err
+	}
+	return nd, nil
+}
+
+// startEcho serves one echo test backend on a loopback port.
+func (nw *Net) startEcho(delay time.Duration) (string, error) {
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	e := echo.New(echo.Config{TokenDelay: delay})
+	srv := &http.Server{Handler: e.Handler()}
+	go srv.Serve(ln)
+	nw.Echo = append(nw.Echo, e)
+	nw.servers = append(nw.servers, srv)
+	return "http://" + ln.Addr().String() + "/v1", nil
+}
+
+// waitReady polls until the client holds enough proxies and every proxy knows every worker.
+func (nw *Net) waitReady(ctx context.Context, progress func(string)) error {
+	wantProxies := min(len(nw.Proxies), nw.Client.Config().MinProxies)
+	said := map[string]bool{}
+	say := func(msg string) {
+		if !said[msg] {
+			said[msg] = true
+			progress(msg)
+		}
+	}
+	for {
+		st := nw.Client.Status()
+		proxiesOK := len(st.Proxies) >= wantProxies
+		if proxiesOK {
+			say(fmt.Sprintf("client connected to %d proxies", len(st.Proxies)))
+		}
+		routed := 0
+		for _, p := range nw.Proxies {
+			healthy := 0
+			for _, w := range p.Status().Workers {
+				if w.Healthy {
+					healthy++
+				}
+			}
+			if healthy == len(nw.Workers) {
+				routed++
+			}
+		}
+		if routed > 0 {
+			say(fmt.Sprintf("%d/%d proxies route to all %d workers", routed, len(nw.Proxies), len(nw.Workers)))
+		}
+		if proxiesOK && routed == len(nw.Proxies) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("localnet: network not ready (client has %d/%d proxies, %d/%d proxies see all workers): %w",
+				len(st.Proxies), wantProxies, routed, len(nw.Proxies), ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// ClientURL is the base URL of the client's OpenAI API.
+func (nw *Net) ClientURL() string {
+	if nw.Client == nil {
+		return ""
+	}
+	return "http://" + nw.Client.APIAddr() + "/v1"
+}
+
+// Close stops every node, host, backend and datastore, and removes a temporary directory.
+func (nw *Net) Close() error {
+	var errs []error
+	nodes := append([]*node.Node{nw.Client}, nw.Workers...)
+	for _, n := range append(nodes, nw.Proxies...) {
+		if n != nil {
+			errs = append(errs, n.Close())
+		}
+	}
+	for _, h := range nw.hosts {
+		errs = append(errs, h.Close())
+	}
+	for _, s := range nw.servers {
+		errs = append(errs, s.Close())
+	}
+	for _, ds := range nw.stores {
+		errs = append(errs, ds.Close())
+	}
+	if nw.tempDir {
+		errs = append(errs, os.RemoveAll(nw.dir))
+	}
+	return errors.Join(errs...)
+}

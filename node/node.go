@@ -1,0 +1,207 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+
+	"github.com/cocoon-mesh/cocoon/discovery"
+	"github.com/cocoon-mesh/cocoon/node/backend"
+	"github.com/cocoon-mesh/cocoon/routing"
+)
+
+// Deps are the parts a node is built from. cmd/cocoon-node picks real ones; simulations pass
+// mocknet hosts and fake clocks.
+type Deps struct {
+	Host    host.Host       // required
+	Backend backend.Backend // required for workers
+	Logger  *slog.Logger    // nil: discard
+	Now     func() time.Time
+}
+
+// Node is one running peer of the mesh.
+type Node struct {
+	cfg  Config
+	h    host.Host
+	log  *slog.Logger
+	now  func() time.Time
+	disc *discovery.Service
+	ps   *pubsub.PubSub
+
+	topic  *pubsub.Topic
+	keeper *discovery.Keeper // clients and workers: the proxies we hold connections to
+
+	// table is the worker table: the proxy routes with it, the client lists models from it.
+	// Its owner is tableMu: every call on it happens under the lock, and nothing blocks there.
+	tableMu sync.Mutex
+	table   *routing.Table
+
+	worker *workerState // workers only
+	client *clientState // clients only
+
+	api   *http.Server
+	apiLn net.Listener
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds a node; nothing runs until Start.
+func New(cfg Config, deps Deps) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if deps.Host == nil {
+		return nil, errors.New("node: no libp2p host given")
+	}
+	if cfg.Role == RoleWorker && deps.Backend == nil {
+		return nil, errors.New("node: a worker needs a model backend")
+	}
+	n := &Node{cfg: cfg, h: deps.Host, log: deps.Logger, now: deps.Now}
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
+	}
+	if n.now == nil {
+		n.now = time.Now
+	}
+	n.log = n.log.With("role", string(cfg.Role), "peer", n.h.ID().ShortString())
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+
+	boot, _ := cfg.bootstrapPeers() // validated above
+	var err error
+	n.disc, err = discovery.New(n.h, discovery.Config{Network: cfg.Network, Mode: cfg.DHTMode, Bootstrap: boot, Logger: n.log})
+	if err != nil {
+		n.cancel()
+		return nil, err
+	}
+	if err := n.startGossip(); err != nil {
+		n.disc.Close()
+		n.cancel()
+		return nil, err
+	}
+	n.table = routing.New(routing.Config{TTL: cfg.WorkerTTL})
+	switch cfg.Role {
+	case RoleWorker:
+		n.worker = newWorkerState(cfg, deps.Backend)
+	case RoleClient:
+		n.client = &clientState{}
+	}
+	return n, nil
+}
+
+// ID is the node's peer ID.
+func (n *Node) ID() peer.ID { return n.h.ID() }
+
+// Host is the node's libp2p host.
+func (n *Node) Host() host.Host { return n.h }
+
+// Config is the node's configuration with defaults filled in.
+func (n *Node) Config() Config { return n.cfg }
+
+// Start joins the mesh and starts the role's work. It returns once the node serves (for a
+// client: the API listens); finding peers continues in the background.
+func (n *Node) Start() error {
+	n.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+		defer cancel()
+		if err := n.disc.Bootstrap(ctx); err != nil {
+			n.log.Warn("bootstrap failed; the DHT keeps retrying its bootstrap peers", "err", err)
+		}
+	})
+	switch n.cfg.Role {
+	case RoleProxy:
+		return n.startProxy()
+	case RoleWorker:
+		return n.startWorker()
+	default:
+		return n.startClient()
+	}
+}
+
+// Close stops the node: the API, the loops, gossip and the DHT. It does not close the host,
+// which belongs to the caller.
+func (n *Node) Close() error {
+	n.cancel()
+	var errs []error
+	if n.api != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		errs = append(errs, n.api.Shutdown(ctx))
+		cancel()
+	}
+	n.h.RemoveStreamHandler(InferProtocol)
+	n.h.RemoveStreamHandler(AdvertProtocol)
+	n.wg.Wait()
+	if n.topic != nil {
+		errs = append(errs, n.topic.Close())
+	}
+	errs = append(errs, n.disc.Close())
+	return errors.Join(errs...)
+}
+
+// go runs f until the node closes.
+func (n *Node) goLoop(f func(ctx context.Context)) {
+	n.wg.Go(func() { f(n.ctx) })
+}
+
+// every calls f every d until the node closes.
+func (n *Node) every(d time.Duration, f func()) {
+	n.goLoop(func(ctx context.Context) {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				f()
+			}
+		}
+	})
+}
+
+// Status is a snapshot for operators (the status endpoint and logs).
+type Status struct {
+	Role    Role                   `json:"role"`
+	Peer    string                 `json:"peer"`
+	Network string                 `json:"network"`
+	Addrs   []string               `json:"addrs"`
+	Peers   int                    `json:"connected_peers"`
+	Proxies []string               `json:"proxies,omitempty"`
+	Workers []routing.WorkerStatus `json:"workers,omitempty"`
+	Active  int                    `json:"active_requests,omitempty"`
+	Healthy *bool                  `json:"backend_healthy,omitempty"`
+}
+
+// Status reports what the node sees now.
+func (n *Node) Status() Status {
+	st := Status{Role: n.cfg.Role, Peer: n.h.ID().String(), Network: n.cfg.Network, Peers: len(n.h.Network().Peers())}
+	for _, a := range n.h.Addrs() {
+		st.Addrs = append(st.Addrs, fmt.Sprintf("%s/p2p/%s", a, n.h.ID()))
+	}
+	if n.keeper != nil {
+		for _, p := range n.keeper.Proxies() {
+			st.Proxies = append(st.Proxies, p.String())
+		}
+	}
+	if n.cfg.Role == RoleProxy {
+		n.tableMu.Lock()
+		st.Workers = n.table.Workers()
+		n.tableMu.Unlock()
+	}
+	if n.worker != nil {
+		st.Active = int(n.worker.active.Load())
+		h := n.worker.healthy.Load()
+		st.Healthy = &h
+	}
+	return st
+}

@@ -1,0 +1,168 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cocoon-mesh/cocoon/node/wire"
+	"github.com/cocoon-mesh/cocoon/routing"
+)
+
+// startProxy makes the node a proxy: it takes requests from clients and adverts from
+// workers, announces itself in the DHT, and keeps its worker table fresh.
+func (n *Node) startProxy() error {
+	n.h.SetStreamHandler(InferProtocol, n.handleProxyInfer)
+	n.h.SetStreamHandler(AdvertProtocol, n.handleDirectAdvert)
+	n.h.Network().Notify(&network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
+		p := c.RemotePeer()
+		if nw.Connectedness(p) != network.Connected {
+			n.dropWorker(p, "connection closed")
+		}
+	}})
+	n.goLoop(n.readAdverts)
+	n.goLoop(func(ctx context.Context) {
+		n.disc.Advertise(ctx, nil, n.cfg.ProvideRetry, n.cfg.ProvideInterval)
+	})
+	n.every(n.cfg.WorkerTTL/4, n.expireWorkers)
+	n.log.Info("proxy started", "network", n.cfg.Network)
+	return nil
+}
+
+// handleDirectAdvert takes an advert a worker sends straight to us when it connects, so it is
+// routable before its first gossip advert arrives.
+func (n *Node) handleDirectAdvert(s network.Stream) {
+	defer s.Close()
+	_ = s.SetReadDeadline(time.Now().Add(requestReadTimeout))
+	t, p, err := wire.NewReader(s, wire.MaxAdvertSize).ReadFrame()
+	if err == nil && t != wire.FrameAdvert {
+		err = fmt.Errorf("expected an advert frame, got %s", t)
+	}
+	var a *wire.Advert
+	if err == nil {
+		a, err = n.checkAdvert(p, s.Conn().RemotePeer())
+	}
+	if err != nil {
+		n.log.Warn("direct advert rejected", "from", s.Conn().RemotePeer().ShortString(), "err", err)
+		s.Reset()
+		return
+	}
+	n.observeAdvert(a)
+}
+
+// handleProxyInfer serves one client request: pick a worker, forward, stream the answer back,
+// and fail over to the next worker while nothing has reached the client yet.
+func (n *Node) handleProxyInfer(s network.Stream) {
+	out := newAnswer(s)
+	r, h, body, err := n.readRequest(s)
+	if err != nil {
+		out.fail(err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, h.Timeout)
+	defer cancel()
+	go watchCaller(r, cancel)
+
+	var tried []peer.ID
+	var lastErr error
+	for attempt := 0; attempt < n.cfg.MaxAttempts; attempt++ {
+		n.tableMu.Lock()
+		d, err := n.table.Pick(n.now(), routing.Request{Model: h.Model, MaxPrice: h.MaxPrice, Exclude: tried})
+		if err == nil {
+			n.table.Begin(d.Worker)
+		}
+		n.tableMu.Unlock()
+		if err != nil {
+			if lastErr == nil {
+				lastErr = routingError(err)
+			}
+			break
+		}
+		tried = append(tried, d.Worker)
+		start := time.Now()
+		started, firstToken, err := n.forward(ctx, d, h, body, out)
+		latency := firstToken.Sub(start)
+		n.tableMu.Lock()
+		n.table.End(n.now(), d.Worker, latency, err == nil)
+		n.tableMu.Unlock()
+		if err == nil {
+			return
+		}
+		lastErr = err
+		if started || ctx.Err() != nil || !asWireError(err).Code.Retryable() {
+			break
+		}
+		n.log.Warn("worker failed before the first token; failing over", "worker", d.Worker.ShortString(), "request", h.ID, "err", err)
+	}
+	if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
+		s.Reset() // the client went away: nobody to tell
+		return
+	}
+	out.fail(lastErr)
+}
+
+// forward runs one attempt on worker d. started reports whether any chunk reached the client,
+// after which failing over would duplicate output. firstToken is when the first frame came.
+func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, body []byte, out *answer) (started bool, firstToken time.Time, err error) {
+	left, err := n.timeLeft(ctx)
+	if err != nil {
+		return false, time.Now(), err
+	}
+	h.Model = d.Model // the worker serves exactly the model we routed on
+	h.Timeout = left
+	c, err := n.openCall(ctx, d.Worker, &h, body)
+	if err != nil {
+		return false, time.Now(), wire.Errorf(wire.CodeWorkerFailed, "cannot reach worker %s: %v", d.Worker.ShortString(), err)
+	}
+	for {
+		t, p, err := c.next()
+		if firstToken.IsZero() {
+			firstToken = time.Now()
+		}
+		if err != nil {
+			c.abort()
+			if ctx.Err() != nil {
+				return started, firstToken, context.Cause(ctx)
+			}
+			return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s stopped answering: %v", d.Worker.ShortString(), err)
+		}
+		switch t {
+		case wire.FrameChunk:
+			if err := out.raw(t, p); err != nil {
+				c.abort()
+				return true, firstToken, context.Canceled // the client is gone
+			}
+			started = true
+		case wire.FrameFinal:
+			c.finish()
+			_ = out.raw(t, p) // if the client left before reading the end, the worker still served in full
+			out.s.Close()
+			return true, firstToken, nil
+		case wire.FrameError:
+			c.finish()
+			we, err := wire.DecodeError(p)
+			if err != nil {
+				return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker sent a malformed error: %v", err)
+			}
+			return started, firstToken, we
+		default:
+			c.abort()
+			return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.ShortString(), unexpected(t))
+		}
+	}
+}
+
+// routingError turns a routing refusal into the error the client sees.
+func routingError(err error) *wire.Error {
+	switch {
+	case errors.Is(err, routing.ErrUnknownModel):
+		return wire.Errorf(wire.CodeUnknownModel, "%v", err)
+	case errors.Is(err, routing.ErrPriceTooHigh):
+		return wire.Errorf(wire.CodePriceTooHigh, "%v", err)
+	}
+	return wire.Errorf(wire.CodeNoCapacity, "%v", err)
+}

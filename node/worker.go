@@ -1,0 +1,230 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cocoon-mesh/cocoon/node/backend"
+	"github.com/cocoon-mesh/cocoon/node/wire"
+)
+
+// workerState is what a worker tracks beyond the common node.
+type workerState struct {
+	backend backend.Backend
+	models  map[string]ModelConfig
+
+	active  atomic.Int32  // requests running now
+	healthy atomic.Bool   // the backend answered its last health check
+	seq     atomic.Uint64 // advert sequence number
+	tokens  atomic.Int64  // completion tokens generated since start
+	rate    atomic.Uint32 // completion tokens per second over the last advert interval
+
+	lastTokens int64 // tokens at the previous measurement (advert loop only)
+	lastAt     time.Time
+}
+
+// measureRate updates the tokens/s figure; only the advert loop calls it.
+func (w *workerState) measureRate(now time.Time) {
+	tokens := w.tokens.Load()
+	if !w.lastAt.IsZero() {
+		if dt := now.Sub(w.lastAt).Seconds(); dt > 0 {
+			w.rate.Store(uint32(float64(tokens-w.lastTokens) / dt))
+		}
+	}
+	w.lastTokens, w.lastAt = tokens, now
+}
+
+func newWorkerState(cfg Config, b backend.Backend) *workerState {
+	w := &workerState{backend: b, models: map[string]ModelConfig{}}
+	for _, m := range cfg.Models {
+		w.models[m.ID] = m
+	}
+	return w
+}
+
+// startWorker makes the node a worker: it serves inference streams from proxies, keeps
+// connections to a few proxies, and publishes its capacity.
+func (n *Node) startWorker() error {
+	n.h.SetStreamHandler(InferProtocol, n.handleWorkerInfer)
+	n.checkHealth()
+	n.keeper = n.disc.NewKeeper(n.cfg.MinProxies, n.cfg.DiscoveryInterval, n.sendDirectAdvert)
+	n.goLoop(n.keeper.Run)
+	n.every(n.cfg.HealthInterval, n.checkHealth)
+	n.goLoop(func(ctx context.Context) {
+		n.publishAdvert(ctx)
+		t := time.NewTicker(n.cfg.AdvertInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				n.publishAdvert(ctx)
+			}
+		}
+	})
+	models := make([]string, 0, len(n.cfg.Models))
+	for _, m := range n.cfg.Models {
+		models = append(models, m.ID)
+	}
+	n.log.Info("worker started", "models", models, "max_active", n.cfg.MaxActive)
+	return nil
+}
+
+// checkHealth asks the backend whether it can serve, and logs changes.
+func (n *Node) checkHealth() {
+	ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
+	defer cancel()
+	err := n.worker.backend.Health(ctx)
+	ok := err == nil
+	if was := n.worker.healthy.Swap(ok); was != ok {
+		if ok {
+			n.log.Info("backend healthy")
+		} else {
+			n.log.Warn("backend unhealthy: proxies will stop routing here", "err", err)
+		}
+	}
+}
+
+// advert builds the worker's current capacity advert.
+func (n *Node) advert() *wire.Advert {
+	w := n.worker
+	now := n.now()
+	a := &wire.Advert{
+		Worker:       n.h.ID(),
+		Seq:          w.seq.Add(1),
+		Time:         now,
+		Addrs:        n.h.Addrs(),
+		MaxActive:    uint32(n.cfg.MaxActive),
+		Running:      uint32(w.active.Load()),
+		Coefficient:  n.cfg.Coefficient,
+		TokensPerSec: w.rate.Load(),
+		Healthy:      w.healthy.Load(),
+	}
+	if len(a.Addrs) > wire.MaxAdvertAddrs {
+		a.Addrs = a.Addrs[:wire.MaxAdvertAddrs]
+	}
+	for _, m := range n.cfg.Models {
+		a.Offers = append(a.Offers, wire.Offer{Model: m.ID, Prices: m.Prices})
+	}
+	return a
+}
+
+// signedAdvert returns the current advert, signed.
+func (n *Node) signedAdvert() ([]byte, error) {
+	return wire.SignAdvert(n.advert(), n.h.Peerstore().PrivKey(n.h.ID()))
+}
+
+// publishAdvert gossips the current advert.
+func (n *Node) publishAdvert(ctx context.Context) {
+	n.worker.measureRate(n.now())
+	b, err := n.signedAdvert()
+	if err == nil {
+		err = n.topic.Publish(ctx, b)
+	}
+	if err != nil && ctx.Err() == nil {
+		n.log.Warn("cannot publish capacity advert", "err", err)
+	}
+}
+
+// sendDirectAdvert hands a newly connected proxy our advert, so it can route to us at once.
+func (n *Node) sendDirectAdvert(ctx context.Context, p peer.ID) {
+	b, err := n.signedAdvert()
+	if err != nil {
+		n.log.Warn("cannot sign advert", "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := n.h.NewStream(ctx, p, AdvertProtocol)
+	if err != nil {
+		n.log.Warn("cannot send advert to proxy", "proxy", p.ShortString(), "err", err)
+		return
+	}
+	w := wire.NewWriter(s)
+	if err := w.WriteFrame(wire.FrameAdvert, b); err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		s.Reset()
+		return
+	}
+	s.Close()
+}
+
+// handleWorkerInfer runs one request from a proxy on the backend and streams the answer.
+func (n *Node) handleWorkerInfer(s network.Stream) {
+	out := newAnswer(s)
+	r, h, body, err := n.readRequest(s)
+	if err != nil {
+		out.fail(err)
+		return
+	}
+	w := n.worker
+	endpoint := backend.Chat
+	if h.Endpoint == wire.Completion {
+		endpoint = backend.Completion
+	}
+	if _, ok := w.models[h.Model]; !ok {
+		out.fail(wire.Errorf(wire.CodeUnknownModel, "this worker does not serve %q", h.Model))
+		return
+	}
+	if !w.healthy.Load() {
+		out.fail(wire.Errorf(wire.CodeNoCapacity, "backend unhealthy"))
+		return
+	}
+	if int(w.active.Add(1)) > n.cfg.MaxActive {
+		w.active.Add(-1)
+		out.fail(wire.Errorf(wire.CodeNoCapacity, "worker at its limit of %d requests", n.cfg.MaxActive))
+		return
+	}
+	defer w.active.Add(-1)
+
+	ctx, cancel := context.WithTimeout(n.ctx, h.Timeout)
+	defer cancel()
+	go watchCaller(r, cancel)
+
+	var chunk wire.Chunk
+	usage, err := w.backend.Generate(ctx, backend.Request{Endpoint: endpoint, Model: h.Model, Body: body, Stream: h.Stream},
+		func(c backend.Chunk) error {
+			chunk.Tokens, chunk.Data = uint32(c.Tokens), c.Data
+			return out.chunk(&chunk)
+		})
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
+			s.Reset() // the proxy went away: the backend call is already stopped
+			n.log.Debug("request cancelled by the caller", "request", h.ID)
+			return
+		}
+		out.fail(backendError(ctx, err))
+		return
+	}
+	w.tokens.Add(int64(usage.Completion))
+	out.final(&wire.Final{
+		Usage: wire.Usage{Prompt: uint32(usage.Prompt), Cached: uint32(usage.Cached), Completion: uint32(usage.Completion),
+			Reasoning: uint32(usage.Reasoning), Estimated: usage.Estimated},
+		Worker: n.h.ID().String(),
+	})
+}
+
+// backendError classifies a backend failure: a request the backend refused is the caller's
+// fault and must not be retried elsewhere; a backend that failed is worth another worker.
+func backendError(ctx context.Context, err error) *wire.Error {
+	var be *backend.Error
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return wire.Errorf(wire.CodeTimeout, "the request ran out of time on the worker")
+	case errors.As(err, &be) && be.Status == 404:
+		return wire.Errorf(wire.CodeUnknownModel, "backend: %s", be.Message)
+	case errors.As(err, &be) && be.Status == 413:
+		return wire.Errorf(wire.CodeTooLarge, "backend: %s", be.Message)
+	case errors.As(err, &be) && be.Status >= 400 && be.Status < 500:
+		return wire.Errorf(wire.CodeBadRequest, "backend: %s", be.Message)
+	}
+	return wire.Errorf(wire.CodeBackend, "backend failed: %v", err)
+}
