@@ -185,4 +185,3 @@ func (n *Node) timeLeft(ctx context.Context) (time.Duration, error) {
 func unexpected(t wire.FrameType) error {
 	return fmt.Errorf("unexpected %s frame in an answer", t)
 }
-
