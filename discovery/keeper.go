@@ -85,24 +85,33 @@ func (k *Keeper) Run(ctx context.Context) {
 	k.s.h.Network().Notify(nb)
 	defer k.s.h.Network().StopNotify(nb)
 
+	// While short of proxies, look again soon (backing off up to interval): a network that is
+	// still coming up should be usable within a fraction of a second of its first proxy.
+	wait := 100 * time.Millisecond
 	for {
-		k.fill(ctx)
+		if k.fill(ctx) {
+			wait = k.interval
+		} else {
+			wait = min(2*wait, k.interval)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-k.kick:
-		case <-time.After(k.interval):
+			wait = 100 * time.Millisecond
+		case <-time.After(wait):
 		}
 	}
 }
 
-// fill connects to new proxies while fewer than want are connected.
-func (k *Keeper) fill(ctx context.Context) {
+// fill connects to new proxies while fewer than want are connected, and reports whether
+// enough are.
+func (k *Keeper) fill(ctx context.Context) bool {
 	k.mu.Lock()
 	have := len(k.proxies)
 	k.mu.Unlock()
 	if have >= k.want {
-		return
+		return true
 	}
 	fctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -127,9 +136,10 @@ func (k *Keeper) fill(ctx context.Context) {
 			go k.onConnect(ctx, ai.ID)
 		}
 		if n >= k.want {
-			return
+			return true
 		}
 	}
+	return false
 }
 
 func addrStrings(as []ma.Multiaddr) []string {

@@ -141,9 +141,7 @@ func (n *Node) Close() error {
 	n.h.RemoveStreamHandler(InferProtocol)
 	n.h.RemoveStreamHandler(AdvertProtocol)
 	n.wg.Wait()
-	if n.topic != nil {
-		errs = append(errs, n.topic.Close())
-	}
+	// Gossip needs no separate teardown: pubsub lives on n.ctx, cancelled above.
 	errs = append(errs, n.disc.Close())
 	return errors.Join(errs...)
 }

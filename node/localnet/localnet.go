@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/ipfs/go-datastore"
@@ -59,6 +60,7 @@ type Net struct {
 	hosts   []host.Host
 	stores  []datastore.Batching
 	servers []*http.Server
+	closed  sync.Once
 }
 
 // Start brings the network up and returns when the client sees every proxy it wants and every
@@ -253,7 +255,12 @@ func (nw *Net) ClientURL() string {
 }
 
 // Close stops every node, host, backend and datastore, and removes a temporary directory.
-func (nw *Net) Close() error {
+func (nw *Net) Close() (err error) {
+	nw.closed.Do(func() { err = nw.close() })
+	return err
+}
+
+func (nw *Net) close() error {
 	var errs []error
 	nodes := append([]*node.Node{nw.Client}, nw.Workers...)
 	for _, n := range append(nodes, nw.Proxies...) {

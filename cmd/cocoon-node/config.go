@@ -1,0 +1,207 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/cocoon-mesh/cocoon/discovery"
+	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/node/wire"
+)
+
+// fileConfig is the config file's shape (TOML). Only cmd sees it: it becomes a node.Config,
+// a node.HostConfig and the backend settings.
+type fileConfig struct {
+	Role       string   `toml:"role"`
+	Network    string   `toml:"network"`
+	DataDir    string   `toml:"data_dir"`
+	Listen     []string `toml:"listen"`
+	Bootstrap  []string `toml:"bootstrap"`
+	DHTMode    string   `toml:"dht_mode"`
+	MinProxies int      `toml:"min_proxies"`
+	Local      bool     `toml:"local"`
+	LogLevel   string   `toml:"log_level"`
+
+	Client struct {
+		APIAddr  string `toml:"api_addr"`
+		APIKey   string `toml:"api_key"`
+		MaxPrice uint64 `toml:"max_price"`
+	} `toml:"client"`
+
+	Worker struct {
+		MaxActive        int         `toml:"max_active"`
+		PriceCoefficient uint32      `toml:"price_coefficient"`
+		BackendURL       string      `toml:"backend_url"`
+		BackendAPIKey    string      `toml:"backend_api_key"`
+		Models           []fileModel `toml:"models"`
+	} `toml:"worker"`
+
+	Limits struct {
+		MaxBodyBytes   int      `toml:"max_body_bytes"`
+		MaxTokens      uint32   `toml:"max_tokens"`
+		RequestTimeout duration `toml:"request_timeout"`
+	} `toml:"limits"`
+
+	Host struct {
+		ConnsLow   int `toml:"conns_low"`
+		ConnsHigh  int `toml:"conns_high"`
+		MaxConns   int `toml:"max_conns"`
+		MaxStreams int `toml:"max_streams"`
+	} `toml:"host"`
+}
+
+type fileModel struct {
+	ID          string `toml:"id"`
+	BackendName string `toml:"backend_name"`
+	Prices      struct {
+		Prompt     uint64 `toml:"prompt"`
+		Cached     uint64 `toml:"cached"`
+		Completion uint64 `toml:"completion"`
+		Reasoning  uint64 `toml:"reasoning"`
+	} `toml:"prices"`
+}
+
+// duration reads "30s"-style strings.
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("want a duration like 30s or 10m: %w", err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// parseConfig reads a config file; unknown keys are an error, so a typo is never ignored.
+func parseConfig(r io.Reader) (fileConfig, error) {
+	var fc fileConfig
+	md, err := toml.NewDecoder(r).Decode(&fc)
+	if err != nil {
+		return fc, fmt.Errorf("config: %w", err)
+	}
+	if un := md.Undecoded(); len(un) > 0 {
+		keys := make([]string, len(un))
+		for i, k := range un {
+			keys[i] = k.String()
+		}
+		sort.Strings(keys)
+		return fc, fmt.Errorf("config: unknown keys: %s", strings.Join(keys, ", "))
+	}
+	return fc, nil
+}
+
+func loadConfigFile(path string) (fileConfig, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return fileConfig{}, fmt.Errorf("config: %w (run 'cocoon-node init' to write one)", err)
+	}
+	defer f.Close()
+	fc, err := parseConfig(f)
+	if err != nil {
+		return fc, fmt.Errorf("%s: %w", path, err)
+	}
+	return fc, nil
+}
+
+// settings is everything a run needs, resolved from defaults, the file and flags.
+type settings struct {
+	node       node.Config
+	host       node.HostConfig
+	dataDir    string
+	backendURL string
+	backendKey string
+	// backendNames maps an advertised model id to the name the backend knows.
+	backendNames map[string]string
+	logLevel     string
+}
+
+// resolve turns the file config into settings over the defaults.
+func (fc *fileConfig) resolve() (settings, error) {
+	s := settings{node: node.DefaultConfig(), host: node.DefaultHostConfig(), backendNames: map[string]string{}}
+	if fc.Local {
+		s.node = node.LocalConfig()
+	}
+	n := &s.node
+	setStr := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	if fc.Role != "" {
+		n.Role = node.Role(fc.Role)
+	}
+	setStr(&n.Network, fc.Network)
+	if fc.DHTMode != "" {
+		n.DHTMode = discovery.Mode(fc.DHTMode)
+	}
+	if fc.Bootstrap != nil {
+		n.Bootstrap = fc.Bootstrap
+	}
+	if fc.MinProxies != 0 {
+		n.MinProxies = fc.MinProxies
+	}
+	setStr(&n.APIAddr, fc.Client.APIAddr)
+	setStr(&n.APIKey, fc.Client.APIKey)
+	if fc.Client.MaxPrice != 0 {
+		n.MaxPrice = fc.Client.MaxPrice
+	}
+	if fc.Worker.MaxActive != 0 {
+		n.MaxActive = fc.Worker.MaxActive
+	}
+	if fc.Worker.PriceCoefficient != 0 {
+		n.Coefficient = fc.Worker.PriceCoefficient
+	}
+	for _, m := range fc.Worker.Models {
+		n.Models = append(n.Models, node.ModelConfig{ID: m.ID, Prices: wire.Prices{
+			Prompt: m.Prices.Prompt, Cached: m.Prices.Cached, Completion: m.Prices.Completion, Reasoning: m.Prices.Reasoning}})
+		name := m.BackendName
+		if name == "" {
+			id, err := wire.ParseModelID(m.ID)
+			if err != nil {
+				return s, fmt.Errorf("config worker.models: %w", err)
+			}
+			name = id.Name
+		}
+		s.backendNames[m.ID] = name
+	}
+	s.backendURL, s.backendKey = fc.Worker.BackendURL, fc.Worker.BackendAPIKey
+	if fc.Limits.MaxBodyBytes != 0 {
+		n.MaxBodyBytes = fc.Limits.MaxBodyBytes
+	}
+	if fc.Limits.MaxTokens != 0 {
+		n.MaxTokens = fc.Limits.MaxTokens
+	}
+	if fc.Limits.RequestTimeout.Duration != 0 {
+		n.RequestTimeout = fc.Limits.RequestTimeout.Duration
+	}
+	if fc.Listen != nil {
+		s.host.Listen = fc.Listen
+	}
+	h := &s.host
+	for _, p := range []struct {
+		dst *int
+		v   int
+	}{{&h.ConnsLow, fc.Host.ConnsLow}, {&h.ConnsHigh, fc.Host.ConnsHigh}, {&h.MaxConns, fc.Host.MaxConns}, {&h.MaxStreams, fc.Host.MaxStreams}} {
+		if p.v != 0 {
+			*p.dst = p.v
+		}
+	}
+	s.dataDir = fc.DataDir
+	if s.dataDir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			home = "."
+		}
+		s.dataDir = filepath.Join(home, ".cocoon")
+	}
+	s.logLevel = fc.LogLevel
+	return s, nil
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+)
+
+// defaultConfig is what `cocoon-node init` writes: every setting, its default, and what it does.
+// A test parses it, so it cannot drift from the config format.
+const defaultConfig = `# Cocoon mesh node configuration (TOML). Command-line flags override these values.
+
+# What this node does: "client" (serves the OpenAI API to your apps), "proxy" (routes requests
+# from clients to workers and keeps a commission), or "worker" (runs a model and earns TON).
+role = "{{role}}"
+
+# The mesh to join. Nodes of different networks never meet.
+network = "cocoon-mainnet"
+
+# Where the node keeps its datastore (its identity key lives there). Default: ~/.cocoon
+# data_dir = "/var/lib/cocoon"
+
+# libp2p listen addresses, TCP and QUIC.
+listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+
+# Peers to join the mesh through: multiaddrs ending in /p2p/<peer id>. Any node can be one.
+bootstrap = []
+
+# "server" answers DHT queries for others (required for proxies and bootstrap peers);
+# "client" only asks (for nodes others cannot dial).
+dht_mode = "server"
+
+# How many proxies a client or worker stays connected to.
+min_proxies = 2
+
+# Fast discovery and adverts, for a network on one machine.
+local = false
+
+# debug, info, warn or error.
+log_level = "info"
+
+[client]
+# The OpenAI-compatible API: point any OpenAI SDK at http://<api_addr>/v1
+api_addr = "127.0.0.1:10000"
+# If set, callers must send "Authorization: Bearer <api_key>".
+api_key = ""
+# Highest effective price accepted, nanoTON per completion token (0: no cap).
+max_price = 0
+
+[worker]
+# Requests run at once.
+max_active = 16
+# Price multiplier in per mille: 1000 = list price.
+price_coefficient = 1000
+# An OpenAI-compatible server: vLLM, sglang, llama.cpp's llama-server, Ollama.
+backend_url = "http://127.0.0.1:8000/v1"
+backend_api_key = ""
+
+# One [[worker.models]] per model served. id pins the model as name@revision:hash;
+# backend_name is the name the backend knows it by (default: the name part of id).
+# [[worker.models]]
+# id = "qwen3-8b@main:0123abcd"
+# backend_name = "Qwen/Qwen3-8B"
+# prices = { prompt = 1, cached = 0, completion = 4, reasoning = 4 }
+
+[limits]
+# Largest request body accepted, bytes.
+max_body_bytes = 4194304
+# Largest max_tokens accepted.
+max_tokens = 32768
+# Time a request gets when the caller sets none.
+request_timeout = "10m"
+
+[host]
+# Connection manager water marks: above conns_high, unprotected connections are trimmed to
+# conns_low. Proxies and workers a node depends on are never trimmed.
+conns_low = 600
+conns_high = 1000
+# Resource manager caps for the whole node; refusals are logged.
+max_conns = 4096
+max_streams = 65536
+`
+
+func renderDefaultConfig(role string) string {
+	return strings.ReplaceAll(defaultConfig, "{{role}}", role)
+}
+
+// initConfig writes the commented default config.
+func (m *Main) initConfig(args []string) error {
+	fset := flag.NewFlagSet("init", flag.ContinueOnError)
+	out := fset.String("out", "cocoon.toml", "file to write")
+	role := fset.String("role", "client", "client, proxy or worker")
+	force := fset.Bool("force", false, "overwrite an existing file")
+	if err := fset.Parse(args); err != nil {
+		return err
+	}
+	switch *role {
+	case "client", "proxy", "worker":
+	default:
+		return usageError(fmt.Sprintf("--role %q: want client, proxy or worker", *role))
+	}
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if *force {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(*out, flags, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s exists; pass --force to overwrite it", *out)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(renderDefaultConfig(*role)); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "wrote %s (role %s); start the node with: cocoon-node run --config %s\n", *out, *role, *out)
+	return nil
+}

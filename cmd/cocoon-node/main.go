@@ -1,0 +1,78 @@
+// Command cocoon-node is the one binary of Cocoon mesh: it runs a client, proxy or worker node
+// (run), a whole local network (dev), benchmarks (bench), writes a default config (init), and
+// serves the echo test backend (echo-backend).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr}
+	err := m.Run(ctx, os.Args[1:])
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.As(err, new(usageError)):
+		fmt.Fprintln(os.Stderr, "cocoon-node:", err)
+		fmt.Fprintln(os.Stderr, "Run 'cocoon-node help' for usage.")
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "cocoon-node:", err)
+		os.Exit(1)
+	}
+}
+
+// Main runs subcommands; its fields let tests capture output.
+type Main struct {
+	Stdout, Stderr io.Writer
+}
+
+// usageError is a mistake in the command line.
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
+// Run dispatches to a subcommand; no subcommand means run.
+func (m *Main) Run(ctx context.Context, args []string) error {
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		return m.runNode(ctx, args)
+	case "init":
+		return m.initConfig(args)
+	case "dev":
+		return m.dev(ctx, args)
+	case "bench":
+		return m.bench(ctx, args)
+	case "echo-backend":
+		return m.echoBackend(ctx, args)
+	case "help", "-h", "--help":
+		fmt.Fprint(m.Stdout, usage)
+		return nil
+	}
+	return usageError(fmt.Sprintf("unknown command %q", cmd))
+}
+
+const usage = `cocoon-node: a node of Cocoon mesh, the peer-to-peer network for confidential AI inference.
+
+Usage:
+  cocoon-node dev              start a whole local network (2 proxies, 2 workers, 1 client)
+  cocoon-node [run] [flags]    run one node (client, proxy or worker)
+  cocoon-node init [flags]     write a commented default config file
+  cocoon-node bench [flags]    measure the mesh path against a direct call and two HTTP hops
+  cocoon-node echo-backend     serve the echo test backend (repeats prompts; not a model)
+
+Run 'cocoon-node <command> -h' for a command's flags.
+`

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	leveldb "github.com/ipfs/go-ds-leveldb"
+
+	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/node/backend"
+)
+
+// listFlag collects a comma-separated or repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// runFlags are the flags of `cocoon-node run`; each overrides the config file when given.
+type runFlags struct {
+	config, role, network, dataDir, api, apiKey, backend, backendKey, dhtMode, readyFile, logLevel string
+	prices                                                                                         string
+	listen, bootstrap, models                                                                      listFlag
+	maxActive, minProxies                                                                          int
+	local                                                                                          bool
+}
+
+func (f *runFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "config file (TOML); 'cocoon-node init' writes one")
+	fs.StringVar(&f.role, "role", "", "client, proxy or worker")
+	fs.StringVar(&f.network, "network", "", "mesh name; nodes of different networks never meet")
+	fs.StringVar(&f.dataDir, "data-dir", "", "directory for the node's datastore (identity key); default ~/.cocoon")
+	fs.Var(&f.listen, "listen", "libp2p listen multiaddrs, comma-separated")
+	fs.Var(&f.bootstrap, "bootstrap", "bootstrap peers: multiaddrs ending in /p2p/<id>, comma-separated")
+	fs.StringVar(&f.dhtMode, "dht-mode", "", "server (answers DHT queries) or client")
+	fs.IntVar(&f.minProxies, "min-proxies", 0, "proxies a client or worker stays connected to")
+	fs.StringVar(&f.api, "api", "", "client: address of the OpenAI API (default 127.0.0.1:10000)")
+	fs.StringVar(&f.apiKey, "api-key", "", "client: bearer key the API requires")
+	fs.StringVar(&f.backend, "backend", "", "worker: base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+	fs.StringVar(&f.backendKey, "backend-key", "", "worker: bearer key for the backend")
+	fs.Var(&f.models, "model", "worker: model to serve as ID[=BACKEND_NAME], ID being name@revision:hash; repeatable")
+	fs.StringVar(&f.prices, "prices", "", "worker: nanoTON per token for the --model models: prompt,cached,completion,reasoning")
+	fs.IntVar(&f.maxActive, "max-active", 0, "worker: concurrent requests")
+	fs.BoolVar(&f.local, "local", false, "use timings for a network on one machine (fast discovery and adverts)")
+	fs.StringVar(&f.readyFile, "ready-file", "", "write the node's peer ID, addresses and API address as JSON here once it serves")
+	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
+}
+
+// apply overlays the flags on a file config.
+func (f *runFlags) apply(fc *fileConfig) error {
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&fc.Role, f.role)
+	set(&fc.Network, f.network)
+	set(&fc.DataDir, f.dataDir)
+	set(&fc.DHTMode, f.dhtMode)
+	set(&fc.Client.APIAddr, f.api)
+	set(&fc.Client.APIKey, f.apiKey)
+	set(&fc.Worker.BackendURL, f.backend)
+	set(&fc.Worker.BackendAPIKey, f.backendKey)
+	set(&fc.LogLevel, f.logLevel)
+	if f.listen != nil {
+		fc.Listen = f.listen
+	}
+	if f.bootstrap != nil {
+		fc.Bootstrap = f.bootstrap
+	}
+	if f.minProxies != 0 {
+		fc.MinProxies = f.minProxies
+	}
+	if f.maxActive != 0 {
+		fc.Worker.MaxActive = f.maxActive
+	}
+	if f.local {
+		fc.Local = true
+	}
+	var prices [4]uint64
+	if f.prices != "" {
+		parts := strings.Split(f.prices, ",")
+		if len(parts) != 4 {
+			return usageError("--prices wants four numbers: prompt,cached,completion,reasoning")
+		}
+		for i, p := range parts {
+			v, err := strconv.ParseUint(strings.TrimSpace(p), 10, 64)
+			if err != nil {
+				return usageError(fmt.Sprintf("--prices: %q is not a whole number of nanoTON", p))
+			}
+			prices[i] = v
+		}
+	}
+	for _, m := range f.models {
+		id, name, _ := strings.Cut(m, "=")
+		fm := fileModel{ID: id, BackendName: name}
+		fm.Prices.Prompt, fm.Prices.Cached, fm.Prices.Completion, fm.Prices.Reasoning = prices[0], prices[1], prices[2], prices[3]
+		fc.Worker.Models = append(fc.Worker.Models, fm)
+	}
+	return nil
+}
+
+func newLogger(level string, w *os.File) (*slog.Logger, error) {
+	var l slog.Level
+	if level == "" {
+		level = "info"
+	}
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError(fmt.Sprintf("log level %q: want debug, info, warn or error", level))
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// runNode runs one node until ctx ends.
+func (m *Main) runNode(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	var f runFlags
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	}
+	var fc fileConfig
+	if f.config != "" {
+		var err error
+		if fc, err = loadConfigFile(f.config); err != nil {
+			return err
+		}
+	}
+	if err := f.apply(&fc); err != nil {
+		return err
+	}
+	s, err := fc.resolve()
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(s.logLevel, os.Stderr)
+	if err != nil {
+		return err
+	}
+
+	var be backend.Backend
+	if s.node.Role == node.RoleWorker {
+		if s.backendURL == "" {
+			return fmt.Errorf("a worker needs a model backend: set --backend (or worker.backend_url) to an OpenAI-compatible server")
+		}
+		be, err = backend.NewHTTP(backend.HTTPConfig{BaseURL: s.backendURL, APIKey: s.backendKey, Models: s.backendNames})
+		if err != nil {
+			return err
+		}
+	}
+
+	if err := os.MkdirAll(s.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	ds, err := leveldb.NewDatastore(filepath.Join(s.dataDir, "datastore"), nil)
+	if err != nil {
+		return fmt.Errorf("open datastore in %s: %w (is another node using this data dir?)", s.dataDir, err)
+	}
+	defer ds.Close()
+	key, err := node.LoadOrCreateIdentity(ctx, ds)
+	if err != nil {
+		return err
+	}
+	h, err := node.NewHost(s.host, key, log)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	n, err := node.New(s.node, node.Deps{Host: h, Backend: be, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := n.Start(); err != nil {
+		n.Close()
+		return err
+	}
+	st := n.Status()
+	log.Info("node running", "role", st.Role, "peer", st.Peer, "addrs", st.Addrs)
+	if f.readyFile != "" {
+		if err := writeReady(f.readyFile, n); err != nil {
+			n.Close()
+			return err
+		}
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	return n.Close()
+}
+
+// ready is what --ready-file holds, for scripts and tests that start nodes.
+type ready struct {
+	Peer  string   `json:"peer"`
+	Addrs []string `json:"addrs"`
+	API   string   `json:"api,omitempty"`
+}
+
+// writeReady writes the ready file atomically, so a reader never sees half of it.
+func writeReady(path string, n *node.Node) error {
+	st := n.Status()
+	b, err := json.Marshal(ready{Peer: st.Peer, Addrs: st.Addrs, API: n.APIAddr()})
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
