@@ -173,19 +173,19 @@ func (s *Service) Advertise(ctx context.Context, models []string, retry, interva
 	}
 }
 
-// FindProxies looks up up to max proxies of the network, not counting this node.
-func (s *Service) FindProxies(ctx context.Context, max int) []peer.AddrInfo {
+// FindProxies looks up proxies of the network, not counting this node, and calls found for
+// each as soon as it arrives, until found returns false, max were found, or ctx ends.
+func (s *Service) FindProxies(ctx context.Context, max int, found func(peer.AddrInfo) bool) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops the lookup when we have enough
-	var out []peer.AddrInfo
+	n := 0
 	for ai := range s.dht.FindProvidersAsync(ctx, NetworkKey(s.cfg.Network), max+1) {
 		if ai.ID == s.h.ID() || ai.ID == "" {
 			continue
 		}
-		out = append(out, ai)
-		if len(out) == max {
-			break
+		n++
+		if !found(ai) || n == max {
+			return
 		}
 	}
-	return out
 }

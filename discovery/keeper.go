@@ -113,18 +113,21 @@ func (k *Keeper) fill(ctx context.Context) bool {
 	if have >= k.want {
 		return true
 	}
-	fctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	// A lookup can stall on peers that died (a QUIC dial to a dead port waits for its handshake
+	// timeout); bound it by the check interval so a proxy that joined meanwhile is found soon.
+	fctx, cancel := context.WithTimeout(ctx, min(max(k.interval, 2*time.Second), 15*time.Second))
 	defer cancel()
-	for _, ai := range k.s.FindProxies(fctx, 2*k.want) {
+	enough := false
+	k.s.FindProxies(fctx, 4*k.want, func(ai peer.AddrInfo) bool {
 		k.mu.Lock()
 		_, known := k.proxies[ai.ID]
 		k.mu.Unlock()
 		if known {
-			continue
+			return true
 		}
 		if err := k.s.h.Connect(fctx, ai); err != nil {
 			k.s.log.Debug("proxy unreachable", "proxy", ai.ID.ShortString(), "err", err)
-			continue
+			return true
 		}
 		k.s.h.ConnManager().Protect(ai.ID, protectTag)
 		k.mu.Lock()
@@ -135,11 +138,10 @@ func (k *Keeper) fill(ctx context.Context) bool {
 		if k.onConnect != nil {
 			go k.onConnect(ctx, ai.ID)
 		}
-		if n >= k.want {
-			return true
-		}
-	}
-	return false
+		enough = n >= k.want
+		return !enough
+	})
+	return enough
 }
 
 func addrStrings(as []ma.Multiaddr) []string {

@@ -98,7 +98,8 @@ type Backend interface {
 type Error struct {
 	// Status is an HTTP status code, 400-599.
 	Status int
-	// Message is a human-readable reason, safe to show the client.
+	// Message is a human-readable reason; it may quote the model server's
+	// own error message, but not the server's URL.
 	Message string
 }
 

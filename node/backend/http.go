@@ -94,7 +94,7 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	}
 	maxBody := DefaultMaxBody
 	if cfg.MaxBody > 0 {
-		maxBody = int(min(cfg.MaxBody, 1<<40))
+		maxBody = int(min(cfg.MaxBody, 1<<30)) // stays an int on 32-bit platforms
 	}
 	return &HTTP{
 		base:    strings.TrimRight(u.String(), "/"),
@@ -212,13 +212,10 @@ func (h *HTTP) Generate(ctx context.Context, r Request, emit func(Chunk) error) 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return Usage{}, statusError(resp)
 	}
-	var u Usage
 	if r.Stream {
-		u, err = h.stream(ctx, callCtx, cancel, r, resp, emit)
-	} else {
-		u, err = h.whole(ctx, callCtx, r, resp, emit)
+		return h.stream(ctx, callCtx, cancel, r, resp, emit)
 	}
-	return u, err
+	return h.whole(ctx, callCtx, r, resp, emit)
 }
 
 // failure turns a transport error into the error Generate returns: the
@@ -237,6 +234,12 @@ func (h *HTTP) failure(ctx, callCtx context.Context, what string, err error) err
 	var be *Error
 	if errors.As(err, &be) {
 		return be
+	}
+	// The URL adds nothing for the client and names the worker's
+	// internal server; keep only the cause.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
 	}
 	return errorf(502, "%s: %v", what, err)
 }

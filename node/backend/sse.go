@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 )
 
 // DefaultMaxBody is the default cap on one response body or one SSE event.
@@ -42,6 +43,7 @@ func ParseSSE(r io.Reader, max int, fn func(data []byte) error) error {
 	if max <= 0 {
 		max = DefaultMaxBody
 	}
+	max = min(max, math.MaxInt-sseLineSlack) // keep max+sseLineSlack from overflowing
 	p := sseParser{max: max, fn: fn, first: true}
 	buf := make([]byte, min(sseReadSize, max+sseLineSlack))
 	empty := 0

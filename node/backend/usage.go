@@ -9,8 +9,9 @@ import (
 )
 
 // maxCount bounds any token count read from a server, so that a hostile or
-// broken server cannot make billing arithmetic overflow.
-const maxCount = 1 << 40
+// broken server cannot make billing arithmetic overflow; it fits an int32 or
+// uint32 wire field and is far beyond any real call.
+const maxCount = 1<<31 - 1
 
 // count is a token count as a server reports it. Decoding is tolerant:
 // anything that is not a non-negative number reads as 0, fractions are

@@ -40,7 +40,8 @@ type Stats struct {
 	// Cancelled counts requests whose client went away before the answer
 	// was complete.
 	Cancelled int64 `json:"cancelled"`
-	// LastBody is the last inference request body received, byte for byte.
+	// LastBody is the last inference request body received, byte for byte
+	// (base64 in the JSON of GET /stats, as encoding/json writes []byte).
 	LastBody []byte `json:"last_body"`
 }
 
