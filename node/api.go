@@ -56,9 +56,7 @@ type modelEntry struct {
 }
 
 func (n *Node) handleModels(w http.ResponseWriter, _ *http.Request) {
-	n.tableMu.Lock()
-	models := n.table.Models()
-	n.tableMu.Unlock()
+	models := n.Models()
 	data := make([]modelEntry, 0, len(models))
 	for _, m := range models {
 		data = append(data, modelEntry{ID: m.Model, Object: "model", OwnedBy: "cocoon-mesh", MinPrice: m.MinPrice, Workers: m.Workers})

@@ -180,6 +180,13 @@ type Status struct {
 	Healthy *bool                  `json:"backend_healthy,omitempty"`
 }
 
+// Models summarises the models offered by the workers this node knows of.
+func (n *Node) Models() []routing.ModelSummary {
+	n.tableMu.Lock()
+	defer n.tableMu.Unlock()
+	return n.table.Models()
+}
+
 // Status reports what the node sees now.
 func (n *Node) Status() Status {
 	st := Status{Role: n.cfg.Role, Peer: n.h.ID().String(), Network: n.cfg.Network, Peers: len(n.h.Network().Peers())}

@@ -147,7 +147,8 @@ func (n *Node) sendDirectAdvert(ctx context.Context, p peer.ID) {
 		return
 	}
 	w := wire.NewWriter(s)
-	if err := w.WriteFrame(wire.FrameAdvert, b); err == nil {
+	err = w.WriteFrame(wire.FrameAdvert, b)
+	if err == nil {
 		err = w.Flush()
 	}
 	if err != nil {
@@ -190,7 +191,7 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 	go watchCaller(r, cancel)
 
 	var chunk wire.Chunk
-	usage, err := w.backend.Generate(ctx, backend.Request{Endpoint: endpoint, Model: h.Model, Body: body, Stream: h.Stream},
+	usage, err := w.backend.Generate(ctx, backend.Request{Endpoint: endpoint, Model: h.Model, Body: body, Stream: h.Stream, MaxTokens: h.MaxTokens},
 		func(c backend.Chunk) error {
 			chunk.Tokens, chunk.Data = uint32(c.Tokens), c.Data
 			return out.chunk(&chunk)

@@ -45,7 +45,6 @@ func TestMain(m *testing.M) {
 type proc struct {
 	name  string
 	cmd   *exec.Cmd
-	log   *bytes.Buffer
 	ready ready
 	url   string // echo backends: base URL
 	done  chan struct{}

@@ -52,6 +52,9 @@ type Request struct {
 	// Stream reports whether the client wants a stream; it overrides any
 	// "stream" field in Body.
 	Stream bool
+	// MaxTokens, when above zero, caps the body's max_tokens and
+	// max_completion_tokens: the limit the request was routed with.
+	MaxTokens uint32
 }
 
 // Chunk is one piece of the answer.

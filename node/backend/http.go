@@ -175,7 +175,7 @@ func (h *HTTP) Generate(ctx context.Context, r Request, emit func(Chunk) error) 
 	if !ok {
 		return Usage{}, errorf(404, "model %q is not served here", r.Model)
 	}
-	body, err := rewriteBody(r.Body, name, r.Stream)
+	body, err := rewriteBody(r.Body, name, r.Stream, r.MaxTokens)
 	if err != nil {
 		return Usage{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strconv"
 )
 
 // field is one member of a JSON object: the key decoded (for matching) and
@@ -97,8 +98,10 @@ func appendObject(dst []byte, fields []field) []byte {
 // (stream_options.include_usage) because the worker must meter it; other
 // stream_options keys are kept. A non-stream call sends "stream": false and
 // no stream_options, which servers reject without a stream. Every other
-// member passes through byte for byte. Errors are *Error with status 400.
-func rewriteBody(body []byte, model string, stream bool) ([]byte, error) {
+// member passes through byte for byte, except that a maxTokens above zero caps max_tokens and
+// max_completion_tokens (the limit the request was routed and priced with). Errors are *Error
+// with status 400.
+func rewriteBody(body []byte, model string, stream bool, maxTokens uint32) ([]byte, error) {
 	if !json.Valid(body) {
 		return nil, errorf(400, "request body is not valid JSON")
 	}
@@ -111,6 +114,11 @@ func rewriteBody(body []byte, model string, stream bool) ([]byte, error) {
 		return nil, errorf(500, "cannot encode model name: %v", err)
 	}
 	fields = set(fields, "model", name)
+	if maxTokens > 0 {
+		if fields, err = capTokens(fields, maxTokens); err != nil {
+			return nil, err
+		}
+	}
 	if stream {
 		fields = set(fields, "stream", []byte("true"))
 		var opts []field
@@ -128,4 +136,29 @@ func rewriteBody(body []byte, model string, stream bool) ([]byte, error) {
 		fields = remove(fields, "stream_options")
 	}
 	return appendObject(make([]byte, 0, len(body)+64), fields), nil
+}
+
+// capTokens makes the body's token limits no larger than limit, adding max_tokens if the body
+// has neither field.
+func capTokens(fields []field, limit uint32) ([]field, error) {
+	capped := false
+	for _, key := range []string{"max_tokens", "max_completion_tokens"} {
+		for _, f := range fields {
+			if f.key != key || string(f.value) == "null" {
+				continue
+			}
+			var v int64
+			if err := json.Unmarshal(f.value, &v); err != nil || v < 0 {
+				return nil, errorf(400, "%s must be a non-negative whole number", key)
+			}
+			if v > int64(limit) {
+				fields = set(fields, key, strconv.AppendUint(nil, uint64(limit), 10))
+			}
+			capped = true
+		}
+	}
+	if !capped {
+		fields = set(fields, "max_tokens", strconv.AppendUint(nil, uint64(limit), 10))
+	}
+	return fields, nil
 }

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 )
@@ -48,7 +49,7 @@ func TestRewriteBody(t *testing.T) {
 		{name: "duplicate option", stream: true, in: `{"stream_options":{"include_usage":false,"include_usage":false}}`, status: 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := rewriteBody([]byte(tc.in), "srv", tc.stream)
+			got, err := rewriteBody([]byte(tc.in), "srv", tc.stream, 0)
 			if tc.status != 0 {
 				var be *Error
 				if !errors.As(err, &be) || be.Status != tc.status {
@@ -63,5 +64,22 @@ func TestRewriteBody(t *testing.T) {
 				t.Errorf("got  %s\nwant %s", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestRewriteCapsMaxTokens(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`{"model":"m","max_tokens":500}`, `"max_tokens":100`},
+		{`{"model":"m","max_tokens":7}`, `"max_tokens":7`},
+		{`{"model":"m"}`, `"max_tokens":100`},
+		{`{"model":"m","max_completion_tokens":900}`, `"max_completion_tokens":100`},
+	} {
+		got, err := rewriteBody([]byte(c.in), "srv", false, 100)
+		if err != nil || !bytes.Contains(got, []byte(c.want)) {
+			t.Errorf("%s: got %s %v, want %s", c.in, got, err, c.want)
+		}
+	}
+	if _, err := rewriteBody([]byte(`{"model":"m","max_tokens":"lots"}`), "srv", false, 100); err == nil {
+		t.Error("a non-numeric max_tokens passed")
 	}
 }

@@ -234,7 +234,14 @@ func (nw *Net) waitReady(ctx context.Context, progress func(string)) error {
 		if routed > 0 {
 			say(fmt.Sprintf("%d/%d proxies route to all %d workers", routed, len(nw.Proxies), len(nw.Workers)))
 		}
-		if proxiesOK && routed == len(nw.Proxies) {
+		listed := 0
+		for _, m := range nw.Client.Models() {
+			listed = max(listed, m.Workers)
+		}
+		if listed == len(nw.Workers) {
+			say(fmt.Sprintf("client lists the model offered by %d workers", listed))
+		}
+		if proxiesOK && routed == len(nw.Proxies) && listed == len(nw.Workers) {
 			return nil
 		}
 		select {

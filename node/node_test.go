@@ -1,0 +1,194 @@
+package node_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/node/localnet"
+	"github.com/cocoon-mesh/cocoon/node/wire"
+)
+
+func startNet(t *testing.T, o localnet.Options) *localnet.Net {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nw, err := localnet.Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nw.Close() })
+	return nw
+}
+
+// rawPeer is a bare libp2p host that speaks the inference protocol by hand.
+func rawPeer(t *testing.T, to *node.Node) host.Host {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	if err := h.Connect(context.Background(), peer.AddrInfo{ID: to.ID(), Addrs: to.Host().Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// exchange sends frames on a new inference stream and returns the first frame of the answer.
+func exchange(t *testing.T, h host.Host, to peer.ID, frames ...[]byte) (wire.FrameType, []byte) {
+	t.Helper()
+	s, err := h.NewStream(context.Background(), to, node.InferProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Write in the background: a node may answer (and stop reading) before all is sent.
+	go func() {
+		for _, f := range frames {
+			if _, err := s.Write(f); err != nil {
+				return
+			}
+		}
+	}()
+	_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	typ, p, err := wire.NewReader(s, 1<<20).ReadFrame()
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	return typ, p
+}
+
+func frame(t wire.FrameType, p []byte) []byte {
+	var b strings.Builder
+	w := wire.NewWriter(&b)
+	_ = w.WriteFrame(t, p)
+	_ = w.Flush()
+	return []byte(b.String())
+}
+
+func header(h wire.Header) []byte { return frame(wire.FrameHeader, wire.AppendHeader(nil, &h)) }
+
+func TestBadProtocolInputGetsClearErrors(t *testing.T) {
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1})
+	proxy, worker := nw.Proxies[0], nw.Workers[0]
+	good := wire.Header{ID: "t", Model: "echo-test", Endpoint: wire.Chat, Timeout: 5 * time.Second}
+	body := frame(wire.FrameBody, []byte(`{"model":"echo-test","messages":[{"role":"user","content":"hi"}]}`))
+	limit := proxy.Config().MaxBodyBytes
+	tooMany := good
+	tooMany.MaxTokens = proxy.Config().MaxTokens + 1
+	unknown := good
+	unknown.Model = "no-such-model"
+
+	for _, target := range []*node.Node{proxy, worker} {
+		h := rawPeer(t, target)
+		for _, c := range []struct {
+			name   string
+			frames [][]byte
+			code   wire.Code
+		}{
+			{"garbage header", [][]byte{frame(wire.FrameHeader, []byte{0xff, 0xff, 0xff}), body}, wire.CodeBadRequest},
+			{"body first", [][]byte{body}, wire.CodeBadRequest},
+			{"oversized body", [][]byte{header(good), frame(wire.FrameBody, make([]byte, limit+1))}, wire.CodeTooLarge},
+			{"excessive max_tokens", [][]byte{header(tooMany), body}, wire.CodeTooLarge},
+			{"unknown model", [][]byte{header(unknown), body}, wire.CodeUnknownModel},
+			{"unknown frame type", [][]byte{frame(9, []byte("x"))}, wire.CodeBadRequest},
+		} {
+			typ, p := exchange(t, h, target.ID(), c.frames...)
+			if typ != wire.FrameError {
+				t.Errorf("%s to %s: got a %s frame, want an error", c.name, target.Config().Role, typ)
+				continue
+			}
+			e, err := wire.DecodeError(p)
+			if err != nil || e.Code != c.code || e.Message == "" {
+				t.Errorf("%s to %s: got %v %v, want code %s", c.name, target.Config().Role, e, err, c.code)
+			}
+		}
+	}
+	// Nothing above changed any state: the mesh still serves, and the worker holds no request.
+	resp := post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","messages":[{"role":"user","content":"still fine"}]}`)
+	if resp.status != 200 || !strings.Contains(resp.body, "still fine") {
+		t.Fatalf("mesh broken after bad input: %+v", resp)
+	}
+	if a := worker.Status().Active; a != 0 {
+		t.Fatalf("worker still counts %d active requests", a)
+	}
+}
+
+type result struct {
+	status int
+	body   string
+	header http.Header
+}
+
+func post(t *testing.T, url, key, body string) result {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return result{resp.StatusCode, string(b), resp.Header}
+}
+
+func TestAPIKeyAndTimeouts(t *testing.T) {
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, EchoTokenDelay: 100 * time.Millisecond, Tune: func(c *node.Config) {
+		c.APIKey = "sesame"
+		c.RequestTimeout = 400 * time.Millisecond
+	}})
+	chat := `{"model":"echo-test","messages":[{"role":"user","content":"a b"}]}`
+	if r := post(t, nw.ClientURL()+"/chat/completions", "", chat); r.status != 401 || !strings.Contains(r.body, "invalid_api_key") {
+		t.Fatalf("no key: %+v", r)
+	}
+	if r := post(t, nw.ClientURL()+"/chat/completions", "wrong", chat); r.status != 401 {
+		t.Fatalf("wrong key: %+v", r)
+	}
+	if r := post(t, nw.ClientURL()+"/chat/completions", "sesame", chat); r.status != 200 {
+		t.Fatalf("right key: %+v", r)
+	}
+	// 20 tokens at 100 ms each cannot fit in 400 ms: the worker's shorter deadline fires first,
+	// so the caller gets the mesh's timeout error rather than a cut connection.
+	long := `{"model":"echo-test","messages":[{"role":"user","content":"` + strings.Repeat("w ", 20) + `"}]}`
+	if r := post(t, nw.ClientURL()+"/chat/completions", "sesame", long); r.status != 504 || !strings.Contains(r.body, `"timeout"`) {
+		t.Fatalf("over time: %+v", r)
+	}
+}
+
+func TestModelsListsOffers(t *testing.T) {
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 2, Prices: wire.Prices{Completion: 3}})
+	resp, err := http.Get(nw.ClientURL() + "/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(b), `"id": "echo-test@v1:none"`) || !strings.Contains(string(b), `"cocoon_workers": 2`) ||
+		!strings.Contains(string(b), `"cocoon_min_price_nanoton": 3`) {
+		t.Fatalf("models: %s", b)
+	}
+	// A price cap below every offer is refused with 402 and a reason.
+	req, _ := http.NewRequest("POST", nw.ClientURL()+"/chat/completions", strings.NewReader(`{"model":"echo-test","messages":[{"role":"user","content":"x"}]}`))
+	req.Header.Set("X-Cocoon-Max-Price", "2")
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusPaymentRequired {
+		t.Fatalf("price cap: status %d", r.StatusCode)
+	}
+}
