@@ -141,7 +141,8 @@ func (d *dec) uvarint(what string) uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
+	// Refuse overlong encodings (a trailing zero byte): one value, one encoding.
+	if n <= 0 || (n > 1 && d.b[n-1] == 0) {
 		d.fail(what)
 		return 0
 	}
