@@ -1,6 +1,3 @@
-// Command cocoon-node is the one binary of Cocoon mesh: it runs a client, proxy or worker node
-// (run), a whole local network (dev), benchmarks (bench), writes a default config (init), and
-// serves the echo test backend (echo-backend).
 package main
 
 import (
