@@ -141,34 +141,43 @@ func (s *Service) Provide(ctx context.Context, keys ...cid.Cid) error {
 	return nil
 }
 
-// Advertise announces this node as a proxy for the network and the given models, retrying
-// every retry until the first announcement lands, then renewing every interval until ctx ends.
-func (s *Service) Advertise(ctx context.Context, models []string, retry, interval time.Duration) {
-	keys := []cid.Cid{NetworkKey(s.cfg.Network)}
-	for _, m := range models {
-		keys = append(keys, ModelKey(s.cfg.Network, m))
-	}
-	wait := time.Duration(0)
+// Advertise announces this node as a proxy for the network and for each model models()
+// returns, retrying every retry until an announcement lands, renewing all keys every interval,
+// and announcing a model as soon as it appears (checked every retry). It runs until ctx ends.
+func (s *Service) Advertise(ctx context.Context, models func() []string, retry, interval time.Duration) {
+	provided := map[cid.Cid]time.Time{} // key -> when it last landed
 	announced := false
 	for {
+		keys := []cid.Cid{NetworkKey(s.cfg.Network)}
+		if models != nil {
+			for _, m := range models() {
+				keys = append(keys, ModelKey(s.cfg.Network, m))
+			}
+		}
+		for _, k := range keys {
+			if last, ok := provided[k]; ok && time.Since(last) < interval {
+				continue
+			}
+			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := s.Provide(pctx, k)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				s.log.Debug("DHT announcement failed, will retry", "err", err, "retry", retry)
+				break
+			}
+			provided[k] = time.Now()
+			if !announced {
+				s.log.Info("announced as proxy in the DHT", "network", s.cfg.Network)
+				announced = true
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
-		}
-		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := s.Provide(pctx, keys...)
-		cancel()
-		switch {
-		case err != nil && ctx.Err() == nil:
-			s.log.Debug("proxy announcement failed, will retry", "err", err, "retry", retry)
-			wait = retry
-		case err == nil:
-			if !announced {
-				s.log.Info("announced as proxy in the DHT", "network", s.cfg.Network, "keys", len(keys))
-				announced = true
-			}
-			wait = interval
+		case <-time.After(retry):
 		}
 	}
 }

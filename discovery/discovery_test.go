@@ -56,7 +56,7 @@ func TestKeeperFindsProxiesAndReplacesLostOnes(t *testing.T) {
 		if err := s.Bootstrap(ctx); err != nil {
 			t.Fatal(err)
 		}
-		go s.Advertise(ctx, []string{"m@1:x"}, 50*time.Millisecond, time.Minute)
+		go s.Advertise(ctx, func() []string { return []string{"m@1:x"} }, 50*time.Millisecond, time.Minute)
 		proxies = append(proxies, h)
 	}
 
@@ -81,6 +81,13 @@ func TestKeeperFindsProxiesAndReplacesLostOnes(t *testing.T) {
 		}
 	}
 	waitFor("the keeper holds a proxy", func() bool { return len(k.Proxies()) == 1 })
+	// The per-model key leads to the proxies too.
+	waitFor("the model key is provided", func() bool {
+		for ai := range client.DHT().FindProvidersAsync(ctx, ModelKey("t", "m@1:x"), 1) {
+			return ai.ID == proxies[0].ID() || ai.ID == proxies[1].ID()
+		}
+		return false
+	})
 	first := k.Proxies()[0]
 	for _, h := range proxies {
 		if h.ID() == first {

@@ -26,11 +26,21 @@ func (n *Node) startProxy() error {
 	}})
 	n.goLoop(n.readAdverts)
 	n.goLoop(func(ctx context.Context) {
-		n.disc.Advertise(ctx, nil, n.cfg.ProvideRetry, n.cfg.ProvideInterval)
+		n.disc.Advertise(ctx, n.routedModels, n.cfg.ProvideRetry, n.cfg.ProvideInterval)
 	})
 	n.every(n.cfg.WorkerTTL/4, n.expireWorkers)
 	n.log.Info("proxy started", "network", n.cfg.Network)
 	return nil
+}
+
+// routedModels lists the models this proxy can route now, for its DHT model keys.
+func (n *Node) routedModels() []string {
+	ms := n.Models()
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Model
+	}
+	return out
 }
 
 // handleDirectAdvert takes an advert a worker sends straight to us when it connects, so it is
