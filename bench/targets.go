@@ -1,0 +1,168 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/node/backend/echo"
+	"github.com/cocoon-mesh/cocoon/node/localnet"
+)
+
+// TargetsConfig says what to start.
+type TargetsConfig struct {
+	Proxies, Workers int // the mesh; default 2 and 2
+	// WorkerMaxActive, if positive, is each worker's concurrent request limit (0: the node
+	// default). The bench command raises it to its highest concurrency, so the mesh's admission
+	// control never refuses a request the baselines, which have none, would serve: the bench
+	// measures overhead, not capacity.
+	WorkerMaxActive int
+	// Modes limits the targets started (default all).
+	Modes    []Mode
+	Logger   *slog.Logger     // node logs; nil: discard
+	Progress func(msg string) // nil: quiet
+}
+
+// Targets are the running benchmark targets. Close stops them.
+type Targets struct {
+	// Net is the local mesh, if started.
+	Net *localnet.Net
+	// URLs maps each started target to its OpenAI base URL (".../v1").
+	URLs map[Mode]string
+
+	servers []*http.Server
+	muteLog func()
+}
+
+// StartTargets starts the mesh and the baselines on loopback sockets: the direct echo backend
+// and, in front of it, two ReverseProxy hops. The mesh's workers use echo backends configured
+// like the direct one (no token delay).
+func StartTargets(ctx context.Context, cfg TargetsConfig) (_ *Targets, err error) {
+	progress := cfg.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	modes := cfg.Modes
+	if len(modes) == 0 {
+		modes = Modes()
+	}
+	want := map[Mode]bool{}
+	for _, m := range modes {
+		switch m {
+		case Mesh, Direct, HTTP2Hop:
+			want[m] = true
+		default:
+			return nil, fmt.Errorf("bench: unknown target %q", m)
+		}
+	}
+	t := &Targets{URLs: map[Mode]string{}}
+	cfg.Logger, t.muteLog = mutable(cfg.Logger)
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+	if want[Direct] || want[HTTP2Hop] {
+		directAddr, err := t.serve(newDirect())
+		if err != nil {
+			return nil, err
+		}
+		if want[Direct] {
+			t.URLs[Direct] = "http://" + directAddr + "/v1"
+			progress("direct: echo test backend at " + t.URLs[Direct])
+		}
+		if want[HTTP2Hop] {
+			hop2, err := t.serve(newHop(directAddr))
+			if err != nil {
+				return nil, err
+			}
+			hop1, err := t.serve(newHop(hop2))
+			if err != nil {
+				return nil, err
+			}
+			t.URLs[HTTP2Hop] = "http://" + hop1 + "/v1"
+			progress(fmt.Sprintf("http2hop: ReverseProxy %s -> ReverseProxy %s -> echo %s", hop1, hop2, directAddr))
+		}
+	}
+	if want[Mesh] {
+		start := time.Now()
+		o := localnet.Options{
+			Proxies: cfg.Proxies, Workers: cfg.Workers, Logger: cfg.Logger,
+			Progress: func(msg string) { progress("mesh: " + msg) },
+		}
+		if n := cfg.WorkerMaxActive; n > 0 {
+			o.Tune = func(c *node.Config) { c.MaxActive = n }
+		}
+		t.Net, err = localnet.Start(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		t.URLs[Mesh] = t.Net.ClientURL()
+		progress(fmt.Sprintf("mesh: ready in %.1fs, client API at %s", time.Since(start).Seconds(), t.URLs[Mesh]))
+	}
+	return t, nil
+}
+
+// newDirect is the direct baseline: the echo backend as the mesh's workers run it.
+func newDirect() http.Handler {
+	return echo.New(echo.Config{TokenDelay: 0}).Handler()
+}
+
+// newHop is one plain HTTP reverse-proxy hop to addr: every SSE event is flushed at once, and
+// warm requests reuse pooled connections.
+func newHop(addr string) http.Handler {
+	target := &url.URL{Scheme: "http", Host: addr}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.SetXForwarded()
+		},
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        1024,
+			MaxIdleConnsPerHost: 512,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+		FlushInterval: -1,
+		ErrorLog:      log.New(io.Discard, "", 0), // failures reach the load generator as 502s
+	}
+}
+
+// serve serves h on a free loopback port and returns its address.
+func (t *Targets) serve(h http.Handler) (string, error) {
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	t.servers = append(t.servers, srv)
+	go srv.Serve(ln)
+	return ln.Addr().String(), nil
+}
+
+// Close stops every target.
+func (t *Targets) Close() error {
+	// Nodes shutting down warn of peers going away: expected here, so not worth a line.
+	if t.muteLog != nil {
+		t.muteLog()
+	}
+	var errs []error
+	if t.Net != nil {
+		errs = append(errs, t.Net.Close())
+	}
+	for _, s := range t.servers {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(errs...)
+}
