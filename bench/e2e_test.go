@@ -147,3 +147,33 @@ func BenchmarkDirectChat(b *testing.B) { benchChat(b, Direct) }
 
 // BenchmarkHTTP2HopChat sends them through two ReverseProxy hops to an echo backend.
 func BenchmarkHTTP2HopChat(b *testing.B) { benchChat(b, HTTP2Hop) }
+
+func benchChatParallel(b *testing.B, mode Mode) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	const conc = 64
+	targets, err := StartTargets(ctx, TargetsConfig{Modes: []Mode{mode}, WorkerMaxActive: conc})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer targets.Close()
+	c := NewClient(targets.URLs[mode], conc, Shape{})
+	defer c.Close()
+	b.SetParallelism(conc / 2) // 64 goroutines on 2 CPUs, as the bench's c=64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		var s scratch
+		for pb.Next() {
+			if _, err := c.do(ctx, false, &s); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkMeshChatParallel is BenchmarkMeshChat at concurrency 64.
+func BenchmarkMeshChatParallel(b *testing.B) { benchChatParallel(b, Mesh) }
+
+// BenchmarkHTTP2HopChatParallel is BenchmarkHTTP2HopChat at concurrency 64.
+func BenchmarkHTTP2HopChatParallel(b *testing.B) { benchChatParallel(b, HTTP2Hop) }

@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/cocoon-mesh/cocoon/node/wire"
 )
@@ -54,13 +56,20 @@ func TestCheckAdvert(t *testing.T) {
 
 func TestLimitLoggerNamesTheRefusalOncePerSecond(t *testing.T) {
 	var buf bytes.Buffer
-	l := &limitLogger{log: slog.New(slog.NewTextHandler(&buf, nil))}
-	l.ConsumeEvent(rcmgr.TraceEvt{Type: rcmgr.TraceAddStreamEvt, Name: "system"}) // not a refusal
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.PartialLimitConfig{
+		System: rcmgr.ResourceLimits{Conns: rcmgr.BlockAllLimit, ConnsInbound: rcmgr.BlockAllLimit, ConnsOutbound: rcmgr.BlockAllLimit},
+	}.Build(rcmgr.DefaultLimits.AutoScale())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &limitLogger{ResourceManager: rm, log: slog.New(slog.NewTextHandler(&buf, nil))}
 	for range 3 {
-		l.ConsumeEvent(rcmgr.TraceEvt{Type: rcmgr.TraceBlockAddConnEvt, Name: "system", ConnsIn: 4096})
+		if _, err := l.OpenConnection(network.DirInbound, true, ma.StringCast("/ip4/127.0.0.1/tcp/1")); err == nil {
+			t.Fatal("a blocked connection was admitted")
+		}
 	}
 	out := buf.String()
-	if strings.Count(out, "resource limit refused a connection") != 1 || !strings.Contains(out, "scope=system") {
+	if strings.Count(out, "resource limit refused a connection") != 1 || !strings.Contains(out, "remote=/ip4/127.0.0.1/tcp/1") {
 		t.Fatalf("log: %s", out)
 	}
 }

@@ -124,33 +124,34 @@ type answer struct {
 
 func newAnswer(s network.Stream) *answer { return &answer{s: s, w: wire.NewWriter(s)} }
 
-// chunk sends one chunk at once.
-func (a *answer) chunk(c *wire.Chunk) error {
+// chunk sends one chunk; with flush false it waits for the next frame's flush, which saves a
+// write per request where the next frame follows at once (a non-streamed answer and its final).
+func (a *answer) chunk(c *wire.Chunk, flush bool) error {
 	a.buf = wire.AppendChunk(a.buf[:0], c)
-	if err := a.w.WriteFrame(wire.FrameChunk, a.buf); err != nil {
-		return err
-	}
-	return a.w.Flush()
+	return a.raw(wire.FrameChunk, a.buf, flush)
 }
 
-// raw forwards a frame as it came, without re-encoding it.
-func (a *answer) raw(t wire.FrameType, p []byte) error {
+// raw forwards a frame as it came, without re-encoding it, flushing if asked.
+func (a *answer) raw(t wire.FrameType, p []byte, flush bool) error {
 	if err := a.w.WriteFrame(t, p); err != nil {
 		return err
+	}
+	if !flush {
+		return nil
 	}
 	return a.w.Flush()
 }
 
 // final ends a successful answer and closes the stream.
 func (a *answer) final(f *wire.Final) error {
-	err := a.raw(wire.FrameFinal, wire.AppendFinal(nil, f))
+	err := a.raw(wire.FrameFinal, wire.AppendFinal(nil, f), true)
 	a.s.Close()
 	return err
 }
 
 // fail ends the answer with an error and closes the stream.
 func (a *answer) fail(err error) {
-	_ = a.raw(wire.FrameError, wire.AppendError(nil, asWireError(err)))
+	_ = a.raw(wire.FrameError, wire.AppendError(nil, asWireError(err)), true)
 	a.s.Close()
 }
 

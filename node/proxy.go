@@ -142,14 +142,16 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 		}
 		switch t {
 		case wire.FrameChunk:
-			if err := out.raw(t, p); err != nil {
+			// Flush when nothing more is waiting: a burst of chunks goes out in one write, and a
+			// lone chunk (the first token) without delay.
+			if err := out.raw(t, p, !c.r.Buffered()); err != nil {
 				c.abort()
 				return true, firstToken, context.Canceled // the client is gone
 			}
 			started = true
 		case wire.FrameFinal:
 			c.finish()
-			_ = out.raw(t, p) // if the client left before reading the end, the worker still served in full
+			_ = out.raw(t, p, true) // if the client left before reading the end, the worker still served in full
 			out.s.Close()
 			return true, firstToken, nil
 		case wire.FrameError:

@@ -51,10 +51,18 @@ type Reader struct {
 	max int
 }
 
+// readBuffer is small on purpose: a node holds one per open stream, headers and small frames
+// fit, and a large frame's payload is read straight into its own slice.
+const readBuffer = 1 << 10
+
 // NewReader returns a Reader that refuses frames whose payload exceeds max bytes.
 func NewReader(r io.Reader, max int) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, 8<<10), max: max}
+	return &Reader{br: bufio.NewReaderSize(r, readBuffer), max: max}
 }
+
+// Buffered reports whether more of the stream is already in memory, so a forwarder can skip a
+// flush that the next frame would make anyway.
+func (r *Reader) Buffered() bool { return r.br.Buffered() > 0 }
 
 // ReadFrame returns the next frame. The payload is a fresh slice the caller may keep.
 // An oversized frame is refused before its payload is read, so memory stays bounded.
@@ -87,28 +95,41 @@ func noEOF(err error) error {
 
 // Writer writes frames to a stream through a buffer; call Flush to send.
 type Writer struct {
-	bw  *bufio.Writer
-	hdr [binary.MaxVarintLen64 + 1]byte
+	w   io.Writer
+	buf []byte // frames not sent yet; grows to the largest small frame, no more
 }
+
+// directWrite is the payload size above which a frame skips the buffer: copying a big body or
+// answer once more buys nothing.
+const directWrite = 4 << 10
 
 // NewWriter returns a buffered frame Writer.
-func NewWriter(w io.Writer) *Writer {
-	return &Writer{bw: bufio.NewWriterSize(w, 8<<10)}
-}
+func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 
-// WriteFrame buffers one frame.
+// WriteFrame buffers one frame (a large payload is written through at once).
 func (w *Writer) WriteFrame(t FrameType, payload []byte) error {
-	w.hdr[0] = byte(t)
-	n := binary.PutUvarint(w.hdr[1:], uint64(len(payload)))
-	if _, err := w.bw.Write(w.hdr[:1+n]); err != nil {
+	w.buf = append(w.buf, byte(t))
+	w.buf = binary.AppendUvarint(w.buf, uint64(len(payload)))
+	if len(payload) <= directWrite {
+		w.buf = append(w.buf, payload...)
+		return nil
+	}
+	if err := w.Flush(); err != nil {
 		return err
 	}
-	_, err := w.bw.Write(payload)
+	_, err := w.w.Write(payload)
 	return err
 }
 
 // Flush sends buffered frames.
-func (w *Writer) Flush() error { return w.bw.Flush() }
+func (w *Writer) Flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	_, err := w.w.Write(w.buf)
+	w.buf = w.buf[:0]
+	return err
+}
 
 // enc appends fields to a payload.
 type enc struct{ b []byte }
