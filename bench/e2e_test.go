@@ -161,6 +161,9 @@ func benchChatParallel(b *testing.B, mode Mode) {
 	defer c.Close()
 	b.SetParallelism(conc / 2) // 64 goroutines on 2 CPUs, as the bench's c=64
 	b.ReportAllocs()
+	b.ResetTimer() // starting the mesh is not part of a request
+	cpu0 := processCPU()
+	defer func() { b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op") }()
 	b.RunParallel(func(pb *testing.PB) {
 		var s scratch
 		for pb.Next() {

@@ -154,7 +154,7 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 
 	if !req.Stream {
 		var answer []byte
-		fin, proxy, err := n.infer(ctx, h, body, func(c *wire.Chunk) error {
+		fin, proxy, err := n.infer(ctx, h, body, func(c *wire.Chunk, _ bool) error {
 			answer = append(answer, c.Data...)
 			return nil
 		})
@@ -172,7 +172,7 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 	flusher, _ := w.(http.Flusher)
 	started := false
 	var last []byte
-	fin, _, err := n.infer(ctx, h, body, func(c *wire.Chunk) error {
+	fin, _, err := n.infer(ctx, h, body, func(c *wire.Chunk, more bool) error {
 		if !started {
 			hd := w.Header()
 			hd.Set("Content-Type", "text/event-stream")
@@ -185,7 +185,7 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 		if err := writeEvent(w, c.Data); err != nil {
 			return err
 		}
-		if flusher != nil {
+		if flusher != nil && !more { // a burst of chunks goes out in one write
 			flusher.Flush()
 		}
 		return nil

@@ -48,9 +48,13 @@ func (n *Node) APIAddr() string {
 	return n.apiLn.Addr().String()
 }
 
+// chunkFunc receives one chunk of an answer; more reports that the next frame is already
+// read, so the receiver can hold its flush.
+type chunkFunc func(c *wire.Chunk, more bool) error
+
 // infer sends one request into the mesh through a proxy and calls onChunk for each chunk of
 // the answer, in order. While no chunk has arrived, a failing proxy is replaced by the next.
-func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk func(*wire.Chunk) error) (wire.Final, peer.ID, error) {
+func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk chunkFunc) (wire.Final, peer.ID, error) {
 	proxies := n.keeper.Proxies()
 	if len(proxies) == 0 {
 		return wire.Final{}, "", wire.Errorf(wire.CodeUnavailable,
@@ -74,7 +78,7 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk fu
 }
 
 // inferVia runs one attempt through proxy p.
-func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []byte, onChunk func(*wire.Chunk) error) (started bool, fin wire.Final, err error) {
+func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []byte, onChunk chunkFunc) (started bool, fin wire.Final, err error) {
 	left, err := n.timeLeft(ctx)
 	if err != nil {
 		return false, fin, err
@@ -106,7 +110,7 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 				c.abort()
 				return started, fin, wire.Errorf(wire.CodeWorkerFailed, "malformed chunk: %v", err)
 			}
-			if err := onChunk(&ch); err != nil {
+			if err := onChunk(&ch, c.r.Buffered()); err != nil {
 				c.abort()
 				return true, fin, context.Canceled // our caller is gone
 			}

@@ -194,7 +194,9 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 	usage, err := w.backend.Generate(ctx, backend.Request{Endpoint: endpoint, Model: h.Model, Body: body, Stream: h.Stream, MaxTokens: h.MaxTokens},
 		func(c backend.Chunk) error {
 			chunk.Tokens, chunk.Data = uint32(c.Tokens), c.Data
-			return out.chunk(&chunk, h.Stream) // a whole answer waits for its final frame
+			// A whole answer waits for its final frame; a stream chunk waits only for a next
+			// chunk already at hand.
+			return out.chunk(&chunk, h.Stream && !c.More)
 
 		})
 	if err != nil {

@@ -50,22 +50,23 @@ type proc struct {
 	done  chan struct{}
 }
 
-// lockedBuffer lets the process write its log while the test reads it.
+// lockedBuffer lets the process write its log while the test reads it. The buffer is a
+// named field, not embedded: an embedded one would lend its unlocked ReadFrom to os/exec.
 type lockedBuffer struct {
-	mu sync.Mutex
-	bytes.Buffer
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
 func (b *lockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.Buffer.Write(p)
+	return b.buf.Write(p)
 }
 
 func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.Buffer.String()
+	return b.buf.String()
 }
 
 // start runs the binary with args and waits until it is ready: its ready file exists (nodes)

@@ -67,6 +67,9 @@ type Chunk struct {
 	// Tokens is the number of completion tokens this chunk carries (best
 	// effort for streams; usage.completion_tokens for a non-stream answer).
 	Tokens int
+	// More reports that the next chunk is already at hand, so the receiver may send this one
+	// together with it instead of flushing now.
+	More bool
 }
 
 // Usage is the token accounting of one call, as billed.

@@ -298,7 +298,7 @@ func (h *HTTP) stream(ctx, callCtx context.Context, cancel context.CancelFunc, r
 		emitErr    error
 		errStopped = errors.New("stopped") // ends ParseSSE from the callback
 	)
-	err := ParseSSE(resp.Body, h.maxBody, func(data []byte) error {
+	err := parseSSE(resp.Body, h.maxBody, func(data []byte, more bool) error {
 		data = bytes.TrimSpace(data)
 		if len(data) == 0 {
 			return nil
@@ -337,7 +337,7 @@ func (h *HTTP) stream(ctx, callCtx context.Context, cancel context.CancelFunc, r
 		}
 		chunks++
 		tokens += n
-		if err := emit(Chunk{Data: compactLine(data), Tokens: n}); err != nil {
+		if err := emit(Chunk{Data: compactLine(data), Tokens: n, More: more}); err != nil {
 			emitErr = err
 			return errStopped
 		}

@@ -40,6 +40,12 @@ const maxEmptyReads = 100
 // fn's error unchanged, the reader's error other than io.EOF, or nil at EOF.
 // It knows nothing of OpenAI's "[DONE]" sentinel: fn decides when to stop.
 func ParseSSE(r io.Reader, max int, fn func(data []byte) error) error {
+	return parseSSE(r, max, func(data []byte, _ bool) error { return fn(data) })
+}
+
+// parseSSE is ParseSSE whose callback also learns whether another whole event is already
+// read (more), so a forwarder can hold its flush for it.
+func parseSSE(r io.Reader, max int, fn func(data []byte, more bool) error) error {
 	if max <= 0 {
 		max = DefaultMaxBody
 	}
@@ -71,7 +77,8 @@ func ParseSSE(r io.Reader, max int, fn func(data []byte) error) error {
 // sseParser holds the state of ParseSSE between reads.
 type sseParser struct {
 	max     int
-	fn      func([]byte) error
+	fn      func(data []byte, more bool) error
+	more    bool   // the rest of the current read holds another complete event
 	line    []byte // a line split across reads, assembled here
 	partial bool   // line holds the start of an unfinished line
 	lastCR  bool   // the previous read ended in CR: skip a leading LF
@@ -119,6 +126,7 @@ func (p *sseParser) feed(b []byte) error {
 			}
 		}
 		b = b[i+1:]
+		p.more = bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\r\n\r\n"))
 		if err := p.processLine(line); err != nil {
 			return err
 		}
@@ -188,5 +196,5 @@ func (p *sseParser) dispatch() error {
 	if len(data) == 0 {
 		return nil
 	}
-	return p.fn(data)
+	return p.fn(data, p.more)
 }

@@ -1,0 +1,124 @@
+package node
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/core/sec"
+	tptu "github.com/libp2p/go-libp2p/p2p/net/upgrader"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+)
+
+// yamux writes every frame of every stream with its own write (libp2p disabled its write
+// coalescing), so a request costs a dozen small TCP writes per hop. batchingNoise puts a
+// group-commit writer under Noise: frames written while the previous write is in the kernel go
+// out together in the next one. An idle connection still sends each frame at once.
+type batchingNoise struct{ *noise.Transport }
+
+// newBatchingNoise has noise.New's signature, so libp2p.Security can build it.
+func newBatchingNoise(id protocol.ID, key crypto.PrivKey, muxers []tptu.StreamMuxer) (sec.SecureTransport, error) {
+	t, err := noise.New(id, key, muxers)
+	if err != nil {
+		return nil, err
+	}
+	return batchingNoise{t}, nil
+}
+
+func (t batchingNoise) SecureInbound(ctx context.Context, c net.Conn, p peer.ID) (sec.SecureConn, error) {
+	return t.Transport.SecureInbound(ctx, newBatchConn(c), p)
+}
+
+func (t batchingNoise) SecureOutbound(ctx context.Context, c net.Conn, p peer.ID) (sec.SecureConn, error) {
+	return t.Transport.SecureOutbound(ctx, newBatchConn(c), p)
+}
+
+// maxBatch bounds the bytes waiting to be written; a writer blocks beyond it (backpressure).
+const maxBatch = 256 << 10
+
+// batchConn is a net.Conn whose writes are sent by one flusher goroutine, which takes
+// everything written since its last write.
+type batchConn struct {
+	net.Conn
+	mu      sync.Mutex
+	cond    sync.Cond
+	pending []byte // written, not yet sent
+	spare   []byte // the flusher's buffer, swapped with pending
+	err     error  // the first write error; every later Write returns it
+	closed  bool
+	done    chan struct{} // closed when the flusher exits
+}
+
+func newBatchConn(c net.Conn) *batchConn {
+	b := &batchConn{Conn: c, done: make(chan struct{})}
+	b.cond.L = &b.mu
+	go b.flush()
+	return b
+}
+
+// Write queues p. It fails only once an earlier write failed or the connection closed.
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for len(b.pending) >= maxBatch && b.err == nil && !b.closed {
+		b.cond.Wait()
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.closed {
+		return 0, net.ErrClosed
+	}
+	b.pending = append(b.pending, p...)
+	b.cond.Broadcast()
+	return len(p), nil
+}
+
+// flush sends whatever is pending, until the connection closes and nothing is left.
+func (b *batchConn) flush() {
+	defer close(b.done)
+	b.mu.Lock()
+	for {
+		for len(b.pending) == 0 && !b.closed && b.err == nil {
+			b.cond.Wait()
+		}
+		if b.err != nil || len(b.pending) == 0 {
+			b.mu.Unlock()
+			return
+		}
+		b.pending, b.spare = b.spare[:0], b.pending
+		b.cond.Broadcast() // room for blocked writers
+		b.mu.Unlock()
+		_, err := b.Conn.Write(b.spare)
+		b.mu.Lock()
+		if err != nil && b.err == nil {
+			b.err = err
+		}
+		if len(b.spare) > maxBatch {
+			b.spare = nil // do not keep a burst's buffer for the life of the connection
+		}
+	}
+}
+
+// closeGrace bounds how long Close waits for pending bytes to go out; closing the socket then
+// also ends a write stuck on a peer that stopped reading.
+const closeGrace = time.Second
+
+// Close sends what is pending, waiting at most closeGrace, then closes the connection.
+func (b *batchConn) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.cond.Broadcast()
+	b.mu.Unlock()
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case <-b.done:
+	case <-t.C:
+	}
+	return b.Conn.Close()
+}
