@@ -162,7 +162,7 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 			writeWireError(w, err)
 			return
 		}
-		setUsageHeaders(w, proxy.String(), &fin)
+		setUsageHeaders(w, n.client.peerName(proxy), &fin)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
 		w.Write(answer)

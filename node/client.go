@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +17,25 @@ import (
 // clientState is what a client tracks beyond the common node.
 type clientState struct {
 	next atomic.Uint64 // round-robin position over the connected proxies
+
+	mu    sync.Mutex
+	names map[peer.ID]string // proxies as text, for response headers
+}
+
+// peerName returns p as text, encoding each proxy's ID once (the cache is emptied when it
+// grows past a few hundred, so churn cannot grow it without bound).
+func (c *clientState) peerName(p peer.ID) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.names[p]; ok {
+		return s
+	}
+	if c.names == nil || len(c.names) > 256 {
+		c.names = make(map[peer.ID]string)
+	}
+	s := p.String()
+	c.names[p] = s
+	return s
 }
 
 // startClient makes the node a client: it stays connected to a few proxies, follows the

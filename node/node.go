@@ -30,12 +30,13 @@ type Deps struct {
 
 // Node is one running peer of the mesh.
 type Node struct {
-	cfg  Config
-	h    host.Host
-	log  *slog.Logger
-	now  func() time.Time
-	disc *discovery.Service
-	ps   *pubsub.PubSub
+	cfg   Config
+	h     host.Host
+	idStr string // h.ID().String(), which base58-encodes on every call
+	log   *slog.Logger
+	now   func() time.Time
+	disc  *discovery.Service
+	ps    *pubsub.PubSub
 
 	topic  *pubsub.Topic
 	keeper *discovery.Keeper // clients and workers: the proxies we hold connections to
@@ -67,7 +68,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if cfg.Role == RoleWorker && deps.Backend == nil {
 		return nil, errors.New("node: a worker needs a model backend")
 	}
-	n := &Node{cfg: cfg, h: deps.Host, log: deps.Logger, now: deps.Now}
+	n := &Node{cfg: cfg, h: deps.Host, idStr: deps.Host.ID().String(), log: deps.Logger, now: deps.Now}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}

@@ -212,7 +212,7 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 	out.final(&wire.Final{
 		Usage: wire.Usage{Prompt: uint32(usage.Prompt), Cached: uint32(usage.Cached), Completion: uint32(usage.Completion),
 			Reasoning: uint32(usage.Reasoning), Estimated: usage.Estimated},
-		Worker: n.h.ID().String(),
+		Worker: n.idStr,
 	})
 }
 

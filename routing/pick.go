@@ -24,7 +24,28 @@ type Decision struct {
 	Model     string    // the full model ID of the chosen worker's matching offer
 	Price     uint64    // that offer's price
 	Fallbacks []peer.ID // other eligible workers, best first (for failover)
-	Reason    string    // short human-readable reason, for logs
+
+	why why // what Reason needs, kept so the text is built only when someone reads it
+}
+
+// Reason says in a few words why Pick chose this worker, for logs.
+func (d Decision) Reason() string { return d.why.String() }
+
+// why is a snapshot of the keys that decided a Pick.
+type why struct {
+	best, next view
+	n, equal   int // eligible workers; how many tie with the best on every rule key
+}
+
+// view is the part of a candidate the reason text shows.
+type view struct {
+	load, latency, fails float64
+	running              int
+	price                uint64
+}
+
+func (c candidate) view() view {
+	return view{load: c.load, latency: c.latency, fails: c.fails, running: c.w.running, price: c.offer.Price}
 }
 
 // Pick's errors, distinguishable with errors.Is so the proxy can tell the
@@ -100,7 +121,7 @@ func (t *Table) Pick(now time.Time, r Request) (Decision, error) {
 		Worker: best.w.id,
 		Model:  best.offer.Model,
 		Price:  best.offer.Price,
-		Reason: reason(cands),
+		why:    whyOf(cands),
 	}
 	if len(cands) > 1 {
 		d.Fallbacks = make([]peer.ID, 0, len(cands)-1)
@@ -139,17 +160,27 @@ func compareCandidates(a, b candidate) int {
 	)
 }
 
-// reason names the first rule key that set the winner apart from the
-// runner-up, so logs say why this worker and not the next.
-func reason(cands []candidate) string {
-	b := cands[0]
+// whyOf snapshots what set the winner apart from the runner-up.
+func whyOf(cands []candidate) why {
+	w := why{best: cands[0].view(), n: len(cands), equal: 1}
+	if len(cands) > 1 {
+		w.next = cands[1].view()
+	}
+	for w.equal < len(cands) && equalRule(cands[w.equal], cands[0]) {
+		w.equal++
+	}
+	return w
+}
+
+// String names the first rule key that set the winner apart from the runner-up, so logs say
+// why this worker and not the next.
+func (w why) String() string {
+	b, c, n := w.best, w.next, w.n
 	lat := time.Duration(b.latency).Round(time.Microsecond)
-	load := fmt.Sprintf("load %v (running %d x latency %v)", time.Duration(b.load).Round(time.Microsecond), b.w.running, lat)
-	n := len(cands)
+	load := fmt.Sprintf("load %v (running %d x latency %v)", time.Duration(b.load).Round(time.Microsecond), b.running, lat)
 	if n == 1 {
 		return "only eligible worker, " + load
 	}
-	c := cands[1]
 	switch {
 	case b.load != c.load:
 		return fmt.Sprintf("lowest %s among %d eligible", load, n)
@@ -157,14 +188,10 @@ func reason(cands []candidate) string {
 		return fmt.Sprintf("tied %s, lowest latency among %d eligible", load, n)
 	case b.fails != c.fails:
 		return fmt.Sprintf("tied %s, fewest recent failures (%.2f) among %d eligible", load, b.fails, n)
-	case b.offer.Price != c.offer.Price:
-		return fmt.Sprintf("tied %s, lowest price %d among %d eligible", load, b.offer.Price, n)
+	case b.price != c.price:
+		return fmt.Sprintf("tied %s, lowest price %d among %d eligible", load, b.price, n)
 	}
-	eq := 1
-	for eq < n && equalRule(cands[eq], b) {
-		eq++
-	}
-	return fmt.Sprintf("round robin among %d equal of %d eligible, %s", eq, n, load)
+	return fmt.Sprintf("round robin among %d equal of %d eligible, %s", w.equal, n, load)
 }
 
 // equalRule reports whether a and b tie on every key of the rule proper.

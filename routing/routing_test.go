@@ -259,7 +259,7 @@ func TestPick(t *testing.T) {
 			if !slices.Equal(d.Fallbacks, tc.wantFall) {
 				t.Errorf("fallbacks = %q, want %q", d.Fallbacks, tc.wantFall)
 			}
-			if d.Reason == "" {
+			if d.Reason() == "" {
 				t.Error("empty reason")
 			}
 		})
