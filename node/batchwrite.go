@@ -15,9 +15,11 @@ import (
 )
 
 // yamux writes every frame of every stream with its own write (libp2p disabled its write
-// coalescing), so a request costs a dozen small TCP writes per hop. batchingNoise puts a
-// group-commit writer under Noise: frames written while the previous write is in the kernel go
-// out together in the next one. An idle connection still sends each frame at once.
+// coalescing), so a request costs a dozen small writes per hop, each sealed by Noise on its own
+// and sent with its own syscall. batchingNoise puts a group-commit writer between yamux and
+// Noise: frames written while the previous batch is being sealed and sent go out together in
+// the next one, as one Noise message and one syscall. An idle connection still sends each frame
+// at once.
 type batchingNoise struct{ *noise.Transport }
 
 // newBatchingNoise has noise.New's signature, so libp2p.Security can build it.
@@ -30,12 +32,28 @@ func newBatchingNoise(id protocol.ID, key crypto.PrivKey, muxers []tptu.StreamMu
 }
 
 func (t batchingNoise) SecureInbound(ctx context.Context, c net.Conn, p peer.ID) (sec.SecureConn, error) {
-	return t.Transport.SecureInbound(ctx, newBatchConn(c), p)
+	return batched(t.Transport.SecureInbound(ctx, c, p))
 }
 
 func (t batchingNoise) SecureOutbound(ctx context.Context, c net.Conn, p peer.ID) (sec.SecureConn, error) {
-	return t.Transport.SecureOutbound(ctx, newBatchConn(c), p)
+	return batched(t.Transport.SecureOutbound(ctx, c, p))
 }
+
+func batched(sc sec.SecureConn, err error) (sec.SecureConn, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &batchSecureConn{SecureConn: sc, bw: newBatchConn(sc)}, nil
+}
+
+// batchSecureConn is a Noise session whose writes go through a batchConn.
+type batchSecureConn struct {
+	sec.SecureConn
+	bw *batchConn
+}
+
+func (c *batchSecureConn) Write(p []byte) (int, error) { return c.bw.Write(p) }
+func (c *batchSecureConn) Close() error                { return c.bw.Close() }
 
 // maxBatch bounds the bytes waiting to be written; a writer blocks beyond it (backpressure).
 const maxBatch = 256 << 10

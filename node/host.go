@@ -66,6 +66,8 @@ type HostConfig struct {
 	MaxConns, MaxStreams int
 	// MaxMemory caps the memory the resource manager lets streams and connections reserve.
 	MaxMemory int64
+	// PlainWrites turns off batching writes under Noise (batchwrite.go), for comparisons.
+	PlainWrites bool
 }
 
 // DefaultHostConfig is sized for a proxy with hundreds of workers and clients.
@@ -94,12 +96,16 @@ func NewHost(cfg HostConfig, key crypto.PrivKey, log *slog.Logger) (host.Host, e
 	if err != nil {
 		return nil, fmt.Errorf("node: connection manager: %w", err)
 	}
+	security := libp2p.Security(noise.ID, newBatchingNoise)
+	if cfg.PlainWrites {
+		security = libp2p.Security(noise.ID, noise.New)
+	}
 	h, err := libp2p.New(
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(cfg.Listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(libp2pquic.NewTransport),
-		libp2p.Security(noise.ID, newBatchingNoise),
+		security,
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),

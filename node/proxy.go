@@ -18,12 +18,17 @@ import (
 func (n *Node) startProxy() error {
 	n.h.SetStreamHandler(InferProtocol, n.handleProxyInfer)
 	n.h.SetStreamHandler(AdvertProtocol, n.handleDirectAdvert)
-	n.h.Network().Notify(&network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
+	nb := &network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
 		p := c.RemotePeer()
-		if nw.Connectedness(p) != network.Connected {
+		if nw.Connectedness(p) != network.Connected && n.ctx.Err() == nil {
 			n.dropWorker(p, "connection closed")
 		}
-	}})
+	}}
+	n.h.Network().Notify(nb)
+	n.goLoop(func(ctx context.Context) {
+		<-ctx.Done()
+		n.h.Network().StopNotify(nb)
+	})
 	n.goLoop(n.readAdverts)
 	n.goLoop(func(ctx context.Context) {
 		n.disc.Advertise(ctx, n.routedModels, n.cfg.ProvideRetry, n.cfg.ProvideInterval)

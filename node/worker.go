@@ -81,6 +81,9 @@ func (n *Node) checkHealth() {
 	ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
 	defer cancel()
 	err := n.worker.backend.Health(ctx)
+	if n.ctx.Err() != nil {
+		return // shutting down: the check was cut short, not failed
+	}
 	ok := err == nil
 	if was := n.worker.healthy.Swap(ok); was != ok {
 		if ok {

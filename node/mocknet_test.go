@@ -1,0 +1,73 @@
+package node_test
+
+import (
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+
+	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/node/backend"
+	"github.com/cocoon-mesh/cocoon/node/backend/echo"
+)
+
+// TestNodesOverMocknet builds a mesh from in-memory libp2p hosts, as simulations do: the node
+// code is the same, only the hosts it is given differ.
+func TestNodesOverMocknet(t *testing.T) {
+	const workers = 8
+	mn := mocknet.New()
+	defer mn.Close()
+	srv := httptest.NewServer(echo.New(echo.Config{}).Handler())
+	defer srv.Close()
+
+	cfg := node.LocalConfig()
+	cfg.Models = []node.ModelConfig{{ID: "echo-test@v1:none"}}
+	start := func(role node.Role, boot []string, be backend.Backend) *node.Node {
+		h, err := mn.GenPeer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := mn.LinkAll(); err != nil {
+			t.Fatal(err)
+		}
+		c := cfg
+		c.Role, c.Bootstrap, c.APIAddr, c.MinProxies = role, boot, "127.0.0.1:0", 1
+		n, err := node.New(c, node.Deps{Host: h, Backend: be})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	proxy := start(node.RoleProxy, nil, nil)
+	boot := []string{proxy.Status().Addrs[0]}
+	for range workers {
+		be, err := backend.NewHTTP(backend.HTTPConfig{BaseURL: srv.URL + "/v1", Models: map[string]string{"echo-test@v1:none": "echo-test"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(node.RoleWorker, boot, be)
+	}
+	client := start(node.RoleClient, boot, nil)
+
+	deadline := time.Now().Add(30 * time.Second)
+	for len(proxy.Status().Workers) < workers || len(client.Status().Proxies) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy sees %d/%d workers, client %d proxies", len(proxy.Status().Workers), workers, len(client.Status().Proxies))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := range 5 {
+		r := post(t, "http://"+client.APIAddr()+"/v1/chat/completions", "",
+			fmt.Sprintf(`{"model":"echo-test","messages":[{"role":"user","content":"over mocknet %d"}]}`, i))
+		if r.status != 200 || !strings.Contains(r.body, fmt.Sprintf("over mocknet %d", i)) {
+			t.Fatalf("request %d: %+v", i, r)
+		}
+	}
+}
