@@ -53,9 +53,10 @@ func (a *Advert) EffectivePrice(o Offer) uint64 {
 	return o.Prices.Completion * uint64(a.Coefficient) / CoefficientOne
 }
 
-func (a *Advert) appendBody(b []byte) []byte {
+func (a *Advert) appendBody(b []byte, pub []byte) []byte {
 	e := enc{b}
 	e.bytes([]byte(a.Worker))
+	e.bytes(pub) // the worker's public key: not every peer ID embeds it (RSA and ECDSA IDs are hashes)
 	e.uvarint(a.Seq)
 	e.uvarint(uint64(a.Time.UnixMilli()))
 	e.uvarint(uint64(len(a.Addrs)))
@@ -87,7 +88,11 @@ func SignAdvert(a *Advert, key crypto.PrivKey) ([]byte, error) {
 	if id != a.Worker {
 		return nil, fmt.Errorf("wire: advert for %s signed with the key of %s", a.Worker, id)
 	}
-	body := a.appendBody(nil)
+	pub, err := crypto.MarshalPublicKey(key.GetPublic())
+	if err != nil {
+		return nil, err
+	}
+	body := a.appendBody(nil, pub)
 	sig, err := key.Sign(append([]byte(advertDomain), body...))
 	if err != nil {
 		return nil, err
@@ -111,6 +116,7 @@ func DecodeAdvert(p []byte) (*Advert, error) {
 	d := dec{b: p}
 	a := &Advert{}
 	rawID := d.bytes("worker id", 128)
+	rawPub := d.bytes("public key", 1024)
 	a.Seq = d.uvarint("seq")
 	ms := d.bounded("time", 1<<53)
 	a.Time = time.UnixMilli(int64(ms))
@@ -152,9 +158,12 @@ func DecodeAdvert(p []byte) (*Advert, error) {
 		return nil, fmt.Errorf("%w: worker id: %v", ErrMalformed, err)
 	}
 	a.Worker = id
-	pub, err := id.ExtractPublicKey()
+	pub, err := crypto.UnmarshalPublicKey(rawPub)
 	if err != nil {
-		return nil, fmt.Errorf("%w: worker id carries no public key: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: public key: %v", ErrMalformed, err)
+	}
+	if !id.MatchesPublicKey(pub) {
+		return nil, fmt.Errorf("%w: public key is not the worker's", ErrBadSignature)
 	}
 	ok, err := pub.Verify(append([]byte(advertDomain), p[:bodyLen]...), sig)
 	if err != nil || !ok {

@@ -244,3 +244,32 @@ func FuzzDecodeAdvert(f *testing.F) {
 		}
 	})
 }
+
+func TestAdvertFromAHashedPeerID(t *testing.T) {
+	key, _, err := crypto.GenerateECDSAKeyPair(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPrivateKey(key)
+	a := &Advert{Worker: id, Time: time.UnixMilli(1), Coefficient: 1000, Offers: []Offer{{Model: "m@1:a"}}}
+	b, err := SignAdvert(a, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := DecodeAdvert(b); err != nil || got.Worker != id {
+		t.Fatalf("ECDSA-keyed advert: %v", err)
+	}
+	// Someone else's key in the advert does not pass for the worker's.
+	other, _, _ := crypto.GenerateEd25519Key(nil)
+	otherPub, _ := crypto.MarshalPublicKey(other.GetPublic())
+	e := enc{}
+	e.bytes([]byte(id))
+	e.bytes(otherPub)
+	forged := append(e.b, a.appendBody(nil, otherPub)[len(e.b):]...)
+	sig, _ := other.Sign(append([]byte(advertDomain), forged...))
+	fe := enc{forged}
+	fe.bytes(sig)
+	if _, err := DecodeAdvert(fe.b); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("advert with a stranger's key: %v", err)
+	}
+}
