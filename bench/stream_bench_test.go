@@ -1,4 +1,4 @@
-package node
+package bench
 
 import (
 	"context"
@@ -13,16 +13,17 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 )
 
 func benchHosts(b *testing.B, plain bool) (host.Host, host.Host) {
 	mk := func() host.Host {
 		key, _, _ := crypto.GenerateEd25519Key(nil)
-		hc := DefaultHostConfig()
+		hc := node.DefaultHostConfig()
 		hc.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 		hc.PlainWrites = plain
-		h, err := NewHost(hc, key, slog.New(slog.DiscardHandler))
+		h, err := node.NewHost(hc, key, slog.New(slog.DiscardHandler))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -38,7 +39,7 @@ func benchHosts(b *testing.B, plain bool) (host.Host, host.Host) {
 
 // exchange serves and runs stream exchanges between a and s.
 func serveExchange(s host.Host) {
-	s.SetStreamHandler(InferProtocol, func(st network.Stream) {
+	s.SetStreamHandler(node.InferProtocol, func(st network.Stream) {
 		r := wire.NewReader(st, 1<<20)
 		if _, _, err := r.ReadFrame(); err != nil {
 			st.Reset()
@@ -63,7 +64,7 @@ func exchanges(b *testing.B, a, s host.Host, n, conc int) {
 	for range conc {
 		wg.Go(func() {
 			for range work {
-				st, err := a.NewStream(context.Background(), s.ID(), InferProtocol)
+				st, err := a.NewStream(context.Background(), s.ID(), node.InferProtocol)
 				if err != nil {
 					b.Error(err)
 					return
