@@ -102,7 +102,7 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 		started, firstToken, err := n.forward(ctx, d, h, body, out)
 		latency := firstToken.Sub(start)
 		n.tableMu.Lock()
-		n.table.End(n.now(), d.Worker, latency, err == nil)
+		n.table.End(n.now(), d.Worker, latency, !workerFault(err))
 		n.tableMu.Unlock()
 		if err == nil {
 			return
@@ -171,6 +171,16 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 			return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.ShortString(), unexpected(t))
 		}
 	}
+}
+
+// workerFault reports whether err counts against the worker: a bad request or a client that
+// went away is nobody's failure but the caller's.
+func workerFault(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	c := asWireError(err).Code
+	return c.Retryable() || c == wire.CodeTimeout
 }
 
 // routingError turns a routing refusal into the error the client sees.

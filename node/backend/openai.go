@@ -43,10 +43,10 @@ func (a *answer) decode(data []byte) error {
 	if len(data) == 0 || data[0] != '{' {
 		return errorf(502, "server sent a non-object where a JSON object was expected")
 	}
-	if err := json.Unmarshal(data, a); err != nil {
-		return errorf(502, "server sent invalid JSON: %v", err)
+	if !json.Valid(data) {
+		return errorf(502, "server sent invalid JSON")
 	}
-	return nil
+	return skimAnswer(data, a)
 }
 
 // failed reports whether the object is an error report.

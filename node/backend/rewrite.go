@@ -1,11 +1,9 @@
 package backend
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
 	"strconv"
+	"strings"
 )
 
 // field is one member of a JSON object: the key decoded (for matching) and
@@ -16,44 +14,53 @@ type field struct {
 	value  []byte
 }
 
-// objectFields splits a valid JSON object into its members, in order. The
-// bytes of keys and values are sub-slices of obj, exactly as written, so
-// re-emitting them changes nothing (encoding/json would compact and
-// HTML-escape them). Duplicate keys are refused: different JSON parsers keep
-// the first or the last one, and that ambiguity would let a client smuggle a
-// second "model" past the rewrite.
+// objectFields splits a JSON object, which the caller has checked with json.Valid, into its
+// members, in order. The bytes of keys and values are sub-slices of obj, exactly as written, so
+// re-emitting them changes nothing (encoding/json would compact and HTML-escape them).
+// Duplicate keys are refused: different JSON parsers keep the first or the last one, and that
+// ambiguity would let a client smuggle a second "model" past the rewrite.
 func objectFields(obj []byte) ([]field, error) {
-	dec := json.NewDecoder(bytes.NewReader(obj))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+	i := skipWS(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
 		return nil, errorf(400, "request body must be a JSON object")
 	}
 	var fields []field
-	seen := make(map[string]struct{})
-	for dec.More() {
-		start := dec.InputOffset()
-		tok, err := dec.Token()
+	var seen map[string]bool // only for objects with many members: a scan is cheaper below that
+	var err error
+	eachMember(obj, i, func(rawKey, value []byte) {
 		if err != nil {
-			return nil, errorf(400, "request body is not valid JSON")
+			return
 		}
-		key, _ := tok.(string)
-		if _, dup := seen[key]; dup {
-			return nil, errorf(400, "duplicate field %q in request body", key)
+		key := string(rawKey[1 : len(rawKey)-1])
+		if strings.IndexByte(key, '\\') >= 0 {
+			if json.Unmarshal(rawKey, &key) != nil {
+				err = errorf(400, "request body is not valid JSON")
+				return
+			}
 		}
-		seen[key] = struct{}{}
-		rawKey := bytes.TrimLeft(obj[start:dec.InputOffset()], " \t\r\n,")
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
-			return nil, errorf(400, "request body is not valid JSON")
+		dup := false
+		if seen != nil {
+			dup = seen[key]
+		} else {
+			for _, f := range fields {
+				dup = dup || f.key == key
+			}
+		}
+		if dup {
+			err = errorf(400, "duplicate field %q in request body", key)
+			return
 		}
 		fields = append(fields, field{key: key, rawKey: rawKey, value: value})
-	}
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
-		return nil, errorf(400, "request body is not valid JSON")
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errorf(400, "request body has data after the JSON object")
-	}
-	return fields, nil
+		if len(fields) == 16 {
+			seen = make(map[string]bool, 32)
+			for _, f := range fields {
+				seen[f.key] = true
+			}
+		} else if seen != nil {
+			seen[key] = true
+		}
+	})
+	return fields, err
 }
 
 // set replaces the value of key, or appends the member if it is missing.

@@ -3,6 +3,8 @@ package backend
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -81,5 +83,17 @@ func TestRewriteCapsMaxTokens(t *testing.T) {
 	}
 	if _, err := rewriteBody([]byte(`{"model":"m","max_tokens":"lots"}`), "srv", false, 100); err == nil {
 		t.Error("a non-numeric max_tokens passed")
+	}
+}
+
+func TestRewriteRefusesDuplicatesInLargeObjects(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"model":"m"`)
+	for i := range 40 {
+		fmt.Fprintf(&b, `,"k%d":%d`, i, i)
+	}
+	b.WriteString(`,"k3":0}`)
+	if _, err := rewriteBody([]byte(b.String()), "srv", false, 0); err == nil || !strings.Contains(err.Error(), `"k3"`) {
+		t.Fatalf("duplicate past the map threshold: %v", err)
 	}
 }

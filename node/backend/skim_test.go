@@ -1,0 +1,56 @@
+package backend
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+var sampleChunk = []byte(`{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1795315226,"model":"m","choices":[{"index":0,"delta":{"content":" from"},"logprobs":null,"finish_reason":null}],"usage":null}`)
+
+func FuzzSkimMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{
+		string(sampleChunk),
+		`{"object":"error","message":"bad","code":400}`,
+		`{"error":{"message":"x","code":"y"}}`,
+		`{"choices":[{"text":"a"},null,{"message":{"content":null,"tool_calls":[{"id":"\""}]}}],"usage":{"prompt_tokens":1}}`,
+		`{"OBJECT":"x","Choices":null,"ch\u006fices":[{"Delta":{"Content":"a"}}]}`,
+		`{"choices":[1]}`, `{"object":7}`, `{"choices":[{"delta":"x"}]}`, `{"object":"\u00e9\ud800"}`,
+		`{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}],"choices":[]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) || skipWS(data, 0) >= len(data) || data[skipWS(data, 0)] != '{' {
+			return
+		}
+		var want, got answer
+		werr := json.Unmarshal(data, &want)
+		gerr := skimAnswer(data, &got)
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("%s: encoding/json says %v, skim says %v", data, werr, gerr)
+		}
+		if werr == nil && !reflect.DeepEqual(normalize(want), normalize(got)) {
+			t.Fatalf("%s:\nencoding/json %+v\nskim          %+v", data, want, got)
+		}
+	})
+}
+
+// normalize drops the difference between nil and empty raw values, which no reader tells apart.
+func normalize(a answer) answer {
+	for i := range a.Choices {
+		if len(a.Choices[i].Text) == 0 {
+			a.Choices[i].Text = nil
+		}
+	}
+	return a
+}
+
+func BenchmarkSkimAnswer(b *testing.B) {
+	for b.Loop() {
+		var a answer
+		if err := a.decode(sampleChunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
