@@ -154,8 +154,8 @@ func capTokens(fields []field, limit uint32) ([]field, error) {
 			if f.key != key || string(f.value) == "null" {
 				continue
 			}
-			var v int64
-			if err := json.Unmarshal(f.value, &v); err != nil || v < 0 {
+			v, err := strconv.ParseInt(string(f.value), 10, 64) // a JSON integer, as json.Unmarshal into int64 takes it
+			if err != nil || v < 0 {
 				return nil, errorf(400, "%s must be a non-negative whole number", key)
 			}
 			if v > int64(limit) {

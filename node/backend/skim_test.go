@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -53,4 +54,52 @@ func BenchmarkSkimAnswer(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// usageOfJSON is usageOf as encoding/json reads it, the reference for the skimmer.
+func usageOfJSON(raw []byte) (Usage, bool) {
+	var w struct {
+		PromptTokens        count `json:"prompt_tokens"`
+		CompletionTokens    count `json:"completion_tokens"`
+		PromptTokensDetails *struct {
+			CachedTokens count `json:"cached_tokens"`
+		} `json:"prompt_tokens_details"`
+		CompletionTokensDetails *struct {
+			ReasoningTokens count `json:"reasoning_tokens"`
+		} `json:"completion_tokens_details"`
+	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &w) != nil {
+		return Usage{}, false
+	}
+	u := Usage{Prompt: int(w.PromptTokens), Completion: int(w.CompletionTokens)}
+	if d := w.PromptTokensDetails; d != nil {
+		u.Cached = min(int(d.CachedTokens), u.Prompt)
+	}
+	if d := w.CompletionTokensDetails; d != nil {
+		u.Reasoning = min(int(d.ReasoningTokens), u.Completion)
+	}
+	return u, true
+}
+
+func FuzzUsageSkimMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}`,
+		`{"prompt_tokens":3,"prompt_tokens_details":{"cached_tokens":9},"completion_tokens_details":null}`,
+		`{"completion_tokens":2.7,"completion_tokens_details":{"reasoning_tokens":1e30}}`,
+		`{"prompt_tokens_details":7}`, `{"Prompt_Tokens":"4","completion_tokens":-1}`,
+		`{"prompt_tokens_details":{"cached_tokens":1},"prompt_tokens_details":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) {
+			return
+		}
+		wu, wok := usageOfJSON(raw)
+		gu, gok := usageOf(raw)
+		if wu != gu || wok != gok {
+			t.Fatalf("%s: encoding/json %+v %v, skim %+v %v", raw, wu, wok, gu, gok)
+		}
+	})
 }

@@ -44,14 +44,10 @@ func (c *count) UnmarshalJSON(b []byte) error {
 
 // wireUsage is OpenAI's usage object.
 type wireUsage struct {
-	PromptTokens        count `json:"prompt_tokens"`
-	CompletionTokens    count `json:"completion_tokens"`
-	PromptTokensDetails *struct {
-		CachedTokens count `json:"cached_tokens"`
-	} `json:"prompt_tokens_details"`
-	CompletionTokensDetails *struct {
-		ReasoningTokens count `json:"reasoning_tokens"`
-	} `json:"completion_tokens_details"`
+	PromptTokens            count         `json:"prompt_tokens"`
+	CompletionTokens        count         `json:"completion_tokens"`
+	PromptTokensDetails     *tokenDetails // cached_tokens
+	CompletionTokensDetails *tokenDetails // reasoning_tokens
 }
 
 // usage converts the wire form, keeping the parts consistent with their
@@ -59,26 +55,66 @@ type wireUsage struct {
 func (w *wireUsage) usage() Usage {
 	u := Usage{Prompt: int(w.PromptTokens), Completion: int(w.CompletionTokens)}
 	if d := w.PromptTokensDetails; d != nil {
-		u.Cached = min(int(d.CachedTokens), u.Prompt)
+		u.Cached = min(int(d.Tokens), u.Prompt)
 	}
 	if d := w.CompletionTokensDetails; d != nil {
-		u.Reasoning = min(int(d.ReasoningTokens), u.Completion)
+		u.Reasoning = min(int(d.Tokens), u.Completion)
 	}
 	return u
 }
 
 // usageOf decodes a raw "usage" value; ok is false when it is absent, null
 // or not an object.
+// raw must be valid JSON (a part of a validated answer).
 func usageOf(raw json.RawMessage) (Usage, bool) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
 		return Usage{}, false
 	}
 	var w wireUsage
-	if err := json.Unmarshal(raw, &w); err != nil {
+	ok := true
+	eachMember(raw, 0, func(k, v []byte) {
+		switch {
+		case keyIs(k, "prompt_tokens"):
+			w.PromptTokens.UnmarshalJSON(v)
+		case keyIs(k, "completion_tokens"):
+			w.CompletionTokens.UnmarshalJSON(v)
+		case keyIs(k, "prompt_tokens_details"):
+			w.PromptTokensDetails, ok = details(v, w.PromptTokensDetails, "cached_tokens", ok)
+		case keyIs(k, "completion_tokens_details"):
+			w.CompletionTokensDetails, ok = details(v, w.CompletionTokensDetails, "reasoning_tokens", ok)
+		}
+	})
+	if !ok {
 		return Usage{}, false
 	}
 	return w.usage(), true
+}
+
+// tokenDetails is the shape of prompt_tokens_details and completion_tokens_details.
+type tokenDetails = struct {
+	Tokens count
+}
+
+// details reads a *_tokens_details object as encoding/json would into a pointer: null clears
+// it, an object fills it, anything else spoils the whole usage report (ok false).
+func details(v []byte, cur *tokenDetails, field string, ok bool) (*tokenDetails, bool) {
+	switch v[0] {
+	case 'n':
+		return nil, ok
+	case '{':
+	default:
+		return cur, false
+	}
+	if cur == nil {
+		cur = &tokenDetails{}
+	}
+	eachMember(v, 0, func(k, n []byte) {
+		if keyIs(k, field) {
+			cur.Tokens.UnmarshalJSON(n)
+		}
+	})
+	return cur, ok
 }
 
 // ParseUsage extracts the "usage" object of an OpenAI response or chunk
@@ -91,7 +127,7 @@ func ParseUsage(obj []byte) (u Usage, ok bool) {
 	if err := json.Unmarshal(obj, &v); err != nil {
 		return Usage{}, false
 	}
-	return usageOf(v.Usage)
+	return usageOf(v.Usage) // v.Usage is valid: json.Unmarshal checked all of obj
 }
 
 // estimateTokens guesses a token count from a byte length with the usual
