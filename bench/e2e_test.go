@@ -148,7 +148,7 @@ func BenchmarkDirectChat(b *testing.B) { benchChat(b, Direct) }
 // BenchmarkHTTP2HopChat sends them through two ReverseProxy hops to an echo backend.
 func BenchmarkHTTP2HopChat(b *testing.B) { benchChat(b, HTTP2Hop) }
 
-func benchChatParallel(b *testing.B, mode Mode) {
+func benchChatParallel(b *testing.B, mode Mode, stream bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	const conc = 64
@@ -167,7 +167,7 @@ func benchChatParallel(b *testing.B, mode Mode) {
 	b.RunParallel(func(pb *testing.PB) {
 		var s scratch
 		for pb.Next() {
-			if _, err := c.do(ctx, false, &s); err != nil {
+			if _, err := c.do(ctx, stream, &s); err != nil {
 				b.Error(err)
 				return
 			}
@@ -176,7 +176,13 @@ func benchChatParallel(b *testing.B, mode Mode) {
 }
 
 // BenchmarkMeshChatParallel is BenchmarkMeshChat at concurrency 64.
-func BenchmarkMeshChatParallel(b *testing.B) { benchChatParallel(b, Mesh) }
+func BenchmarkMeshChatParallel(b *testing.B) { benchChatParallel(b, Mesh, false) }
+
+// BenchmarkMeshStreamParallel streams the answers (16 tokens each) at concurrency 64.
+func BenchmarkMeshStreamParallel(b *testing.B) { benchChatParallel(b, Mesh, true) }
+
+// BenchmarkHTTP2HopStreamParallel streams them through two ReverseProxy hops.
+func BenchmarkHTTP2HopStreamParallel(b *testing.B) { benchChatParallel(b, HTTP2Hop, true) }
 
 // BenchmarkHTTP2HopChatParallel is BenchmarkHTTP2HopChat at concurrency 64.
-func BenchmarkHTTP2HopChatParallel(b *testing.B) { benchChatParallel(b, HTTP2Hop) }
+func BenchmarkHTTP2HopChatParallel(b *testing.B) { benchChatParallel(b, HTTP2Hop, false) }

@@ -192,3 +192,27 @@ func TestModelsListsOffers(t *testing.T) {
 		t.Fatalf("price cap: status %d", r.StatusCode)
 	}
 }
+
+// TestWarmRequestsReuseConnections: requests are streams on the connections the client and
+// workers already hold, never a new connection per request.
+func TestWarmRequestsReuseConnections(t *testing.T) {
+	nw := startNet(t, localnet.Options{Proxies: 2, Workers: 2})
+	conns := func() int {
+		n := 0
+		for _, nd := range append([]*node.Node{nw.Client}, nw.Workers...) {
+			n += len(nd.Host().Network().Conns())
+		}
+		return n
+	}
+	chat := `{"model":"echo-test","messages":[{"role":"user","content":"again"}]}`
+	post(t, nw.ClientURL()+"/chat/completions", "", chat) // warm
+	before := conns()
+	for range 50 {
+		if r := post(t, nw.ClientURL()+"/chat/completions", "", chat); r.status != 200 {
+			t.Fatalf("%+v", r)
+		}
+	}
+	if after := conns(); after != before {
+		t.Fatalf("connections went from %d to %d over 50 warm requests", before, after)
+	}
+}

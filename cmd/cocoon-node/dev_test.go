@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe to write from the command and read from the test.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestDevStartsServesAndStops(t *testing.T) {
+	var out syncBuffer
+	m := &Main{Stdout: &out, Stderr: &out}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, []string{"dev", "--api", "127.0.0.1:0", "--token-delay", "0", "--log-level", "error"}) }()
+
+	url := regexp.MustCompile(`OpenAI base URL: (http://\S+)`)
+	deadline := time.Now().Add(30 * time.Second)
+	var base string
+	for base == "" {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("dev never printed its URL:\n%s", out.String())
+		}
+		if m := url.FindStringSubmatch(out.String()); m != nil {
+			base = m[1]
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(out.String(), "curl -N "+base+"/chat/completions") {
+		t.Errorf("no ready-to-paste curl line:\n%s", out.String())
+	}
+	resp, err := http.Post(base+"/chat/completions", "application/json",
+		strings.NewReader(`{"model":"echo-test","messages":[{"role":"user","content":"dev works"}]}`))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("request to the dev network: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	cancel() // what Ctrl-C does
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("dev ended with %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("dev did not stop")
+	}
+	if !strings.Contains(out.String(), "Stopped.") {
+		t.Fatalf("no clean stop:\n%s", out.String())
+	}
+}
