@@ -34,7 +34,9 @@ func TestDevStartsServesAndStops(t *testing.T) {
 	m := &Main{Stdout: &out, Stderr: &out}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx, []string{"dev", "--api", "127.0.0.1:0", "--token-delay", "0", "--log-level", "error"}) }()
+	go func() {
+		done <- m.Run(ctx, []string{"dev", "--api", "127.0.0.1:0", "--token-delay", "0", "--log-level", "error"})
+	}()
 
 	url := regexp.MustCompile(`OpenAI base URL: (http://\S+)`)
 	deadline := time.Now().Add(30 * time.Second)
