@@ -181,7 +181,7 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}
-		last = c.Data
+		last = append(last[:0], c.Data...) // c.Data is reused for the next chunk
 		if err := writeEvent(w, c.Data); err != nil {
 			return err
 		}

@@ -69,7 +69,7 @@ func (n *Node) APIAddr() string {
 }
 
 // chunkFunc receives one chunk of an answer; more reports that the next frame is already
-// read, so the receiver can hold its flush.
+// read, so the receiver can hold its flush. c.Data is valid only during the call.
 type chunkFunc func(c *wire.Chunk, more bool) error
 
 // infer sends one request into the mesh through a proxy and calls onChunk for each chunk of

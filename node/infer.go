@@ -56,8 +56,9 @@ func (n *Node) openCall(ctx context.Context, p peer.ID, h *wire.Header, body []b
 	return c, nil
 }
 
-// next returns the next frame of the answer.
-func (c *call) next() (wire.FrameType, []byte, error) { return c.r.ReadFrame() }
+// next returns the next frame of the answer. Its payload is valid until the following call:
+// both hops pass each frame on at once.
+func (c *call) next() (wire.FrameType, []byte, error) { return c.r.ReadFrameReuse() }
 
 // finish closes a call whose answer was read to the end.
 func (c *call) finish() {

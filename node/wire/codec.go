@@ -49,6 +49,7 @@ var (
 type Reader struct {
 	br  *bufio.Reader
 	max int
+	buf []byte // ReadFrameReuse's payload buffer
 }
 
 // readBuffer is small on purpose: a node holds one per open stream, headers and small frames
@@ -67,22 +68,53 @@ func (r *Reader) Buffered() bool { return r.br.Buffered() > 0 }
 // ReadFrame returns the next frame. The payload is a fresh slice the caller may keep.
 // An oversized frame is refused before its payload is read, so memory stays bounded.
 func (r *Reader) ReadFrame() (FrameType, []byte, error) {
-	t, err := r.br.ReadByte()
+	t, n, err := r.readHeader()
 	if err != nil {
 		return 0, nil, err
 	}
+	return r.readPayload(t, make([]byte, n))
+}
+
+// maxReuse bounds the buffer ReadFrameReuse keeps between frames.
+const maxReuse = 64 << 10
+
+// ReadFrameReuse is ReadFrame for a caller that is done with the payload before its next read
+// (a forwarder): payloads up to 64 KiB share one buffer, saving an allocation per frame.
+func (r *Reader) ReadFrameReuse() (FrameType, []byte, error) {
+	t, n, err := r.readHeader()
+	if err != nil {
+		return 0, nil, err
+	}
+	if n > maxReuse {
+		return r.readPayload(t, make([]byte, n))
+	}
+	if cap(r.buf) < n {
+		r.buf = make([]byte, n, max(n, 512))
+	}
+	return r.readPayload(t, r.buf[:n])
+}
+
+// readHeader reads a frame's type and length, refusing a length over the limit.
+func (r *Reader) readHeader() (FrameType, int, error) {
+	t, err := r.br.ReadByte()
+	if err != nil {
+		return 0, 0, err
+	}
 	n, err := binary.ReadUvarint(r.br)
 	if err != nil {
-		return 0, nil, noEOF(err)
+		return 0, 0, noEOF(err)
 	}
 	if n > uint64(r.max) {
-		return 0, nil, fmt.Errorf("%w: %s frame of %d bytes, limit %d", ErrFrameTooLarge, FrameType(t), n, r.max)
+		return 0, 0, fmt.Errorf("%w: %s frame of %d bytes, limit %d", ErrFrameTooLarge, FrameType(t), n, r.max)
 	}
-	p := make([]byte, n)
+	return FrameType(t), int(n), nil
+}
+
+func (r *Reader) readPayload(t FrameType, p []byte) (FrameType, []byte, error) {
 	if _, err := io.ReadFull(r.br, p); err != nil {
 		return 0, nil, noEOF(err)
 	}
-	return FrameType(t), p, nil
+	return t, p, nil
 }
 
 // noEOF turns a clean EOF inside a frame into ErrUnexpectedEOF: the peer stopped mid-frame.

@@ -190,6 +190,29 @@ func TestParseModelID(t *testing.T) {
 	}
 }
 
+func TestReadFrameReuse(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf)
+	small, big := []byte("first"), bytes.Repeat([]byte{7}, maxReuse+1)
+	_ = w.WriteFrame(FrameChunk, small)
+	_ = w.WriteFrame(FrameChunk, []byte("2nd"))
+	_ = w.WriteFrame(FrameChunk, big)
+	_ = w.Flush()
+	r := NewReader(&buf, 1<<20)
+	_, p1, err := r.ReadFrameReuse()
+	if err != nil || string(p1) != "first" {
+		t.Fatalf("%q %v", p1, err)
+	}
+	_, p2, _ := r.ReadFrameReuse()
+	if string(p2) != "2nd" || &p1[0] != &p2[0] {
+		t.Fatal("small payloads should share the buffer")
+	}
+	_, p3, _ := r.ReadFrameReuse()
+	if !bytes.Equal(p3, big) || &p3[0] == &p2[0] {
+		t.Fatal("a large payload must get its own slice")
+	}
+}
+
 func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{1, 3, 'a', 'b', 'c'})
 	f.Add([]byte{3, 0x80})
