@@ -40,16 +40,16 @@ func (n *Node) openCall(ctx context.Context, p peer.ID, h *wire.Header, body []b
 	c := &call{s: s, r: wire.NewReader(s, n.cfg.MaxChunkBytes+1024)}
 	c.stop = context.AfterFunc(ctx, func() { s.Reset() })
 	w := wire.NewWriter(s)
+	defer w.Release()
 	hdr := wire.AppendHeader(make([]byte, 0, 128), h)
-	if err := w.WriteFrame(wire.FrameHeader, hdr); err != nil {
-		c.abort()
-		return nil, err
+	err = w.WriteFrame(wire.FrameHeader, hdr)
+	if err == nil {
+		err = w.WriteFrame(wire.FrameBody, body)
 	}
-	if err := w.WriteFrame(wire.FrameBody, body); err != nil {
-		c.abort()
-		return nil, err
+	if err == nil {
+		err = w.Flush()
 	}
-	if err := w.Flush(); err != nil {
+	if err != nil {
 		c.abort()
 		return nil, err
 	}
@@ -146,14 +146,20 @@ func (a *answer) raw(t wire.FrameType, p []byte, flush bool) error {
 // final ends a successful answer and closes the stream.
 func (a *answer) final(f *wire.Final) error {
 	err := a.raw(wire.FrameFinal, wire.AppendFinal(nil, f), true)
-	a.s.Close()
+	a.close()
 	return err
 }
 
 // fail ends the answer with an error and closes the stream.
 func (a *answer) fail(err error) {
 	_ = a.raw(wire.FrameError, wire.AppendError(nil, asWireError(err)), true)
+	a.close()
+}
+
+// close ends the stream once the answer is written.
+func (a *answer) close() {
 	a.s.Close()
+	a.w.Release()
 }
 
 // asWireError classifies any error as a wire error.

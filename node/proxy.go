@@ -157,7 +157,7 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 		case wire.FrameFinal:
 			c.finish()
 			_ = out.raw(t, p, true) // if the client left before reading the end, the worker still served in full
-			out.s.Close()
+			out.close()
 			return true, firstToken, nil
 		case wire.FrameError:
 			c.finish()

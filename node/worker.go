@@ -150,6 +150,7 @@ func (n *Node) sendDirectAdvert(ctx context.Context, p peer.ID) {
 		return
 	}
 	w := wire.NewWriter(s)
+	defer w.Release()
 	err = w.WriteFrame(wire.FrameAdvert, b)
 	if err == nil {
 		err = w.Flush()

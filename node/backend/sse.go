@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"sync"
 )
 
 // DefaultMaxBody is the default cap on one response body or one SSE event.
@@ -17,6 +18,9 @@ var ErrTooLarge = errors.New("backend: response or SSE event exceeds size limit"
 // sseReadSize is the read buffer of one ParseSSE call; events usually span
 // far less, and larger ones are assembled in the line buffer.
 const sseReadSize = 8 << 10
+
+// readBuffers recycles ParseSSE's read buffers: a worker makes one call per streamed request.
+var readBuffers = sync.Pool{New: func() any { b := make([]byte, sseReadSize); return &b }}
 
 // sseLineSlack lets a line hold a field name ("data: ") on top of max bytes
 // of value, so a max-sized event is still accepted.
@@ -51,7 +55,14 @@ func parseSSE(r io.Reader, max int, fn func(data []byte, more bool) error) error
 	}
 	max = min(max, math.MaxInt-sseLineSlack) // keep max+sseLineSlack from overflowing
 	p := sseParser{max: max, fn: fn, first: true}
-	buf := make([]byte, min(sseReadSize, max+sseLineSlack))
+	var buf []byte
+	if max+sseLineSlack >= sseReadSize {
+		bp := readBuffers.Get().(*[]byte)
+		defer readBuffers.Put(bp)
+		buf = *bp
+	} else {
+		buf = make([]byte, max+sseLineSlack)
+	}
 	empty := 0
 	for {
 		n, err := r.Read(buf)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // FrameType says what a frame's payload holds.
@@ -138,8 +139,23 @@ const directWrite = 4 << 10
 // NewWriter returns a buffered frame Writer.
 func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 
+// writeBuffers recycles Writer buffers: a node makes a few per request.
+var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, directWrite+64); return &b }}
+
+// Release hands the Writer's buffer back for reuse; call it once nothing more will be written.
+func (w *Writer) Release() {
+	if w.buf != nil && cap(w.buf) <= 4*directWrite {
+		b := w.buf[:0]
+		writeBuffers.Put(&b)
+	}
+	w.buf = nil
+}
+
 // WriteFrame buffers one frame (a large payload is written through at once).
 func (w *Writer) WriteFrame(t FrameType, payload []byte) error {
+	if w.buf == nil {
+		w.buf = *writeBuffers.Get().(*[]byte)
+	}
 	w.buf = append(w.buf, byte(t))
 	w.buf = binary.AppendUvarint(w.buf, uint64(len(payload)))
 	if len(payload) <= directWrite {
