@@ -181,9 +181,14 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}
-		last = append(last[:0], c.Data...) // c.Data is reused for the next chunk
-		if err := writeEvent(w, c.Data); err != nil {
-			return err
+		// A streamed chunk holds one or more OpenAI chunk objects, one per line.
+		for data := c.Data; len(data) > 0; {
+			line, rest, _ := bytes.Cut(data, []byte{'\n'})
+			data = rest
+			if err := writeEvent(w, line); err != nil {
+				return err
+			}
+			last = append(last[:0], line...) // c.Data is reused for the next chunk
 		}
 		if flusher != nil && !more { // a burst of chunks goes out in one write
 			flusher.Flush()

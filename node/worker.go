@@ -162,6 +162,9 @@ func (n *Node) sendDirectAdvert(ctx context.Context, p peer.ID) {
 	s.Close()
 }
 
+// maxBatchedChunk bounds the JSON lines one streamed chunk frame collects.
+const maxBatchedChunk = 32 << 10
+
 // handleWorkerInfer runs one request from a proxy on the backend and streams the answer.
 func (n *Node) handleWorkerInfer(s network.Stream) {
 	out := newAnswer(s)
@@ -194,15 +197,31 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 	defer cancel()
 	go watchCaller(r, cancel)
 
-	var chunk wire.Chunk
+	// A streamed chunk that the backend already has the next one for waits for it, and both
+	// travel in one frame, one JSON object per line: a burst of tokens costs one frame, a lone
+	// token goes out at once. A whole answer is one chunk, sent with its final frame.
+	var pend wire.Chunk
 	usage, err := w.backend.Generate(ctx, backend.Request{Endpoint: endpoint, Model: h.Model, Body: body, Stream: h.Stream, MaxTokens: h.MaxTokens},
 		func(c backend.Chunk) error {
-			chunk.Tokens, chunk.Data = uint32(c.Tokens), c.Data
-			// A whole answer waits for its final frame; a stream chunk waits only for a next
-			// chunk already at hand.
-			return out.chunk(&chunk, h.Stream && !c.More)
-
+			if !h.Stream {
+				pend.Tokens, pend.Data = uint32(c.Tokens), c.Data
+				return out.chunk(&pend, false)
+			}
+			if len(pend.Data) > 0 {
+				pend.Data = append(pend.Data, '\n')
+			}
+			pend.Data = append(pend.Data, c.Data...)
+			pend.Tokens += uint32(c.Tokens)
+			if c.More && len(pend.Data) < maxBatchedChunk {
+				return nil
+			}
+			err := out.chunk(&pend, true)
+			pend.Data, pend.Tokens = pend.Data[:0], 0
+			return err
 		})
+	if err == nil && h.Stream && len(pend.Data) > 0 {
+		err = out.chunk(&pend, false) // the stream ended with a chunk still held: send it with the final
+	}
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
 			s.Reset() // the proxy went away: the backend call is already stopped

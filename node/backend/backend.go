@@ -62,7 +62,8 @@ type Chunk struct {
 	// Data is one OpenAI JSON object on a single line: for a stream, one
 	// chat.completion.chunk / text_completion chunk (the payload of one SSE
 	// event without "data: " or newlines); for a non-stream request, the
-	// whole response object. Data is owned by the receiver.
+	// whole response object. Data is valid only during the emit call: a receiver that keeps it
+	// copies it (the worker copies it into its frame at once).
 	Data []byte
 	// Tokens is the number of completion tokens this chunk carries (best
 	// effort for streams; usage.completion_tokens for a non-stream answer).

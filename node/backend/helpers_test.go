@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -68,6 +69,7 @@ func collect(t testing.TB, h *HTTP, r Request) ([]Chunk, Usage, error) {
 	defer cancel()
 	var chunks []Chunk
 	u, err := h.Generate(ctx, r, func(c Chunk) error {
+		c.Data = bytes.Clone(c.Data) // Data is only valid during emit
 		chunks = append(chunks, c)
 		return nil
 	})

@@ -377,9 +377,9 @@ func readCapped(rd io.Reader, max int) ([]byte, error) {
 	return data, nil
 }
 
-// compactLine returns a private copy of a JSON value on one line: an event
-// whose data spanned several lines would otherwise break SSE framing when
-// the client node re-emits it as "data: ...\n\n".
+// compactLine returns a JSON value on one line (data itself when it already
+// is): an event whose data spanned several lines would otherwise break SSE
+// framing when the client node re-emits it as "data: ...\n\n".
 func compactLine(data []byte) []byte {
 	if bytes.ContainsAny(data, "\r\n") {
 		var b bytes.Buffer
@@ -387,7 +387,7 @@ func compactLine(data []byte) []byte {
 			return b.Bytes()
 		}
 	}
-	return bytes.Clone(data)
+	return data
 }
 
 // statusError converts a non-2xx response into an *Error. Statuses that

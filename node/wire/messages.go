@@ -72,8 +72,9 @@ func DecodeHeader(p []byte) (Header, error) {
 	return h, nil
 }
 
-// Chunk is one piece of the answer: one OpenAI JSON object (a stream chunk, or the whole
-// response when the request did not stream) and the completion tokens it carries.
+// Chunk is one piece of the answer and the completion tokens it carries: the whole OpenAI
+// response when the request did not stream; otherwise one or more OpenAI stream chunk objects,
+// each on one line (a worker sends tokens the backend produced together in one frame).
 type Chunk struct {
 	Tokens uint32
 	Data   []byte
