@@ -171,7 +171,7 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 
 	flusher, _ := w.(http.Flusher)
 	started := false
-	var last []byte
+	var last, event []byte
 	fin, _, err := n.infer(ctx, h, body, func(c *wire.Chunk, more bool) error {
 		if !started {
 			hd := w.Header()
@@ -185,7 +185,7 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 		for data := c.Data; len(data) > 0; {
 			line, rest, _ := bytes.Cut(data, []byte{'\n'})
 			data = rest
-			if err := writeEvent(w, line); err != nil {
+			if err := writeEventBuf(w, &event, line); err != nil {
 				return err
 			}
 			last = append(last[:0], line...) // c.Data is reused for the next chunk
@@ -217,13 +217,23 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 
 // writeEvent writes one server-sent event carrying data.
 func writeEvent(w io.Writer, data []byte) error {
-	if _, err := io.WriteString(w, "data: "); err != nil {
-		return err
+	return writeEventBuf(w, nil, data)
+}
+
+// writeEventBuf is writeEvent assembling the event in buf (reused across calls when given), so
+// it is one write.
+func writeEventBuf(w io.Writer, buf *[]byte, data []byte) error {
+	var b []byte
+	if buf != nil {
+		b = (*buf)[:0]
 	}
-	if _, err := w.Write(data); err != nil {
-		return err
+	b = append(b, "data: "...)
+	b = append(b, data...)
+	b = append(b, "\n\n"...)
+	if buf != nil {
+		*buf = b
 	}
-	_, err := io.WriteString(w, "\n\n")
+	_, err := w.Write(b)
 	return err
 }
 
