@@ -269,7 +269,8 @@ func (h *HTTP) whole(ctx, callCtx context.Context, r Request, resp *http.Respons
 	if err := ctx.Err(); err != nil {
 		return Usage{}, fmt.Errorf("backend: aborted: %w", err)
 	}
-	if err := emit(Chunk{Data: compactLine(data), Tokens: u.Completion}); err != nil {
+	line, _ := compactLine(data) // data passed json.Valid, so it compacts
+	if err := emit(Chunk{Data: line, Tokens: u.Completion}); err != nil {
 		return Usage{}, err
 	}
 	return u, nil
@@ -308,7 +309,7 @@ func (h *HTTP) stream(ctx, callCtx context.Context, cancel context.CancelFunc, r
 			return errStopped
 		}
 		var a answer
-		if err := a.decode(data); err != nil {
+		if err := a.decodeEvent(data); err != nil {
 			return err
 		}
 		if a.failed() {
@@ -337,7 +338,11 @@ func (h *HTTP) stream(ctx, callCtx context.Context, cancel context.CancelFunc, r
 		}
 		chunks++
 		tokens += n
-		if err := emit(Chunk{Data: compactLine(data), Tokens: n, More: more}); err != nil {
+		line, ok := compactLine(data)
+		if !ok {
+			return errorf(502, "server sent an event that is not one JSON object")
+		}
+		if err := emit(Chunk{Data: line, Tokens: n, More: more}); err != nil {
 			emitErr = err
 			return errStopped
 		}
@@ -379,15 +384,17 @@ func readCapped(rd io.Reader, max int) ([]byte, error) {
 
 // compactLine returns a JSON value on one line (data itself when it already
 // is): an event whose data spanned several lines would otherwise break SSE
-// framing when the client node re-emits it as "data: ...\n\n".
-func compactLine(data []byte) []byte {
-	if bytes.ContainsAny(data, "\r\n") {
-		var b bytes.Buffer
-		if json.Compact(&b, data) == nil {
-			return b.Bytes()
-		}
+// framing when the client node re-emits it as "data: ...\n\n". ok is false
+// for a multi-line value that is not valid JSON.
+func compactLine(data []byte) ([]byte, bool) {
+	if bytes.IndexByte(data, '\n') < 0 && bytes.IndexByte(data, '\r') < 0 {
+		return data, true
 	}
-	return data
+	var b bytes.Buffer
+	if json.Compact(&b, data) != nil {
+		return nil, false
+	}
+	return b.Bytes(), true
 }
 
 // statusError converts a non-2xx response into an *Error. Statuses that

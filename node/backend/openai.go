@@ -49,6 +49,16 @@ func (a *answer) decode(data []byte) error {
 	return skimAnswer(data, a)
 }
 
+// decodeEvent parses one streamed event. Unlike decode it does not validate every scalar
+// (that would double the cost of metering each token): the skimmer checks the structure it
+// walks, and the event is relayed as the server wrote it.
+func (a *answer) decodeEvent(data []byte) error {
+	if len(data) == 0 || data[0] != '{' {
+		return errorf(502, "server sent a non-object where a JSON object was expected")
+	}
+	return skimAnswer(data, a)
+}
+
 // failed reports whether the object is an error report.
 func (a *answer) failed() bool {
 	return present(a.Error) || a.Object == "error"

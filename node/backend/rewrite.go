@@ -27,7 +27,7 @@ func objectFields(obj []byte) ([]field, error) {
 	var fields []field
 	var seen map[string]bool // only for objects with many members: a scan is cheaper below that
 	var err error
-	eachMember(obj, i, func(rawKey, value []byte) {
+	_, serr := eachMember(obj, i, func(rawKey, value []byte) {
 		if err != nil {
 			return
 		}
@@ -60,6 +60,9 @@ func objectFields(obj []byte) ([]field, error) {
 			seen[key] = true
 		}
 	})
+	if serr != nil {
+		return nil, errorf(400, "request body is not valid JSON")
+	}
 	return fields, err
 }
 

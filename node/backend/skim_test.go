@@ -103,3 +103,15 @@ func FuzzUsageSkimMatchesEncodingJSON(f *testing.F) {
 		}
 	})
 }
+
+func FuzzSkimNeverPanics(f *testing.F) {
+	for _, s := range []string{`{"a":[}`, `{"choices":[{"delta":{"content":"x"}}`, `{"usage":{"prompt_tokens":}}`, `{`, `{"a"`, `{"a":`, `{"a":1,}`, `{"a":"\\`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var a answer
+		_ = a.decodeEvent(data)
+		_, _ = usageOf(data)
+		_, _ = objectFields(data)
+	})
+}

@@ -73,7 +73,7 @@ func usageOf(raw json.RawMessage) (Usage, bool) {
 	}
 	var w wireUsage
 	ok := true
-	eachMember(raw, 0, func(k, v []byte) {
+	_, err := eachMember(raw, 0, func(k, v []byte) {
 		switch {
 		case keyIs(k, "prompt_tokens"):
 			w.PromptTokens.UnmarshalJSON(v)
@@ -85,7 +85,7 @@ func usageOf(raw json.RawMessage) (Usage, bool) {
 			w.CompletionTokensDetails, ok = details(v, w.CompletionTokensDetails, "reasoning_tokens", ok)
 		}
 	})
-	if !ok {
+	if err != nil || !ok {
 		return Usage{}, false
 	}
 	return w.usage(), true
@@ -109,11 +109,13 @@ func details(v []byte, cur *tokenDetails, field string, ok bool) (*tokenDetails,
 	if cur == nil {
 		cur = &tokenDetails{}
 	}
-	eachMember(v, 0, func(k, n []byte) {
+	if _, err := eachMember(v, 0, func(k, n []byte) {
 		if keyIs(k, field) {
 			cur.Tokens.UnmarshalJSON(n)
 		}
-	})
+	}); err != nil {
+		return cur, false
+	}
 	return cur, ok
 }
 
