@@ -171,7 +171,8 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 
 	flusher, _ := w.(http.Flusher)
 	started := false
-	var last, event []byte
+	wantUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	var last []byte
 	fin, _, err := n.infer(ctx, h, body, func(c *wire.Chunk, more bool) error {
 		if !started {
 			hd := w.Header()
@@ -181,14 +182,16 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}
-		// A streamed chunk holds one or more OpenAI chunk objects, one per line.
-		for data := c.Data; len(data) > 0; {
-			line, rest, _ := bytes.Cut(data, []byte{'\n'})
-			data = rest
-			if err := writeEventBuf(w, &event, line); err != nil {
-				return err
-			}
-			last = append(last[:0], line...) // c.Data is reused for the next chunk
+		// A streamed chunk is one or more server-sent events, written through as they came once
+		// their framing checks out, so a faulty worker cannot break the stream's framing.
+		if !bytes.HasPrefix(c.Data, []byte("data: ")) || !bytes.HasSuffix(c.Data, []byte("\n\n")) {
+			return wire.Errorf(wire.CodeWorkerFailed, "worker sent a stream chunk that is not server-sent events")
+		}
+		if _, err := w.Write(c.Data); err != nil {
+			return err
+		}
+		if wantUsage { // the usage chunk copies id, created and model from the last event
+			last = append(last[:0], lastEvent(c.Data)...) // c.Data is reused for the next chunk
 		}
 		if flusher != nil && !more { // a burst of chunks goes out in one write
 			flusher.Flush()
@@ -209,32 +212,29 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
 	}
-	if req.StreamOptions != nil && req.StreamOptions.IncludeUsage {
+	if wantUsage {
 		_ = writeEvent(w, usageChunk(last, ep, &fin))
 	}
 	io.WriteString(w, "data: [DONE]\n\n")
 }
 
-// writeEvent writes one server-sent event carrying data.
+// writeEvent writes one server-sent event carrying data, in one write.
 func writeEvent(w io.Writer, data []byte) error {
-	return writeEventBuf(w, nil, data)
-}
-
-// writeEventBuf is writeEvent assembling the event in buf (reused across calls when given), so
-// it is one write.
-func writeEventBuf(w io.Writer, buf *[]byte, data []byte) error {
-	var b []byte
-	if buf != nil {
-		b = (*buf)[:0]
-	}
+	b := make([]byte, 0, len(data)+8)
 	b = append(b, "data: "...)
 	b = append(b, data...)
 	b = append(b, "\n\n"...)
-	if buf != nil {
-		*buf = b
-	}
 	_, err := w.Write(b)
 	return err
+}
+
+// lastEvent returns the data of the last "data: ...\n\n" event in events.
+func lastEvent(events []byte) []byte {
+	events = bytes.TrimRight(events, "\n")
+	if i := bytes.LastIndex(events, []byte("\n\ndata: ")); i >= 0 {
+		return events[i+len("\n\ndata: "):]
+	}
+	return bytes.TrimPrefix(events, []byte("data: "))
 }
 
 // usageChunk is the final chunk OpenAI sends when stream_options.include_usage is set: no

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"sync"
@@ -132,6 +133,10 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 			}
 			if err := onChunk(&ch, c.r.Buffered()); err != nil {
 				c.abort()
+				var we *wire.Error
+				if errors.As(err, &we) {
+					return true, fin, we // the chunk itself was bad
+				}
 				return true, fin, context.Canceled // our caller is gone
 			}
 			started = true

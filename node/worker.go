@@ -197,9 +197,10 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 	defer cancel()
 	go watchCaller(r, cancel)
 
-	// A streamed chunk that the backend already has the next one for waits for it, and both
-	// travel in one frame, one JSON object per line: a burst of tokens costs one frame, a lone
-	// token goes out at once. A whole answer is one chunk, sent with its final frame.
+	// A streamed chunk is sent as server-sent events ("data: <JSON>\n\n"), ready for the
+	// client to pass on. One that the backend already has the next one for waits for it, and
+	// both travel in one frame: a burst of tokens costs one frame, a lone token goes out at
+	// once. A whole answer is one chunk, sent with its final frame.
 	var pend wire.Chunk
 	usage, err := w.backend.Generate(ctx, backend.Request{Endpoint: endpoint, Model: h.Model, Body: body, Stream: h.Stream, MaxTokens: h.MaxTokens},
 		func(c backend.Chunk) error {
@@ -207,10 +208,9 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 				pend.Tokens, pend.Data = uint32(c.Tokens), c.Data
 				return out.chunk(&pend, false)
 			}
-			if len(pend.Data) > 0 {
-				pend.Data = append(pend.Data, '\n')
-			}
+			pend.Data = append(pend.Data, "data: "...)
 			pend.Data = append(pend.Data, c.Data...)
+			pend.Data = append(pend.Data, "\n\n"...)
 			pend.Tokens += uint32(c.Tokens)
 			if c.More && len(pend.Data) < maxBatchedChunk {
 				return nil

@@ -73,8 +73,9 @@ func DecodeHeader(p []byte) (Header, error) {
 }
 
 // Chunk is one piece of the answer and the completion tokens it carries: the whole OpenAI
-// response when the request did not stream; otherwise one or more OpenAI stream chunk objects,
-// each on one line (a worker sends tokens the backend produced together in one frame).
+// response when the request did not stream; otherwise one or more server-sent events, each
+// "data: <OpenAI chunk object>\n\n" (a worker sends tokens the backend produced together in
+// one frame, and the client passes the events on as they are).
 type Chunk struct {
 	Tokens uint32
 	Data   []byte
