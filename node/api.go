@@ -174,6 +174,11 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 	wantUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
 	var last []byte
 	fin, _, err := n.infer(ctx, h, body, func(c *wire.Chunk, more bool) error {
+		// A streamed chunk is one or more server-sent events, written through as they came once
+		// their framing checks out, so a faulty worker cannot break the stream's framing.
+		if !bytes.HasPrefix(c.Data, []byte("data: ")) || !bytes.HasSuffix(c.Data, []byte("\n\n")) {
+			return wire.Errorf(wire.CodeWorkerFailed, "worker sent a stream chunk that is not server-sent events")
+		}
 		if !started {
 			hd := w.Header()
 			hd.Set("Content-Type", "text/event-stream")
@@ -181,11 +186,6 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 			hd.Set("Connection", "keep-alive")
 			w.WriteHeader(http.StatusOK)
 			started = true
-		}
-		// A streamed chunk is one or more server-sent events, written through as they came once
-		// their framing checks out, so a faulty worker cannot break the stream's framing.
-		if !bytes.HasPrefix(c.Data, []byte("data: ")) || !bytes.HasSuffix(c.Data, []byte("\n\n")) {
-			return wire.Errorf(wire.CodeWorkerFailed, "worker sent a stream chunk that is not server-sent events")
 		}
 		if _, err := w.Write(c.Data); err != nil {
 			return err
