@@ -115,7 +115,7 @@ func (s *Service) Bootstrap(ctx context.Context) error {
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", ai.ID.ShortString(), err))
+				errs = append(errs, fmt.Errorf("%s: %w", ai.ID.String(), err))
 				return
 			}
 			ok++

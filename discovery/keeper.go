@@ -61,7 +61,7 @@ func (k *Keeper) Lost(p peer.ID) {
 	delete(k.proxies, p)
 	k.mu.Unlock()
 	if had {
-		k.s.log.Warn("proxy lost, looking for another", "proxy", p.ShortString())
+		k.s.log.Warn("proxy lost, looking for another", "proxy", p.String())
 		k.poke()
 	}
 }
@@ -126,7 +126,7 @@ func (k *Keeper) fill(ctx context.Context) bool {
 			return true
 		}
 		if err := k.s.h.Connect(fctx, ai); err != nil {
-			k.s.log.Debug("proxy unreachable", "proxy", ai.ID.ShortString(), "err", err)
+			k.s.log.Debug("proxy unreachable", "proxy", ai.ID.String(), "err", err)
 			return true
 		}
 		k.s.h.ConnManager().Protect(ai.ID, protectTag)
@@ -134,7 +134,7 @@ func (k *Keeper) fill(ctx context.Context) bool {
 		k.proxies[ai.ID] = struct{}{}
 		n := len(k.proxies)
 		k.mu.Unlock()
-		k.s.log.Info("connected to proxy", "proxy", ai.ID.ShortString(), "addrs", addrStrings(ai.Addrs), "proxies", n)
+		k.s.log.Info("connected to proxy", "proxy", ai.ID.String(), "addrs", addrStrings(ai.Addrs), "proxies", n)
 		if k.onConnect != nil {
 			go k.onConnect(ctx, ai.ID)
 		}

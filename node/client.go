@@ -93,7 +93,7 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk ch
 		if started || ctx.Err() != nil || !asWireError(err).Code.Retryable() {
 			break
 		}
-		n.log.Warn("proxy failed before the first token; trying another", "proxy", p.ShortString(), "request", h.ID, "err", err)
+		n.log.Warn("proxy failed before the first token; trying another", "proxy", p.String(), "request", h.ID, "err", err)
 	}
 	return wire.Final{}, "", lastErr
 }
@@ -113,7 +113,7 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 		if n.h.Network().Connectedness(p) != network.Connected {
 			n.keeper.Lost(p)
 		}
-		return false, fin, wire.Errorf(wire.CodeUnavailable, "cannot reach proxy %s: %v", p.ShortString(), err)
+		return false, fin, wire.Errorf(wire.CodeUnavailable, "cannot reach proxy %s: %v", p.String(), err)
 	}
 	for {
 		t, payload, err := c.next()
@@ -122,7 +122,7 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 			if ctx.Err() != nil {
 				return started, fin, context.Cause(ctx)
 			}
-			return started, fin, wire.Errorf(wire.CodeUnavailable, "proxy %s stopped answering: %v", p.ShortString(), err)
+			return started, fin, wire.Errorf(wire.CodeUnavailable, "proxy %s stopped answering: %v", p.String(), err)
 		}
 		switch t {
 		case wire.FrameChunk:
@@ -156,7 +156,7 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 			return started, fin, we
 		default:
 			c.abort()
-			return started, fin, wire.Errorf(wire.CodeWorkerFailed, "proxy %s: %v", p.ShortString(), unexpected(t))
+			return started, fin, wire.Errorf(wire.CodeWorkerFailed, "proxy %s: %v", p.String(), unexpected(t))
 		}
 	}
 }

@@ -84,10 +84,10 @@ func (n *Node) validateAdvert(_ context.Context, from peer.ID, m *pubsub.Message
 		m.ValidatorData = a
 		return pubsub.ValidationAccept
 	case errors.Is(err, wire.ErrStale) || errors.Is(err, wire.ErrFuture):
-		n.log.Debug("advert ignored", "from", from.ShortString(), "err", err)
+		n.log.Debug("advert ignored", "from", from.String(), "err", err)
 		return pubsub.ValidationIgnore
 	default:
-		n.log.Warn("advert rejected", "from", from.ShortString(), "err", err)
+		n.log.Warn("advert rejected", "from", from.String(), "err", err)
 		return pubsub.ValidationReject
 	}
 }
@@ -100,7 +100,7 @@ func (n *Node) checkAdvert(data []byte, publisher peer.ID) (*wire.Advert, error)
 		return nil, err
 	}
 	if a.Worker != publisher {
-		return nil, fmt.Errorf("advert for %s published by %s", a.Worker.ShortString(), publisher.ShortString())
+		return nil, fmt.Errorf("advert for %s published by %s", a.Worker.String(), publisher.String())
 	}
 	if err := a.CheckFresh(n.now(), n.cfg.AdvertMaxAge, n.cfg.AdvertMaxSkew); err != nil {
 		return nil, err
@@ -144,7 +144,7 @@ func (n *Node) observeAdvert(a *wire.Advert) {
 	n.tableMu.Unlock()
 	if !known && n.cfg.Role == RoleProxy {
 		n.h.ConnManager().Protect(a.Worker, workerTag)
-		n.log.Info("worker joined", "worker", a.Worker.ShortString(), "models", len(a.Offers), "max_active", a.MaxActive, "healthy", a.Healthy)
+		n.log.Info("worker joined", "worker", a.Worker.String(), "models", len(a.Offers), "max_active", a.MaxActive, "healthy", a.Healthy)
 	}
 }
 
@@ -155,7 +155,7 @@ func (n *Node) dropWorker(id peer.ID, why string) {
 	n.tableMu.Unlock()
 	if had && n.cfg.Role == RoleProxy {
 		n.h.ConnManager().Unprotect(id, workerTag)
-		n.log.Warn("worker dropped", "worker", id.ShortString(), "reason", why)
+		n.log.Warn("worker dropped", "worker", id.String(), "reason", why)
 	}
 }
 
@@ -167,7 +167,7 @@ func (n *Node) expireWorkers() {
 	for _, id := range gone {
 		if n.cfg.Role == RoleProxy {
 			n.h.ConnManager().Unprotect(id, workerTag)
-			n.log.Warn("worker dropped", "worker", id.ShortString(), "reason", fmt.Sprintf("no advert for %s", n.cfg.WorkerTTL))
+			n.log.Warn("worker dropped", "worker", id.String(), "reason", fmt.Sprintf("no advert for %s", n.cfg.WorkerTTL))
 		}
 	}
 }

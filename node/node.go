@@ -75,7 +75,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if n.now == nil {
 		n.now = time.Now
 	}
-	n.log = n.log.With("role", string(cfg.Role), "peer", n.h.ID().ShortString())
+	n.log = n.log.With("role", string(cfg.Role), "peer", n.h.ID().String())
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
 	boot, _ := cfg.bootstrapPeers() // validated above

@@ -62,7 +62,7 @@ func (n *Node) handleDirectAdvert(s network.Stream) {
 		a, err = n.checkAdvert(p, s.Conn().RemotePeer())
 	}
 	if err != nil {
-		n.log.Warn("direct advert rejected", "from", s.Conn().RemotePeer().ShortString(), "err", err)
+		n.log.Warn("direct advert rejected", "from", s.Conn().RemotePeer().String(), "err", err)
 		s.Reset()
 		return
 	}
@@ -111,7 +111,7 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 		if started || ctx.Err() != nil || !asWireError(err).Code.Retryable() {
 			break
 		}
-		n.log.Warn("worker failed before the first token; failing over", "worker", d.Worker.ShortString(), "request", h.ID, "err", err)
+		n.log.Warn("worker failed before the first token; failing over", "worker", d.Worker.String(), "request", h.ID, "err", err)
 	}
 	if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
 		s.Reset() // the client went away: nobody to tell
@@ -131,7 +131,7 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 	h.Timeout = left
 	c, err := n.openCall(ctx, d.Worker, &h, body)
 	if err != nil {
-		return false, time.Now(), wire.Errorf(wire.CodeWorkerFailed, "cannot reach worker %s: %v", d.Worker.ShortString(), err)
+		return false, time.Now(), wire.Errorf(wire.CodeWorkerFailed, "cannot reach worker %s: %v", d.Worker.String(), err)
 	}
 	for {
 		t, p, err := c.next()
@@ -143,7 +143,7 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 			if ctx.Err() != nil {
 				return started, firstToken, context.Cause(ctx)
 			}
-			return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s stopped answering: %v", d.Worker.ShortString(), err)
+			return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s stopped answering: %v", d.Worker.String(), err)
 		}
 		switch t {
 		case wire.FrameChunk:
@@ -168,7 +168,7 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 			return started, firstToken, we
 		default:
 			c.abort()
-			return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.ShortString(), unexpected(t))
+			return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.String(), unexpected(t))
 		}
 	}
 }

@@ -146,7 +146,7 @@ func (n *Node) sendDirectAdvert(ctx context.Context, p peer.ID) {
 	defer cancel()
 	s, err := n.h.NewStream(ctx, p, AdvertProtocol)
 	if err != nil {
-		n.log.Warn("cannot send advert to proxy", "proxy", p.ShortString(), "err", err)
+		n.log.Warn("cannot send advert to proxy", "proxy", p.String(), "err", err)
 		return
 	}
 	w := wire.NewWriter(s)
