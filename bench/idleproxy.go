@@ -67,6 +67,7 @@ func (r IdleProxyResult) PerWorker() float64 {
 	return float64(r.RSS-r.RSSBaseline) / float64(r.Workers)
 }
 
+// String is the one-line report the bench prints.
 func (r IdleProxyResult) String() string {
 	const mib = 1 << 20
 	return fmt.Sprintf("idle proxy: RSS %.1f MiB with 0 workers, %.1f MiB with %d workers (%.0f KiB per worker; peak %.1f MiB)",

@@ -136,10 +136,12 @@ type ConfigError struct {
 	Why   string
 }
 
+// Error names the field, its value and the rule it breaks.
 func (e *ConfigError) Error() string {
 	return fmt.Sprintf("node: config %s = %v: %s", e.Field, e.Value, e.Why)
 }
 
+// Unwrap makes every ConfigError match ErrConfig.
 func (e *ConfigError) Unwrap() error { return ErrConfig }
 
 // validate fills zero fields from DefaultConfig and checks every rule.

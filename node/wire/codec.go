@@ -22,6 +22,7 @@ const (
 	FrameAdvert FrameType = 6 // a signed capacity advert, sent straight to a proxy
 )
 
+// String names the frame type for errors and logs.
 func (t FrameType) String() string {
 	switch t {
 	case FrameHeader:

@@ -210,6 +210,7 @@ type Error struct {
 // MaxErrorLen bounds an error message on the wire.
 const MaxErrorLen = 4096
 
+// Error returns "code_name: message".
 func (e *Error) Error() string { return e.Code.String() + ": " + e.Message }
 
 // Errorf builds an *Error.
