@@ -61,6 +61,7 @@ func (k *Keeper) Lost(p peer.ID) {
 	delete(k.proxies, p)
 	k.mu.Unlock()
 	if had {
+		k.s.h.ConnManager().Unprotect(p, protectTag)
 		k.s.log.Warn("proxy lost, looking for another", "proxy", p.String())
 		k.poke()
 	}
