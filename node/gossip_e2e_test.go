@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
 
 	"github.com/cocoon-mesh/cocoon/node/localnet"
 	"github.com/cocoon-mesh/cocoon/node/wire"
