@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -26,6 +27,7 @@ type Keeper struct {
 
 	mu      sync.Mutex
 	proxies map[peer.ID]struct{}
+	sorted  atomic.Pointer[[]peer.ID] // proxies as a sorted slice, rebuilt on every change
 }
 
 // NewKeeper returns a Keeper that wants `want` proxies and checks every interval.
@@ -41,16 +43,23 @@ func (s *Service) NewKeeper(want int, interval time.Duration, onConnect func(con
 	}
 }
 
-// Proxies returns the proxies this node is connected to, sorted.
+// Proxies returns the proxies this node is connected to, sorted. The slice is shared: callers
+// must not modify it. (The client reads it on every request; it changes rarely.)
 func (k *Keeper) Proxies() []peer.ID {
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	if p := k.sorted.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// changed rebuilds the sorted snapshot; the caller holds k.mu.
+func (k *Keeper) changed() {
 	out := make([]peer.ID, 0, len(k.proxies))
 	for p := range k.proxies {
 		out = append(out, p)
 	}
 	slices.Sort(out)
-	return out
+	k.sorted.Store(&out)
 }
 
 // Lost tells the Keeper a proxy failed (for example a stream could not be opened), so it is
@@ -59,6 +68,9 @@ func (k *Keeper) Lost(p peer.ID) {
 	k.mu.Lock()
 	_, had := k.proxies[p]
 	delete(k.proxies, p)
+	if had {
+		k.changed()
+	}
 	k.mu.Unlock()
 	if had {
 		k.s.h.ConnManager().Unprotect(p, protectTag)
@@ -133,6 +145,7 @@ func (k *Keeper) fill(ctx context.Context) bool {
 		k.s.h.ConnManager().Protect(ai.ID, protectTag)
 		k.mu.Lock()
 		k.proxies[ai.ID] = struct{}{}
+		k.changed()
 		n := len(k.proxies)
 		k.mu.Unlock()
 		k.s.log.Info("connected to proxy", "proxy", ai.ID.String(), "addrs", addrStrings(ai.Addrs), "proxies", n)

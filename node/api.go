@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -146,7 +145,7 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 	}
 	h.ID = r.Header.Get("X-Request-Id")
 	if h.ID == "" || len(h.ID) > wire.MaxIDLen {
-		h.ID = rand.Text()
+		h.ID = n.client.requestID()
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
 	defer cancel()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,8 +20,20 @@ import (
 type clientState struct {
 	next atomic.Uint64 // round-robin position over the connected proxies
 
+	idPrefix string        // random per client process
+	ids      atomic.Uint64 // requests numbered after idPrefix
+
 	mu    sync.Mutex
 	names map[peer.ID]string // proxies as text, for response headers
+}
+
+// requestID names a request uniquely without a system call: a random prefix chosen at start
+// and a counter.
+func (c *clientState) requestID() string {
+	b := make([]byte, 0, len(c.idPrefix)+14)
+	b = append(b, c.idPrefix...)
+	b = append(b, '-')
+	return string(strconv.AppendUint(b, c.ids.Add(1), 36))
 }
 
 // peerName returns p as text, encoding each proxy's ID once (the cache is emptied when it

@@ -64,12 +64,14 @@ func (c *call) next() (wire.FrameType, []byte, error) { return c.r.ReadFrameReus
 func (c *call) finish() {
 	c.stop()
 	c.s.Close()
+	c.r.Release()
 }
 
 // abort resets a call that is abandoned midway.
 func (c *call) abort() {
 	c.stop()
 	c.s.Reset()
+	c.r.Release()
 }
 
 // readRequest reads the header and body a caller sends first on an inference stream, with
@@ -114,6 +116,7 @@ func readErr(what string, err error) error {
 func watchCaller(r *wire.Reader, cancel context.CancelFunc) {
 	_, _, _ = r.ReadFrame()
 	cancel()
+	r.Release() // the watcher is the reader's last user
 }
 
 // answer writes an inference answer back to the caller.

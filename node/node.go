@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -95,7 +96,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	case RoleWorker:
 		n.worker = newWorkerState(cfg, deps.Backend)
 	case RoleClient:
-		n.client = &clientState{}
+		n.client = &clientState{idPrefix: rand.Text()[:12]}
 	}
 	return n, nil
 }

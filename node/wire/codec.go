@@ -58,9 +58,23 @@ type Reader struct {
 // fit, and a large frame's payload is read straight into its own slice.
 const readBuffer = 1 << 10
 
+// readers recycles the buffered readers under Readers: a node makes one or two per request.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBuffer) }}
+
 // NewReader returns a Reader that refuses frames whose payload exceeds max bytes.
 func NewReader(r io.Reader, max int) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, readBuffer), max: max}
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return &Reader{br: br, max: max}
+}
+
+// Release hands the Reader's buffer back for reuse; the Reader must not be used after.
+func (r *Reader) Release() {
+	if r.br != nil {
+		r.br.Reset(nil)
+		readers.Put(r.br)
+		r.br = nil
+	}
 }
 
 // Buffered reports whether more of the stream is already in memory, so a forwarder can skip a

@@ -296,3 +296,21 @@ func TestAdvertFromAHashedPeerID(t *testing.T) {
 		t.Fatalf("advert with a stranger's key: %v", err)
 	}
 }
+
+func TestReaderReleaseIsIdempotent(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf)
+	_ = w.WriteFrame(FrameChunk, []byte("x"))
+	_ = w.Flush()
+	w.Release()
+	r := NewReader(&buf, 16)
+	if _, p, err := r.ReadFrameReuse(); err != nil || string(p) != "x" {
+		t.Fatalf("%q %v", p, err)
+	}
+	r.Release()
+	r.Release()
+	// A fresh reader from the pool starts clean.
+	if _, _, err := NewReader(bytes.NewReader(nil), 16).ReadFrame(); err != io.EOF {
+		t.Fatalf("recycled reader kept state: %v", err)
+	}
+}
