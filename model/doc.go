@@ -4,6 +4,8 @@
 // format.
 //
 // A Model is read-only once loaded and shared by every request; each request owns a State
-// (its KV cache) and calls Forward once per token. This is the first part of issue 3: the
-// tokenizer, sampling, the project's own trained weights and the worker backend build on it.
+// (its KV cache) and calls Forward once per token. Generate runs a whole request: sampling
+// (greedy, temperature, top_p, seed), max_tokens, stop sequences, EOS and cancellation. The
+// Tokenizer is byte-fallback BPE in llama2.c's tokenizer.bin layout, and ChatPrompt is the
+// chat template. node/backend's Embedded serves all this as a worker backend.
 package model

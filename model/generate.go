@@ -108,9 +108,10 @@ type Result struct {
 var ErrContextFull = errors.New("model: prompt longer than the model's context")
 
 // Generate runs r on the model, calling emit with each piece of text as soon as it is final
-// (text that could still become part of a stop sequence is held back until it cannot). It
-// stops at once when ctx ends.
-func (m *Model) Generate(ctx context.Context, tk *Tokenizer, r Request, emit func(text []byte) error) (Result, error) {
+// (text that could still become part of a stop sequence is held back until it cannot) and the
+// number of tokens generated since the previous call, so the counts add up to
+// CompletionTokens. It stops at once when ctx ends.
+func (m *Model) Generate(ctx context.Context, tk *Tokenizer, r Request, emit func(text []byte, tokens int) error) (Result, error) {
 	res := Result{PromptTokens: len(r.Prompt), FinishReason: "length"}
 	if len(r.Prompt) == 0 {
 		return res, errors.New("model: empty prompt")
@@ -135,6 +136,7 @@ func (m *Model) Generate(ctx context.Context, tk *Tokenizer, r Request, emit fun
 		hold = max(hold, len(s)-1)
 	}
 	var out []byte // generated text not yet emitted
+	pending := 0   // tokens generated since the last emit
 	for res.CompletionTokens < r.MaxTokens && st.Pos() < m.Config.SeqLen {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -145,6 +147,7 @@ func (m *Model) Generate(ctx context.Context, tk *Tokenizer, r Request, emit fun
 			break
 		}
 		res.CompletionTokens++
+		pending++
 		out = append(out, tk.Piece(tok)...)
 		if cut, ok := firstStop(out, r.Stop); ok {
 			out = out[:cut]
@@ -152,9 +155,10 @@ func (m *Model) Generate(ctx context.Context, tk *Tokenizer, r Request, emit fun
 			break
 		}
 		if n := utf8Boundary(out, len(out)-hold); n > 0 {
-			if err := emit(out[:n]); err != nil {
+			if err := emit(out[:n], pending); err != nil {
 				return res, err
 			}
+			pending = 0
 			out = append(out[:0], out[n:]...)
 		}
 		if st.Pos() >= m.Config.SeqLen {
@@ -164,8 +168,8 @@ func (m *Model) Generate(ctx context.Context, tk *Tokenizer, r Request, emit fun
 			return res, err
 		}
 	}
-	if len(out) > 0 {
-		if err := emit(out); err != nil {
+	if len(out) > 0 || pending > 0 {
+		if err := emit(out, pending); err != nil {
 			return res, err
 		}
 	}

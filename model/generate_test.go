@@ -27,15 +27,20 @@ func letters(vocab int) *Tokenizer {
 func generate(t *testing.T, m *Model, r Request) (string, Result) {
 	t.Helper()
 	var out bytes.Buffer
-	res, err := m.Generate(context.Background(), letters(m.Config.Vocab), r, func(b []byte) error {
+	tokens := 0
+	res, err := m.Generate(context.Background(), letters(m.Config.Vocab), r, func(b []byte, n int) error {
 		if !utf8.Valid(b) {
 			t.Errorf("emitted a split character: %q", b)
 		}
 		out.Write(b)
+		tokens += n
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tokens != res.CompletionTokens {
+		t.Fatalf("emitted token counts add up to %d, result says %d", tokens, res.CompletionTokens)
 	}
 	return out.String(), res
 }
@@ -97,7 +102,7 @@ func TestGenerateStopsAndCancels(t *testing.T) {
 	// Cancelling stops generation at once.
 	ctx, cancel := context.WithCancel(context.Background())
 	n := 0
-	_, err := m.Generate(ctx, letters(40), Request{Prompt: []int{1}, MaxTokens: 50, EOS: -1}, func([]byte) error {
+	_, err := m.Generate(ctx, letters(40), Request{Prompt: []int{1}, MaxTokens: 50, EOS: -1}, func([]byte, int) error {
 		if n++; n == 3 {
 			cancel()
 		}
@@ -106,7 +111,7 @@ func TestGenerateStopsAndCancels(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || n > 4 {
 		t.Fatalf("cancel: %v after %d pieces", err, n)
 	}
-	if _, err := m.Generate(context.Background(), letters(40), Request{Prompt: make([]int, 64), MaxTokens: 1}, func([]byte) error { return nil }); !errors.Is(err, ErrContextFull) {
+	if _, err := m.Generate(context.Background(), letters(40), Request{Prompt: make([]int, 64), MaxTokens: 1}, func([]byte, int) error { return nil }); !errors.Is(err, ErrContextFull) {
 		t.Fatalf("long prompt: %v", err)
 	}
 }
