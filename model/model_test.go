@@ -187,3 +187,15 @@ func BenchmarkDecode260K(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tokens/s")
 }
+
+func TestWeightsHash(t *testing.T) {
+	b, _ := os.ReadFile("testdata/tiny.bin")
+	h := WeightsHash(b)
+	if len(h) != HashLen || CheckHash(b, h) != nil {
+		t.Fatalf("hash %q", h)
+	}
+	b[100] ^= 1
+	if err := CheckHash(b, h); err == nil {
+		t.Fatal("a changed file passed its old hash")
+	}
+}

@@ -100,6 +100,12 @@ func (t *Tokenizer) finish() {
 	}
 }
 
+// Lookup returns the token of a piece, such as "<s>".
+func (t *Tokenizer) Lookup(piece string) (int, bool) {
+	id, ok := t.index[piece]
+	return id, ok
+}
+
 // Vocab is the number of pieces.
 func (t *Tokenizer) Vocab() int { return len(t.pieces) }
 

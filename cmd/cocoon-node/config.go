@@ -39,6 +39,8 @@ type fileConfig struct {
 		MaxActive        int         `toml:"max_active"`
 		PriceCoefficient uint32      `toml:"price_coefficient"`
 		BackendURL       string      `toml:"backend_url"`
+		ModelFile        string      `toml:"model_file"`
+		TokenizerFile    string      `toml:"tokenizer_file"`
 		BackendAPIKey    string      `toml:"backend_api_key"`
 		Models           []fileModel `toml:"models"`
 	} `toml:"worker"`
@@ -118,6 +120,9 @@ type settings struct {
 	dataDir    string
 	backendURL string
 	backendKey string
+	// modelFile and tokenizerFile are the embedded engine's checkpoint (llama2.c format) and
+	// tokenizer, used when backendURL is "embedded".
+	modelFile, tokenizerFile string
 	// backendNames maps an advertised model id to the name the backend knows.
 	backendNames map[string]string
 	logLevel     string
@@ -173,6 +178,7 @@ func (fc *fileConfig) resolve() (settings, error) {
 		s.backendNames[m.ID] = name
 	}
 	s.backendURL, s.backendKey = fc.Worker.BackendURL, fc.Worker.BackendAPIKey
+	s.modelFile, s.tokenizerFile = fc.Worker.ModelFile, fc.Worker.TokenizerFile
 	if fc.Limits.MaxBodyBytes != 0 {
 		n.MaxBodyBytes = fc.Limits.MaxBodyBytes
 	}

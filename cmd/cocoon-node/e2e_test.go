@@ -22,7 +22,7 @@ import (
 	"time"
 )
 
-var binary string // built once by TestMain
+var binaryPath string // built once by TestMain
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "cocoon-e2e-bin-")
@@ -30,8 +30,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "cocoon-node")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	binaryPath = filepath.Join(dir, "cocoon-node")
+	out, err := exec.Command("go", "build", "-o", binaryPath, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build cocoon-node: %v\n%s", err, out)
 		os.Exit(1)
@@ -75,7 +75,7 @@ func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, done: make(chan struct{})}
 	logs := &lockedBuffer{}
-	p.cmd = exec.Command(binary, args...)
+	p.cmd = exec.Command(binaryPath, args...)
 	p.cmd.Stderr = logs
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {

@@ -58,6 +58,10 @@ price_coefficient = 1000
 # An OpenAI-compatible server: vLLM, sglang, llama.cpp's llama-server, Ollama.
 backend_url = "http://127.0.0.1:8000/v1"
 backend_api_key = ""
+# With backend_url = "embedded", the built-in engine serves a llama2.c-format checkpoint; the
+# model's id must pin the first 16 hex digits of the file's SHA-256.
+# model_file = "model.bin"
+# tokenizer_file = "tokenizer.bin"
 
 # One [[worker.models]] per model served. id pins the model as name@revision:hash;
 # backend_name is the name the backend knows it by (default: the name part of id).

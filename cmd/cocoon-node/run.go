@@ -33,6 +33,7 @@ func (l *listFlag) Set(v string) error {
 // runFlags are the flags of `cocoon-node run`; each overrides the config file when given.
 type runFlags struct {
 	config, role, network, dataDir, api, apiKey, backend, backendKey, dhtMode, readyFile, logLevel string
+	modelFile, tokenizerFile                                                                       string
 	prices                                                                                         string
 	listen, bootstrap, models                                                                      listFlag
 	maxActive, minProxies                                                                          int
@@ -50,7 +51,9 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.minProxies, "min-proxies", 0, "proxies a client or worker stays connected to")
 	fs.StringVar(&f.api, "api", "", "client: address of the OpenAI API (default 127.0.0.1:10000)")
 	fs.StringVar(&f.apiKey, "api-key", "", "client: bearer key the API requires")
-	fs.StringVar(&f.backend, "backend", "", "worker: base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+	fs.StringVar(&f.backend, "backend", "", "worker: base URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1), or \"embedded\" for the built-in engine")
+	fs.StringVar(&f.modelFile, "model-file", "", "worker with --backend embedded: a llama2.c-format checkpoint; its SHA-256 must match the --model hash")
+	fs.StringVar(&f.tokenizerFile, "tokenizer-file", "", "worker with --backend embedded: the checkpoint's tokenizer.bin")
 	fs.StringVar(&f.backendKey, "backend-key", "", "worker: bearer key for the backend")
 	fs.Var(&f.models, "model", "worker: model to serve as ID[=BACKEND_NAME], ID being name@revision:hash; repeatable")
 	fs.StringVar(&f.prices, "prices", "", "worker: nanoTON per token for the --model models: prompt,cached,completion,reasoning")
@@ -75,6 +78,8 @@ func (f *runFlags) apply(fc *fileConfig) error {
 	set(&fc.Client.APIKey, f.apiKey)
 	set(&fc.Worker.BackendURL, f.backend)
 	set(&fc.Worker.BackendAPIKey, f.backendKey)
+	set(&fc.Worker.ModelFile, f.modelFile)
+	set(&fc.Worker.TokenizerFile, f.tokenizerFile)
 	set(&fc.LogLevel, f.logLevel)
 	if f.listen != nil {
 		fc.Listen = f.listen
@@ -160,7 +165,11 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 		if s.backendURL == "" {
 			return fmt.Errorf("a worker needs a model backend: set --backend (or worker.backend_url) to an OpenAI-compatible server")
 		}
-		be, err = backend.NewHTTP(backend.HTTPConfig{BaseURL: s.backendURL, APIKey: s.backendKey, Models: s.backendNames})
+		if s.backendURL == "embedded" {
+			be, err = embeddedBackend(s)
+		} else {
+			be, err = backend.NewHTTP(backend.HTTPConfig{BaseURL: s.backendURL, APIKey: s.backendKey, Models: s.backendNames})
+		}
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cocoon-mesh/cocoon/model"
+	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/node/backend"
+)
+
+// letterTokenizer writes a tokenizer.bin of n one-letter pieces.
+func letterTokenizer(t *testing.T, n int) string {
+	b := binary.LittleEndian.AppendUint32(nil, 1)
+	for i := range n {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(0))
+		b = binary.LittleEndian.AppendUint32(b, 1)
+		b = append(b, byte('a'+i))
+	}
+	path := filepath.Join(t.TempDir(), "tokenizer.bin")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestEmbeddedWorkerPinsItsWeights(t *testing.T) {
+	weights := filepath.Join("..", "..", "model", "testdata", "tiny.bin")
+	raw, err := os.ReadFile(weights)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := settings{node: node.DefaultConfig(), modelFile: weights, tokenizerFile: letterTokenizer(t, 11)}
+	s.node.Models = []node.ModelConfig{{ID: "tiny@test:" + model.WeightsHash(raw)}}
+	be, err := embeddedBackend(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := be.Generate(context.Background(), backend.Request{Endpoint: backend.Completion, Body: []byte(`{"prompt":"abc","max_tokens":4,"temperature":0}`)},
+		func(backend.Chunk) error { return nil })
+	if err != nil || u.Prompt != 3 || u.Completion != 4 {
+		t.Fatalf("usage %+v, %v", u, err)
+	}
+
+	s.node.Models[0].ID = "tiny@test:0000000000000000"
+	if _, err := embeddedBackend(s); err == nil || !strings.Contains(err.Error(), model.WeightsHash(raw)) {
+		t.Fatalf("a weights file with another hash was served: %v", err)
+	}
+	s.node.Models[0].ID = "tiny@test:" + model.WeightsHash(raw)
+	s.tokenizerFile = letterTokenizer(t, 12)
+	if _, err := embeddedBackend(s); err == nil {
+		t.Fatal("a tokenizer of the wrong size was accepted")
+	}
+}
