@@ -35,10 +35,13 @@ type Options struct {
 	// starts an echo test backend per worker.
 	BackendURL, BackendModel, ModelID string
 	EchoTokenDelay                    time.Duration // echo backend: pause between streamed tokens
-	Prices                            wire.Prices
-	Logger                            *slog.Logger
-	Progress                          func(msg string)   // called as parts come up
-	Tune                              func(*node.Config) // adjusts every node's config
+	// NewBackend, if set, makes each worker's backend (ModelID names its model); it takes
+	// precedence over BackendURL and the echo backend.
+	NewBackend func() (backend.Backend, error)
+	Prices     wire.Prices
+	Logger     *slog.Logger
+	Progress   func(msg string)   // called as parts come up
+	Tune       func(*node.Config) // adjusts every node's config
 }
 
 // Net is a running local network.
@@ -75,9 +78,14 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 	if progress == nil {
 		progress = func(string) {}
 	}
-	if o.BackendURL == "" {
+	switch {
+	case o.NewBackend != nil:
+		if o.ModelID == "" {
+			return nil, errors.New("localnet: NewBackend needs a ModelID")
+		}
+	case o.BackendURL == "":
 		o.BackendModel, o.ModelID = "echo-test", EchoModelID
-	} else if o.ModelID == "" {
+	case o.ModelID == "":
 		o.ModelID = o.BackendModel + "@local:unpinned"
 	}
 	if o.Proxies < 1 || o.Workers < 1 {
@@ -118,18 +126,24 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 		progress(fmt.Sprintf("proxy %d/%d up: %s", i+1, o.Proxies, nd.ID()))
 	}
 	for i := range o.Workers {
+		var be backend.Backend
 		url := o.BackendURL
-		if url == "" {
+		if o.NewBackend != nil {
+			if be, err = o.NewBackend(); err != nil {
+				return nil, err
+			}
+		} else if url == "" {
 			url, err = nw.startEcho(o.EchoTokenDelay)
 			if err != nil {
 				return nil, err
 			}
 			progress(fmt.Sprintf("echo test backend %d/%d at %s (repeats prompts; not a language model)", i+1, o.Workers, url))
 		}
-		nw.BackendURLs = append(nw.BackendURLs, url)
-		be, err := backend.NewHTTP(backend.HTTPConfig{BaseURL: url, Models: map[string]string{o.ModelID: o.BackendModel}})
-		if err != nil {
-			return nil, err
+		if be == nil {
+			nw.BackendURLs = append(nw.BackendURLs, url)
+			if be, err = backend.NewHTTP(backend.HTTPConfig{BaseURL: url, Models: map[string]string{o.ModelID: o.BackendModel}}); err != nil {
+				return nil, err
+			}
 		}
 		c := cfg
 		c.Role, c.Bootstrap = node.RoleWorker, boot

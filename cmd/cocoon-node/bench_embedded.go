@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cocoon-mesh/cocoon/bench"
+	"github.com/cocoon-mesh/cocoon/model"
+	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/node/backend"
+)
+
+// benchEmbedded is bench's embedded-model mode: the engine's tokens/s in-process against the
+// same requests through a local mesh.
+func (m *Main) benchEmbedded(ctx context.Context, modelFile, tokenizerFile, prompt string, maxTokens int) error {
+	if tokenizerFile == "" {
+		return usageError("--model-file needs --tokenizer-file")
+	}
+	raw, err := os.ReadFile(modelFile)
+	if err != nil {
+		return err
+	}
+	id := "bench@local:" + model.WeightsHash(raw)
+	s := settings{node: node.DefaultConfig(), modelFile: modelFile, tokenizerFile: tokenizerFile}
+	s.node.Models = []node.ModelConfig{{ID: id}}
+	newBackend := func() (backend.Backend, error) { return embeddedBackend(s) }
+	fmt.Fprintf(m.Stdout, "embedded model %s (%s), prompt %q, max_tokens %d, greedy\n", modelFile, id, prompt, maxTokens)
+	start := time.Now()
+	res, err := bench.RunEmbedded(ctx, bench.EmbeddedConfig{
+		NewBackend: newBackend, ModelID: id, Prompt: prompt, MaxTokens: maxTokens,
+		Progress: func(msg string) { fmt.Fprintf(m.Stdout, "  [%5.1fs] %s\n", time.Since(start).Seconds(), msg) },
+	})
+	if err != nil {
+		return err
+	}
+	inProc := map[int]float64{}
+	for _, r := range res {
+		if r.Path == "in-process" {
+			inProc[r.Concurrency] = r.TokensPerSec
+		}
+	}
+	fmt.Fprintf(m.Stdout, "\n%-11s %5s %12s %9s\n", "path", "conc", "tokens/s", "vs engine")
+	for _, r := range res {
+		fmt.Fprintf(m.Stdout, "%-11s %5d %12.0f %9.2f\n", r.Path, r.Concurrency, r.TokensPerSec, r.TokensPerSec/inProc[r.Concurrency])
+	}
+	return nil
+}
