@@ -19,8 +19,9 @@ type Tokenizer struct {
 	pieces [][]byte
 	text   [][]byte // what each piece decodes to: "<0xXX>" pieces decode to their byte
 	scores []float32
-	index  map[string]int
-	bytes  [256]int // token of each raw byte, -1 where the vocabulary has none
+	index  map[string]int // piece as written -> token (for "<s>" and the like)
+	byText map[string]int // what a token decodes to -> token; merging works on this
+	bytes  [256]int       // token of each raw byte, -1 where the vocabulary has none
 }
 
 // maxPiece bounds one piece, and maxTokenizerVocab the vocabulary, of a tokenizer file.
@@ -78,23 +79,34 @@ func (t *Tokenizer) add(p []byte, score float32) {
 	t.scores = append(t.scores, score)
 }
 
-// finish maps raw bytes to their pieces (a one-byte piece, else "<0xXX>") and pieces to the
-// bytes they decode to.
+// finish works out what each piece decodes to ("<0xXX>" pieces to their byte), indexes pieces
+// by that text (a piece written as itself wins over a "<0xXX>" one), and maps raw bytes to
+// their tokens.
 func (t *Tokenizer) finish() {
 	t.text = make([][]byte, len(t.pieces))
+	t.byText = make(map[string]int, len(t.pieces))
+	var fallback []int
 	for id, p := range t.pieces {
 		t.text[id] = p
 		if len(p) == 6 && string(p[:3]) == "<0x" && p[5] == '>' {
 			if v, err := strconv.ParseUint(string(p[3:5]), 16, 8); err == nil {
 				t.text[id] = []byte{byte(v)}
+				fallback = append(fallback, id)
+				continue
 			}
+		}
+		if _, dup := t.byText[string(p)]; !dup {
+			t.byText[string(p)] = id
+		}
+	}
+	for _, id := range fallback {
+		if _, dup := t.byText[string(t.text[id])]; !dup {
+			t.byText[string(t.text[id])] = id
 		}
 	}
 	for c := range t.bytes {
 		t.bytes[c] = -1
-		if id, ok := t.index[string([]byte{byte(c)})]; ok {
-			t.bytes[c] = id
-		} else if id, ok := t.index[fmt.Sprintf("<0x%02X>", c)]; ok {
+		if id, ok := t.byText[string([]byte{byte(c)})]; ok {
 			t.bytes[c] = id
 		}
 	}
@@ -133,8 +145,8 @@ func (t *Tokenizer) Encode(text []byte) ([]int, error) {
 		if j < 0 {
 			return
 		}
-		buf = append(append(buf[:0], t.pieces[syms[i].id]...), t.pieces[syms[j].id]...)
-		if id, ok := t.index[string(buf)]; ok {
+		buf = append(append(buf[:0], t.text[syms[i].id]...), t.text[syms[j].id]...)
+		if id, ok := t.byText[string(buf)]; ok {
 			heap.Push(&h, merge{pos: i, left: syms[i].id, right: syms[j].id, id: id, score: t.scores[id]})
 		}
 	}
@@ -190,7 +202,7 @@ func (t *Tokenizer) initial(text []byte) ([]int, error) {
 	for i := 0; i < len(text); {
 		r, n := utf8.DecodeRune(text[i:])
 		if r != utf8.RuneError || n > 1 {
-			if id, ok := t.index[string(text[i:i+n])]; ok {
+			if id, ok := t.byText[string(text[i:i+n])]; ok {
 				ids = append(ids, id)
 				i += n
 				continue

@@ -52,11 +52,11 @@ func TestTokenizerKnownEncodings(t *testing.T) {
 
 // naiveEncode is llama2.c's quadratic algorithm, the reference for the heap-based Encode.
 func naiveEncode(t *Tokenizer, text []byte) []int {
-	ids, _ := (&Tokenizer{pieces: t.pieces, scores: t.scores, index: t.index, bytes: t.bytes}).initial(text)
+	ids, _ := t.initial(text)
 	for {
 		best, bestScore, at := -1, float32(math.Inf(-1)), -1
 		for i := 0; i+1 < len(ids); i++ {
-			if id, ok := t.index[string(append(append([]byte{}, t.pieces[ids[i]]...), t.pieces[ids[i+1]]...))]; ok && t.scores[id] > bestScore {
+			if id, ok := t.byText[string(append(append([]byte{}, t.text[ids[i]]...), t.text[ids[i+1]]...))]; ok && t.scores[id] > bestScore {
 				best, bestScore, at = id, t.scores[id], i
 			}
 		}
