@@ -22,8 +22,8 @@ type EmbeddedConfig struct {
 	ModelID     string
 	Prompt      string
 	MaxTokens   int   // per request (default 64)
-	Requests    int   // per measurement (default 8)
-	Concurrency []int // default 1 and 4
+	Requests    int   // per measurement, at least twice the concurrency (default 8)
+	Concurrency []int // default 1, 4 and 16
 	Progress    func(string)
 }
 
@@ -45,7 +45,7 @@ func RunEmbedded(ctx context.Context, cfg EmbeddedConfig) ([]EmbeddedResult, err
 		cfg.Requests = 8
 	}
 	if len(cfg.Concurrency) == 0 {
-		cfg.Concurrency = []int{1, 4}
+		cfg.Concurrency = []int{1, 4, 16}
 	}
 	progress := cfg.Progress
 	if progress == nil {
@@ -62,7 +62,7 @@ func RunEmbedded(ctx context.Context, cfg EmbeddedConfig) ([]EmbeddedResult, err
 	}
 	var out []EmbeddedResult
 	for _, c := range cfg.Concurrency {
-		r, err := tokensPerSec(ctx, "in-process", c, cfg.Requests, inProcess)
+		r, err := tokensPerSec(ctx, "in-process", c, max(cfg.Requests, 2*c), inProcess)
 		if err != nil {
 			return nil, err
 		}
@@ -100,7 +100,7 @@ func RunEmbedded(ctx context.Context, cfg EmbeddedConfig) ([]EmbeddedResult, err
 		return r.Usage.Completion, nil
 	}
 	for _, c := range cfg.Concurrency {
-		r, err := tokensPerSec(ctx, "mesh", c, cfg.Requests, viaMesh)
+		r, err := tokensPerSec(ctx, "mesh", c, max(cfg.Requests, 2*c), viaMesh)
 		if err != nil {
 			return nil, err
 		}

@@ -19,7 +19,7 @@ func TestRunEmbedded(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	res, err := RunEmbedded(ctx, EmbeddedConfig{NewBackend: newBackend, ModelID: "toy@test:0", Prompt: "hi", MaxTokens: 10, Requests: 3, Concurrency: []int{1, 2}})
+	res, err := RunEmbedded(ctx, EmbeddedConfig{NewBackend: newBackend, ModelID: "toy@test:0", Prompt: "hi", MaxTokens: 10, Requests: 4, Concurrency: []int{1, 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,8 +27,8 @@ func TestRunEmbedded(t *testing.T) {
 		t.Fatalf("%d results", len(res))
 	}
 	for _, r := range res {
-		// Greedy and max_tokens 10: both paths generate exactly 30 tokens per measurement.
-		if r.Tokens != 30 || r.TokensPerSec <= 0 {
+		// Greedy and max_tokens 10: both paths generate exactly 40 tokens per measurement.
+		if r.Tokens != 40 || r.TokensPerSec <= 0 {
 			t.Fatalf("%+v", r)
 		}
 	}

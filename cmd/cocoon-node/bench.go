@@ -37,7 +37,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	failOnError := fs.Bool("fail-on-error", true, "exit non-zero if any request failed")
 	logLevel := fs.String("log-level", "warn", "node log level: debug, info, warn or error")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured scenarios (the whole process) to this file")
-	modelFile := fs.String("model-file", "", "embedded-model mode: a llama2.c checkpoint to measure in-process and through the mesh")
+	modelFile := fs.String("model-file", "", "embedded-model mode: a llama2.c checkpoint to measure in-process and through the mesh, or \"builtin\" for the built-in model")
 	tokenizerFile := fs.String("tokenizer-file", "", "embedded-model mode: the checkpoint's tokenizer.bin")
 	prompt := fs.String("prompt", "Once upon a time", "embedded-model mode: the prompt")
 	if err := fs.Parse(args); err != nil {

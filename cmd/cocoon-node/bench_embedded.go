@@ -15,17 +15,28 @@ import (
 // benchEmbedded is bench's embedded-model mode: the engine's tokens/s in-process against the
 // same requests through a local mesh.
 func (m *Main) benchEmbedded(ctx context.Context, modelFile, tokenizerFile, prompt string, maxTokens int) error {
-	if tokenizerFile == "" {
-		return usageError("--model-file needs --tokenizer-file")
+	var id string
+	var newBackend func() (backend.Backend, error)
+	if modelFile == "builtin" {
+		m, tk, err := model.Embedded()
+		if err != nil {
+			return err
+		}
+		id = model.EmbeddedID
+		newBackend = func() (backend.Backend, error) { return builtinBackend(m, tk, 16) }
+	} else {
+		if tokenizerFile == "" {
+			return usageError("--model-file needs --tokenizer-file")
+		}
+		raw, err := os.ReadFile(modelFile)
+		if err != nil {
+			return err
+		}
+		id = "bench@local:" + model.WeightsHash(raw)
+		s := settings{node: node.DefaultConfig(), modelFile: modelFile, tokenizerFile: tokenizerFile}
+		s.node.Models = []node.ModelConfig{{ID: id}}
+		newBackend = func() (backend.Backend, error) { return embeddedBackend(s) }
 	}
-	raw, err := os.ReadFile(modelFile)
-	if err != nil {
-		return err
-	}
-	id := "bench@local:" + model.WeightsHash(raw)
-	s := settings{node: node.DefaultConfig(), modelFile: modelFile, tokenizerFile: tokenizerFile}
-	s.node.Models = []node.ModelConfig{{ID: id}}
-	newBackend := func() (backend.Backend, error) { return embeddedBackend(s) }
 	fmt.Fprintf(m.Stdout, "embedded model %s (%s), prompt %q, max_tokens %d, greedy\n", modelFile, id, prompt, maxTokens)
 	start := time.Now()
 	res, err := bench.RunEmbedded(ctx, bench.EmbeddedConfig{

@@ -7,6 +7,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/cocoon-mesh/cocoon/model"
+	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/node/localnet"
 )
 
@@ -16,16 +19,16 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 	proxies := fs.Int("proxies", 2, "proxies to start")
 	workers := fs.Int("workers", 2, "workers to start")
 	api := fs.String("api", "127.0.0.1:10000", "address of the client's OpenAI API")
-	backendURL := fs.String("backend", "", "an OpenAI-compatible server for the workers (e.g. http://127.0.0.1:8080/v1); default: the echo test backend")
+	backendURL := fs.String("backend", "", "an OpenAI-compatible server for the workers (e.g. http://127.0.0.1:8080/v1), or \"echo\" for the echo test backend; default: the built-in model")
 	backendModel := fs.String("backend-model", "", "with --backend: the model name the server knows")
 	modelID := fs.String("model-id", "", "with --backend: the identity to advertise, name@revision:hash")
-	delay := fs.Duration("token-delay", 30*time.Millisecond, "echo test backend: pause between streamed tokens")
+	delay := fs.Duration("token-delay", 30*time.Millisecond, "with --backend echo: pause between streamed tokens")
 	dir := fs.String("dir", "", "directory for the nodes' datastores (default: a temporary one)")
 	logLevel := fs.String("log-level", "warn", "node log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *backendURL != "" && *backendModel == "" {
+	if *backendURL != "" && *backendURL != "echo" && *backendModel == "" {
 		return usageError("--backend needs --backend-model, the model name the server serves")
 	}
 	log, err := newLogger(*logLevel, os.Stderr)
@@ -37,32 +40,53 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 	start := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	nw, err := localnet.Start(sctx, localnet.Options{
+	o := localnet.Options{
 		Proxies: *proxies, Workers: *workers, APIAddr: *api, Dir: *dir,
 		BackendURL: *backendURL, BackendModel: *backendModel, ModelID: *modelID, EchoTokenDelay: *delay,
 		Logger: log, Progress: func(s string) { fmt.Fprintf(out, "  [%5.2fs] %s\n", time.Since(start).Seconds(), s) },
-	})
+	}
+	switch *backendURL {
+	case "echo":
+		o.BackendURL = ""
+	case "":
+		m, tk, err := model.Embedded()
+		if err != nil {
+			return err
+		}
+		o.ModelID = model.EmbeddedID
+		o.NewBackend = func() (backend.Backend, error) { return builtinBackend(m, tk, node.LocalConfig().MaxActive) }
+	}
+	nw, err := localnet.Start(sctx, o)
 	if err != nil {
 		return err
 	}
 	defer nw.Close()
 
-	model := "echo-test"
-	if *backendURL != "" {
-		model = *backendModel
+	served := model.EmbeddedName
+	switch *backendURL {
+	case "":
+	case "echo":
+		served = "echo-test"
+	default:
+		served = *backendModel
 		if *modelID != "" {
-			model = *modelID
+			served = *modelID
 		}
 	}
 	url := nw.ClientURL()
 	fmt.Fprintf(out, "\nCocoon mesh is up in %.1fs.\n  OpenAI base URL: %s\n", time.Since(start).Seconds(), url)
-	if *backendURL == "" {
+	switch *backendURL {
+	case "":
+		fmt.Fprintf(out, "  Workers serve the built-in model %s: 260K parameters trained on the Go standard\n"+
+			"  library's doc comments. It writes Go-documentation-like prose, not answers. Pass\n"+
+			"  --backend URL --backend-model NAME to put a real model server behind the workers.\n", model.EmbeddedID)
+	case "echo":
 		fmt.Fprintf(out, "  Workers use the echo test backend: it repeats your prompt word by word and is not a\n"+
-			"  language model. Pass --backend URL --backend-model NAME to serve a real model.\n")
+			"  language model.\n")
 	}
-	fmt.Fprintf(out, "\nTry it:\n  curl -N %s/chat/completions -H 'Content-Type: application/json' \\\n"+
-		"    -d '{\"model\":\"%s\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hello from the mesh\"}]}'\n"+
-		"\nPress Ctrl-C to stop.\n", url, model)
+	fmt.Fprintf(out, "\nTry it:\n  curl -N %s/completions -H 'Content-Type: application/json' \\\n"+
+		"    -d '{\"model\":\"%s\",\"stream\":true,\"max_tokens\":60,\"prompt\":\"Package mesh implements\"}'\n"+
+		"\nPress Ctrl-C to stop.\n", url, served)
 	<-ctx.Done()
 	fmt.Fprintln(out, "\nStopping the local mesh...")
 	if err := nw.Close(); err != nil {

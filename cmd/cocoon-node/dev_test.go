@@ -51,11 +51,11 @@ func TestDevStartsServesAndStops(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !strings.Contains(out.String(), "curl -N "+base+"/chat/completions") {
+	if !strings.Contains(out.String(), "curl -N "+base+"/completions") {
 		t.Errorf("no ready-to-paste curl line:\n%s", out.String())
 	}
 	resp, err := http.Post(base+"/chat/completions", "application/json",
-		strings.NewReader(`{"model":"echo-test","messages":[{"role":"user","content":"dev works"}]}`))
+		strings.NewReader(`{"model":"gocomment","max_tokens":8,"messages":[{"role":"user","content":"dev works"}]}`))
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("request to the dev network: %v %v", err, resp)
 	}

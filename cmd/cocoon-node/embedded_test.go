@@ -57,3 +57,24 @@ func TestEmbeddedWorkerPinsItsWeights(t *testing.T) {
 		t.Fatal("a tokenizer of the wrong size was accepted")
 	}
 }
+
+func TestEmbeddedWorkerServesTheBuiltinModel(t *testing.T) {
+	s := settings{node: node.DefaultConfig()}
+	s.node.Models = []node.ModelConfig{{ID: model.EmbeddedID}}
+	be, err := embeddedBackend(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	u, err := be.Generate(context.Background(), backend.Request{Endpoint: backend.Completion, Stream: true,
+		Body: []byte(`{"prompt":"Package strings implements","max_tokens":40,"temperature":0}`)},
+		func(c backend.Chunk) error { text.Write(c.Data); return nil })
+	if err != nil || u.Completion == 0 || u.Completion > 40 {
+		t.Fatalf("usage %+v, %v", u, err)
+	}
+	t.Logf("%d tokens: %s", u.Completion, text.String())
+	s.node.Models[0].ID = "other@v1:0123456789abcdef"
+	if _, err := embeddedBackend(s); err == nil {
+		t.Fatal("served the built-in model under another identity")
+	}
+}

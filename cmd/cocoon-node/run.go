@@ -13,6 +13,7 @@ import (
 
 	leveldb "github.com/ipfs/go-ds-leveldb"
 
+	"github.com/cocoon-mesh/cocoon/model"
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/backend"
 )
@@ -51,7 +52,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.minProxies, "min-proxies", 0, "proxies a client or worker stays connected to")
 	fs.StringVar(&f.api, "api", "", "client: address of the OpenAI API (default 127.0.0.1:10000)")
 	fs.StringVar(&f.apiKey, "api-key", "", "client: bearer key the API requires")
-	fs.StringVar(&f.backend, "backend", "", "worker: base URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1), or \"embedded\" for the built-in engine")
+	fs.StringVar(&f.backend, "backend", "", "worker: base URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1), or \"embedded\" for the built-in engine (with no --model-file: the built-in model)")
 	fs.StringVar(&f.modelFile, "model-file", "", "worker with --backend embedded: a llama2.c-format checkpoint; its SHA-256 must match the --model hash")
 	fs.StringVar(&f.tokenizerFile, "tokenizer-file", "", "worker with --backend embedded: the checkpoint's tokenizer.bin")
 	fs.StringVar(&f.backendKey, "backend-key", "", "worker: bearer key for the backend")
@@ -166,6 +167,9 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 			return fmt.Errorf("a worker needs a model backend: set --backend (or worker.backend_url) to an OpenAI-compatible server")
 		}
 		if s.backendURL == "embedded" {
+			if s.modelFile == "" && len(s.node.Models) == 0 {
+				s.node.Models = []node.ModelConfig{{ID: model.EmbeddedID}} // the model built into the binary
+			}
 			be, err = embeddedBackend(s)
 		} else {
 			be, err = backend.NewHTTP(backend.HTTPConfig{BaseURL: s.backendURL, APIKey: s.backendKey, Models: s.backendNames})

@@ -18,6 +18,9 @@ type EmbeddedConfig struct {
 	BOS, EOS  int    // token ids; -1 where the model has none
 	MaxActive int    // requests generated at once (default 1 per core is the caller's choice; 0 means 4)
 	MaxTokens int    // completion tokens when a request sets none (default 256)
+	// Stop ends every answer at the first of these, besides the request's own stop sequences
+	// (the built-in model ends a paragraph with a blank line).
+	Stop [][]byte
 }
 
 // Embedded runs requests on the in-process model (package model): the default backend of a
@@ -108,6 +111,7 @@ func (e *Embedded) Generate(ctx context.Context, r Request, emit func(Chunk) err
 	if gen.Stop, err = stops(req.Stop); err != nil {
 		return Usage{}, err
 	}
+	gen.Stop = append(gen.Stop, e.cfg.Stop...)
 	if r.Endpoint == Chat {
 		gen.Stop = append(gen.Stop, []byte(model.ChatStop))
 	}
