@@ -199,3 +199,51 @@ func TestWeightsHash(t *testing.T) {
 		t.Fatal("a changed file passed its old hash")
 	}
 }
+
+// BenchmarkDecode15M is the same at llama2.c's stories15M shape (dim 288, hidden 768, 6 layers,
+// 6 heads, vocabulary 32000), synthetic weights.
+func BenchmarkDecode15M(b *testing.B) {
+	m := synthetic(b, 288, 768, 6, 6, 6, 32000, 256)
+	const n = 64
+	b.ResetTimer()
+	for b.Loop() {
+		st := m.NewState()
+		for tok := range n {
+			if _, err := st.Forward(tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// BenchmarkDecodeEmbedded decodes 100 tokens with the committed model.
+func BenchmarkDecodeEmbedded(b *testing.B) {
+	m, _, err := Embedded()
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 100
+	for b.Loop() {
+		st := m.NewState()
+		for tok := range n {
+			if _, err := st.Forward(tok % m.Config.Vocab); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// BenchmarkNewState reports, as B/op, the memory one active request holds: its KV cache and
+// buffers, for the committed model.
+func BenchmarkNewState(b *testing.B) {
+	m, _, err := Embedded()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = m.NewState()
+	}
+}

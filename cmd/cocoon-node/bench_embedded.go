@@ -23,7 +23,11 @@ func (m *Main) benchEmbedded(ctx context.Context, modelFile, tokenizerFile, prom
 			return err
 		}
 		id = model.EmbeddedID
-		newBackend = func() (backend.Backend, error) { return builtinBackend(m, tk, 16) }
+		// No stop at blank lines here: the bench measures decoding, so every answer runs to
+		// max_tokens.
+		newBackend = func() (backend.Backend, error) {
+			return backend.NewEmbedded(backend.EmbeddedConfig{Model: m, Tokenizer: tk, ModelID: id, BOS: -1, EOS: -1, MaxActive: 16})
+		}
 	} else {
 		if tokenizerFile == "" {
 			return usageError("--model-file needs --tokenizer-file")
