@@ -174,13 +174,16 @@ func synthetic(tb testing.TB, dim, hidden, layers, heads, kv, vocab, seq int32) 
 // BenchmarkDecode260K decodes 256 tokens with llama2.c's stories260K shape (dim 64, hidden
 // 172, 5 layers, 8 heads, 4 key/value heads, vocabulary 512), one core; tokens/s is reported.
 func BenchmarkDecode260K(b *testing.B) {
-	m := synthetic(b, 64, 172, 5, 8, 4, 512, 512)
-	const n = 256
+	benchDecode(b, synthetic(b, 64, 172, 5, 8, 4, 512, 512), 256)
+}
+
+// benchDecode feeds n tokens per iteration through a fresh state and reports tokens/s.
+func benchDecode(b *testing.B, m *Model, n int) {
 	b.ResetTimer()
 	for b.Loop() {
 		st := m.NewState()
 		for tok := range n {
-			if _, err := st.Forward(tok % 512); err != nil {
+			if _, err := st.Forward(tok % m.Config.Vocab); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -203,18 +206,7 @@ func TestWeightsHash(t *testing.T) {
 // BenchmarkDecode15M is the same at llama2.c's stories15M shape (dim 288, hidden 768, 6 layers,
 // 6 heads, vocabulary 32000), synthetic weights.
 func BenchmarkDecode15M(b *testing.B) {
-	m := synthetic(b, 288, 768, 6, 6, 6, 32000, 256)
-	const n = 64
-	b.ResetTimer()
-	for b.Loop() {
-		st := m.NewState()
-		for tok := range n {
-			if _, err := st.Forward(tok); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tokens/s")
+	benchDecode(b, synthetic(b, 288, 768, 6, 6, 6, 32000, 256), 64)
 }
 
 // BenchmarkDecodeEmbedded decodes 100 tokens with the committed model.
@@ -223,16 +215,7 @@ func BenchmarkDecodeEmbedded(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const n = 100
-	for b.Loop() {
-		st := m.NewState()
-		for tok := range n {
-			if _, err := st.Forward(tok % m.Config.Vocab); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tokens/s")
+	benchDecode(b, m, 100)
 }
 
 // BenchmarkNewState reports, as B/op, the memory one active request holds: its KV cache and

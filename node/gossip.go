@@ -153,9 +153,8 @@ func (n *Node) dropWorker(id peer.ID, why string) {
 	n.tableMu.Lock()
 	had := n.table.Remove(id)
 	n.tableMu.Unlock()
-	if had && n.cfg.Role == RoleProxy {
-		n.h.ConnManager().Unprotect(id, workerTag)
-		n.log.Warn("worker dropped", "worker", id.String(), "reason", why)
+	if had {
+		n.forgotWorker(id, why)
 	}
 }
 
@@ -165,10 +164,15 @@ func (n *Node) expireWorkers() {
 	gone := n.table.Expire(n.now())
 	n.tableMu.Unlock()
 	for _, id := range gone {
-		if n.cfg.Role == RoleProxy {
-			n.h.ConnManager().Unprotect(id, workerTag)
-			n.log.Warn("worker dropped", "worker", id.String(), "reason", fmt.Sprintf("no advert for %s", n.cfg.WorkerTTL))
-		}
+		n.forgotWorker(id, fmt.Sprintf("no advert for %s", n.cfg.WorkerTTL))
+	}
+}
+
+// forgotWorker releases a proxy's hold on a worker the table no longer has, and logs why.
+func (n *Node) forgotWorker(id peer.ID, why string) {
+	if n.cfg.Role == RoleProxy {
+		n.h.ConnManager().Unprotect(id, workerTag)
+		n.log.Warn("worker dropped", "worker", id.String(), "reason", why)
 	}
 }
 
