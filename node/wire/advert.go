@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"github.com/cocoon-mesh/cocoon/internal/fields"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -54,29 +55,29 @@ func (a *Advert) EffectivePrice(o Offer) uint64 {
 }
 
 func (a *Advert) appendBody(b []byte, pub []byte) []byte {
-	e := enc{b}
-	e.bytes([]byte(a.Worker))
-	e.bytes(pub) // the worker's public key: not every peer ID embeds it (RSA and ECDSA IDs are hashes)
-	e.uvarint(a.Seq)
-	e.uvarint(uint64(a.Time.UnixMilli()))
-	e.uvarint(uint64(len(a.Addrs)))
+	e := fields.Enc{B: b}
+	e.Bytes([]byte(a.Worker))
+	e.Bytes(pub) // the worker's public key: not every peer ID embeds it (RSA and ECDSA IDs are hashes)
+	e.Uvarint(a.Seq)
+	e.Uvarint(uint64(a.Time.UnixMilli()))
+	e.Uvarint(uint64(len(a.Addrs)))
 	for _, m := range a.Addrs {
-		e.bytes(m.Bytes())
+		e.Bytes(m.Bytes())
 	}
-	e.uvarint(uint64(a.MaxActive))
-	e.uvarint(uint64(a.Running))
-	e.uvarint(uint64(a.Coefficient))
-	e.uvarint(uint64(a.TokensPerSec))
-	e.bool(a.Healthy)
-	e.uvarint(uint64(len(a.Offers)))
+	e.Uvarint(uint64(a.MaxActive))
+	e.Uvarint(uint64(a.Running))
+	e.Uvarint(uint64(a.Coefficient))
+	e.Uvarint(uint64(a.TokensPerSec))
+	e.Bool(a.Healthy)
+	e.Uvarint(uint64(len(a.Offers)))
 	for _, o := range a.Offers {
-		e.str(o.Model)
-		e.uvarint(o.Prices.Prompt)
-		e.uvarint(o.Prices.Cached)
-		e.uvarint(o.Prices.Completion)
-		e.uvarint(o.Prices.Reasoning)
+		e.Str(o.Model)
+		e.Uvarint(o.Prices.Prompt)
+		e.Uvarint(o.Prices.Cached)
+		e.Uvarint(o.Prices.Completion)
+		e.Uvarint(o.Prices.Reasoning)
 	}
-	return e.b
+	return e.B
 }
 
 // SignAdvert encodes a and signs it with key, which must be the key of a.Worker.
@@ -97,12 +98,12 @@ func SignAdvert(a *Advert, key crypto.PrivKey) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := enc{body}
-	e.bytes(sig)
-	if len(e.b) > MaxAdvertSize {
-		return nil, fmt.Errorf("wire: advert of %d bytes is over the %d byte limit", len(e.b), MaxAdvertSize)
+	e := fields.Enc{B: body}
+	e.Bytes(sig)
+	if len(e.B) > MaxAdvertSize {
+		return nil, fmt.Errorf("wire: advert of %d bytes is over the %d byte limit", len(e.B), MaxAdvertSize)
 	}
-	return e.b, nil
+	return e.B, nil
 }
 
 // ErrBadSignature means an advert's signature does not match its worker's key.
@@ -113,44 +114,44 @@ func DecodeAdvert(p []byte) (*Advert, error) {
 	if len(p) > MaxAdvertSize {
 		return nil, fmt.Errorf("%w: advert of %d bytes, limit %d", ErrFrameTooLarge, len(p), MaxAdvertSize)
 	}
-	d := dec{b: p}
+	d := fields.Dec{B: p, Bad: ErrMalformed}
 	a := &Advert{}
-	rawID := d.bytes("worker id", 128)
-	rawPub := d.bytes("public key", 1024)
-	a.Seq = d.uvarint("seq")
-	ms := d.bounded("time", 1<<53)
+	rawID := d.Bytes("worker id", 128)
+	rawPub := d.Bytes("public key", 1024)
+	a.Seq = d.Uvarint("seq")
+	ms := d.Bounded("time", 1<<53)
 	a.Time = time.UnixMilli(int64(ms))
-	n := d.bounded("address count", MaxAdvertAddrs)
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		m, err := ma.NewMultiaddrBytes(d.bytes("address", 512))
-		if err != nil && d.err == nil {
-			d.err = fmt.Errorf("%w: address %d: %v", ErrMalformed, i, err)
+	n := d.Bounded("address count", MaxAdvertAddrs)
+	for i := uint64(0); i < n && d.Err == nil; i++ {
+		m, err := ma.NewMultiaddrBytes(d.Bytes("address", 512))
+		if err != nil && d.Err == nil {
+			d.Err = fmt.Errorf("%w: address %d: %v", ErrMalformed, i, err)
 		}
 		a.Addrs = append(a.Addrs, m)
 	}
-	a.MaxActive = uint32(d.bounded("max active", 1<<20))
-	a.Running = uint32(d.bounded("running", 1<<20))
-	a.Coefficient = uint32(d.bounded("coefficient", 1<<20))
-	a.TokensPerSec = uint32(d.bounded("tokens per second", 1<<32-1))
-	a.Healthy = d.bool("healthy flag")
-	n = d.bounded("model count", MaxAdvertModels)
-	for i := uint64(0); i < n && d.err == nil; i++ {
+	a.MaxActive = uint32(d.Bounded("max active", 1<<20))
+	a.Running = uint32(d.Bounded("running", 1<<20))
+	a.Coefficient = uint32(d.Bounded("coefficient", 1<<20))
+	a.TokensPerSec = uint32(d.Bounded("tokens per second", 1<<32-1))
+	a.Healthy = d.Bool("healthy flag")
+	n = d.Bounded("model count", MaxAdvertModels)
+	for i := uint64(0); i < n && d.Err == nil; i++ {
 		var o Offer
-		o.Model = d.str("model", MaxModelLen)
-		o.Prices.Prompt = d.uvarint("prompt price")
-		o.Prices.Cached = d.uvarint("cached price")
-		o.Prices.Completion = d.uvarint("completion price")
-		o.Prices.Reasoning = d.uvarint("reasoning price")
-		if d.err == nil {
+		o.Model = d.Str("model", MaxModelLen)
+		o.Prices.Prompt = d.Uvarint("prompt price")
+		o.Prices.Cached = d.Uvarint("cached price")
+		o.Prices.Completion = d.Uvarint("completion price")
+		o.Prices.Reasoning = d.Uvarint("reasoning price")
+		if d.Err == nil {
 			if _, err := ParseModelID(o.Model); err != nil {
-				d.err = fmt.Errorf("%w: %v", ErrMalformed, err)
+				d.Err = fmt.Errorf("%w: %v", ErrMalformed, err)
 			}
 		}
 		a.Offers = append(a.Offers, o)
 	}
-	bodyLen := len(p) - len(d.b)
-	sig := d.bytes("signature", 1024)
-	if err := d.done(); err != nil {
+	bodyLen := len(p) - len(d.B)
+	sig := d.Bytes("signature", 1024)
+	if err := d.Done(); err != nil {
 		return nil, err
 	}
 	id, err := peer.IDFromBytes(rawID)

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"fmt"
+	"github.com/cocoon-mesh/cocoon/internal/fields"
 	"net/http"
 	"time"
 )
@@ -35,29 +36,29 @@ type Header struct {
 
 // AppendHeader encodes h.
 func AppendHeader(b []byte, h *Header) []byte {
-	e := enc{b}
-	e.str(h.ID)
-	e.str(h.Model)
-	e.uvarint(uint64(h.Endpoint))
-	e.bool(h.Stream)
-	e.uvarint(uint64(h.MaxTokens))
-	e.uvarint(uint64(h.Timeout / time.Millisecond))
-	e.uvarint(h.MaxPrice)
-	return e.b
+	e := fields.Enc{B: b}
+	e.Str(h.ID)
+	e.Str(h.Model)
+	e.Uvarint(uint64(h.Endpoint))
+	e.Bool(h.Stream)
+	e.Uvarint(uint64(h.MaxTokens))
+	e.Uvarint(uint64(h.Timeout / time.Millisecond))
+	e.Uvarint(h.MaxPrice)
+	return e.B
 }
 
 // DecodeHeader decodes and checks a Header payload.
 func DecodeHeader(p []byte) (Header, error) {
-	d := dec{b: p}
+	d := fields.Dec{B: p, Bad: ErrMalformed}
 	var h Header
-	h.ID = d.str("request id", MaxIDLen)
-	h.Model = d.str("model", MaxModelLen)
-	h.Endpoint = Endpoint(d.bounded("endpoint", 255))
-	h.Stream = d.bool("stream flag")
-	h.MaxTokens = uint32(d.bounded("max tokens", 1<<32-1))
-	h.Timeout = time.Duration(d.bounded("timeout", uint64(MaxTimeout/time.Millisecond))) * time.Millisecond
-	h.MaxPrice = d.uvarint("max price")
-	if err := d.done(); err != nil {
+	h.ID = d.Str("request id", MaxIDLen)
+	h.Model = d.Str("model", MaxModelLen)
+	h.Endpoint = Endpoint(d.Bounded("endpoint", 255))
+	h.Stream = d.Bool("stream flag")
+	h.MaxTokens = uint32(d.Bounded("max tokens", 1<<32-1))
+	h.Timeout = time.Duration(d.Bounded("timeout", uint64(MaxTimeout/time.Millisecond))) * time.Millisecond
+	h.MaxPrice = d.Uvarint("max price")
+	if err := d.Done(); err != nil {
 		return Header{}, err
 	}
 	if h.Endpoint != Chat && h.Endpoint != Completion {
@@ -83,19 +84,19 @@ type Chunk struct {
 
 // AppendChunk encodes c.
 func AppendChunk(b []byte, c *Chunk) []byte {
-	e := enc{b}
-	e.uvarint(uint64(c.Tokens))
-	e.bytes(c.Data)
-	return e.b
+	e := fields.Enc{B: b}
+	e.Uvarint(uint64(c.Tokens))
+	e.Bytes(c.Data)
+	return e.B
 }
 
 // DecodeChunk decodes a Chunk payload; Data aliases p.
 func DecodeChunk(p []byte) (Chunk, error) {
-	d := dec{b: p}
+	d := fields.Dec{B: p, Bad: ErrMalformed}
 	var c Chunk
-	c.Tokens = uint32(d.bounded("chunk tokens", 1<<32-1))
-	c.Data = d.bytes("chunk data", len(p))
-	return c, d.done()
+	c.Tokens = uint32(d.Bounded("chunk tokens", 1<<32-1))
+	c.Data = d.Bytes("chunk data", len(p))
+	return c, d.Done()
 }
 
 // Usage is the token accounting of one request, by billing category.
@@ -112,28 +113,28 @@ type Final struct {
 
 // AppendFinal encodes f.
 func AppendFinal(b []byte, f *Final) []byte {
-	e := enc{b}
-	e.uvarint(uint64(f.Usage.Prompt))
-	e.uvarint(uint64(f.Usage.Cached))
-	e.uvarint(uint64(f.Usage.Completion))
-	e.uvarint(uint64(f.Usage.Reasoning))
-	e.bool(f.Usage.Estimated)
-	e.str(f.Worker)
-	return e.b
+	e := fields.Enc{B: b}
+	e.Uvarint(uint64(f.Usage.Prompt))
+	e.Uvarint(uint64(f.Usage.Cached))
+	e.Uvarint(uint64(f.Usage.Completion))
+	e.Uvarint(uint64(f.Usage.Reasoning))
+	e.Bool(f.Usage.Estimated)
+	e.Str(f.Worker)
+	return e.B
 }
 
 // DecodeFinal decodes a Final payload.
 func DecodeFinal(p []byte) (Final, error) {
-	d := dec{b: p}
+	d := fields.Dec{B: p, Bad: ErrMalformed}
 	var f Final
 	const m = 1<<32 - 1
-	f.Usage.Prompt = uint32(d.bounded("prompt tokens", m))
-	f.Usage.Cached = uint32(d.bounded("cached tokens", m))
-	f.Usage.Completion = uint32(d.bounded("completion tokens", m))
-	f.Usage.Reasoning = uint32(d.bounded("reasoning tokens", m))
-	f.Usage.Estimated = d.bool("estimated flag")
-	f.Worker = d.str("worker", 128)
-	return f, d.done()
+	f.Usage.Prompt = uint32(d.Bounded("prompt tokens", m))
+	f.Usage.Cached = uint32(d.Bounded("cached tokens", m))
+	f.Usage.Completion = uint32(d.Bounded("completion tokens", m))
+	f.Usage.Reasoning = uint32(d.Bounded("reasoning tokens", m))
+	f.Usage.Estimated = d.Bool("estimated flag")
+	f.Worker = d.Str("worker", 128)
+	return f, d.Done()
 }
 
 // Code classifies a failure; each maps to an HTTP status for the client API.
@@ -224,19 +225,19 @@ func AppendError(b []byte, e *Error) []byte {
 	if len(msg) > MaxErrorLen {
 		msg = msg[:MaxErrorLen]
 	}
-	en := enc{b}
-	en.uvarint(uint64(e.Code))
-	en.str(msg)
-	return en.b
+	en := fields.Enc{B: b}
+	en.Uvarint(uint64(e.Code))
+	en.Str(msg)
+	return en.B
 }
 
 // DecodeError decodes an Error payload.
 func DecodeError(p []byte) (*Error, error) {
-	d := dec{b: p}
+	d := fields.Dec{B: p, Bad: ErrMalformed}
 	e := &Error{}
-	e.Code = Code(d.bounded("error code", 1<<16-1))
-	e.Message = d.str("error message", MaxErrorLen)
-	if err := d.done(); err != nil {
+	e.Code = Code(d.Bounded("error code", 1<<16-1))
+	e.Message = d.Str("error message", MaxErrorLen)
+	if err := d.Done(); err != nil {
 		return nil, err
 	}
 	return e, nil

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"github.com/cocoon-mesh/cocoon/internal/fields"
 	"io"
 	"reflect"
 	"strings"
@@ -285,14 +286,14 @@ func TestAdvertFromAHashedPeerID(t *testing.T) {
 	// Someone else's key in the advert does not pass for the worker's.
 	other, _, _ := crypto.GenerateEd25519Key(nil)
 	otherPub, _ := crypto.MarshalPublicKey(other.GetPublic())
-	e := enc{}
-	e.bytes([]byte(id))
-	e.bytes(otherPub)
-	forged := append(e.b, a.appendBody(nil, otherPub)[len(e.b):]...)
+	e := fields.Enc{}
+	e.Bytes([]byte(id))
+	e.Bytes(otherPub)
+	forged := append(e.B, a.appendBody(nil, otherPub)[len(e.B):]...)
 	sig, _ := other.Sign(append([]byte(advertDomain), forged...))
-	fe := enc{forged}
-	fe.bytes(sig)
-	if _, err := DecodeAdvert(fe.b); !errors.Is(err, ErrBadSignature) {
+	fe := fields.Enc{B: forged}
+	fe.Bytes(sig)
+	if _, err := DecodeAdvert(fe.B); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("advert with a stranger's key: %v", err)
 	}
 }
