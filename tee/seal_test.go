@@ -1,0 +1,159 @@
+package tee
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+	"testing"
+)
+
+func newPair(t testing.TB) (*Session, *Opener) {
+	t.Helper()
+	k, err := GenerateSealKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSession(k.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, NewOpener(k)
+}
+
+func TestSealRoundTrip(t *testing.T) {
+	s, o := newPair(t)
+	aad := []byte("req-1 model")
+	sealed, cAns, err := s.Seal(aad, []byte(`{"messages":"secret prompt"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed, []byte("secret prompt")) {
+		t.Fatal("sealed body contains the plaintext")
+	}
+	body, wAns, err := o.Open(aad, sealed)
+	if err != nil || string(body) != `{"messages":"secret prompt"}` {
+		t.Fatalf("open: %q %v", body, err)
+	}
+	for _, chunk := range []string{"data: one\n\n", "data: two\n\n", ""} {
+		sc := wAns.Seal(nil, []byte(chunk))
+		got, err := cAns.Open(nil, sc)
+		if err != nil || string(got) != chunk {
+			t.Fatalf("answer chunk %q: %q %v", chunk, got, err)
+		}
+	}
+	// Chunks out of order do not open.
+	a, b := wAns.Seal(nil, []byte("a")), wAns.Seal(nil, []byte("b"))
+	if _, err := cAns.Open(nil, b); !errors.Is(err, ErrSeal) {
+		t.Fatalf("reordered chunk opened: %v", err)
+	}
+	_ = a
+}
+
+func TestSealRefusesTamperingReplayAndOtherKeys(t *testing.T) {
+	s, o := newPair(t)
+	aad := []byte("req-1")
+	sealed, _, _ := s.Seal(aad, []byte("body"))
+
+	if _, _, err := o.Open([]byte("req-2"), sealed); !errors.Is(err, ErrSeal) {
+		t.Fatalf("moved to another request: %v", err)
+	}
+	bad := bytes.Clone(sealed)
+	bad[len(bad)-1] ^= 1
+	if _, _, err := o.Open(aad, bad); !errors.Is(err, ErrSeal) {
+		t.Fatalf("tampered: %v", err)
+	}
+	if _, _, err := o.Open(aad, sealed); err != nil {
+		t.Fatalf("genuine after failed attempts: %v", err)
+	}
+	if _, _, err := o.Open(aad, sealed); !errors.Is(err, ErrSeal) {
+		t.Fatalf("replay: %v", err)
+	}
+	_, other := newPair(t)
+	sealed2, _, _ := s.Seal(aad, []byte("body"))
+	if _, _, err := other.Open(aad, sealed2); !errors.Is(err, ErrSeal) {
+		t.Fatalf("another worker's key: %v", err)
+	}
+	for _, p := range [][]byte{nil, {0}, {5, 1, 2}} {
+		if _, _, err := o.Open(aad, p); err == nil {
+			t.Fatalf("garbage %x opened", p)
+		}
+	}
+}
+
+func TestReplayWindow(t *testing.T) {
+	var s openSession
+	for _, seq := range []uint64{5, 3, 4, 1, 2} {
+		if !s.accept(seq) {
+			t.Fatalf("fresh %d refused", seq)
+		}
+	}
+	for _, seq := range []uint64{1, 2, 3, 4, 5} {
+		if s.accept(seq) {
+			t.Fatalf("replayed %d accepted", seq)
+		}
+	}
+	if !s.accept(5 + 70) { // shifts the window by more than one word
+		t.Fatal("75 refused")
+	}
+	if s.accept(5) || s.accept(3) || !s.accept(6) || s.accept(6) {
+		t.Fatal("window lost track across a shift")
+	}
+	if !s.accept(5000) || s.accept(5000-replayWindow) || !s.accept(5000-replayWindow+1) {
+		t.Fatal("window edge")
+	}
+}
+
+func TestSealConcurrent(t *testing.T) {
+	s, o := newPair(t)
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Go(func() {
+			for j := 0; j < 50; j++ {
+				sealed, _, err := s.Seal(nil, []byte("x"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, _, err := o.Open(nil, sealed); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// BenchmarkSealRequest is the per-request cost of sealing once the session exists: client seal,
+// worker open, one answer chunk each way.
+func BenchmarkSealRequest(b *testing.B) {
+	s, o := newPair(b)
+	body := bytes.Repeat([]byte("x"), 512)
+	chunk := bytes.Repeat([]byte("y"), 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		sealed, cAns, _ := s.Seal([]byte("id"), body)
+		_, wAns, err := o.Open([]byte("id"), sealed)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := cAns.Open(nil, wAns.Seal(nil, chunk)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSealSession is the one-off cost of setting up a session (ML-KEM-768+X25519), both sides.
+func BenchmarkSealSession(b *testing.B) {
+	k, _ := GenerateSealKey()
+	for b.Loop() {
+		s, err := NewSession(k.PublicKey())
+		if err != nil {
+			b.Fatal(err)
+		}
+		sealed, _, _ := s.Seal(nil, nil)
+		if _, _, err := NewOpener(k).Open(nil, sealed); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
