@@ -3,12 +3,13 @@ package wire
 import (
 	"errors"
 	"fmt"
-	"github.com/cocoon-mesh/cocoon/internal/fields"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/cocoon-mesh/cocoon/internal/fields"
 )
 
 // Limits on an advert, so a validator can refuse a hostile one cheaply.

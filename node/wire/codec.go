@@ -20,6 +20,9 @@ const (
 	FrameFinal  FrameType = 4 // the answer is complete: usage follows
 	FrameError  FrameType = 5 // the request failed: code and message
 	FrameAdvert FrameType = 6 // a signed capacity advert, sent straight to a proxy
+	FrameSealed FrameType = 7 // the request body sealed to the worker, in place of a body frame
+	FrameRoute  FrameType = 8 // proxy to client: the worker chosen and its attestation, before the body
+	FrameHello  FrameType = 9 // the attested handshake: a sealing key and evidence
 )
 
 // String names the frame type for errors and logs.
@@ -37,6 +40,12 @@ func (t FrameType) String() string {
 		return "error"
 	case FrameAdvert:
 		return "advert"
+	case FrameSealed:
+		return "sealed body"
+	case FrameRoute:
+		return "route"
+	case FrameHello:
+		return "hello"
 	}
 	return fmt.Sprintf("frame(%d)", uint8(t))
 }

@@ -2,9 +2,12 @@ package wire
 
 import (
 	"fmt"
-	"github.com/cocoon-mesh/cocoon/internal/fields"
 	"net/http"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cocoon-mesh/cocoon/internal/fields"
 )
 
 // Limits on header fields; a header is small by design, the body travels in its own frame.
@@ -32,6 +35,9 @@ type Header struct {
 	MaxTokens uint32        // completion token limit (0: the node's default)
 	Timeout   time.Duration // time left for the whole request when this hop sent it; each hop shrinks it
 	MaxPrice  uint64        // cap on the effective price, nanoTON per completion token (0: no cap)
+	// Sealed says the body is sealed to the worker. From a client it asks the proxy for a route
+	// frame first, since the client cannot seal before it knows the worker.
+	Sealed bool
 }
 
 // AppendHeader encodes h.
@@ -44,6 +50,7 @@ func AppendHeader(b []byte, h *Header) []byte {
 	e.Uvarint(uint64(h.MaxTokens))
 	e.Uvarint(uint64(h.Timeout / time.Millisecond))
 	e.Uvarint(h.MaxPrice)
+	e.Bool(h.Sealed)
 	return e.B
 }
 
@@ -58,6 +65,7 @@ func DecodeHeader(p []byte) (Header, error) {
 	h.MaxTokens = uint32(d.Bounded("max tokens", 1<<32-1))
 	h.Timeout = time.Duration(d.Bounded("timeout", uint64(MaxTimeout/time.Millisecond))) * time.Millisecond
 	h.MaxPrice = d.Uvarint("max price")
+	h.Sealed = d.Bool("sealed flag")
 	if err := d.Done(); err != nil {
 		return Header{}, err
 	}
@@ -105,10 +113,14 @@ type Usage struct {
 	Estimated                             bool // the backend reported no usage; the worker estimated it
 }
 
+// MaxReceiptLen bounds the receipt a final message carries.
+const MaxReceiptLen = 4 << 10
+
 // Final ends a successful answer.
 type Final struct {
-	Usage  Usage
-	Worker string // the worker's peer ID, as text
+	Usage   Usage
+	Worker  string // the worker's peer ID, as text
+	Receipt []byte // signed by the worker, countersigned by the proxy (see tee.Receipt)
 }
 
 // AppendFinal encodes f.
@@ -120,6 +132,7 @@ func AppendFinal(b []byte, f *Final) []byte {
 	e.Uvarint(uint64(f.Usage.Reasoning))
 	e.Bool(f.Usage.Estimated)
 	e.Str(f.Worker)
+	e.Bytes(f.Receipt)
 	return e.B
 }
 
@@ -134,7 +147,44 @@ func DecodeFinal(p []byte) (Final, error) {
 	f.Usage.Reasoning = uint32(d.Bounded("reasoning tokens", m))
 	f.Usage.Estimated = d.Bool("estimated flag")
 	f.Worker = d.Str("worker", 128)
+	f.Receipt = d.Bytes("receipt", MaxReceiptLen)
 	return f, d.Done()
+}
+
+// Route tells a client which worker the proxy chose, so it can seal the body to that worker.
+type Route struct {
+	Worker peer.ID
+	Key    []byte // the worker's libp2p public key, marshalled: the hello's report data binds it
+	Hello  []byte // the worker's hello (tee.Hello), as the worker sent it to the proxy
+}
+
+// MaxHelloLen bounds a hello carried in a route.
+const MaxHelloLen = 80 << 10
+
+// AppendRoute encodes r.
+func AppendRoute(b []byte, r *Route) []byte {
+	e := fields.Enc{B: b}
+	e.Bytes([]byte(r.Worker))
+	e.Bytes(r.Key)
+	e.Bytes(r.Hello)
+	return e.B
+}
+
+// DecodeRoute decodes a Route payload; Key and Hello alias p.
+func DecodeRoute(p []byte) (Route, error) {
+	d := fields.Dec{B: p, Bad: ErrMalformed}
+	var r Route
+	id := d.Bytes("worker id", 128)
+	r.Key = d.Bytes("worker key", 1024)
+	r.Hello = d.Bytes("hello", MaxHelloLen)
+	if err := d.Done(); err != nil {
+		return Route{}, err
+	}
+	var err error
+	if r.Worker, err = peer.IDFromBytes(id); err != nil {
+		return Route{}, fmt.Errorf("%w: worker id: %v", ErrMalformed, err)
+	}
+	return r, nil
 }
 
 // Code classifies a failure; each maps to an HTTP status for the client API.
@@ -153,13 +203,14 @@ const (
 	CodeWorkerFailed Code = 9  // the worker failed after the answer had started
 	CodeInternal     Code = 10 // a bug or an unexpected local failure
 	CodeUnavailable  Code = 11 // this node cannot serve now (no proxy, shutting down)
+	CodeAttestation  Code = 12 // a peer's attestation is missing or refused, or sealed data did not open
 )
 
 var codeNames = map[Code]string{
 	CodeBadRequest: "bad_request", CodeUnknownModel: "model_not_found", CodePriceTooHigh: "price_too_high",
 	CodeNoCapacity: "no_capacity", CodeTooLarge: "too_large", CodeTimeout: "timeout",
 	CodeCancelled: "cancelled", CodeBackend: "backend_error", CodeWorkerFailed: "worker_failed",
-	CodeInternal: "internal_error", CodeUnavailable: "unavailable",
+	CodeInternal: "internal_error", CodeUnavailable: "unavailable", CodeAttestation: "attestation_failed",
 }
 
 // String returns the code's stable name, used as OpenAI's error "code".
@@ -187,7 +238,7 @@ func (c Code) HTTPStatus() int {
 		return http.StatusGatewayTimeout
 	case CodeCancelled:
 		return 499 // client closed request, as nginx names it
-	case CodeBackend, CodeWorkerFailed:
+	case CodeBackend, CodeWorkerFailed, CodeAttestation:
 		return http.StatusBadGateway
 	}
 	return http.StatusInternalServerError

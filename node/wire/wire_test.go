@@ -3,7 +3,6 @@ package wire
 import (
 	"bytes"
 	"errors"
-	"github.com/cocoon-mesh/cocoon/internal/fields"
 	"io"
 	"reflect"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/cocoon-mesh/cocoon/internal/fields"
 )
 
 func TestFrameRoundTrip(t *testing.T) {
@@ -26,7 +27,7 @@ func TestFrameRoundTrip(t *testing.T) {
 		{FrameHeader, AppendHeader(nil, &h)},
 		{FrameBody, []byte(`{"messages":[]}`)},
 		{FrameChunk, AppendChunk(nil, &Chunk{Tokens: 1, Data: []byte(`{"x":1}`)})},
-		{FrameFinal, AppendFinal(nil, &Final{Usage: Usage{Prompt: 3, Completion: 9, Cached: 1, Reasoning: 2, Estimated: true}, Worker: "w"})},
+		{FrameFinal, AppendFinal(nil, &Final{Usage: Usage{Prompt: 3, Completion: 9, Cached: 1, Reasoning: 2, Estimated: true}, Worker: "w", Receipt: []byte("r")})},
 		{FrameError, AppendError(nil, Errorf(CodeNoCapacity, "busy"))},
 	}
 	for _, f := range frames {
@@ -234,6 +235,8 @@ func FuzzDecodeMessages(f *testing.F) {
 	f.Add(AppendChunk(nil, &Chunk{Tokens: 1, Data: []byte("{}")}))
 	f.Add(AppendFinal(nil, &Final{Usage: Usage{Prompt: 1}}))
 	f.Add(AppendError(nil, Errorf(CodeTimeout, "late")))
+	f.Add(AppendFinal(nil, &Final{Worker: "w", Receipt: []byte("receipt")}))
+	f.Add(AppendRoute(nil, &Route{Worker: peer.ID("\x00\x04abcd"), Key: []byte("k"), Hello: []byte("h")}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if h, err := DecodeHeader(b); err == nil {
 			if h2, err := DecodeHeader(AppendHeader(nil, &h)); err != nil || h2 != h {
@@ -248,6 +251,9 @@ func FuzzDecodeMessages(f *testing.F) {
 		}
 		if e, err := DecodeError(b); err == nil && !bytes.Equal(AppendError(nil, e), b) {
 			t.Fatal("error does not round-trip")
+		}
+		if r, err := DecodeRoute(b); err == nil && !bytes.Equal(AppendRoute(nil, &r), b) {
+			t.Fatal("route does not round-trip")
 		}
 	})
 }
