@@ -21,13 +21,14 @@ type Mode string
 
 // The targets.
 const (
-	Mesh     Mode = "mesh"     // the client node's OpenAI API: the whole mesh path
-	Direct   Mode = "direct"   // the echo backend, called directly
-	HTTP2Hop Mode = "http2hop" // two httputil.ReverseProxy hops in front of the direct backend
+	Mesh      Mode = "mesh"       // the client node's OpenAI API: the whole mesh path, prompts sealed
+	MeshClear Mode = "mesh-clear" // the same mesh through a second client that does not seal
+	Direct    Mode = "direct"     // the echo backend, called directly
+	HTTP2Hop  Mode = "http2hop"   // two httputil.ReverseProxy hops in front of the direct backend
 )
 
 // Modes returns the targets in the order each (stream, concurrency) pair runs them.
-func Modes() []Mode { return []Mode{Mesh, Direct, HTTP2Hop} }
+func Modes() []Mode { return []Mode{Mesh, MeshClear, Direct, HTTP2Hop} }
 
 // Shape is the shape of a run's requests.
 type Shape struct {

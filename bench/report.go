@@ -19,6 +19,9 @@ const (
 	// TargetTTFTOverhead: at concurrency 1, streaming, the mesh adds at most this much to the
 	// p50 time to first token of a direct call.
 	TargetTTFTOverhead = time.Millisecond
+	// TargetSealedRatio: at concurrency 16 and 64 the mesh with prompts sealed serves at least
+	// this fraction of the requests per second it serves with sealing off.
+	TargetSealedRatio = 0.9
 )
 
 // UnstableSpread is the spread of a scenario's per-round req/s above which the table warns
@@ -37,6 +40,7 @@ type Comparison struct {
 	// Requests per second, mesh over baseline (0 when the baseline is missing or served none).
 	MeshOverHop    float64 `json:"mesh_over_http2hop"`
 	MeshOverDirect float64 `json:"mesh_over_direct"`
+	MeshOverClear  float64 `json:"mesh_over_mesh_clear"` // sealed over unsealed`
 	// p50 differences, mesh minus baseline.
 	AddedLatency    time.Duration `json:"added_latency_p50_vs_direct_ns"`
 	AddedTTFT       time.Duration `json:"added_ttft_p50_vs_direct_ns"`
@@ -89,6 +93,9 @@ func Compare(results []Result) []Comparison {
 			c.AddedLatency = mesh.Latency.P50 - d.Latency.P50
 			c.AddedTTFT = mesh.TTFT.P50 - d.TTFT.P50
 		}
+		if cl, ok := byKey[k][MeshClear]; ok {
+			c.MeshOverClear = ratio(mesh.RPS, cl.RPS)
+		}
 		if h, ok := byKey[k][HTTP2Hop]; ok {
 			c.HasHop = true
 			c.MeshOverHop = ratio(mesh.RPS, h.RPS)
@@ -136,6 +143,16 @@ func Checks(results []Result) []Check {
 				Target: fmt.Sprintf(">= %.2f", TargetRatioVsHop),
 				Pass:   r >= TargetRatioVsHop,
 				Note:   note(mesh, hop),
+			})
+		}
+		if cl, okC := byKey[k][MeshClear]; (k.conc == 16 || k.conc == 64) && okM && okC {
+			r := ratio(mesh.RPS, cl.RPS)
+			out = append(out, Check{
+				Name:   fmt.Sprintf("sealed/unsealed mesh req/s, stream %s, c=%d", onOff(k.stream), k.conc),
+				Value:  fmt.Sprintf("%.2f", r),
+				Target: fmt.Sprintf(">= %.2f", TargetSealedRatio),
+				Pass:   r >= TargetSealedRatio,
+				Note:   note(mesh, cl),
 			})
 		}
 	}
@@ -219,8 +236,8 @@ func WriteTable(w io.Writer, results []Result) {
 
 // WriteComparisons writes the mesh-versus-baseline ratios and differences of this run.
 func WriteComparisons(w io.Writer, cs []Comparison) {
-	fmt.Fprintf(w, "%-6s %5s %14s %12s %15s %16s %15s %16s\n", "stream", "conc", "mesh/http2hop", "mesh/direct",
-		"+p50 vs direct", "+ttft vs direct", "+p50 vs 2hop", "+ttft vs 2hop")
+	fmt.Fprintf(w, "%-6s %5s %14s %12s %12s %15s %16s %15s %16s\n", "stream", "conc", "mesh/http2hop", "mesh/direct",
+		"sealed/clear", "+p50 vs direct", "+ttft vs direct", "+p50 vs 2hop", "+ttft vs 2hop")
 	for _, c := range cs {
 		d := func(v time.Duration, ok bool) string {
 			if !ok {
@@ -228,8 +245,9 @@ func WriteComparisons(w io.Writer, cs []Comparison) {
 			}
 			return FormatDelta(v)
 		}
-		fmt.Fprintf(w, "%-6s %5d %14s %12s %15s %16s %15s %16s\n", onOff(c.Stream), c.Concurrency,
+		fmt.Fprintf(w, "%-6s %5d %14s %12s %12s %15s %16s %15s %16s\n", onOff(c.Stream), c.Concurrency,
 			FormatRatio(c.MeshOverHop, c.HasHop), FormatRatio(c.MeshOverDirect, c.HasDirect),
+			FormatRatio(c.MeshOverClear, c.MeshOverClear > 0),
 			d(c.AddedLatency, c.HasDirect), d(c.AddedTTFT, c.HasDirect),
 			d(c.AddedLatencyHop, c.HasHop), d(c.AddedTTFTHop, c.HasHop))
 	}

@@ -58,7 +58,7 @@ func StartTargets(ctx context.Context, cfg TargetsConfig) (_ *Targets, err error
 	want := map[Mode]bool{}
 	for _, m := range modes {
 		switch m {
-		case Mesh, Direct, HTTP2Hop:
+		case Mesh, MeshClear, Direct, HTTP2Hop:
 			want[m] = true
 		default:
 			return nil, fmt.Errorf("bench: unknown target %q", m)
@@ -93,7 +93,7 @@ func StartTargets(ctx context.Context, cfg TargetsConfig) (_ *Targets, err error
 			progress(fmt.Sprintf("http2hop: ReverseProxy %s -> ReverseProxy %s -> echo %s", hop1, hop2, directAddr))
 		}
 	}
-	if want[Mesh] {
+	if want[Mesh] || want[MeshClear] {
 		start := time.Now()
 		o := localnet.Options{
 			Proxies: cfg.Proxies, Workers: cfg.Workers, Logger: cfg.Logger,
@@ -106,8 +106,18 @@ func StartTargets(ctx context.Context, cfg TargetsConfig) (_ *Targets, err error
 		if err != nil {
 			return nil, err
 		}
-		t.URLs[Mesh] = t.Net.ClientURL()
-		progress(fmt.Sprintf("mesh: ready in %.1fs, client API at %s", time.Since(start).Seconds(), t.URLs[Mesh]))
+		if want[Mesh] {
+			t.URLs[Mesh] = t.Net.ClientURL()
+		}
+		progress(fmt.Sprintf("mesh: ready in %.1fs, client API at %s", time.Since(start).Seconds(), t.Net.ClientURL()))
+		if want[MeshClear] {
+			clear, err := t.Net.AddClient(ctx, func(c *node.Config) { c.DisableSealing = true })
+			if err != nil {
+				return nil, err
+			}
+			t.URLs[MeshClear] = "http://" + clear.APIAddr() + "/v1"
+			progress("mesh-clear: a second client that does not seal, at " + t.URLs[MeshClear])
+		}
 	}
 	return t, nil
 }

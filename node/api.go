@@ -153,7 +153,7 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 
 	if !req.Stream {
 		var answer []byte
-		fin, proxy, err := n.infer(ctx, h, body, func(c *wire.Chunk, _ bool) error {
+		res, err := n.infer(ctx, h, body, func(c *wire.Chunk, _ bool) error {
 			answer = append(answer, c.Data...)
 			return nil
 		})
@@ -161,7 +161,7 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 			writeWireError(w, err)
 			return
 		}
-		setUsageHeaders(w, n.client.peerName(proxy), &fin)
+		n.setResultHeaders(w.Header(), res)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
 		w.Write(answer)
@@ -172,7 +172,10 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 	started := false
 	wantUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
 	var last []byte
-	fin, _, err := n.infer(ctx, h, body, func(c *wire.Chunk, more bool) error {
+	// The receipt exists only once the answer is complete: streamed, it comes as a trailer, and
+	// as the cocoon_receipt field of the usage chunk when the caller asked for usage.
+	w.Header().Set("Trailer", "X-Cocoon-Receipt, X-Cocoon-Worker, X-Cocoon-Worker-Tee, X-Cocoon-Usage")
+	res, err := n.infer(ctx, h, body, func(c *wire.Chunk, more bool) error {
 		// A streamed chunk is one or more server-sent events, written through as they came once
 		// their framing checks out, so a faulty worker cannot break the stream's framing.
 		if !bytes.HasPrefix(c.Data, []byte("data: ")) || !bytes.HasSuffix(c.Data, []byte("\n\n")) {
@@ -212,9 +215,14 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 		w.WriteHeader(http.StatusOK)
 	}
 	if wantUsage {
-		_ = writeEvent(w, usageChunk(last, ep, &fin))
+		_ = writeEvent(w, usageChunk(last, ep, res))
 	}
 	io.WriteString(w, "data: [DONE]\n\n")
+	hd := w.Header()
+	hd.Set("X-Cocoon-Receipt", res.receipt)
+	hd.Set("X-Cocoon-Worker", res.fin.Worker)
+	hd.Set("X-Cocoon-Worker-Tee", res.workerTE)
+	hd.Set("X-Cocoon-Usage", usageHeader(&res.fin.Usage))
 }
 
 // writeEvent writes one server-sent event carrying data, in one write.
@@ -239,7 +247,7 @@ func lastEvent(events []byte) []byte {
 // usageChunk is the final chunk OpenAI sends when stream_options.include_usage is set: no
 // choices, only usage. The worker's backend always reports usage so it can be billed; the
 // client re-creates this chunk only for callers that asked for it.
-func usageChunk(last []byte, ep wire.Endpoint, fin *wire.Final) []byte {
+func usageChunk(last []byte, ep wire.Endpoint, res *result) []byte {
 	var meta struct {
 		ID      string `json:"id"`
 		Created int64  `json:"created"`
@@ -255,7 +263,7 @@ func usageChunk(last []byte, ep wire.Endpoint, fin *wire.Final) []byte {
 	}
 	b, _ := json.Marshal(map[string]any{
 		"id": meta.ID, "object": object, "created": meta.Created, "model": meta.Model,
-		"choices": []any{}, "usage": openAIUsage(&fin.Usage),
+		"choices": []any{}, "usage": openAIUsage(&res.fin.Usage), "cocoon_receipt": res.receipt,
 	})
 	return b
 }
@@ -275,13 +283,20 @@ func openAIUsage(u *wire.Usage) map[string]any {
 	return m
 }
 
-// setUsageHeaders tells the caller who served the request and what it used.
-func setUsageHeaders(w http.ResponseWriter, proxy string, fin *wire.Final) {
-	h := w.Header()
-	h.Set("X-Cocoon-Proxy", proxy)
-	h.Set("X-Cocoon-Worker", fin.Worker)
-	h.Set("X-Cocoon-Usage", fmt.Sprintf("prompt=%d cached=%d completion=%d reasoning=%d estimated=%t",
-		fin.Usage.Prompt, fin.Usage.Cached, fin.Usage.Completion, fin.Usage.Reasoning, fin.Usage.Estimated))
+// setResultHeaders tells the caller who served the request, what their attestation showed,
+// what it used, and hands over the receipt.
+func (n *Node) setResultHeaders(h http.Header, res *result) {
+	h.Set("X-Cocoon-Proxy", n.client.peerName(res.proxy))
+	h.Set("X-Cocoon-Proxy-Tee", describeAttest(n.cachedAttestation(res.proxy)))
+	h.Set("X-Cocoon-Worker", res.fin.Worker)
+	h.Set("X-Cocoon-Worker-Tee", res.workerTE)
+	h.Set("X-Cocoon-Usage", usageHeader(&res.fin.Usage))
+	h.Set("X-Cocoon-Receipt", res.receipt)
+}
+
+func usageHeader(u *wire.Usage) string {
+	return fmt.Sprintf("prompt=%d cached=%d completion=%d reasoning=%d estimated=%t",
+		u.Prompt, u.Cached, u.Completion, u.Reasoning, u.Estimated)
 }
 
 // apiErr is an error in OpenAI's JSON shape.

@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"net"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cocoon-mesh/cocoon/node/wire"
+	"github.com/cocoon-mesh/cocoon/tee"
 )
 
 // clientState is what a client tracks beyond the common node.
@@ -25,6 +28,8 @@ type clientState struct {
 
 	mu    sync.Mutex
 	names map[peer.ID]string // proxies as text, for response headers
+
+	routes routeCache // workers' attestations and sealing sessions
 }
 
 // requestID names a request uniquely without a system call: a random prefix chosen at start
@@ -55,7 +60,7 @@ func (c *clientState) peerName(p peer.ID) string {
 // startClient makes the node a client: it stays connected to a few proxies, follows the
 // capacity gossip to know what the mesh offers, and serves the OpenAI API.
 func (n *Node) startClient() error {
-	n.keeper = n.disc.NewKeeper(n.cfg.MinProxies, n.cfg.DiscoveryInterval, nil)
+	n.keeper = n.disc.NewKeeper(n.cfg.MinProxies, n.cfg.DiscoveryInterval, n.attestProxy)
 	n.goLoop(n.keeper.Run)
 	n.goLoop(n.readAdverts)
 	n.every(n.cfg.WorkerTTL/4, n.expireWorkers)
@@ -86,21 +91,29 @@ func (n *Node) APIAddr() string {
 // read, so the receiver can hold its flush. c.Data is valid only during the call.
 type chunkFunc func(c *wire.Chunk, more bool) error
 
+// result is what a finished request leaves besides its chunks.
+type result struct {
+	fin      wire.Final
+	proxy    peer.ID
+	receipt  string // the countersigned receipt, as handed to API callers
+	workerTE string // what the worker's attestation established ("none" when unsealed and unchecked)
+}
+
 // infer sends one request into the mesh through a proxy and calls onChunk for each chunk of
 // the answer, in order. While no chunk has arrived, a failing proxy is replaced by the next.
-func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk chunkFunc) (wire.Final, peer.ID, error) {
+func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk chunkFunc) (*result, error) {
 	proxies := n.keeper.Proxies()
 	if len(proxies) == 0 {
-		return wire.Final{}, "", wire.Errorf(wire.CodeUnavailable,
+		return nil, wire.Errorf(wire.CodeUnavailable,
 			"not connected to any proxy of network %q yet: check the bootstrap peers, or wait for discovery", n.cfg.Network)
 	}
 	first := int(n.client.next.Add(1))
 	var lastErr error
 	for i := 0; i < min(n.cfg.MaxAttempts, len(proxies)); i++ {
 		p := proxies[(first+i)%len(proxies)]
-		started, fin, err := n.inferVia(ctx, p, h, body, onChunk)
+		started, res, err := n.inferVia(ctx, p, h, body, onChunk)
 		if err == nil {
-			return fin, p, nil
+			return res, nil
 		}
 		lastErr = err
 		if started || ctx.Err() != nil || !asWireError(err).Code.Retryable() {
@@ -108,68 +121,166 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk ch
 		}
 		n.log.Warn("proxy failed before the first token; trying another", "proxy", p.String(), "request", h.ID, "err", err)
 	}
-	return wire.Final{}, "", lastErr
+	return nil, lastErr
 }
 
-// inferVia runs one attempt through proxy p.
-func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []byte, onChunk chunkFunc) (started bool, fin wire.Final, err error) {
+// inferVia runs one attempt through proxy p. Unless sealing is off, the proxy first names the
+// worker it chose (a route frame, again on each failover); the body is sealed to that worker's
+// attested key, and the answer's chunks are opened as they come.
+func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []byte, onChunk chunkFunc) (started bool, res *result, err error) {
 	left, err := n.timeLeft(ctx)
 	if err != nil {
-		return false, fin, err
+		return false, nil, err
 	}
 	h.Timeout = left
-	c, err := n.openCall(ctx, p, &h, body)
+	h.Sealed = !n.cfg.DisableSealing
+	first := body
+	if h.Sealed {
+		first = nil // sent once the route names the worker
+	}
+	c, err := n.openCall(ctx, p, &h, first)
 	if err != nil {
 		if ctx.Err() != nil {
-			return false, fin, context.Cause(ctx)
+			return false, nil, context.Cause(ctx)
 		}
 		if n.h.Network().Connectedness(p) != network.Connected {
 			n.keeper.Lost(p)
 		}
-		return false, fin, wire.Errorf(wire.CodeUnavailable, "cannot reach proxy %s: %v", p.String(), err)
+		return false, nil, wire.Errorf(wire.CodeUnavailable, "cannot reach proxy %s: %v", p.String(), err)
 	}
+	ex := exchange{sent: sha256.Sum256(body), hash: tee.NewAnswerHash(), workerTE: "unchecked"}
 	for {
 		t, payload, err := c.next()
 		if err != nil {
 			c.abort()
 			if ctx.Err() != nil {
-				return started, fin, context.Cause(ctx)
+				return started, nil, context.Cause(ctx)
 			}
-			return started, fin, wire.Errorf(wire.CodeUnavailable, "proxy %s stopped answering: %v", p.String(), err)
+			return started, nil, wire.Errorf(wire.CodeUnavailable, "proxy %s stopped answering: %v", p.String(), err)
 		}
 		switch t {
+		case wire.FrameRoute:
+			if !h.Sealed || started {
+				c.abort()
+				return started, nil, wire.Errorf(wire.CodeWorkerFailed, "proxy %s: %v", p.String(), unexpected(t))
+			}
+			if err := n.sealTo(c, payload, &h, body, &ex); err != nil {
+				c.abort()
+				return false, nil, err
+			}
 		case wire.FrameChunk:
 			ch, err := wire.DecodeChunk(payload)
+			if err == nil {
+				ex.hash.Add(ch.Data)
+				if ex.answer != nil {
+					ex.plain, err = ex.answer.Open(ex.plain[:0], ch.Data)
+					ch.Data = ex.plain
+				}
+			}
 			if err != nil {
 				c.abort()
-				return started, fin, wire.Errorf(wire.CodeWorkerFailed, "malformed chunk: %v", err)
+				return started, nil, wire.Errorf(wire.CodeWorkerFailed, "bad chunk: %v", err)
 			}
 			if err := onChunk(&ch, c.r.Buffered()); err != nil {
 				c.abort()
 				var we *wire.Error
 				if errors.As(err, &we) {
-					return true, fin, we // the chunk itself was bad
+					return true, nil, we // the chunk itself was bad
 				}
-				return true, fin, context.Canceled // our caller is gone
+				return true, nil, context.Canceled // our caller is gone
 			}
 			started = true
 		case wire.FrameFinal:
 			c.finish()
 			fin, err := wire.DecodeFinal(payload)
 			if err != nil {
-				return true, fin, wire.Errorf(wire.CodeWorkerFailed, "malformed final message: %v", err)
+				return true, nil, wire.Errorf(wire.CodeWorkerFailed, "malformed final message: %v", err)
 			}
-			return true, fin, nil
+			receipt, err := n.checkReceipt(&fin, &h, p, &ex)
+			if err != nil {
+				return true, nil, wire.Errorf(wire.CodeWorkerFailed, "the answer's receipt does not check: %v", err)
+			}
+			return true, &result{fin: fin, proxy: p, receipt: receipt, workerTE: ex.workerTE}, nil
 		case wire.FrameError:
 			c.finish()
 			we, err := wire.DecodeError(payload)
 			if err != nil {
-				return started, fin, wire.Errorf(wire.CodeWorkerFailed, "malformed error message: %v", err)
+				return started, nil, wire.Errorf(wire.CodeWorkerFailed, "malformed error message: %v", err)
 			}
-			return started, fin, we
+			return started, nil, we
 		default:
 			c.abort()
-			return started, fin, wire.Errorf(wire.CodeWorkerFailed, "proxy %s: %v", p.String(), unexpected(t))
+			return started, nil, wire.Errorf(wire.CodeWorkerFailed, "proxy %s: %v", p.String(), unexpected(t))
 		}
 	}
+}
+
+// exchange is what a client checks an answer's receipt against.
+type exchange struct {
+	worker   peer.ID         // the worker the route named ("" without sealing)
+	sealed   bool            // the body went sealed
+	sent     [32]byte        // hash of the body as sent
+	hash     *tee.AnswerHash // over the chunks as received
+	answer   *tee.Answer     // opens the chunks of a sealed answer
+	plain    []byte          // buffer for opened chunks
+	workerTE string
+}
+
+// sealTo handles a route frame: it checks the worker's attestation and sends the body sealed
+// to it (or in the clear to an unattested worker, where this node allows that).
+func (n *Node) sealTo(c *call, payload []byte, h *wire.Header, body []byte, ex *exchange) error {
+	route, err := wire.DecodeRoute(payload)
+	if err != nil {
+		return wire.Errorf(wire.CodeWorkerFailed, "malformed route: %v", err)
+	}
+	sess, att, err := n.checkRoute(&route)
+	if err != nil {
+		return err
+	}
+	*ex = exchange{worker: route.Worker, hash: tee.NewAnswerHash(), plain: ex.plain, workerTE: "none"}
+	t, sent := wire.FrameBody, body
+	if sess != nil {
+		if sent, ex.answer, err = sess.Seal([]byte(h.ID), body); err != nil {
+			return wire.Errorf(wire.CodeInternal, "sealing: %v", err)
+		}
+		t, ex.sealed, ex.workerTE = wire.FrameSealed, true, describe(&att.Claims)
+	}
+	ex.sent = sha256.Sum256(sent)
+	if err := c.send(t, sent); err != nil {
+		return wire.Errorf(wire.CodeUnavailable, "sending the body: %v", err)
+	}
+	return nil
+}
+
+// checkReceipt verifies the receipt that ends an answer: signed by the worker we sealed to (or
+// the one the final names) and countersigned by proxy p, for this request, for exactly what we
+// sent and received, and for the usage reported.
+func (n *Node) checkReceipt(fin *wire.Final, h *wire.Header, p peer.ID, ex *exchange) (string, error) {
+	rc, err := tee.UnmarshalReceipt(fin.Receipt)
+	if err != nil {
+		return "", err
+	}
+	worker, proxy, err := rc.Verify()
+	if err != nil {
+		return "", err
+	}
+	u := fin.Usage
+	switch {
+	case proxy != p:
+		return "", errors.New("countersigned by another proxy")
+	case ex.worker != "" && worker != ex.worker, fin.Worker != worker.String():
+		return "", errors.New("signed by another worker")
+	case rc.RequestID != h.ID:
+		return "", errors.New("for another request")
+	case rc.Sealed != ex.sealed:
+		return "", errors.New("sealed flag is wrong")
+	case rc.RequestHash != ex.sent:
+		return "", errors.New("the request hash is not that of the body sent")
+	case rc.AnswerHash != ex.hash.Sum():
+		return "", errors.New("the answer hash is not that of the answer received")
+	case rc.PromptTokens != uint64(u.Prompt) || rc.CachedTokens != uint64(u.Cached) ||
+		rc.CompletionTokens != uint64(u.Completion) || rc.ReasoningTokens != uint64(u.Reasoning):
+		return "", errors.New("token counts differ from the usage reported")
+	}
+	return base64.RawURLEncoding.EncodeToString(fin.Receipt), nil
 }

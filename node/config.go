@@ -81,6 +81,16 @@ type Config struct {
 	HopMargin time.Duration
 	// MaxAttempts bounds how many workers (at a proxy) or proxies (at a client) one request tries.
 	MaxAttempts int
+
+	// AllowUnattested lets a proxy route to workers that offer no attestation, and a client
+	// send them prompts, in the clear. Off by default: only attested workers get work.
+	AllowUnattested bool
+	// DisableSealing makes a client send prompts in the clear even to attested workers, so
+	// the proxy can read them. For measuring what sealing costs; off by default.
+	DisableSealing bool
+	// AttestTTL is how long a peer's verified attestation is used before it is checked again
+	// (it is refreshed in the background before then).
+	AttestTTL time.Duration
 }
 
 // DefaultConfig is the configuration for a node on a real network.
@@ -107,6 +117,7 @@ func DefaultConfig() Config {
 		RequestTimeout:    10 * time.Minute,
 		HopMargin:         50 * time.Millisecond,
 		MaxAttempts:       3,
+		AttestTTL:         time.Hour,
 	}
 }
 
@@ -173,6 +184,7 @@ func (c *Config) validate() error {
 	fill(&c.HealthInterval, d.HealthInterval)
 	fill(&c.RequestTimeout, d.RequestTimeout)
 	fill(&c.HopMargin, d.HopMargin)
+	fill(&c.AttestTTL, d.AttestTTL)
 	fillInt(&c.MinProxies, d.MinProxies)
 	fillInt(&c.MaxActive, d.MaxActive)
 	fillInt(&c.MaxBodyBytes, d.MaxBodyBytes)

@@ -132,6 +132,9 @@ func (n *Node) observeAdvert(a *wire.Advert) {
 	if a.Worker == n.h.ID() {
 		return
 	}
+	if n.cfg.Role == RoleProxy && !n.admitWorker(a) {
+		return
+	}
 	info := routing.WorkerInfo{ID: a.Worker, MaxActive: int(a.MaxActive), Healthy: a.Healthy}
 	for _, o := range a.Offers {
 		info.Offers = append(info.Offers, routing.Offer{Model: o.Model, Price: a.EffectivePrice(o)})
@@ -146,6 +149,26 @@ func (n *Node) observeAdvert(a *wire.Advert) {
 		n.h.ConnManager().Protect(a.Worker, workerTag)
 		n.log.Info("worker joined", "worker", a.Worker.String(), "models", len(a.Offers), "max_active", a.MaxActive, "healthy", a.Healthy)
 	}
+}
+
+// admitWorker reports whether a proxy may put the advertising worker in its table: its
+// attestation verified (or it offers none, where unattested workers are allowed). A worker not
+// seen yet is attested in the background, and its advert admitted once that succeeds.
+func (n *Node) admitWorker(a *wire.Advert) bool {
+	if pa := n.cachedAttestation(a.Worker); pa != nil {
+		if pa.trusted(n.cfg.AllowUnattested) {
+			return true
+		}
+		n.dropWorker(a.Worker, "attestation refused: "+pa.err.Error())
+		return false
+	}
+	n.wg.Go(func() {
+		pa, err := n.peerAttestation(n.ctx, a.Worker)
+		if err == nil && pa.trusted(n.cfg.AllowUnattested) && n.ctx.Err() == nil {
+			n.observeAdvert(a)
+		}
+	})
+	return false
 }
 
 // dropWorker removes a worker from the table and says why.

@@ -2,21 +2,44 @@ package node_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/localnet"
 	"github.com/cocoon-mesh/cocoon/node/wire"
+	"github.com/cocoon-mesh/cocoon/tee"
 )
+
+// serveHello makes h answer the attested handshake with simulated evidence whose report data
+// binds bindTo (h's own key for an honest peer) and a fresh sealing key.
+func serveHello(t *testing.T, h host.Host, bindTo crypto.PubKey) {
+	t.Helper()
+	sk, err := tee.GenerateSealKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := crypto.MarshalPublicKey(bindTo)
+	ev, _ := tee.NewSimulated(nil).Attest(tee.ReportData(pub, sk.PublicKey()))
+	hello := frame(wire.FrameHello, (&tee.Hello{SealKey: sk.PublicKey(), Evidence: &ev}).Marshal())
+	h.SetStreamHandler(node.AttestProtocol, func(s network.Stream) {
+		s.Write(hello)
+		s.Close()
+	})
+}
 
 // TestGossipRejectsBadAdverts publishes adverts from a peer of its own on the real capacity
 // topic: garbage and an advert claiming another worker are rejected and never reach the
 // proxy's table, while the same peer's honest advert does (so the path is really exercised).
+// A second peer whose evidence binds someone else's key is refused at the handshake.
 func TestGossipRejectsBadAdverts(t *testing.T) {
 	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1})
 	proxy := nw.Proxies[0]
@@ -29,6 +52,7 @@ func TestGossipRejectsBadAdverts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
+	serveHello(t, h, key.GetPublic())
 	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithFloodPublish(true))
 	if err != nil {
 		t.Fatal(err)
@@ -89,5 +113,33 @@ func TestGossipRejectsBadAdverts(t *testing.T) {
 	}
 	if n := len(proxy.Status().Workers); n != 2 { // the localnet worker and our honest peer
 		t.Fatalf("proxy table has %d workers, want 2", n)
+	}
+
+	// An impostor: its own honest advert, but evidence made for another peer's key.
+	impKey, _, _ := crypto.GenerateEd25519Key(nil)
+	imp, err := libp2p.New(libp2p.Identity(impKey), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer imp.Close()
+	serveHello(t, imp, victimKey.GetPublic())
+	if err := imp.Connect(ctx, peer.AddrInfo{ID: proxy.ID(), Addrs: proxy.Host().Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	impAdvert, _ := wire.SignAdvert(advert(imp.ID()), impKey)
+	s, err := imp.NewStream(ctx, proxy.ID(), node.AdvertProtocol) // as a worker does on connecting
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write(frame(wire.FrameAdvert, impAdvert))
+	s.Close()
+	for !strings.Contains(proxy.Status().Attestations[imp.ID().String()], "report data does not bind") {
+		if ctx.Err() != nil {
+			t.Fatalf("the impostor's handshake never failed: %q", proxy.Status().Attestations[imp.ID().String()])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if has(imp.ID()) {
+		t.Fatal("a worker whose evidence binds another key entered the table")
 	}
 }

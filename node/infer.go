@@ -29,9 +29,11 @@ type call struct {
 	stop func() bool // detaches the reset-on-cancel hook
 }
 
-// openCall opens an inference stream to p and sends the request. The stream is reset as soon
-// as ctx ends, which is how cancellation travels to the next hop. The write side stays open:
-// closing it would tell the callee we went away.
+// openCall opens an inference stream to p and sends the header, then the body (sealed if
+// h.Sealed) unless body is nil: a client sealing its request sends the body only once the
+// proxy's route frame names the worker. The stream is reset as soon as ctx ends, which is how
+// cancellation travels to the next hop. The write side stays open: closing it would tell the
+// callee we went away.
 func (n *Node) openCall(ctx context.Context, p peer.ID, h *wire.Header, body []byte) (*call, error) {
 	s, err := n.h.NewStream(ctx, p, InferProtocol)
 	if err != nil {
@@ -43,8 +45,8 @@ func (n *Node) openCall(ctx context.Context, p peer.ID, h *wire.Header, body []b
 	defer w.Release()
 	hdr := wire.AppendHeader(make([]byte, 0, 128), h)
 	err = w.WriteFrame(wire.FrameHeader, hdr)
-	if err == nil {
-		err = w.WriteFrame(wire.FrameBody, body)
+	if err == nil && body != nil {
+		err = w.WriteFrame(bodyFrame(h.Sealed), body)
 	}
 	if err == nil {
 		err = w.Flush()
@@ -54,6 +56,24 @@ func (n *Node) openCall(ctx context.Context, p peer.ID, h *wire.Header, body []b
 		return nil, err
 	}
 	return c, nil
+}
+
+// bodyFrame is the frame type a body travels in.
+func bodyFrame(sealed bool) wire.FrameType {
+	if sealed {
+		return wire.FrameSealed
+	}
+	return wire.FrameBody
+}
+
+// send writes one more frame to the callee and flushes it.
+func (c *call) send(t wire.FrameType, p []byte) error {
+	w := wire.NewWriter(c.s)
+	defer w.Release()
+	if err := w.WriteFrame(t, p); err != nil {
+		return err
+	}
+	return w.Flush()
 }
 
 // next returns the next frame of the answer. Its payload is valid until the following call:
@@ -75,8 +95,9 @@ func (c *call) abort() {
 }
 
 // readRequest reads the header and body a caller sends first on an inference stream, with
-// limits: a slow or oversized request gets an error, not our memory.
-func (n *Node) readRequest(s network.Stream) (*wire.Reader, wire.Header, []byte, error) {
+// limits: a slow or oversized request gets an error, not our memory. With routeFirst (a proxy)
+// a sealed request's body is not read: the caller sends it after our route frame.
+func (n *Node) readRequest(s network.Stream, routeFirst bool) (*wire.Reader, wire.Header, []byte, error) {
 	_ = s.SetReadDeadline(time.Now().Add(requestReadTimeout))
 	defer s.SetReadDeadline(time.Time{})
 	r := wire.NewReader(s, n.cfg.MaxBodyBytes)
@@ -94,12 +115,15 @@ func (n *Node) readRequest(s network.Stream) (*wire.Reader, wire.Header, []byte,
 	if h.MaxTokens > n.cfg.MaxTokens {
 		return nil, wire.Header{}, nil, wire.Errorf(wire.CodeTooLarge, "max_tokens %d is over this node's limit of %d", h.MaxTokens, n.cfg.MaxTokens)
 	}
+	if routeFirst && h.Sealed {
+		return r, h, nil, nil
+	}
 	t, body, err := r.ReadFrame()
 	if err != nil {
 		return nil, wire.Header{}, nil, readErr("body", err)
 	}
-	if t != wire.FrameBody {
-		return nil, wire.Header{}, nil, wire.Errorf(wire.CodeBadRequest, "expected a body frame after the header, got %s", t)
+	if want := bodyFrame(h.Sealed); t != want {
+		return nil, wire.Header{}, nil, wire.Errorf(wire.CodeBadRequest, "expected a %s frame after the header, got %s", want, t)
 	}
 	return r, h, body, nil
 }
@@ -111,12 +135,31 @@ func readErr(what string, err error) error {
 	return wire.Errorf(wire.CodeBadRequest, "request %s: %v", what, err)
 }
 
+// lateBody is a body a client sent after a route frame.
+type lateBody struct {
+	sealed bool
+	p      []byte
+}
+
 // watchCaller cancels the request when the caller's side of the stream ends: it keeps its
 // write side open until it has the answer, so any end of our read side means it went away.
-func watchCaller(r *wire.Reader, cancel context.CancelFunc) {
-	_, _, _ = r.ReadFrame()
-	cancel()
-	r.Release() // the watcher is the reader's last user
+// Bodies the caller sends after route frames go to bodies (nil: none are expected); anything
+// else, or a body nobody waits for, cancels too.
+func watchCaller(r *wire.Reader, cancel context.CancelFunc, bodies chan<- lateBody) {
+	defer r.Release() // the watcher is the reader's last user
+	for {
+		t, p, err := r.ReadFrame()
+		if err != nil || bodies == nil || (t != wire.FrameSealed && t != wire.FrameBody) {
+			cancel()
+			return
+		}
+		select {
+		case bodies <- lateBody{sealed: t == wire.FrameSealed, p: p}:
+		default:
+			cancel()
+			return
+		}
+	}
 }
 
 // answer writes an inference answer back to the caller.

@@ -12,6 +12,7 @@ import (
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/node/backend/echo"
+	"github.com/cocoon-mesh/cocoon/tee"
 )
 
 // TestNodesOverMocknet builds a mesh from in-memory libp2p hosts, as simulations do: the node
@@ -35,7 +36,8 @@ func TestNodesOverMocknet(t *testing.T) {
 		}
 		c := cfg
 		c.Role, c.Bootstrap, c.APIAddr, c.MinProxies = role, boot, "127.0.0.1:0", 1
-		n, err := node.New(c, node.Deps{Host: h, Backend: be})
+		n, err := node.New(c, node.Deps{Host: h, Backend: be,
+			TEE: tee.NewSimulated(nil), Verifier: tee.NewVerifier(tee.Policy{AllowSimulated: true}, nil)})
 		if err != nil {
 			t.Fatal(err)
 		}

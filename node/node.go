@@ -18,6 +18,7 @@ import (
 	"github.com/cocoon-mesh/cocoon/discovery"
 	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/routing"
+	"github.com/cocoon-mesh/cocoon/tee"
 )
 
 // Deps are the parts a node is built from. cmd/cocoon-node picks real ones; simulations pass
@@ -27,6 +28,11 @@ type Deps struct {
 	Backend backend.Backend // required for workers
 	Logger  *slog.Logger    // nil: discard
 	Now     func() time.Time
+	// TEE produces this node's evidence; nil runs outside a TEE (no attestation offered).
+	TEE tee.Provider
+	// Verifier checks peers' evidence; nil refuses all evidence (then only AllowUnattested
+	// lets the node work with peers).
+	Verifier *tee.Verifier
 }
 
 // Node is one running peer of the mesh.
@@ -46,6 +52,8 @@ type Node struct {
 	// Its owner is tableMu: every call on it happens under the lock, and nothing blocks there.
 	tableMu sync.Mutex
 	table   *routing.Table
+
+	attest *attestState // this node's attestation and its peers'
 
 	worker *workerState // workers only
 	client *clientState // clients only
@@ -77,10 +85,21 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		n.now = time.Now
 	}
 	n.log = n.log.With("role", string(cfg.Role), "peer", n.h.ID().String())
+	verifier := deps.Verifier
+	if verifier == nil {
+		verifier = tee.NewVerifier(tee.DefaultPolicy(), nil)
+	}
+	priv := n.h.Peerstore().PrivKey(n.h.ID())
+	if priv == nil {
+		return nil, errors.New("node: the host holds no private key for its own peer ID")
+	}
+	var err error
+	if n.attest, err = newAttestState(priv, deps.TEE, verifier); err != nil {
+		return nil, err
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
 	boot, _ := cfg.bootstrapPeers() // validated above
-	var err error
 	n.disc, err = discovery.New(n.h, discovery.Config{Network: cfg.Network, Mode: cfg.DHTMode, Bootstrap: boot, Logger: n.log})
 	if err != nil {
 		n.cancel()
@@ -96,7 +115,8 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	case RoleWorker:
 		n.worker = newWorkerState(cfg, deps.Backend)
 	case RoleClient:
-		n.client = &clientState{idPrefix: rand.Text()[:12]}
+		n.client = &clientState{idPrefix: rand.Text()[:12], routes: routeCache{
+			verified: make(map[[32]byte]routeEntry), sessions: make(map[string]*tee.Session)}}
 	}
 	return n, nil
 }
@@ -120,6 +140,7 @@ func (n *Node) Start() error {
 			n.log.Warn("bootstrap failed; the DHT keeps retrying its bootstrap peers", "err", err)
 		}
 	})
+	n.startAttest()
 	switch n.cfg.Role {
 	case RoleProxy:
 		return n.startProxy()
@@ -142,6 +163,7 @@ func (n *Node) Close() error {
 	}
 	n.h.RemoveStreamHandler(InferProtocol)
 	n.h.RemoveStreamHandler(AdvertProtocol)
+	n.h.RemoveStreamHandler(AttestProtocol)
 	n.wg.Wait()
 	// Gossip needs no separate teardown: pubsub lives on n.ctx, cancelled above.
 	errs = append(errs, n.disc.Close())
@@ -180,6 +202,9 @@ type Status struct {
 	Workers []routing.WorkerStatus `json:"workers,omitempty"`
 	Active  int                    `json:"active_requests,omitempty"`
 	Healthy *bool                  `json:"backend_healthy,omitempty"`
+	// TEE is this node's own attestation; Attestations what each peer's handshake established.
+	TEE          string            `json:"tee"`
+	Attestations map[string]string `json:"attestations,omitempty"`
 }
 
 // Models summarises the models offered by the workers this node knows of.
@@ -195,6 +220,25 @@ func (n *Node) Status() Status {
 	for _, a := range n.h.Addrs() {
 		st.Addrs = append(st.Addrs, fmt.Sprintf("%s/p2p/%s", a, n.h.ID()))
 	}
+	st.TEE = "none"
+	if n.attest.provider != nil {
+		st.TEE = n.attest.provider.Kind().String()
+	}
+	n.attest.mu.Lock()
+	for p, pa := range n.attest.peers {
+		select {
+		case <-pa.done:
+			if st.Attestations == nil {
+				st.Attestations = make(map[string]string)
+			}
+			st.Attestations[p.String()] = describeAttest(pa)
+			if pa.err != nil && !errors.Is(pa.err, tee.ErrNotAttested) {
+				st.Attestations[p.String()] += ": " + pa.err.Error()
+			}
+		default:
+		}
+	}
+	n.attest.mu.Unlock()
 	if n.keeper != nil {
 		for _, p := range n.keeper.Proxies() {
 			st.Proxies = append(st.Proxies, p.String())

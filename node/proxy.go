@@ -1,7 +1,9 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/cocoon-mesh/cocoon/node/wire"
 	"github.com/cocoon-mesh/cocoon/routing"
+	"github.com/cocoon-mesh/cocoon/tee"
 )
 
 // startProxy makes the node a proxy: it takes requests from clients and adverts from
@@ -73,14 +76,18 @@ func (n *Node) handleDirectAdvert(s network.Stream) {
 // and fail over to the next worker while nothing has reached the client yet.
 func (n *Node) handleProxyInfer(s network.Stream) {
 	out := newAnswer(s)
-	r, h, body, err := n.readRequest(s)
+	r, h, body, err := n.readRequest(s, true)
 	if err != nil {
 		out.fail(err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, h.Timeout)
 	defer cancel()
-	go watchCaller(r, cancel)
+	var bodies chan lateBody
+	if h.Sealed {
+		bodies = make(chan lateBody, 1)
+	}
+	go watchCaller(r, cancel, bodies)
 
 	var tried []peer.ID
 	var lastErr error
@@ -99,7 +106,7 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 		}
 		tried = append(tried, d.Worker)
 		start := time.Now()
-		started, firstToken, err := n.forward(ctx, d, h, body, out)
+		started, firstToken, err := n.forward(ctx, d, h, body, bodies, out)
 		latency := firstToken.Sub(start)
 		n.tableMu.Lock()
 		n.table.End(n.now(), d.Worker, latency, !workerFault(err))
@@ -122,10 +129,24 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 
 // forward runs one attempt on worker d. started reports whether any chunk reached the client,
 // after which failing over would duplicate output. firstToken is when the first frame came.
-func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, body []byte, out *answer) (started bool, firstToken time.Time, err error) {
+// A client that seals its request gets a route frame naming d and its attestation, and sends
+// the body sealed to d; the proxy passes on ciphertext it cannot read. body is nil then.
+func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, body []byte, bodies <-chan lateBody, out *answer) (started bool, firstToken time.Time, err error) {
 	left, err := n.timeLeft(ctx)
 	if err != nil {
 		return false, time.Now(), err
+	}
+	pa, err := n.peerAttestation(ctx, d.Worker)
+	if err != nil {
+		return false, time.Now(), err
+	}
+	if !pa.trusted(n.cfg.AllowUnattested) {
+		return false, time.Now(), wire.Errorf(wire.CodeWorkerFailed, "worker %s is not attested: %v", d.Worker.String(), pa.err)
+	}
+	if bodies != nil {
+		if body, h.Sealed, err = n.routeClient(ctx, d.Worker, pa, bodies, out); err != nil {
+			return false, time.Now(), err
+		}
 	}
 	h.Model = d.Model // the worker serves exactly the model we routed on
 	h.Timeout = left
@@ -133,6 +154,7 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 	if err != nil {
 		return false, time.Now(), wire.Errorf(wire.CodeWorkerFailed, "cannot reach worker %s: %v", d.Worker.String(), err)
 	}
+	answerHash := tee.NewAnswerHash()
 	for {
 		t, p, err := c.next()
 		if firstToken.IsZero() {
@@ -147,6 +169,12 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 		}
 		switch t {
 		case wire.FrameChunk:
+			ch, err := wire.DecodeChunk(p)
+			if err != nil {
+				c.abort()
+				return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s sent a malformed chunk: %v", d.Worker.String(), err)
+			}
+			answerHash.Add(ch.Data)
 			// Flush when nothing more is waiting: a burst of chunks goes out in one write, and a
 			// lone chunk (the first token) without delay.
 			if err := out.raw(t, p, !c.r.Buffered()); err != nil {
@@ -156,7 +184,11 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 			started = true
 		case wire.FrameFinal:
 			c.finish()
-			_ = out.raw(t, p, true) // if the client left before reading the end, the worker still served in full
+			fin, err := n.countersign(p, &h, pa, body, answerHash.Sum())
+			if err != nil {
+				return true, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.String(), err)
+			}
+			_ = out.raw(t, fin, true) // if the client left before reading the end, the worker still served in full
 			out.close()
 			return true, firstToken, nil
 		case wire.FrameError:
@@ -171,6 +203,64 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 			return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.String(), unexpected(t))
 		}
 	}
+}
+
+// routeClient tells the client which worker will serve it and waits for the body it seals to
+// that worker (or sends in the clear, to an unattested worker it accepts).
+func (n *Node) routeClient(ctx context.Context, worker peer.ID, pa *peerAttest, bodies <-chan lateBody, out *answer) ([]byte, bool, error) {
+	route := wire.AppendRoute(nil, &wire.Route{Worker: worker, Key: pa.key, Hello: pa.hello})
+	if err := out.raw(wire.FrameRoute, route, true); err != nil {
+		return nil, false, context.Canceled // the client is gone
+	}
+	t := time.NewTimer(requestReadTimeout)
+	defer t.Stop()
+	select {
+	case b := <-bodies:
+		return b.p, b.sealed, nil
+	case <-ctx.Done():
+		return nil, false, context.Cause(ctx)
+	case <-t.C:
+		return nil, false, wire.Errorf(wire.CodeTimeout, "the client sent no body after the route")
+	}
+}
+
+// countersign checks the worker's receipt against what this proxy forwarded (request, answer,
+// token counts, the worker's key) and signs it; it returns the final frame to pass on.
+func (n *Node) countersign(p []byte, h *wire.Header, pa *peerAttest, body []byte, answerHash [32]byte) ([]byte, error) {
+	fin, err := wire.DecodeFinal(p)
+	if err != nil {
+		return nil, fmt.Errorf("malformed final message: %v", err)
+	}
+	rc, err := tee.UnmarshalReceipt(fin.Receipt)
+	if err != nil {
+		return nil, fmt.Errorf("receipt: %v", err)
+	}
+	u := fin.Usage
+	switch {
+	case rc.RequestID != h.ID:
+		err = errors.New("receipt names another request")
+	case !bytes.Equal(rc.WorkerKey, pa.key):
+		err = errors.New("receipt is not signed with the worker's key")
+	case rc.RequestHash != sha256.Sum256(body):
+		err = errors.New("receipt's request hash is not that of the request forwarded")
+	case rc.AnswerHash != answerHash:
+		err = errors.New("receipt's answer hash is not that of the answer forwarded")
+	case rc.PromptTokens != uint64(u.Prompt) || rc.CachedTokens != uint64(u.Cached) ||
+		rc.CompletionTokens != uint64(u.Completion) || rc.ReasoningTokens != uint64(u.Reasoning):
+		err = errors.New("receipt's token counts differ from the usage reported")
+	case rc.ProxyEvidence != n.attest.digest:
+		err = errors.New("receipt names another attestation for this proxy")
+	case rc.Sealed != h.Sealed:
+		err = errors.New("receipt's sealed flag is wrong")
+	}
+	if err == nil {
+		err = rc.Countersign(n.attest.priv)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fin.Receipt = rc.Marshal()
+	return wire.AppendFinal(make([]byte, 0, len(p)+128), &fin), nil
 }
 
 // workerFault reports whether err counts against the worker: a bad request or a client that

@@ -2,15 +2,18 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/node/wire"
+	"github.com/cocoon-mesh/cocoon/tee"
 )
 
 // workerState is what a worker tracks beyond the common node.
@@ -52,7 +55,10 @@ func newWorkerState(cfg Config, b backend.Backend) *workerState {
 func (n *Node) startWorker() error {
 	n.h.SetStreamHandler(InferProtocol, n.handleWorkerInfer)
 	n.checkHealth()
-	n.keeper = n.disc.NewKeeper(n.cfg.MinProxies, n.cfg.DiscoveryInterval, n.sendDirectAdvert)
+	n.keeper = n.disc.NewKeeper(n.cfg.MinProxies, n.cfg.DiscoveryInterval, func(ctx context.Context, p peer.ID) {
+		n.sendDirectAdvert(ctx, p)
+		n.attestProxy(ctx, p)
+	})
 	n.goLoop(n.keeper.Run)
 	n.every(n.cfg.HealthInterval, n.checkHealth)
 	n.goLoop(func(ctx context.Context) {
@@ -168,12 +174,21 @@ const maxBatchedChunk = 32 << 10
 // handleWorkerInfer runs one request from a proxy on the backend and streams the answer.
 func (n *Node) handleWorkerInfer(s network.Stream) {
 	out := newAnswer(s)
-	r, h, body, err := n.readRequest(s)
+	r, h, body, err := n.readRequest(s, false)
 	if err != nil {
 		out.fail(err)
 		return
 	}
 	w := n.worker
+	requestHash := sha256.Sum256(body)
+	var sealer *tee.Answer // seals the answer back to the client when the request came sealed
+	if h.Sealed {
+		if body, sealer, err = n.attest.opener.Open([]byte(h.ID), body); err != nil {
+			r.Release()
+			out.fail(wire.Errorf(wire.CodeAttestation, "%v", err))
+			return
+		}
+	}
 	endpoint := backend.Chat
 	if h.Endpoint == wire.Completion {
 		endpoint = backend.Completion
@@ -195,7 +210,31 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 
 	ctx, cancel := context.WithTimeout(n.ctx, h.Timeout)
 	defer cancel()
-	go watchCaller(r, cancel)
+	go watchCaller(r, cancel, nil)
+	// The receipt names the proxy by the key its connection authenticated, and by its
+	// attestation if it has one (handshake cached after the first request on a connection).
+	proxyKey, err := crypto.MarshalPublicKey(s.Conn().RemotePublicKey())
+	if err != nil {
+		out.fail(err)
+		return
+	}
+	proxyAttest, err := n.peerAttestation(ctx, s.Conn().RemotePeer())
+	if err != nil {
+		out.fail(err)
+		return
+	}
+
+	// Every chunk is hashed as it is sent (sealed, if sealing), for the receipt.
+	answerHash := tee.NewAnswerHash()
+	var sealed wire.Chunk
+	send := func(c *wire.Chunk, flush bool) error {
+		if sealer != nil {
+			sealed.Tokens, sealed.Data = c.Tokens, sealer.Seal(sealed.Data[:0], c.Data)
+			c = &sealed
+		}
+		answerHash.Add(c.Data)
+		return out.chunk(c, flush)
+	}
 
 	// A streamed chunk is sent as server-sent events ("data: <JSON>\n\n"), ready for the
 	// client to pass on. One that the backend already has the next one for waits for it, and
@@ -206,7 +245,7 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 		func(c backend.Chunk) error {
 			if !h.Stream {
 				pend.Tokens, pend.Data = uint32(c.Tokens), c.Data
-				return out.chunk(&pend, false)
+				return send(&pend, false)
 			}
 			pend.Data = append(pend.Data, "data: "...)
 			pend.Data = append(pend.Data, c.Data...)
@@ -215,12 +254,12 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 			if c.More && len(pend.Data) < maxBatchedChunk {
 				return nil
 			}
-			err := out.chunk(&pend, true)
+			err := send(&pend, true)
 			pend.Data, pend.Tokens = pend.Data[:0], 0
 			return err
 		})
 	if err == nil && h.Stream && len(pend.Data) > 0 {
-		err = out.chunk(&pend, false) // the stream ended with a chunk still held: send it with the final
+		err = send(&pend, false) // the stream ended with a chunk still held: send it with the final
 	}
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
@@ -232,11 +271,23 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 		return
 	}
 	w.tokens.Add(int64(usage.Completion))
-	out.final(&wire.Final{
+	fin := wire.Final{
 		Usage: wire.Usage{Prompt: uint32(usage.Prompt), Cached: uint32(usage.Cached), Completion: uint32(usage.Completion),
 			Reasoning: uint32(usage.Reasoning), Estimated: usage.Estimated},
 		Worker: n.idStr,
-	})
+	}
+	rc := tee.Receipt{
+		RequestID: h.ID, Model: h.Model, Sealed: h.Sealed, RequestHash: requestHash, AnswerHash: answerHash.Sum(),
+		PromptTokens: uint64(fin.Usage.Prompt), CachedTokens: uint64(fin.Usage.Cached),
+		CompletionTokens: uint64(fin.Usage.Completion), ReasoningTokens: uint64(fin.Usage.Reasoning),
+		Time: n.now(), WorkerEvidence: n.attest.digest, ProxyKey: proxyKey, ProxyEvidence: proxyAttest.att.Digest,
+	}
+	if err := rc.SignWorker(n.attest.priv); err != nil {
+		out.fail(err)
+		return
+	}
+	fin.Receipt = rc.Marshal()
+	out.final(&fin)
 }
 
 // backendError classifies a backend failure: a request the backend refused is the caller's

@@ -20,6 +20,7 @@ import (
 	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/node/backend/echo"
 	"github.com/cocoon-mesh/cocoon/node/wire"
+	"github.com/cocoon-mesh/cocoon/tee"
 )
 
 // EchoModelID is the identity workers advertise for the echo test backend.
@@ -42,6 +43,10 @@ type Options struct {
 	Logger     *slog.Logger
 	Progress   func(msg string)   // called as parts come up
 	Tune       func(*node.Config) // adjusts every node's config
+	// NoTEE runs every node outside a TEE, accepting unattested peers: prompts travel in the
+	// clear. By default every node has a SIMULATED TEE and accepts simulated evidence (which is
+	// insecure, and fine for a network whose nodes all run in one process).
+	NoTEE bool
 }
 
 // Net is a running local network.
@@ -53,6 +58,11 @@ type Net struct {
 
 	dir     string
 	tempDir bool
+	noTEE   bool
+	cfg     node.Config // every node's config before its role is set
+	boot    []string
+	log     *slog.Logger
+	extra   []*node.Node // clients added by AddClient
 	hosts   []host.Host
 	stores  []datastore.Batching
 	servers []*http.Server
@@ -91,7 +101,7 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 	if o.Proxies < 1 || o.Workers < 1 {
 		return nil, errors.New("localnet: need at least one proxy and one worker")
 	}
-	nw := &Net{dir: o.Dir}
+	nw := &Net{dir: o.Dir, noTEE: o.NoTEE}
 	if nw.dir == "" {
 		nw.dir, err = os.MkdirTemp("", "cocoon-localnet-")
 		if err != nil {
@@ -154,6 +164,7 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 		nw.Workers = append(nw.Workers, nd)
 		progress(fmt.Sprintf("worker %d/%d up: %s serving %s", i+1, o.Workers, nd.ID(), o.ModelID))
 	}
+	nw.cfg, nw.boot, nw.log = cfg, boot, o.Logger
 	c := cfg
 	c.Role, c.Bootstrap, c.APIAddr = node.RoleClient, boot, o.APIAddr
 	nw.Client, err = nw.startNode(ctx, "client", c, nil, o.Logger)
@@ -165,6 +176,30 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 		return nil, err
 	}
 	return nw, nil
+}
+
+// AddClient starts one more client on its own port, with tune applied to its config, and
+// returns once it is connected to proxies and sees the workers' models.
+func (nw *Net) AddClient(ctx context.Context, tune func(*node.Config)) (*node.Node, error) {
+	c := nw.cfg
+	c.Role, c.Bootstrap, c.APIAddr = node.RoleClient, nw.boot, "127.0.0.1:0"
+	if tune != nil {
+		tune(&c)
+	}
+	nd, err := nw.startNode(ctx, fmt.Sprintf("client%d", len(nw.extra)+2), c, nil, nw.log)
+	if err != nil {
+		return nil, err
+	}
+	nw.extra = append(nw.extra, nd)
+	want := min(len(nw.Proxies), nd.Config().MinProxies)
+	for len(nd.Status().Proxies) < want || len(nd.Models()) == 0 {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("localnet: added client not ready: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nd, nil
 }
 
 // startNode builds one node on its own loopback host with its own datastore.
@@ -185,7 +220,14 @@ func (nw *Net) startNode(ctx context.Context, name string, cfg node.Config, be b
 		return nil, err
 	}
 	nw.hosts = append(nw.hosts, h)
-	nd, err := node.New(cfg, node.Deps{Host: h, Backend: be, Logger: log.With("node", name)})
+	deps := node.Deps{Host: h, Backend: be, Logger: log.With("node", name)}
+	if nw.noTEE {
+		cfg.AllowUnattested = true
+	} else {
+		deps.TEE = tee.NewSimulated(nil)
+		deps.Verifier = tee.NewVerifier(tee.Policy{AllowSimulated: true}, nil)
+	}
+	nd, err := node.New(cfg, deps)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +318,7 @@ func (nw *Net) Close() (err error) {
 
 func (nw *Net) close() error {
 	var errs []error
-	nodes := append([]*node.Node{nw.Client}, nw.Workers...)
+	nodes := append(append([]*node.Node{nw.Client}, nw.extra...), nw.Workers...)
 	for _, n := range append(nodes, nw.Proxies...) {
 		if n != nil {
 			errs = append(errs, n.Close())

@@ -1,0 +1,360 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/cocoon-mesh/cocoon/node/wire"
+	"github.com/cocoon-mesh/cocoon/tee"
+)
+
+// AttestProtocol is the attested handshake: the side that opens the stream reads the other's
+// hello (its sealing key and evidence binding it and its libp2p key), verifies it and caches
+// the result for as long as the connection lasts, up to Config.AttestTTL.
+const AttestProtocol protocol.ID = "/cocoon/attest/1.0.0"
+
+// failedAttestTTL is how long a failed handshake is remembered before it is tried again.
+const failedAttestTTL = time.Minute
+
+// attestState is the node's own attestation and what it learnt of its peers'.
+type attestState struct {
+	provider tee.Provider // nil: this node runs outside a TEE
+	verifier *tee.Verifier
+	opener   *tee.Opener // our sealing key: workers open sealed requests with it
+	hello    []byte      // our hello, made once at start
+	digest   [32]byte    // our evidence digest; zero outside a TEE
+	key      []byte      // our libp2p public key, marshalled
+	priv     crypto.PrivKey
+
+	mu    sync.Mutex
+	peers map[peer.ID]*peerAttest
+}
+
+// peerAttest is one handshake's outcome. done is closed once the fields are set; after that
+// they never change (a refresh makes a new peerAttest).
+type peerAttest struct {
+	done       chan struct{}
+	at         time.Time
+	att        tee.Attestation
+	hello      []byte // the hello as received: a proxy hands workers' hellos to clients
+	key        []byte // the peer's libp2p public key, marshalled
+	err        error  // wraps tee.ErrNotAttested for a peer outside a TEE
+	refreshing bool   // guarded by attestState.mu
+}
+
+// trusted reports whether the peer may be given work (or prompts): attested, or offering no
+// attestation on a node that allows that.
+func (pa *peerAttest) trusted(allowUnattested bool) bool {
+	return pa.err == nil || (allowUnattested && errors.Is(pa.err, tee.ErrNotAttested))
+}
+
+// newAttestState makes the node's sealing key and evidence binding it to the node's key.
+func newAttestState(priv crypto.PrivKey, provider tee.Provider, verifier *tee.Verifier) (*attestState, error) {
+	sk, err := tee.GenerateSealKey()
+	if err != nil {
+		return nil, err
+	}
+	pub, err := crypto.MarshalPublicKey(priv.GetPublic())
+	if err != nil {
+		return nil, err
+	}
+	a := &attestState{provider: provider, verifier: verifier, opener: tee.NewOpener(sk), key: pub, priv: priv,
+		peers: make(map[peer.ID]*peerAttest)}
+	hello := tee.Hello{SealKey: sk.PublicKey()}
+	if provider != nil {
+		ev, err := provider.Attest(tee.ReportData(pub, sk.PublicKey()))
+		if err != nil {
+			return nil, fmt.Errorf("node: cannot attest (%v TEE): %w", provider.Kind(), err)
+		}
+		hello.Evidence = &ev
+		a.digest = ev.Digest()
+	}
+	a.hello = hello.Marshal()
+	return a, nil
+}
+
+// describe summarises verified claims for logs and response headers.
+func describe(c *tee.Claims) string {
+	if c.Kind == tee.KindSimulated {
+		return "simulated (INSECURE)"
+	}
+	h := c.ImageHash()
+	return fmt.Sprintf("tdx image=%s tcb=%v", hex.EncodeToString(h[:8]), c.TCB)
+}
+
+// describeAttest says what a peer's handshake established, for logs and headers.
+func describeAttest(pa *peerAttest) string {
+	switch {
+	case pa == nil:
+		return "unknown"
+	case pa.err == nil:
+		return describe(&pa.att.Claims)
+	case errors.Is(pa.err, tee.ErrNotAttested):
+		return "none"
+	}
+	return "refused"
+}
+
+// startAttest serves our hello to any peer that asks, forgets peers' handshakes when their
+// last connection closes, and says loudly when this node's own evidence is simulated.
+func (n *Node) startAttest() {
+	n.h.SetStreamHandler(AttestProtocol, n.handleAttest)
+	nb := &network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
+		if p := c.RemotePeer(); nw.Connectedness(p) != network.Connected {
+			n.attest.mu.Lock()
+			delete(n.attest.peers, p)
+			n.attest.mu.Unlock()
+		}
+	}}
+	n.h.Network().Notify(nb)
+	n.goLoop(func(ctx context.Context) {
+		<-ctx.Done()
+		n.h.Network().StopNotify(nb)
+	})
+	switch {
+	case n.attest.provider == nil:
+		n.log.Info("running outside a TEE: this node offers no attestation")
+	case n.attest.provider.Kind() == tee.KindSimulated:
+		n.log.Warn("!!! SIMULATED TEE: this node's attestation is FAKE and protects nothing. " +
+			"Peers accept it only when started with the insecure allow-simulated flag. Never use it with real prompts or money. !!!")
+	default:
+		n.log.Info("attested", "tee", n.attest.provider.Kind().String(), "evidence", hex.EncodeToString(n.attest.digest[:8]))
+	}
+	pol := n.attest.verifier.Policy()
+	if pol.AllowSimulated {
+		n.log.Warn("!!! INSECURE: this node accepts SIMULATED attestation from its peers: prompts may reach machines that can read them !!!")
+	}
+}
+
+// attestProxy runs the handshake with a proxy as soon as we connect to it, so that no request
+// waits for it.
+func (n *Node) attestProxy(ctx context.Context, p peer.ID) { _, _ = n.peerAttestation(ctx, p) }
+
+// handleAttest sends our hello.
+func (n *Node) handleAttest(s network.Stream) {
+	w := wire.NewWriter(s)
+	defer w.Release()
+	if err := w.WriteFrame(wire.FrameHello, n.attest.hello); err != nil || w.Flush() != nil {
+		s.Reset()
+		return
+	}
+	s.Close()
+}
+
+// cachedAttestation returns p's handshake if one has finished and is still good, without
+// waiting or fetching.
+func (n *Node) cachedAttestation(p peer.ID) *peerAttest {
+	n.attest.mu.Lock()
+	defer n.attest.mu.Unlock()
+	pa := n.attest.peers[p]
+	if pa == nil {
+		return nil
+	}
+	select {
+	case <-pa.done:
+	default:
+		return nil
+	}
+	if n.now().Sub(pa.at) >= n.attestTTL(pa) {
+		return nil
+	}
+	return pa
+}
+
+func (n *Node) attestTTL(pa *peerAttest) time.Duration {
+	if pa.err != nil && !errors.Is(pa.err, tee.ErrNotAttested) {
+		return failedAttestTTL
+	}
+	return n.cfg.AttestTTL
+}
+
+// peerAttestation returns p's handshake: cached, or fetched now (one fetch per peer at a
+// time). A good one is refreshed in the background once it is three quarters through its TTL,
+// so a request never waits for a refresh.
+func (n *Node) peerAttestation(ctx context.Context, p peer.ID) (*peerAttest, error) {
+	n.attest.mu.Lock()
+	pa := n.attest.peers[p]
+	if pa != nil {
+		select {
+		case <-pa.done:
+			age, ttl := n.now().Sub(pa.at), n.attestTTL(pa)
+			if age < ttl {
+				if age > ttl*3/4 && !pa.refreshing && pa.err == nil {
+					pa.refreshing = true
+					n.wg.Go(func() { n.fetchAttestation(p, pa) })
+				}
+				n.attest.mu.Unlock()
+				return pa, nil
+			}
+			pa = nil // expired: fetch anew
+		default:
+		}
+	}
+	if pa == nil {
+		pa = &peerAttest{done: make(chan struct{})}
+		n.attest.peers[p] = pa
+		n.attest.mu.Unlock()
+		n.fetchAttestation(p, pa)
+		return pa, nil
+	}
+	n.attest.mu.Unlock()
+	select {
+	case <-pa.done:
+		return pa, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// fetchAttestation runs the handshake with p and stores the outcome: into pa when pa is still
+// pending, or as a new entry replacing pa when pa is being refreshed.
+func (n *Node) fetchAttestation(p peer.ID, pa *peerAttest) {
+	ctx, cancel := context.WithTimeout(n.ctx, requestReadTimeout)
+	defer cancel()
+	res := &peerAttest{done: make(chan struct{})}
+	res.hello, res.key, res.att, res.err = n.handshake(ctx, p)
+	res.at = n.now()
+	switch {
+	case res.err == nil:
+		n.log.Info("peer attested", "peer", p.String(), "tee", describe(&res.att.Claims))
+	case errors.Is(res.err, tee.ErrNotAttested):
+		n.log.Debug("peer offers no attestation", "peer", p.String())
+	default:
+		n.log.Warn("peer attestation refused", "peer", p.String(), "err", res.err)
+	}
+	n.attest.mu.Lock()
+	defer n.attest.mu.Unlock()
+	select {
+	case <-pa.done: // a refresh: swap in the new outcome if pa is still the current one
+		close(res.done)
+		if n.attest.peers[p] == pa {
+			n.attest.peers[p] = res
+		}
+	default:
+		pa.at, pa.att, pa.hello, pa.key, pa.err = res.at, res.att, res.hello, res.key, res.err
+		close(pa.done)
+	}
+}
+
+// handshake reads p's hello and verifies it against the key p's connection authenticated.
+func (n *Node) handshake(ctx context.Context, p peer.ID) (hello, key []byte, att tee.Attestation, err error) {
+	s, err := n.h.NewStream(ctx, p, AttestProtocol)
+	if err != nil {
+		return nil, nil, att, fmt.Errorf("attestation handshake with %s: %w", p.String(), err)
+	}
+	defer s.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.SetReadDeadline(dl)
+	}
+	r := wire.NewReader(s, tee.MaxHelloSize)
+	defer r.Release()
+	t, payload, err := r.ReadFrame()
+	if err == nil && t != wire.FrameHello {
+		err = fmt.Errorf("expected a hello frame, got %s", t)
+	}
+	if err != nil {
+		s.Reset()
+		return nil, nil, att, fmt.Errorf("attestation handshake with %s: %w", p.String(), err)
+	}
+	pub := s.Conn().RemotePublicKey()
+	if pub == nil {
+		return nil, nil, att, fmt.Errorf("attestation handshake with %s: the connection has no public key", p.String())
+	}
+	key, err = crypto.MarshalPublicKey(pub)
+	if err != nil {
+		return nil, nil, att, err
+	}
+	att, err = n.verifyHello(payload, key)
+	return payload, key, att, err
+}
+
+// verifyHello decodes and verifies a hello for the peer whose marshalled public key is key.
+func (n *Node) verifyHello(raw, key []byte) (tee.Attestation, error) {
+	h, err := tee.UnmarshalHello(raw)
+	if err != nil {
+		return tee.Attestation{}, err
+	}
+	return n.attest.verifier.VerifyHello(&h, key, n.now())
+}
+
+// routeCache remembers the worker hellos a client verified, by a hash of key and hello, and
+// one sealing session per worker key: a route costs a hash and a map lookup once seen.
+type routeCache struct {
+	mu       sync.Mutex
+	verified map[[32]byte]routeEntry
+	sessions map[string]*tee.Session
+}
+
+type routeEntry struct {
+	att tee.Attestation
+	err error
+	at  time.Time
+}
+
+// maxRouteCache bounds the client's caches; past it they start over.
+const maxRouteCache = 1024
+
+// checkRoute verifies the worker a proxy routed us to and returns the session to seal to it;
+// nil with no error means the worker is unattested and this node allows sending it plaintext.
+func (n *Node) checkRoute(r *wire.Route) (*tee.Session, tee.Attestation, error) {
+	id, err := peer.IDFromBytes([]byte(r.Worker))
+	if err == nil {
+		var pub crypto.PubKey
+		if pub, err = crypto.UnmarshalPublicKey(r.Key); err == nil && !id.MatchesPublicKey(pub) {
+			err = errors.New("the key is not the worker's")
+		}
+	}
+	if err != nil {
+		return nil, tee.Attestation{}, wire.Errorf(wire.CodeAttestation, "proxy sent a bad route to worker %s: %v", r.Worker.String(), err)
+	}
+	h := sha256.New()
+	h.Write(r.Key)
+	h.Write(r.Hello)
+	k := [32]byte(h.Sum(nil))
+	now := n.now()
+	rc := &n.client.routes
+	rc.mu.Lock()
+	e, ok := rc.verified[k]
+	rc.mu.Unlock()
+	if !ok || now.Sub(e.at) > n.cfg.AttestTTL || (e.err != nil && now.Sub(e.at) > failedAttestTTL) {
+		e = routeEntry{at: now}
+		// The route aliases the stream's read buffer; what the cache keeps must not.
+		e.att, e.err = n.verifyHello(bytes.Clone(r.Hello), r.Key)
+		rc.mu.Lock()
+		if len(rc.verified) >= maxRouteCache {
+			clear(rc.verified)
+		}
+		rc.verified[k] = e
+		rc.mu.Unlock()
+	}
+	if e.err != nil {
+		if errors.Is(e.err, tee.ErrNotAttested) && n.cfg.AllowUnattested {
+			return nil, tee.Attestation{}, nil
+		}
+		return nil, tee.Attestation{}, wire.Errorf(wire.CodeAttestation, "worker %s: %v", r.Worker.String(), e.err)
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	s := rc.sessions[string(e.att.SealKey)]
+	if s == nil {
+		if s, err = tee.NewSession(e.att.SealKey); err != nil {
+			return nil, tee.Attestation{}, wire.Errorf(wire.CodeAttestation, "worker %s: %v", r.Worker.String(), err)
+		}
+		if len(rc.sessions) >= maxRouteCache {
+			clear(rc.sessions)
+		}
+		rc.sessions[string(e.att.SealKey)] = s
+	}
+	return s, e.att, nil
+}
