@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +16,7 @@ import (
 	"github.com/cocoon-mesh/cocoon/discovery"
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/wire"
+	"github.com/cocoon-mesh/cocoon/tee"
 )
 
 // fileConfig is the config file's shape (TOML). Only cmd sees it: it becomes a node.Config,
@@ -30,10 +33,24 @@ type fileConfig struct {
 	LogLevel   string   `toml:"log_level"`
 
 	Client struct {
-		APIAddr  string `toml:"api_addr"`
-		APIKey   string `toml:"api_key"`
-		MaxPrice uint64 `toml:"max_price"`
+		APIAddr        string `toml:"api_addr"`
+		APIKey         string `toml:"api_key"`
+		MaxPrice       uint64 `toml:"max_price"`
+		DisableSealing bool   `toml:"disable_sealing"`
 	} `toml:"client"`
+
+	TEE struct {
+		Provider        string   `toml:"provider"`
+		AllowSimulated  bool     `toml:"allow_simulated"`
+		AllowUnattested bool     `toml:"allow_unattested"`
+		AllowedImages   []string `toml:"allowed_images"`
+		AllowedMRTD     []string `toml:"allowed_mrtd"`
+		MinTCB          string   `toml:"min_tcb"`
+		AllowDebug      bool     `toml:"allow_debug"`
+		PCCSURL         string   `toml:"pccs_url"`
+		NoCollateral    bool     `toml:"no_collateral"`
+		AttestTTL       duration `toml:"attest_ttl"`
+	} `toml:"tee"`
 
 	Worker struct {
 		MaxActive        int         `toml:"max_active"`
@@ -126,6 +143,15 @@ type settings struct {
 	// backendNames maps an advertised model id to the name the backend knows.
 	backendNames map[string]string
 	logLevel     string
+	tee          teeSettings
+}
+
+// teeSettings say what the node runs in and which peers' attestation it trusts.
+type teeSettings struct {
+	provider     string // none, tdx or simulated
+	policy       tee.Policy
+	pccsURL      string // where TDX collateral comes from ("": Intel's PCS)
+	noCollateral bool   // verify quotes' signatures only: the TCB status stays unknown
 }
 
 // resolve turns the file config into settings over the defaults.
@@ -209,5 +235,57 @@ func (fc *fileConfig) resolve() (settings, error) {
 		s.dataDir = filepath.Join(home, ".cocoon")
 	}
 	s.logLevel = fc.LogLevel
+	n.DisableSealing = fc.Client.DisableSealing
+	var err error
+	if s.tee, err = fc.resolveTEE(); err != nil {
+		return s, err
+	}
+	n.AllowUnattested = fc.TEE.AllowUnattested
+	if fc.TEE.AttestTTL.Duration != 0 {
+		n.AttestTTL = fc.TEE.AttestTTL.Duration
+	}
 	return s, nil
+}
+
+// resolveTEE reads the [tee] section.
+func (fc *fileConfig) resolveTEE() (teeSettings, error) {
+	c := &fc.TEE
+	ts := teeSettings{provider: c.Provider, pccsURL: c.PCCSURL, noCollateral: c.NoCollateral, policy: tee.DefaultPolicy()}
+	switch ts.provider {
+	case "":
+		ts.provider = "none"
+	case "none", "tdx", "simulated":
+	default:
+		return ts, fmt.Errorf("config tee.provider = %q: want none, tdx or simulated", c.Provider)
+	}
+	p := &ts.policy
+	p.AllowSimulated, p.AllowDebug = c.AllowSimulated, c.AllowDebug
+	if c.NoCollateral {
+		p.MinTCB = tee.TCBUnknown
+	}
+	if c.MinTCB != "" {
+		if c.NoCollateral {
+			return ts, errors.New("config tee.min_tcb needs collateral: it cannot be set with tee.no_collateral")
+		}
+		st, err := tee.ParseTCBStatus(c.MinTCB)
+		if err != nil {
+			return ts, fmt.Errorf("config tee.min_tcb: %w", err)
+		}
+		p.MinTCB = st
+	}
+	for _, h := range c.AllowedImages {
+		b, err := hex.DecodeString(h)
+		if err != nil || len(b) != 32 {
+			return ts, fmt.Errorf("config tee.allowed_images: %q is not a 64-digit hex SHA-256 image hash", h)
+		}
+		p.AllowedImages = append(p.AllowedImages, [32]byte(b))
+	}
+	for _, h := range c.AllowedMRTD {
+		b, err := hex.DecodeString(h)
+		if err != nil || len(b) != 48 {
+			return ts, fmt.Errorf("config tee.allowed_mrtd: %q is not a 96-digit hex MRTD", h)
+		}
+		p.AllowedMRTD = append(p.AllowedMRTD, tee.Measurement(b))
+	}
+	return ts, nil
 }

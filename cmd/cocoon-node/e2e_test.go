@@ -48,6 +48,7 @@ type proc struct {
 	ready ready
 	url   string // echo backends: base URL
 	done  chan struct{}
+	logs  *lockedBuffer
 }
 
 // lockedBuffer lets the process write its log while the test reads it. The buffer is a
@@ -73,9 +74,16 @@ func (b *lockedBuffer) String() string {
 // or it printed its URL (echo backends).
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, done: make(chan struct{})}
+	return startEnv(t, name, nil, args...)
+}
+
+// startEnv is start with extra environment variables.
+func startEnv(t *testing.T, name string, env []string, args ...string) *proc {
+	t.Helper()
 	logs := &lockedBuffer{}
+	p := &proc{name: name, done: make(chan struct{}), logs: logs}
 	p.cmd = exec.Command(binaryPath, args...)
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = logs
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -158,6 +166,7 @@ func (m *mesh) nodeArgs(name, role string, extra ...string) []string {
 	dir := filepath.Join(m.dir, name)
 	return append([]string{"run", "--role", role, "--local", "--network", m.network, "--data-dir", dir,
 		"--listen", "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/udp/0/quic-v1",
+		"--tee", "simulated", "--insecure-allow-simulated-tee",
 		"--ready-file", filepath.Join(m.dir, name+".ready"), "--log-level", "info"}, extra...)
 }
 
@@ -256,6 +265,9 @@ func (m *mesh) post(path, body string) (int, []byte, http.Header) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	for k, v := range resp.Trailer { // streamed answers end with trailers (the receipt)
+		resp.Header[k] = v
+	}
 	return resp.StatusCode, b, resp.Header
 }
 

@@ -49,6 +49,36 @@ api_addr = "127.0.0.1:10000"
 api_key = ""
 # Highest effective price accepted, nanoTON per completion token (0: no cap).
 max_price = 0
+# Prompts are sealed to the attested worker chosen for each request, so the proxy forwards
+# ciphertext it cannot read. true sends them in the clear (only to measure what sealing costs).
+disable_sealing = false
+
+[tee]
+# What this node runs in: "none" (no attestation), "tdx" (an Intel TDX guest: quotes come from
+# configfs-tsm or /dev/tdx_guest), or "simulated" (INSECURE fake evidence, for development).
+provider = "none"
+# Which peers' attestation this node trusts. Proxies route only to workers whose attestation
+# passes; clients seal prompts only to such workers.
+# INSECURE: accept simulated evidence. Only for development networks.
+allow_simulated = false
+# Accept workers that offer no attestation at all (prompts then travel in the clear).
+allow_unattested = false
+# Allowed TD images, as hex SHA-256 image hashes over MRTD, MRCONFIGID, MROWNER, MROWNERCONFIG
+# and RTMR0-3 (empty: any image), and allowed MRTD values (empty: any).
+allowed_images = []
+allowed_mrtd = []
+# Worst TCB status accepted: UpToDate, SWHardeningNeeded, ConfigurationNeeded, ... (see Intel's
+# TCB info). Debug TDs are refused unless allow_debug is set.
+min_tcb = "UpToDate"
+allow_debug = false
+# Where TDX collateral (TCB info, QE identity, CRLs) is fetched from: a PCCS base URL, or
+# empty for Intel's PCS. Collateral is cached in the datastore and used offline while valid.
+pccs_url = ""
+# Verify quotes' signatures and chain only, without collateral (the TCB status stays unknown;
+# min_tcb must then be unset).
+no_collateral = false
+# How long a peer's verified attestation is used before it is checked again.
+attest_ttl = "1h"
 
 [worker]
 # Requests run at once.

@@ -14,7 +14,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr}
+	m := &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 	err := m.Run(ctx, os.Args[1:])
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
@@ -30,6 +30,7 @@ func main() {
 
 // Main runs subcommands; its fields let tests capture output.
 type Main struct {
+	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 }
 
@@ -55,6 +56,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.bench(ctx, args)
 	case "echo-backend":
 		return m.echoBackend(ctx, args)
+	case "verify-receipt":
+		return m.verifyReceipt(args)
 	case "help", "-h", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil
@@ -69,6 +72,8 @@ Usage:
   cocoon-node [run] [flags]    run one node (client, proxy or worker)
   cocoon-node init [flags]     write a commented default config file
   cocoon-node bench [flags]    measure the mesh path against a direct call and two HTTP hops
+  cocoon-node verify-receipt FILE
+                               check an answer's receipt offline (worker and proxy signatures)
   cocoon-node echo-backend     serve the echo test backend (repeats prompts; not a model)
 
 Run 'cocoon-node <command> -h' for a command's flags.

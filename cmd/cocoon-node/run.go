@@ -35,10 +35,10 @@ func (l *listFlag) Set(v string) error {
 type runFlags struct {
 	config, role, network, dataDir, api, apiKey, backend, backendKey, dhtMode, readyFile, logLevel string
 	modelFile, tokenizerFile                                                                       string
-	prices                                                                                         string
+	prices, tee, pccsURL                                                                           string
 	listen, bootstrap, models                                                                      listFlag
 	maxActive, minProxies                                                                          int
-	local                                                                                          bool
+	local, allowSimulated, allowUnattested, disableSealing                                         bool
 }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
@@ -62,6 +62,11 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.local, "local", false, "use timings for a network on one machine (fast discovery and adverts)")
 	fs.StringVar(&f.readyFile, "ready-file", "", "write the node's peer ID, addresses and API address as JSON here once it serves")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
+	fs.StringVar(&f.tee, "tee", "", "what this node runs in: none, tdx (Intel TDX), or simulated (INSECURE, for development)")
+	fs.BoolVar(&f.allowSimulated, "insecure-allow-simulated-tee", false, "INSECURE: accept peers whose attestation is simulated (development networks only)")
+	fs.BoolVar(&f.allowUnattested, "allow-unattested", false, "accept workers that offer no attestation: proxies route to them, clients send them prompts in the clear")
+	fs.BoolVar(&f.disableSealing, "disable-sealing", false, "client: send prompts in the clear even to attested workers (to measure what sealing costs)")
+	fs.StringVar(&f.pccsURL, "pccs-url", "", "where TDX collateral (TCB info, QE identity, CRLs) comes from: a PCCS base URL; default Intel's PCS")
 }
 
 // apply overlays the flags on a file config.
@@ -82,6 +87,11 @@ func (f *runFlags) apply(fc *fileConfig) error {
 	set(&fc.Worker.ModelFile, f.modelFile)
 	set(&fc.Worker.TokenizerFile, f.tokenizerFile)
 	set(&fc.LogLevel, f.logLevel)
+	set(&fc.TEE.Provider, f.tee)
+	set(&fc.TEE.PCCSURL, f.pccsURL)
+	fc.TEE.AllowSimulated = fc.TEE.AllowSimulated || f.allowSimulated
+	fc.TEE.AllowUnattested = fc.TEE.AllowUnattested || f.allowUnattested
+	fc.Client.DisableSealing = fc.Client.DisableSealing || f.disableSealing
 	if f.listen != nil {
 		fc.Listen = f.listen
 	}
@@ -196,7 +206,11 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 		return err
 	}
 	defer h.Close()
-	n, err := node.New(s.node, node.Deps{Host: h, Backend: be, Logger: log})
+	provider, verifier, err := buildTEE(s.tee, ds, log)
+	if err != nil {
+		return err
+	}
+	n, err := node.New(s.node, node.Deps{Host: h, Backend: be, Logger: log, TEE: provider, Verifier: verifier})
 	if err != nil {
 		return err
 	}
