@@ -186,3 +186,6 @@ func BenchmarkHTTP2HopStreamParallel(b *testing.B) { benchChatParallel(b, HTTP2H
 
 // BenchmarkHTTP2HopChatParallel is BenchmarkHTTP2HopChat at concurrency 64.
 func BenchmarkHTTP2HopChatParallel(b *testing.B) { benchChatParallel(b, HTTP2Hop, false) }
+
+// BenchmarkMeshClearChatParallel is BenchmarkMeshChatParallel with sealing off.
+func BenchmarkMeshClearChatParallel(b *testing.B) { benchChatParallel(b, MeshClear, false) }

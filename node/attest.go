@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,8 +26,12 @@ import (
 // the result for as long as the connection lasts, up to Config.AttestTTL.
 const AttestProtocol protocol.ID = "/cocoon/attest/1.0.0"
 
-// failedAttestTTL is how long a failed handshake is remembered before it is tried again.
-const failedAttestTTL = time.Minute
+// How long a failed handshake is remembered before it is tried again: a refusal for a while,
+// a handshake that could not run (no connection, a stream reset) only briefly.
+const (
+	failedAttestTTL      = time.Minute
+	unreachableAttestTTL = 2 * time.Second
+)
 
 // attestState is the node's own attestation and what it learnt of its peers'.
 type attestState struct {
@@ -47,10 +53,13 @@ type peerAttest struct {
 	done       chan struct{}
 	at         time.Time
 	att        tee.Attestation
-	hello      []byte // the hello as received: a proxy hands workers' hellos to clients
-	key        []byte // the peer's libp2p public key, marshalled
-	err        error  // wraps tee.ErrNotAttested for a peer outside a TEE
-	refreshing bool   // guarded by attestState.mu
+	hello      []byte  // the hello as received: a proxy hands workers' hellos to clients
+	key        []byte  // the peer's libp2p public key, marshalled
+	err        error   // wraps tee.ErrNotAttested for a peer outside a TEE
+	refreshing bool    // guarded by attestState.mu
+	distrusted bool    // caught with a bad receipt: no work for it until the entry expires
+	unreached  bool    // the handshake could not run: err says nothing of the peer's TEE
+	sealID     [8]byte // wire.SealKeyID of the sealing key it attested
 }
 
 // trusted reports whether the peer may be given work (or prompts): attested, or offering no
@@ -173,7 +182,10 @@ func (n *Node) cachedAttestation(p peer.ID) *peerAttest {
 }
 
 func (n *Node) attestTTL(pa *peerAttest) time.Duration {
-	if pa.err != nil && !errors.Is(pa.err, tee.ErrNotAttested) {
+	switch {
+	case pa.unreached:
+		return unreachableAttestTTL
+	case pa.err != nil && !errors.Is(pa.err, tee.ErrNotAttested):
 		return failedAttestTTL
 	}
 	return n.cfg.AttestTTL
@@ -225,7 +237,13 @@ func (n *Node) fetchAttestation(p peer.ID, pa *peerAttest) {
 	res := &peerAttest{done: make(chan struct{})}
 	res.hello, res.key, res.att, res.err = n.handshake(ctx, p)
 	res.at = n.now()
+	res.unreached = res.err != nil && res.hello == nil
+	if res.err == nil {
+		res.sealID = wire.SealKeyID(res.att.SealKey)
+	}
 	switch {
+	case res.unreached:
+		n.log.Debug("attestation handshake could not run", "peer", p.String(), "err", res.err)
 	case res.err == nil:
 		n.log.Info("peer attested", "peer", p.String(), "tee", describe(&res.att.Claims))
 	case errors.Is(res.err, tee.ErrNotAttested):
@@ -242,7 +260,7 @@ func (n *Node) fetchAttestation(p peer.ID, pa *peerAttest) {
 			n.attest.peers[p] = res
 		}
 	default:
-		pa.at, pa.att, pa.hello, pa.key, pa.err = res.at, res.att, res.hello, res.key, res.err
+		pa.at, pa.att, pa.hello, pa.key, pa.err, pa.unreached, pa.sealID = res.at, res.att, res.hello, res.key, res.err, res.unreached, res.sealID
 		close(pa.done)
 	}
 }
@@ -288,12 +306,71 @@ func (n *Node) verifyHello(raw, key []byte) (tee.Attestation, error) {
 	return n.attest.verifier.VerifyHello(&h, key, n.now())
 }
 
-// routeCache remembers the worker hellos a client verified, by a hash of key and hello, and
-// one sealing session per worker key: a route costs a hash and a map lookup once seen.
+// distrust marks p as refused for failedAttestTTL, as a failed handshake would: a peer caught
+// cheating gets no work until it attests again.
+func (n *Node) distrust(p peer.ID, why error) {
+	pa := &peerAttest{done: make(chan struct{}), at: n.now(), err: fmt.Errorf("distrusted: %w", why), distrusted: true}
+	close(pa.done)
+	n.attest.mu.Lock()
+	n.attest.peers[p] = pa
+	n.attest.mu.Unlock()
+	n.log.Warn("peer distrusted", "peer", p.String(), "err", why)
+}
+
+// sampleReceipt says whether to verify this receipt's signatures (one in ReceiptCheckEvery).
+func (n *Node) sampleReceipt() bool {
+	return n.cfg.ReceiptCheckEvery <= 1 || rand.IntN(n.cfg.ReceiptCheckEvery) == 0
+}
+
+// routeCache remembers the worker hellos a client verified, by a hash of key and hello, one
+// sealing session per worker key (a route costs a hash and a map lookup once seen), and, per
+// proxy and model, the workers that proxy routed it to: later requests are sealed to those
+// ahead of routing, so the proxy needs no round trip when it picks one of them again.
 type routeCache struct {
-	mu       sync.Mutex
-	verified map[[32]byte]routeEntry
-	sessions map[string]*tee.Session
+	mu         sync.Mutex
+	verified   map[[32]byte]routeEntry
+	sessions   map[string]*tee.Session
+	candidates map[candidateKey][]candidate
+}
+
+type candidateKey struct {
+	proxy peer.ID
+	model string // as the client's caller named it
+}
+
+// candidate is a worker a request may be sealed to before the proxy picks.
+type candidate struct {
+	worker peer.ID
+	keyID  [8]byte // the sealing key sess seals to
+	sess   *tee.Session
+	te     string // what its attestation established
+	at     time.Time
+}
+
+// remember adds (or refreshes) worker as a candidate for model through proxy.
+func (rc *routeCache) remember(proxy peer.ID, model string, c candidate) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	k := candidateKey{proxy, model}
+	cs := slices.DeleteFunc(rc.candidates[k], func(o candidate) bool { return o.worker == c.worker })
+	if len(cs) >= wire.MaxSealedSet {
+		cs = cs[1:] // the least recently routed to goes
+	}
+	if len(rc.candidates) >= maxRouteCache {
+		clear(rc.candidates)
+	}
+	rc.candidates[k] = append(cs, c)
+}
+
+// candidatesFor returns the workers a request for model through proxy may be sealed to: those
+// the proxy routed this client to within ttl.
+func (rc *routeCache) candidatesFor(proxy peer.ID, model string, now time.Time, ttl time.Duration) []candidate {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	k := candidateKey{proxy, model}
+	cs := slices.DeleteFunc(rc.candidates[k], func(c candidate) bool { return now.Sub(c.at) > ttl })
+	rc.candidates[k] = cs
+	return slices.Clone(cs)
 }
 
 type routeEntry struct {

@@ -1,10 +1,12 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -12,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -111,6 +114,10 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk ch
 	var lastErr error
 	for i := 0; i < min(n.cfg.MaxAttempts, len(proxies)); i++ {
 		p := proxies[(first+i)%len(proxies)]
+		if pa := n.cachedAttestation(p); pa != nil && pa.distrusted {
+			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s is distrusted: %v", p.String(), pa.err)
+			continue
+		}
 		started, res, err := n.inferVia(ctx, p, h, body, onChunk)
 		if err == nil {
 			return res, nil
@@ -135,8 +142,14 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 	h.Timeout = left
 	h.Sealed = !n.cfg.DisableSealing
 	first := body
+	var presealed map[peer.ID]exchange
 	if h.Sealed {
-		first = nil // sent once the route names the worker
+		// Sealed to the workers this proxy routed us to before, if any; otherwise the body is
+		// sent once the proxy's route names the worker.
+		first, presealed, err = n.preseal(p, &h, body)
+		if err != nil {
+			return false, nil, err
+		}
 	}
 	c, err := n.openCall(ctx, p, &h, first)
 	if err != nil {
@@ -164,10 +177,19 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 				c.abort()
 				return started, nil, wire.Errorf(wire.CodeWorkerFailed, "proxy %s: %v", p.String(), unexpected(t))
 			}
-			if err := n.sealTo(c, payload, &h, body, &ex); err != nil {
+			if err := n.sealTo(c, p, payload, &h, body, &ex); err != nil {
 				c.abort()
 				return false, nil, err
 			}
+		case wire.FrameChosen:
+			w, err := peer.IDFromBytes(payload)
+			chosen, ok := presealed[w]
+			if err != nil || !ok || started {
+				c.abort()
+				return started, nil, wire.Errorf(wire.CodeWorkerFailed, "proxy %s chose a worker the body was not sealed to", p.String())
+			}
+			chosen.hash, chosen.plain, chosen.sent = tee.NewAnswerHash(), ex.plain, sha256.Sum256(chosen.sentBody)
+			ex = chosen
 		case wire.FrameChunk:
 			ch, err := wire.DecodeChunk(payload)
 			if err == nil {
@@ -220,15 +242,39 @@ type exchange struct {
 	worker   peer.ID         // the worker the route named ("" without sealing)
 	sealed   bool            // the body went sealed
 	sent     [32]byte        // hash of the body as sent
+	sentBody []byte          // a presealed body, hashed into sent once the proxy chooses it
 	hash     *tee.AnswerHash // over the chunks as received
 	answer   *tee.Answer     // opens the chunks of a sealed answer
 	plain    []byte          // buffer for opened chunks
 	workerTE string
 }
 
+// preseal seals body to each worker proxy p routed this client to before for h.Model, and
+// returns the sealed-set frame's payload (nil when there are none) and what each answer will be
+// checked against. It marks h presealed.
+func (n *Node) preseal(p peer.ID, h *wire.Header, body []byte) ([]byte, map[peer.ID]exchange, error) {
+	cands := n.client.routes.candidatesFor(p, h.Model, n.now(), n.cfg.AttestTTL)
+	if len(cands) == 0 {
+		return nil, nil, nil
+	}
+	set := make([]wire.Sealed, len(cands))
+	exs := make(map[peer.ID]exchange, len(cands))
+	for i, c := range cands {
+		sealed, ans, err := c.sess.Seal([]byte(h.ID), body)
+		if err != nil {
+			return nil, nil, wire.Errorf(wire.CodeInternal, "sealing: %v", err)
+		}
+		set[i] = wire.Sealed{Worker: c.worker, KeyID: c.keyID, Body: sealed}
+		exs[c.worker] = exchange{worker: c.worker, sealed: true, sentBody: sealed, answer: ans, workerTE: c.te}
+	}
+	h.Presealed = true
+	return wire.AppendSealedSet(nil, set), exs, nil
+}
+
 // sealTo handles a route frame: it checks the worker's attestation and sends the body sealed
-// to it (or in the clear to an unattested worker, where this node allows that).
-func (n *Node) sealTo(c *call, payload []byte, h *wire.Header, body []byte, ex *exchange) error {
+// to it (or in the clear to an unattested worker, where this node allows that). The worker
+// becomes a candidate for presealing this client's next requests through proxy p.
+func (n *Node) sealTo(c *call, p peer.ID, payload []byte, h *wire.Header, body []byte, ex *exchange) error {
 	route, err := wire.DecodeRoute(payload)
 	if err != nil {
 		return wire.Errorf(wire.CodeWorkerFailed, "malformed route: %v", err)
@@ -244,6 +290,8 @@ func (n *Node) sealTo(c *call, payload []byte, h *wire.Header, body []byte, ex *
 			return wire.Errorf(wire.CodeInternal, "sealing: %v", err)
 		}
 		t, ex.sealed, ex.workerTE = wire.FrameSealed, true, describe(&att.Claims)
+		n.client.routes.remember(p, h.Model, candidate{worker: route.Worker, keyID: wire.SealKeyID(att.SealKey),
+			sess: sess, te: ex.workerTE, at: n.now()})
 	}
 	ex.sent = sha256.Sum256(sent)
 	if err := c.send(t, sent); err != nil {
@@ -252,17 +300,50 @@ func (n *Node) sealTo(c *call, payload []byte, h *wire.Header, body []byte, ex *
 	return nil
 }
 
-// checkReceipt verifies the receipt that ends an answer: signed by the worker we sealed to (or
-// the one the final names) and countersigned by proxy p, for this request, for exactly what we
-// sent and received, and for the usage reported.
+// receiptPeers returns the peers whose keys a receipt names.
+func receiptPeers(rc *tee.Receipt) (worker, proxy peer.ID, err error) {
+	for _, kp := range []struct {
+		key []byte
+		id  *peer.ID
+	}{{rc.WorkerKey, &worker}, {rc.ProxyKey, &proxy}} {
+		pub, err := crypto.UnmarshalPublicKey(kp.key)
+		if err != nil {
+			return "", "", fmt.Errorf("receipt key: %v", err)
+		}
+		if *kp.id, err = peer.IDFromPublicKey(pub); err != nil {
+			return "", "", err
+		}
+	}
+	return worker, proxy, nil
+}
+
+func digestBytes(d [32]byte) []byte { return d[:] }
+
+// checkReceipt checks the receipt that ends an answer: from the worker we sealed to (or the one
+// the final names) and proxy p, for this request, for exactly what we sent and received, and
+// for the usage reported. A sealed answer carries the worker's own word for the receipt; the
+// signatures are verified on a sample (Config.ReceiptCheckEvery), and a proxy that passes on a
+// bad one is distrusted.
 func (n *Node) checkReceipt(fin *wire.Final, h *wire.Header, p peer.ID, ex *exchange) (string, error) {
 	rc, err := tee.UnmarshalReceipt(fin.Receipt)
 	if err != nil {
 		return "", err
 	}
-	worker, proxy, err := rc.Verify()
+	worker, proxy, err := receiptPeers(&rc)
 	if err != nil {
 		return "", err
+	}
+	if ex.answer != nil { // the worker vouches for the receipt inside the sealed answer
+		d, err := ex.answer.Open(nil, fin.Tag)
+		if err != nil || !bytes.Equal(d, digestBytes(rc.WorkerDigest())) {
+			return "", errors.New("the worker did not seal this receipt's digest into the answer")
+		}
+	}
+	if n.sampleReceipt() {
+		if _, _, err := rc.Verify(); err != nil {
+			n.distrust(p, err)
+			return "", err
+		}
 	}
 	u := fin.Usage
 	switch {

@@ -132,6 +132,9 @@ func (n *Node) observeAdvert(a *wire.Advert) {
 	if a.Worker == n.h.ID() {
 		return
 	}
+	// Adverts carry addresses so a proxy can dial a worker it only heard of through gossip
+	// (for the handshake first of all).
+	n.h.Peerstore().AddAddrs(a.Worker, a.Addrs, 2*n.cfg.WorkerTTL)
 	if n.cfg.Role == RoleProxy && !n.admitWorker(a) {
 		return
 	}
@@ -139,8 +142,6 @@ func (n *Node) observeAdvert(a *wire.Advert) {
 	for _, o := range a.Offers {
 		info.Offers = append(info.Offers, routing.Offer{Model: o.Model, Price: a.EffectivePrice(o)})
 	}
-	// Adverts carry addresses so a proxy can dial a worker it only heard of through gossip.
-	n.h.Peerstore().AddAddrs(a.Worker, a.Addrs, 2*n.cfg.WorkerTTL)
 	n.tableMu.Lock()
 	known := n.table.Has(a.Worker)
 	n.table.Upsert(n.now(), info)

@@ -46,7 +46,11 @@ func (n *Node) openCall(ctx context.Context, p peer.ID, h *wire.Header, body []b
 	hdr := wire.AppendHeader(make([]byte, 0, 128), h)
 	err = w.WriteFrame(wire.FrameHeader, hdr)
 	if err == nil && body != nil {
-		err = w.WriteFrame(bodyFrame(h.Sealed), body)
+		t := bodyFrame(h.Sealed)
+		if h.Presealed {
+			t = wire.FrameSealedSet
+		}
+		err = w.WriteFrame(t, body)
 	}
 	if err == nil {
 		err = w.Flush()
@@ -96,7 +100,8 @@ func (c *call) abort() {
 
 // readRequest reads the header and body a caller sends first on an inference stream, with
 // limits: a slow or oversized request gets an error, not our memory. With routeFirst (a proxy)
-// a sealed request's body is not read: the caller sends it after our route frame.
+// a sealed request has no body yet (the caller sends it after our route frame), or, if
+// presealed, the sealed-set frame's payload stands in for the body.
 func (n *Node) readRequest(s network.Stream, routeFirst bool) (*wire.Reader, wire.Header, []byte, error) {
 	_ = s.SetReadDeadline(time.Now().Add(requestReadTimeout))
 	defer s.SetReadDeadline(time.Time{})
@@ -115,14 +120,18 @@ func (n *Node) readRequest(s network.Stream, routeFirst bool) (*wire.Reader, wir
 	if h.MaxTokens > n.cfg.MaxTokens {
 		return nil, wire.Header{}, nil, wire.Errorf(wire.CodeTooLarge, "max_tokens %d is over this node's limit of %d", h.MaxTokens, n.cfg.MaxTokens)
 	}
-	if routeFirst && h.Sealed {
+	if routeFirst && h.Sealed && !h.Presealed {
 		return r, h, nil, nil
 	}
 	t, body, err := r.ReadFrame()
 	if err != nil {
 		return nil, wire.Header{}, nil, readErr("body", err)
 	}
-	if want := bodyFrame(h.Sealed); t != want {
+	want := bodyFrame(h.Sealed)
+	if routeFirst && h.Presealed {
+		want = wire.FrameSealedSet
+	}
+	if t != want {
 		return nil, wire.Header{}, nil, wire.Errorf(wire.CodeBadRequest, "expected a %s frame after the header, got %s", want, t)
 	}
 	return r, h, body, nil

@@ -116,7 +116,8 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		n.worker = newWorkerState(cfg, deps.Backend)
 	case RoleClient:
 		n.client = &clientState{idPrefix: rand.Text()[:12], routes: routeCache{
-			verified: make(map[[32]byte]routeEntry), sessions: make(map[string]*tee.Session)}}
+			verified: make(map[[32]byte]routeEntry), sessions: make(map[string]*tee.Session),
+			candidates: make(map[candidateKey][]candidate)}}
 	}
 	return n, nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -83,11 +84,20 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, h.Timeout)
 	defer cancel()
-	var bodies chan lateBody
-	if h.Sealed {
-		bodies = make(chan lateBody, 1)
+	var preset []wire.Sealed
+	if h.Presealed {
+		if preset, err = wire.DecodeSealedSet(body); err != nil {
+			out.fail(wire.Errorf(wire.CodeBadRequest, "%v", err))
+			return
+		}
+		body = nil
 	}
-	go watchCaller(r, cancel, bodies)
+	var bodies *bodySource
+	if h.Sealed {
+		bodies = &bodySource{s: s, r: r, cancel: cancel, ch: make(chan lateBody, 1)}
+	} else {
+		go watchCaller(r, cancel, nil)
+	}
 
 	var tried []peer.ID
 	var lastErr error
@@ -106,7 +116,7 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 		}
 		tried = append(tried, d.Worker)
 		start := time.Now()
-		started, firstToken, err := n.forward(ctx, d, h, body, bodies, out)
+		started, firstToken, err := n.forward(ctx, d, h, body, preset, bodies, out)
 		latency := firstToken.Sub(start)
 		n.tableMu.Lock()
 		n.table.End(n.now(), d.Worker, latency, !workerFault(err))
@@ -129,9 +139,10 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 
 // forward runs one attempt on worker d. started reports whether any chunk reached the client,
 // after which failing over would duplicate output. firstToken is when the first frame came.
-// A client that seals its request gets a route frame naming d and its attestation, and sends
-// the body sealed to d; the proxy passes on ciphertext it cannot read. body is nil then.
-func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, body []byte, bodies <-chan lateBody, out *answer) (started bool, firstToken time.Time, err error) {
+// A client that seals its request either sent the body sealed to d already (in preset), or
+// gets a route frame naming d and its attestation and then sends the body sealed to d. Either
+// way the proxy passes on ciphertext it cannot read; body is nil then.
+func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, body []byte, preset []wire.Sealed, bodies *bodySource, out *answer) (started bool, firstToken time.Time, err error) {
 	left, err := n.timeLeft(ctx)
 	if err != nil {
 		return false, time.Now(), err
@@ -143,8 +154,17 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 	if !pa.trusted(n.cfg.AllowUnattested) {
 		return false, time.Now(), wire.Errorf(wire.CodeWorkerFailed, "worker %s is not attested: %v", d.Worker.String(), pa.err)
 	}
+	h.Presealed = false
 	if bodies != nil {
-		if body, h.Sealed, err = n.routeClient(ctx, d.Worker, pa, bodies, out); err != nil {
+		// A body sealed to a key the worker no longer holds (it restarted) takes the route.
+		if i := slices.IndexFunc(preset, func(s wire.Sealed) bool { return s.Worker == d.Worker && s.KeyID == pa.sealID }); i >= 0 {
+			body, h.Sealed = preset[i].Body, true
+			bodies.watch()
+			// Not flushed: it travels with the first chunk.
+			if err := out.raw(wire.FrameChosen, []byte(d.Worker), false); err != nil {
+				return false, time.Now(), context.Canceled
+			}
+		} else if body, h.Sealed, err = n.routeClient(ctx, d.Worker, pa, bodies, out); err != nil {
 			return false, time.Now(), err
 		}
 	}
@@ -184,7 +204,7 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 			started = true
 		case wire.FrameFinal:
 			c.finish()
-			fin, err := n.countersign(p, &h, pa, body, answerHash.Sum())
+			fin, err := n.countersign(p, &h, d.Worker, pa, body, answerHash.Sum())
 			if err != nil {
 				return true, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.String(), err)
 			}
@@ -207,26 +227,66 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 
 // routeClient tells the client which worker will serve it and waits for the body it seals to
 // that worker (or sends in the clear, to an unattested worker it accepts).
-func (n *Node) routeClient(ctx context.Context, worker peer.ID, pa *peerAttest, bodies <-chan lateBody, out *answer) ([]byte, bool, error) {
+func (n *Node) routeClient(ctx context.Context, worker peer.ID, pa *peerAttest, bodies *bodySource, out *answer) ([]byte, bool, error) {
 	route := wire.AppendRoute(nil, &wire.Route{Worker: worker, Key: pa.key, Hello: pa.hello})
 	if err := out.raw(wire.FrameRoute, route, true); err != nil {
 		return nil, false, context.Canceled // the client is gone
 	}
+	b, err := bodies.next(ctx)
+	return b.p, b.sealed, err
+}
+
+// bodySource yields the bodies a sealing client sends after route frames. The handler reads
+// the first itself, which spares a hand-off between goroutines on every request; only then
+// does the caller watcher start, to notice the client leaving and to pass on the body of a
+// failover's second route.
+type bodySource struct {
+	s        network.Stream
+	r        *wire.Reader
+	cancel   context.CancelFunc
+	ch       chan lateBody
+	watching bool
+}
+
+// watch starts the caller watcher, if the handler is not reading the stream itself first.
+func (b *bodySource) watch() {
+	if !b.watching {
+		b.watching = true
+		go watchCaller(b.r, b.cancel, b.ch)
+	}
+}
+
+func (b *bodySource) next(ctx context.Context) (lateBody, error) {
+	if !b.watching {
+		_ = b.s.SetReadDeadline(time.Now().Add(requestReadTimeout))
+		t, p, err := b.r.ReadFrame()
+		_ = b.s.SetReadDeadline(time.Time{})
+		b.watch()
+		switch {
+		case err != nil:
+			b.cancel()
+			return lateBody{}, readErr("body after the route", err)
+		case t != wire.FrameSealed && t != wire.FrameBody:
+			b.cancel()
+			return lateBody{}, wire.Errorf(wire.CodeBadRequest, "expected a body after the route, got %s", t)
+		}
+		return lateBody{sealed: t == wire.FrameSealed, p: p}, nil
+	}
 	t := time.NewTimer(requestReadTimeout)
 	defer t.Stop()
 	select {
-	case b := <-bodies:
-		return b.p, b.sealed, nil
+	case lb := <-b.ch:
+		return lb, nil
 	case <-ctx.Done():
-		return nil, false, context.Cause(ctx)
+		return lateBody{}, context.Cause(ctx)
 	case <-t.C:
-		return nil, false, wire.Errorf(wire.CodeTimeout, "the client sent no body after the route")
+		return lateBody{}, wire.Errorf(wire.CodeTimeout, "the client sent no body after the route")
 	}
 }
 
 // countersign checks the worker's receipt against what this proxy forwarded (request, answer,
 // token counts, the worker's key) and signs it; it returns the final frame to pass on.
-func (n *Node) countersign(p []byte, h *wire.Header, pa *peerAttest, body []byte, answerHash [32]byte) ([]byte, error) {
+func (n *Node) countersign(p []byte, h *wire.Header, worker peer.ID, pa *peerAttest, body []byte, answerHash [32]byte) ([]byte, error) {
 	fin, err := wire.DecodeFinal(p)
 	if err != nil {
 		return nil, fmt.Errorf("malformed final message: %v", err)
@@ -252,6 +312,12 @@ func (n *Node) countersign(p []byte, h *wire.Header, pa *peerAttest, body []byte
 		err = errors.New("receipt names another attestation for this proxy")
 	case rc.Sealed != h.Sealed:
 		err = errors.New("receipt's sealed flag is wrong")
+	}
+	if err == nil && n.sampleReceipt() {
+		if err = rc.CheckWorker(); err != nil {
+			n.distrust(worker, err)
+			n.dropWorker(worker, "it signed a receipt that does not verify")
+		}
 	}
 	if err == nil {
 		err = rc.Countersign(n.attest.priv)

@@ -287,6 +287,10 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 		return
 	}
 	fin.Receipt = rc.Marshal()
+	if sealer != nil {
+		d := rc.WorkerDigest()
+		fin.Tag = sealer.Seal(nil, d[:])
+	}
 	out.final(&fin)
 }
 

@@ -70,11 +70,21 @@ func TestReceiptTamperingFails(t *testing.T) {
 	}
 }
 
-func TestCountersignRefusesBadWorkerSignature(t *testing.T) {
+func TestCheckWorkerAndCountersign(t *testing.T) {
 	r, _, pk := signedReceipt(t)
+	d := r.WorkerDigest()
 	r.CompletionTokens++ // the worker signed 20
-	if err := r.Countersign(pk); !errors.Is(err, ErrReceipt) {
-		t.Fatalf("countersigned an altered receipt: %v", err)
+	if err := r.CheckWorker(); !errors.Is(err, ErrReceipt) {
+		t.Fatalf("altered receipt passed CheckWorker: %v", err)
+	}
+	if r.WorkerDigest() == d {
+		t.Fatal("worker digest does not cover the token counts")
+	}
+	if err := r.Countersign(pk); err != nil { // the proxy signs what it forwarded...
+		t.Fatal(err)
+	}
+	if _, _, err := r.Verify(); !errors.Is(err, ErrReceipt) { // ...and the whole still fails
+		t.Fatalf("receipt with a bad worker signature verified: %v", err)
 	}
 	r.CompletionTokens--
 	other, _, _ := crypto.GenerateEd25519Key(nil)

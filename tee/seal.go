@@ -123,11 +123,7 @@ func requestKeys(secret []byte, seq uint64) (cipher.AEAD, *Answer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	ans, err := newGCM(k[32:])
-	if err != nil {
-		return nil, nil, err
-	}
-	return req, &Answer{aead: ans}, nil
+	return req, &Answer{key: k[32:]}, nil
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {
@@ -140,8 +136,19 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 
 // Answer seals (worker) or opens (client) the chunks of one answer, in order.
 type Answer struct {
-	aead cipher.AEAD
+	key  []byte
+	aead cipher.AEAD // made at first use: a client seals to several workers, one answers
 	n    uint64
+}
+
+func (a *Answer) cipher() cipher.AEAD {
+	if a.aead == nil {
+		var err error
+		if a.aead, err = newGCM(a.key); err != nil {
+			panic(err) // a 32-byte key always makes an AES-256 cipher
+		}
+	}
+	return a.aead
 }
 
 func (a *Answer) nonce() []byte {
@@ -152,11 +159,11 @@ func (a *Answer) nonce() []byte {
 }
 
 // Seal appends the sealed chunk to dst.
-func (a *Answer) Seal(dst, chunk []byte) []byte { return a.aead.Seal(dst, a.nonce(), chunk, nil) }
+func (a *Answer) Seal(dst, chunk []byte) []byte { return a.cipher().Seal(dst, a.nonce(), chunk, nil) }
 
 // Open appends the opened chunk to dst; chunks must be opened in the order they were sealed.
 func (a *Answer) Open(dst, sealed []byte) ([]byte, error) {
-	out, err := a.aead.Open(dst, a.nonce(), sealed, nil)
+	out, err := a.cipher().Open(dst, a.nonce(), sealed, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: answer chunk %d", ErrSeal, a.n-1)
 	}

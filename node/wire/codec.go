@@ -23,6 +23,10 @@ const (
 	FrameSealed FrameType = 7 // the request body sealed to the worker, in place of a body frame
 	FrameRoute  FrameType = 8 // proxy to client: the worker chosen and its attestation, before the body
 	FrameHello  FrameType = 9 // the attested handshake: a sealing key and evidence
+	// FrameSealedSet is the body sealed to each of several workers the client already knows,
+	// sent with the header so the proxy needs no route round trip when it picks one of them.
+	FrameSealedSet FrameType = 10
+	FrameChosen    FrameType = 11 // proxy to client: which worker of the sealed set serves it
 )
 
 // String names the frame type for errors and logs.
@@ -46,6 +50,10 @@ func (t FrameType) String() string {
 		return "route"
 	case FrameHello:
 		return "hello"
+	case FrameSealedSet:
+		return "sealed set"
+	case FrameChosen:
+		return "chosen"
 	}
 	return fmt.Sprintf("frame(%d)", uint8(t))
 }

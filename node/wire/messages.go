@@ -1,8 +1,10 @@
 package wire
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -36,8 +38,11 @@ type Header struct {
 	Timeout   time.Duration // time left for the whole request when this hop sent it; each hop shrinks it
 	MaxPrice  uint64        // cap on the effective price, nanoTON per completion token (0: no cap)
 	// Sealed says the body is sealed to the worker. From a client it asks the proxy for a route
-	// frame first, since the client cannot seal before it knows the worker.
+	// frame first, since the client cannot seal before it knows the worker, unless Presealed.
 	Sealed bool
+	// Presealed says a sealed-set frame follows the header: the body sealed to workers the
+	// client already knows. If the proxy picks one of them it needs no route round trip.
+	Presealed bool
 }
 
 // AppendHeader encodes h.
@@ -51,6 +56,7 @@ func AppendHeader(b []byte, h *Header) []byte {
 	e.Uvarint(uint64(h.Timeout / time.Millisecond))
 	e.Uvarint(h.MaxPrice)
 	e.Bool(h.Sealed)
+	e.Bool(h.Presealed)
 	return e.B
 }
 
@@ -66,6 +72,7 @@ func DecodeHeader(p []byte) (Header, error) {
 	h.Timeout = time.Duration(d.Bounded("timeout", uint64(MaxTimeout/time.Millisecond))) * time.Millisecond
 	h.MaxPrice = d.Uvarint("max price")
 	h.Sealed = d.Bool("sealed flag")
+	h.Presealed = d.Bool("presealed flag")
 	if err := d.Done(); err != nil {
 		return Header{}, err
 	}
@@ -77,6 +84,9 @@ func DecodeHeader(p []byte) (Header, error) {
 	}
 	if h.Timeout <= 0 {
 		return Header{}, fmt.Errorf("%w: no time left", ErrMalformed)
+	}
+	if h.Presealed && !h.Sealed {
+		return Header{}, fmt.Errorf("%w: presealed but not sealed", ErrMalformed)
 	}
 	return h, nil
 }
@@ -121,6 +131,9 @@ type Final struct {
 	Usage   Usage
 	Worker  string // the worker's peer ID, as text
 	Receipt []byte // signed by the worker, countersigned by the proxy (see tee.Receipt)
+	// Tag is the receipt's worker digest sealed under the answer's key, on sealed answers: the
+	// client learns the worker vouched for the receipt without verifying a signature.
+	Tag []byte
 }
 
 // AppendFinal encodes f.
@@ -133,6 +146,7 @@ func AppendFinal(b []byte, f *Final) []byte {
 	e.Bool(f.Usage.Estimated)
 	e.Str(f.Worker)
 	e.Bytes(f.Receipt)
+	e.Bytes(f.Tag)
 	return e.B
 }
 
@@ -148,6 +162,7 @@ func DecodeFinal(p []byte) (Final, error) {
 	f.Usage.Estimated = d.Bool("estimated flag")
 	f.Worker = d.Str("worker", 128)
 	f.Receipt = d.Bytes("receipt", MaxReceiptLen)
+	f.Tag = d.Bytes("receipt tag", 64)
 	return f, d.Done()
 }
 
@@ -185,6 +200,70 @@ func DecodeRoute(p []byte) (Route, error) {
 		return Route{}, fmt.Errorf("%w: worker id: %v", ErrMalformed, err)
 	}
 	return r, nil
+}
+
+// MaxSealedSet bounds how many workers one request may be sealed to ahead of routing.
+const MaxSealedSet = 16
+
+// Sealed is the body sealed to one worker.
+type Sealed struct {
+	Worker peer.ID
+	KeyID  [8]byte // which of the worker's sealing keys: a restarted worker has a new one
+	Body   []byte
+}
+
+// SealKeyID names a sealing public key in a sealed set.
+func SealKeyID(key []byte) [8]byte {
+	h := sha256.Sum256(key)
+	return [8]byte(h[:8])
+}
+
+// AppendSealedSet encodes a sealed set.
+func AppendSealedSet(b []byte, set []Sealed) []byte {
+	n := 0
+	for _, s := range set {
+		n += len(s.Worker) + len(s.Body) + 24
+	}
+	e := fields.Enc{B: slices.Grow(b, n)}
+	e.Uvarint(uint64(len(set)))
+	for _, s := range set {
+		e.Bytes([]byte(s.Worker))
+		e.Fixed(s.KeyID[:])
+		e.Bytes(s.Body)
+	}
+	return e.B
+}
+
+// DecodeSealedSet decodes a sealed set; the bodies alias p. Workers must be distinct.
+func DecodeSealedSet(p []byte) ([]Sealed, error) {
+	d := fields.Dec{B: p, Bad: ErrMalformed}
+	n := d.Bounded("sealed set size", MaxSealedSet)
+	set := make([]Sealed, 0, n)
+	for i := uint64(0); i < n && d.Err == nil; i++ {
+		id := d.Bytes("worker id", 128)
+		keyID := d.Fixed("sealing key id", 8)
+		body := d.Bytes("sealed body", len(p))
+		if d.Err != nil {
+			break
+		}
+		w, err := peer.IDFromBytes(id)
+		if err != nil {
+			return nil, fmt.Errorf("%w: worker id: %v", ErrMalformed, err)
+		}
+		for _, s := range set {
+			if s.Worker == w {
+				return nil, fmt.Errorf("%w: worker %s twice in a sealed set", ErrMalformed, w)
+			}
+		}
+		set = append(set, Sealed{Worker: w, KeyID: [8]byte(keyID), Body: body})
+	}
+	if err := d.Done(); err != nil {
+		return nil, err
+	}
+	if len(set) == 0 {
+		return nil, fmt.Errorf("%w: empty sealed set", ErrMalformed)
+	}
+	return set, nil
 }
 
 // Code classifies a failure; each maps to an HTTP status for the client API.

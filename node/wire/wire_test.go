@@ -236,6 +236,7 @@ func FuzzDecodeMessages(f *testing.F) {
 	f.Add(AppendFinal(nil, &Final{Usage: Usage{Prompt: 1}}))
 	f.Add(AppendError(nil, Errorf(CodeTimeout, "late")))
 	f.Add(AppendFinal(nil, &Final{Worker: "w", Receipt: []byte("receipt")}))
+	f.Add(AppendSealedSet(nil, []Sealed{{Worker: peer.ID("\x00\x04abcd"), KeyID: [8]byte{1}, Body: []byte("x")}, {Worker: peer.ID("\x00\x04abce")}}))
 	f.Add(AppendRoute(nil, &Route{Worker: peer.ID("\x00\x04abcd"), Key: []byte("k"), Hello: []byte("h")}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if h, err := DecodeHeader(b); err == nil {
@@ -254,6 +255,9 @@ func FuzzDecodeMessages(f *testing.F) {
 		}
 		if r, err := DecodeRoute(b); err == nil && !bytes.Equal(AppendRoute(nil, &r), b) {
 			t.Fatal("route does not round-trip")
+		}
+		if set, err := DecodeSealedSet(b); err == nil && !bytes.Equal(AppendSealedSet(nil, set), b) {
+			t.Fatal("sealed set does not round-trip")
 		}
 	})
 }
