@@ -172,8 +172,10 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 	started := false
 	wantUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
 	var last []byte
-	// The receipt exists only once the answer is complete: streamed, it comes as a trailer, and
-	// as the cocoon_receipt field of the usage chunk when the caller asked for usage.
+	// The receipt exists only once the answer is complete. Streamed, it comes as a trailer and
+	// as a cocoon_receipt field on the chunk that ends the answer (the one with a finish_reason,
+	// held back until the receipt arrives just after it) and on the usage chunk, if asked for.
+	var held []byte
 	w.Header().Set("Trailer", "X-Cocoon-Receipt, X-Cocoon-Worker, X-Cocoon-Worker-Tee, X-Cocoon-Usage")
 	res, err := n.infer(ctx, h, body, func(c *wire.Chunk, more bool) error {
 		// A streamed chunk is one or more server-sent events, written through as they came once
@@ -189,11 +191,22 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}
-		if _, err := w.Write(c.Data); err != nil {
+		if held != nil { // a finish event that was not the last: pass it on as it came
+			if err := writeEvent(w, held); err != nil {
+				return err
+			}
+			held = nil
+		}
+		before, lastJSON := splitLastEvent(c.Data)
+		out := c.Data
+		if finishes(lastJSON) {
+			out, held = before, append(held[:0], lastJSON...) // c.Data is reused for the next chunk
+		}
+		if _, err := w.Write(out); err != nil {
 			return err
 		}
 		if wantUsage { // the usage chunk copies id, created and model from the last event
-			last = append(last[:0], lastEvent(c.Data)...) // c.Data is reused for the next chunk
+			last = append(last[:0], lastJSON...)
 		}
 		if flusher != nil && !more { // a burst of chunks goes out in one write
 			flusher.Flush()
@@ -205,6 +218,9 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 			writeWireError(w, err)
 			return
 		}
+		if held != nil {
+			_ = writeEvent(w, held)
+		}
 		we := asWireError(err)
 		b, _ := json.Marshal(errorBody(errorType(we.Code.HTTPStatus()), we.Code.String(), "", we.Message))
 		_ = writeEvent(w, b)
@@ -213,6 +229,9 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 	if !started { // an answer with no chunks still is a valid, empty stream
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
+	}
+	if held != nil {
+		_ = writeEvent(w, withReceipt(held, res.receipt))
 	}
 	if wantUsage {
 		_ = writeEvent(w, usageChunk(last, ep, res))
@@ -235,13 +254,40 @@ func writeEvent(w io.Writer, data []byte) error {
 	return err
 }
 
-// lastEvent returns the data of the last "data: ...\n\n" event in events.
-func lastEvent(events []byte) []byte {
-	events = bytes.TrimRight(events, "\n")
-	if i := bytes.LastIndex(events, []byte("\n\ndata: ")); i >= 0 {
-		return events[i+len("\n\ndata: "):]
+// splitLastEvent splits server-sent events into those before the last (framing included) and
+// the last one's data.
+func splitLastEvent(events []byte) (before, last []byte) {
+	trimmed := bytes.TrimRight(events, "\n")
+	if i := bytes.LastIndex(trimmed, []byte("\n\ndata: ")); i >= 0 {
+		return events[:i+2], trimmed[i+len("\n\ndata: "):]
 	}
-	return bytes.TrimPrefix(events, []byte("data: "))
+	return nil, bytes.TrimPrefix(trimmed, []byte("data: "))
+}
+
+// finishes reports whether a chunk's JSON carries a finish_reason that is not null.
+func finishes(chunk []byte) bool {
+	i := bytes.Index(chunk, []byte(`"finish_reason"`))
+	if i < 0 {
+		return false
+	}
+	rest := bytes.TrimLeft(chunk[i+len(`"finish_reason"`):], " \t\r\n")
+	rest = bytes.TrimLeft(bytes.TrimPrefix(rest, []byte(":")), " \t\r\n")
+	return len(rest) > 0 && rest[0] == '"'
+}
+
+// withReceipt adds a cocoon_receipt field to a JSON object.
+func withReceipt(obj []byte, receipt string) []byte {
+	obj = bytes.TrimRight(obj, " \t\r\n")
+	if len(obj) < 2 || obj[len(obj)-1] != '}' {
+		return obj // not an object: leave it as the worker sent it
+	}
+	out := append([]byte(nil), obj[:len(obj)-1]...)
+	if len(bytes.TrimSpace(obj[1:len(obj)-1])) > 0 {
+		out = append(out, ',')
+	}
+	out = append(out, `"cocoon_receipt":"`...)
+	out = append(out, receipt...) // base64url: nothing to escape
+	return append(out, `"}`...)
 }
 
 // usageChunk is the final chunk OpenAI sends when stream_options.include_usage is set: no

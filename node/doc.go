@@ -1,5 +1,5 @@
 // Package node assembles a Cocoon mesh peer from the parts it is given (a libp2p host, a model
-// backend, a logger, a clock) and runs one of three roles on it:
+// backend, a TEE provider and verifier, a logger, a clock) and runs one of three roles on it:
 //
 //   - client: serves the OpenAI API on a local port (api.go) and sends each request over one
 //     libp2p stream to a proxy it found through the DHT (client.go);
@@ -12,6 +12,12 @@
 // The data path, top to bottom: HTTP request -> api.go handleCompletion -> client.go infer ->
 // [stream /cocoon/infer/1.0.0] -> proxy.go handleInfer -> forward -> [stream] -> worker.go
 // handleInfer -> backend.Generate -> chunks back along the same streams.
+//
+// Confidentiality (attest.go): on each connection a node verifies its peer's attestation once
+// (tee.Verifier), proxies route only to attested workers, and a client seals each request body
+// to the worker the proxy picks (a route frame names it, or the body was sealed ahead of routing
+// to workers the proxy chose before), so the proxy forwards ciphertext. The worker signs a
+// receipt for each answer and the proxy countersigns it.
 //
 // Cancellation is the stream itself: a caller keeps its write side open until it has the
 // answer, so a callee that sees its read side end knows the caller went away and stops,

@@ -29,8 +29,8 @@ func TestSealedPromptsNeverReachTheProxy(t *testing.T) {
 
 	var receipt string
 	for i := range 6 {
-		stream := i%2 == 1
-		body := fmt.Sprintf(`{"model":"echo-test","stream":%t,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"%s %d"}]}`, stream, marker, i)
+		stream, usage := i%2 == 1, i%4 == 1
+		body := fmt.Sprintf(`{"model":"echo-test","stream":%t,"stream_options":{"include_usage":%t},"messages":[{"role":"user","content":"%s %d"}]}`, stream, usage, marker, i)
 		code, b, h := m.post("/chat/completions", body)
 		if code != 200 || !strings.Contains(string(b), marker) {
 			t.Fatalf("request %d: %d %s", i, code, b)
@@ -42,8 +42,14 @@ func TestSealedPromptsNeverReachTheProxy(t *testing.T) {
 		if receipt == "" {
 			t.Fatalf("request %d: no receipt", i)
 		}
-		if stream && !strings.Contains(string(b), `"cocoon_receipt":"`+receipt+`"`) {
-			t.Fatalf("streamed answer has no receipt in its usage chunk: %s", b)
+		if stream { // on the chunk with the finish_reason, and on the usage chunk if asked for
+			want := 1
+			if usage {
+				want = 2
+			}
+			if n := strings.Count(string(b), `"cocoon_receipt":"`+receipt+`"`); n != want {
+				t.Fatalf("streamed answer carries the receipt %d times, want %d: %s", n, want, b)
+			}
 		}
 	}
 

@@ -75,6 +75,8 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 	}
 	url := nw.ClientURL()
 	fmt.Fprintf(out, "\nCocoon mesh is up in %.1fs.\n  OpenAI base URL: %s\n", time.Since(start).Seconds(), url)
+	fmt.Fprintln(out, "  Every node runs a SIMULATED TEE (no TDX here): prompts are sealed to the workers, so the\n"+
+		"  proxies never see them, but the attestation is fake and nothing protects a worker's memory.")
 	switch *backendURL {
 	case "":
 		fmt.Fprintf(out, "  Workers serve the built-in model %s: 260K parameters trained on the Go standard\n"+

@@ -1,0 +1,75 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cocoon-mesh/cocoon/tee"
+)
+
+// attestPeer is a host with just enough of a node to run the attested handshake.
+func attestPeer(b *testing.B, allowSimulated bool) *Node {
+	b.Helper()
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hc := DefaultHostConfig()
+	hc.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	h, err := NewHost(hc, key, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { h.Close() })
+	a, err := newAttestState(key, tee.NewSimulated(nil), tee.NewVerifier(tee.Policy{AllowSimulated: allowSimulated}, nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := &Node{h: h, attest: a, now: time.Now, log: slog.New(slog.DiscardHandler), ctx: context.Background()}
+	h.SetStreamHandler(AttestProtocol, n.handleAttest)
+	return n
+}
+
+func connect(b *testing.B, from, to host.Host) {
+	b.Helper()
+	if err := from.Connect(context.Background(), peer.AddrInfo{ID: to.ID(), Addrs: to.Addrs()}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkAttestHandshake is what the attested handshake adds to a connection (simulated
+// evidence): one stream, the hello, and its verification, on a warm connection. Nodes do it
+// once per connection, not per request.
+func BenchmarkAttestHandshake(b *testing.B) {
+	a, z := attestPeer(b, true), attestPeer(b, true)
+	connect(b, a.h, z.h)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, _, err := a.handshake(ctx, z.h.ID()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkConnectAndAttest is a new connection (TCP, Noise, yamux, identify) and the
+// handshake on it, for comparison with the handshake alone.
+func BenchmarkConnectAndAttest(b *testing.B) {
+	a, z := attestPeer(b, true), attestPeer(b, true)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		connect(b, a.h, z.h)
+		if _, _, _, err := a.handshake(ctx, z.h.ID()); err != nil {
+			b.Fatal(err)
+		}
+		a.h.Network().ClosePeer(z.h.ID())
+		a.h.Peerstore().RemovePeer(z.h.ID())
+	}
+}
