@@ -126,7 +126,7 @@ func Run(ctx context.Context, t *Targets, cfg Config) (*Report, error) {
 }
 
 // runPair measures every target at one stream mode and concurrency: n requests each, split
-// into rounds that run the targets back to back.
+// into rounds that run the targets back to back, in alternating order.
 func runPair(ctx context.Context, clients map[Mode]*Client, cfg Config, stream bool, conc, n int) ([]Result, error) {
 	rounds := max(1, min(cfg.Rounds, n))
 	scs := map[Mode]Scenario{}
@@ -147,7 +147,13 @@ func runPair(ctx context.Context, clients map[Mode]*Client, cfg Config, stream b
 		if round < n%rounds {
 			size++
 		}
-		for _, m := range Modes() {
+		// Odd rounds run the targets in reverse, so none always follows the same one (and
+		// inherits its garbage to collect, or its warm caches).
+		order := Modes()
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, m := range order {
 			sc, ok := scs[m]
 			if !ok {
 				continue

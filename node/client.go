@@ -112,6 +112,7 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk ch
 	}
 	first := int(n.client.next.Add(1))
 	var lastErr error
+	resent := false
 	for i := 0; i < min(n.cfg.MaxAttempts, len(proxies)); i++ {
 		p := proxies[(first+i)%len(proxies)]
 		if pa := n.cachedAttestation(p); pa != nil && pa.distrusted {
@@ -121,6 +122,14 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk ch
 		started, res, err := n.inferVia(ctx, p, h, body, onChunk)
 		if err == nil {
 			return res, nil
+		}
+		if !started && !resent && asWireError(err).Code == wire.CodeSealSession {
+			// The worker lost our session (inferVia unconfirmed it): once more, with its key.
+			resent = true
+			started, res, err = n.inferVia(ctx, p, h, body, onChunk)
+			if err == nil {
+				return res, nil
+			}
 		}
 		lastErr = err
 		if started || ctx.Err() != nil || !asWireError(err).Code.Retryable() {
@@ -222,12 +231,18 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 			if err != nil {
 				return true, nil, wire.Errorf(wire.CodeWorkerFailed, "the answer's receipt does not check: %v", err)
 			}
+			if ex.session != nil {
+				ex.session.Confirm() // the worker holds the session: later bodies name it by ID
+			}
 			return true, &result{fin: fin, proxy: p, receipt: receipt, workerTE: ex.workerTE}, nil
 		case wire.FrameError:
 			c.finish()
 			we, err := wire.DecodeError(payload)
 			if err != nil {
 				return started, nil, wire.Errorf(wire.CodeWorkerFailed, "malformed error message: %v", err)
+			}
+			if we.Code == wire.CodeSealSession && ex.session != nil {
+				ex.session.Unconfirm()
 			}
 			return started, nil, we
 		default:
@@ -245,6 +260,7 @@ type exchange struct {
 	sentBody []byte          // a presealed body, hashed into sent once the proxy chooses it
 	hash     *tee.AnswerHash // over the chunks as received
 	answer   *tee.Answer     // opens the chunks of a sealed answer
+	session  *tee.Session    // the session the body was sealed in
 	plain    []byte          // buffer for opened chunks
 	workerTE string
 }
@@ -265,7 +281,7 @@ func (n *Node) preseal(p peer.ID, h *wire.Header, body []byte) ([]byte, map[peer
 			return nil, nil, wire.Errorf(wire.CodeInternal, "sealing: %v", err)
 		}
 		set[i] = wire.Sealed{Worker: c.worker, KeyID: c.keyID, Body: sealed}
-		exs[c.worker] = exchange{worker: c.worker, sealed: true, sentBody: sealed, answer: ans, workerTE: c.te}
+		exs[c.worker] = exchange{worker: c.worker, sealed: true, sentBody: sealed, answer: ans, session: c.sess, workerTE: c.te}
 	}
 	h.Presealed = true
 	return wire.AppendSealedSet(nil, set), exs, nil
@@ -289,7 +305,7 @@ func (n *Node) sealTo(c *call, p peer.ID, payload []byte, h *wire.Header, body [
 		if sent, ex.answer, err = sess.Seal([]byte(h.ID), body); err != nil {
 			return wire.Errorf(wire.CodeInternal, "sealing: %v", err)
 		}
-		t, ex.sealed, ex.workerTE = wire.FrameSealed, true, describe(&att.Claims)
+		t, ex.sealed, ex.workerTE, ex.session = wire.FrameSealed, true, describe(&att.Claims), sess
 		n.client.routes.remember(p, h.Model, candidate{worker: route.Worker, keyID: wire.SealKeyID(att.SealKey),
 			sess: sess, te: ex.workerTE, at: n.now()})
 	}

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -214,5 +215,27 @@ func TestWarmRequestsReuseConnections(t *testing.T) {
 	}
 	if after := conns(); after != before {
 		t.Fatalf("connections went from %d to %d over 50 warm requests", before, after)
+	}
+}
+
+// A worker that lost its sealing sessions answers the next resumed body with
+// seal_session_unknown; the client sends the body again with the session's key, and the
+// caller never sees the hiccup.
+func TestLostSealSessionIsResent(t *testing.T) {
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1})
+	url := "http://" + nw.Client.APIAddr() + "/v1/chat/completions"
+	ask := func(i int) {
+		t.Helper()
+		r := post(t, url, "", fmt.Sprintf(`{"model":"echo-test","messages":[{"role":"user","content":"lost %d"}]}`, i))
+		if r.status != 200 || !strings.Contains(r.body, fmt.Sprintf("lost %d", i)) {
+			t.Fatalf("request %d: %+v", i, r)
+		}
+	}
+	for i := range 3 {
+		ask(i)
+	}
+	node.ForgetSealSessions(nw.Workers[0])
+	for i := 3; i < 6; i++ {
+		ask(i)
 	}
 }

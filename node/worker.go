@@ -185,7 +185,11 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 	if h.Sealed {
 		if body, sealer, err = n.attest.opener.Open([]byte(h.ID), body); err != nil {
 			r.Release()
-			out.fail(wire.Errorf(wire.CodeAttestation, "%v", err))
+			code := wire.CodeAttestation
+			if errors.Is(err, tee.ErrUnknownSession) {
+				code = wire.CodeSealSession // the client resends with the session's key
+			}
+			out.fail(wire.Errorf(code, "%v", err))
 			return
 		}
 	}

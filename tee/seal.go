@@ -9,8 +9,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cocoon-mesh/cocoon/internal/fields"
 )
@@ -30,12 +32,17 @@ const (
 	sealInfo       = "cocoon-mesh/seal/v1"
 	sessionExport  = "cocoon-mesh/seal/session"
 	maxSealedEnc   = 2048
-	replayWindow   = 1024 // requests of one session may arrive this far out of order
-	maxOpenSession = 4096 // sessions a worker keeps; past it the oldest half is dropped
+	replayWindow   = 1024    // requests of one session may arrive this far out of order
+	maxOpenSession = 1 << 16 // sessions a worker keeps (about 200 bytes each); past it the least recently used half goes
 )
 
 // ErrSeal is wrapped by every failure to open sealed data: wrong key, tampering, replay.
 var ErrSeal = errors.New("tee: sealed data does not open")
+
+// ErrUnknownSession is wrapped when a body names a session the worker no longer holds (it
+// restarted its key, or dropped the session for room): the client must send the encapsulated
+// key again.
+var ErrUnknownSession = errors.New("tee: the worker does not hold this sealing session")
 
 // SealKey is the private key prompts are sealed to; its public half is bound in the evidence.
 type SealKey struct {
@@ -64,11 +71,15 @@ func CheckSealPublicKey(p []byte) error {
 	return nil
 }
 
-// Session is a client's sealing session with one worker; safe for concurrent use.
+// Session is a client's sealing session with one worker; safe for concurrent use. Its sealed
+// bodies carry the 1120-byte encapsulated key until the worker has answered one (Confirm):
+// the worker keeps the session, so later bodies name it by its 16-byte ID alone.
 type Session struct {
-	enc    []byte
-	secret []byte
-	seq    atomic.Uint64
+	id        [16]byte
+	enc       []byte
+	secret    []byte
+	seq       atomic.Uint64
+	confirmed atomic.Bool
 }
 
 // NewSession sets up a session to the worker whose sealing public key is workerKey.
@@ -85,8 +96,16 @@ func NewSession(workerKey []byte) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Session{enc: enc, secret: secret}, nil
+	return &Session{id: sessionID(enc), enc: enc, secret: secret}, nil
 }
+
+// Confirm records that the worker opened a body of this session and answered: it holds the
+// session, and later bodies leave the encapsulated key out.
+func (s *Session) Confirm() { s.confirmed.Store(true) }
+
+// Unconfirm makes later bodies carry the encapsulated key again, after the worker said it no
+// longer holds the session (ErrUnknownSession).
+func (s *Session) Unconfirm() { s.confirmed.Store(false) }
 
 // sessionID names a session by its encapsulated key.
 func sessionID(enc []byte) [16]byte {
@@ -103,8 +122,13 @@ func (s *Session) Seal(aad, body []byte) ([]byte, *Answer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	e := fields.Enc{B: make([]byte, 0, len(s.enc)+len(body)+64)}
-	e.Bytes(s.enc)
+	var enc []byte
+	if !s.confirmed.Load() {
+		enc = s.enc
+	}
+	e := fields.Enc{B: make([]byte, 0, len(enc)+len(body)+64)}
+	e.Fixed(s.id[:])
+	e.Bytes(enc)
 	e.Uvarint(seq)
 	e.B = reqKey.Seal(e.B, zeroNonce[:], body, aad)
 	return e.B, ans, nil
@@ -177,11 +201,11 @@ type Opener struct {
 
 	mu       sync.Mutex
 	sessions map[[16]byte]*openSession
-	order    [][16]byte // oldest first, for eviction
 }
 
 type openSession struct {
 	secret []byte
+	used   atomic.Int64 // last use, in Unix nanoseconds: the least recently used go first
 	mu     sync.Mutex
 	top    uint64                    // highest sequence number seen
 	seen   [replayWindow / 64]uint64 // bit i: top-i was seen
@@ -199,7 +223,9 @@ func (o *Opener) Key() *SealKey { return o.key }
 // tampered and replayed ones, and returns the body and the answer's sealer.
 func (o *Opener) Open(aad, sealed []byte) ([]byte, *Answer, error) {
 	d := fields.Dec{B: sealed, Bad: ErrMalformed}
-	enc := d.Bytes("sealed session", maxSealedEnc)
+	var id [16]byte
+	copy(id[:], d.Fixed("session id", 16))
+	enc := d.Bytes("encapsulated key", maxSealedEnc)
 	seq := d.Uvarint("sealed sequence")
 	if d.Err != nil {
 		return nil, nil, d.Err
@@ -207,10 +233,11 @@ func (o *Opener) Open(aad, sealed []byte) ([]byte, *Answer, error) {
 	if seq == 0 {
 		return nil, nil, fmt.Errorf("%w: sequence 0", ErrMalformed)
 	}
-	s, err := o.session(enc)
+	s, err := o.session(id, enc)
 	if err != nil {
 		return nil, nil, err
 	}
+	s.used.Store(time.Now().UnixNano())
 	reqKey, ans, err := requestKeys(s.secret, seq)
 	if err != nil {
 		return nil, nil, err
@@ -225,14 +252,19 @@ func (o *Opener) Open(aad, sealed []byte) ([]byte, *Answer, error) {
 	return body, ans, nil
 }
 
-// session finds or sets up the session enc opens.
-func (o *Opener) session(enc []byte) (*openSession, error) {
-	id := sessionID(enc)
+// session finds session id, or sets it up from enc, the encapsulated key it is named after.
+func (o *Opener) session(id [16]byte, enc []byte) (*openSession, error) {
 	o.mu.Lock()
 	s := o.sessions[id]
 	o.mu.Unlock()
 	if s != nil {
 		return s, nil
+	}
+	if len(enc) == 0 {
+		return nil, ErrUnknownSession
+	}
+	if sessionID(enc) != id {
+		return nil, fmt.Errorf("%w: session id does not match its encapsulated key", ErrMalformed)
 	}
 	r, err := hpke.NewRecipient(enc, o.key.priv, sealKDF, sealAEAD, []byte(sealInfo))
 	if err != nil {
@@ -248,15 +280,27 @@ func (o *Opener) session(enc []byte) (*openSession, error) {
 	if old := o.sessions[id]; old != nil {
 		return old, nil // set up concurrently by another request
 	}
-	if len(o.order) >= maxOpenSession {
-		for _, old := range o.order[:maxOpenSession/2] {
-			delete(o.sessions, old)
-		}
-		o.order = append(o.order[:0], o.order[maxOpenSession/2:]...)
+	if len(o.sessions) >= maxOpenSession {
+		o.evictHalf()
 	}
 	o.sessions[id] = s
-	o.order = append(o.order, id)
 	return s, nil
+}
+
+// evictHalf drops the least recently used half of the sessions (o.mu held). Their clients get
+// ErrUnknownSession once and send the encapsulated key again.
+func (o *Opener) evictHalf() {
+	used := make([]int64, 0, len(o.sessions))
+	for _, s := range o.sessions {
+		used = append(used, s.used.Load())
+	}
+	slices.Sort(used)
+	cut := used[len(used)/2]
+	for id, s := range o.sessions {
+		if s.used.Load() < cut {
+			delete(o.sessions, id)
+		}
+	}
 }
 
 // accept records seq as opened, refusing one already opened or too far behind the highest.

@@ -80,6 +80,53 @@ func TestSealRefusesTamperingReplayAndOtherKeys(t *testing.T) {
 	}
 }
 
+// After Confirm, bodies name the session by ID alone; a worker that lost the session says so,
+// and after Unconfirm the client's next body sets it up again.
+func TestSessionResumption(t *testing.T) {
+	s, o := newPair(t)
+	first, _, _ := s.Seal(nil, []byte("one"))
+	if _, _, err := o.Open(nil, first); err != nil {
+		t.Fatal(err)
+	}
+	s.Confirm()
+	short, _, _ := s.Seal(nil, []byte("two"))
+	if len(short) >= len(first) {
+		t.Fatalf("confirmed body of %d bytes, first of %d: the encapsulated key is still sent", len(short), len(first))
+	}
+	if body, _, err := o.Open(nil, short); err != nil || string(body) != "two" {
+		t.Fatalf("resumed body: %q %v", body, err)
+	}
+	fresh := NewOpener(o.Key()) // the same key, sessions lost
+	third, _, _ := s.Seal(nil, []byte("three"))
+	if _, _, err := fresh.Open(nil, third); !errors.Is(err, ErrUnknownSession) {
+		t.Fatalf("unknown session: %v", err)
+	}
+	s.Unconfirm()
+	fourth, _, _ := s.Seal(nil, []byte("four"))
+	if body, _, err := fresh.Open(nil, fourth); err != nil || string(body) != "four" {
+		t.Fatalf("after Unconfirm: %q %v", body, err)
+	}
+	// A session ID that is not its key's: refused.
+	bad := bytes.Clone(fourth)
+	bad[0] ^= 1
+	if _, _, err := NewOpener(o.Key()).Open(nil, bad); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("mismatched session id: %v", err)
+	}
+}
+
+func TestOpenerEvictsLeastRecentlyUsed(t *testing.T) {
+	o := NewOpener(nil)
+	for i := range 10 {
+		s := &openSession{}
+		s.used.Store(int64(i))
+		o.sessions[[16]byte{byte(i)}] = s
+	}
+	o.evictHalf()
+	if len(o.sessions) != 5 || o.sessions[[16]byte{9}] == nil || o.sessions[[16]byte{0}] != nil {
+		t.Fatalf("kept %d sessions: %v", len(o.sessions), o.sessions)
+	}
+}
+
 func TestReplayWindow(t *testing.T) {
 	var s openSession
 	for _, seq := range []uint64{5, 3, 4, 1, 2} {

@@ -283,6 +283,7 @@ const (
 	CodeInternal     Code = 10 // a bug or an unexpected local failure
 	CodeUnavailable  Code = 11 // this node cannot serve now (no proxy, shutting down)
 	CodeAttestation  Code = 12 // a peer's attestation is missing or refused, or sealed data did not open
+	CodeSealSession  Code = 13 // the worker no longer holds the client's sealing session: resend with its key
 )
 
 var codeNames = map[Code]string{
@@ -290,6 +291,7 @@ var codeNames = map[Code]string{
 	CodeNoCapacity: "no_capacity", CodeTooLarge: "too_large", CodeTimeout: "timeout",
 	CodeCancelled: "cancelled", CodeBackend: "backend_error", CodeWorkerFailed: "worker_failed",
 	CodeInternal: "internal_error", CodeUnavailable: "unavailable", CodeAttestation: "attestation_failed",
+	CodeSealSession: "seal_session_unknown",
 }
 
 // String returns the code's stable name, used as OpenAI's error "code".
@@ -317,7 +319,7 @@ func (c Code) HTTPStatus() int {
 		return http.StatusGatewayTimeout
 	case CodeCancelled:
 		return 499 // client closed request, as nginx names it
-	case CodeBackend, CodeWorkerFailed, CodeAttestation:
+	case CodeBackend, CodeWorkerFailed, CodeAttestation, CodeSealSession:
 		return http.StatusBadGateway
 	}
 	return http.StatusInternalServerError
