@@ -233,7 +233,11 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 	var sealed wire.Chunk
 	send := func(c *wire.Chunk, flush bool) error {
 		if sealer != nil {
-			sealed.Tokens, sealed.Data = c.Tokens, sealer.Seal(sealed.Data[:0], c.Data)
+			var err error
+			if sealed.Data, err = sealer.Seal(sealed.Data[:0], c.Data); err != nil {
+				return err
+			}
+			sealed.Tokens = c.Tokens
 			c = &sealed
 		}
 		answerHash.Add(c.Data)
@@ -293,7 +297,10 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 	fin.Receipt = rc.Marshal()
 	if sealer != nil {
 		d := rc.WorkerDigest()
-		fin.Tag = sealer.Seal(nil, d[:])
+		if fin.Tag, err = sealer.Seal(nil, d[:]); err != nil {
+			out.fail(err)
+			return
+		}
 	}
 	out.final(&fin)
 }

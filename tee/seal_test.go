@@ -35,14 +35,15 @@ func TestSealRoundTrip(t *testing.T) {
 		t.Fatalf("open: %q %v", body, err)
 	}
 	for _, chunk := range []string{"data: one\n\n", "data: two\n\n", ""} {
-		sc := wAns.Seal(nil, []byte(chunk))
+		sc, _ := wAns.Seal(nil, []byte(chunk))
 		got, err := cAns.Open(nil, sc)
 		if err != nil || string(got) != chunk {
 			t.Fatalf("answer chunk %q: %q %v", chunk, got, err)
 		}
 	}
 	// Chunks out of order do not open.
-	a, b := wAns.Seal(nil, []byte("a")), wAns.Seal(nil, []byte("b"))
+	a, _ := wAns.Seal(nil, []byte("a"))
+	b, _ := wAns.Seal(nil, []byte("b"))
 	if _, err := cAns.Open(nil, b); !errors.Is(err, ErrSeal) {
 		t.Fatalf("reordered chunk opened: %v", err)
 	}
@@ -184,7 +185,8 @@ func BenchmarkSealRequest(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := cAns.Open(nil, wAns.Seal(nil, chunk)); err != nil {
+		sc, _ := wAns.Seal(nil, chunk)
+		if _, err := cAns.Open(nil, sc); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -203,4 +205,26 @@ func BenchmarkSealSession(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// Two requests of one session share its key but never a nonce: a proxy cannot pass one
+// request's answer off as another's.
+func TestAnswersDoNotCrossRequests(t *testing.T) {
+	s, o := newPair(t)
+	b1, c1, _ := s.Seal(nil, []byte("one"))
+	b2, c2, _ := s.Seal(nil, []byte("two"))
+	_, w1, err1 := o.Open(nil, b1)
+	_, w2, err2 := o.Open(nil, b2)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	a1, _ := w1.Seal(nil, []byte("answer one"))
+	a2, _ := w2.Seal(nil, []byte("answer two"))
+	if _, err := c2.Open(nil, a1); !errors.Is(err, ErrSeal) {
+		t.Fatalf("request 1's answer opened as request 2's: %v", err)
+	}
+	if got, err := c1.Open(nil, a1); err != nil || string(got) != "answer one" {
+		t.Fatalf("%q %v", got, err)
+	}
+	_ = a2
 }
