@@ -42,6 +42,7 @@ type attestState struct {
 	digest   [32]byte    // our evidence digest; zero outside a TEE
 	key      []byte      // our libp2p public key, marshalled
 	priv     crypto.PrivKey
+	signer   *batchSigner // signs receipts, many at a time under load
 
 	mu    sync.Mutex
 	peers map[peer.ID]*peerAttest
@@ -79,7 +80,7 @@ func newAttestState(priv crypto.PrivKey, provider tee.Provider, verifier *tee.Ve
 		return nil, err
 	}
 	a := &attestState{provider: provider, verifier: verifier, opener: tee.NewOpener(sk), key: pub, priv: priv,
-		peers: make(map[peer.ID]*peerAttest)}
+		signer: &batchSigner{key: priv}, peers: make(map[peer.ID]*peerAttest)}
 	hello := tee.Hello{SealKey: sk.PublicKey()}
 	if provider != nil {
 		ev, err := provider.Attest(tee.ReportData(pub, sk.PublicKey()))

@@ -320,7 +320,10 @@ func (n *Node) countersign(p []byte, h *wire.Header, worker peer.ID, pa *peerAtt
 		}
 	}
 	if err == nil {
-		err = rc.Countersign(n.attest.priv)
+		err = rc.CheckProxy(n.attest.priv.GetPublic())
+	}
+	if err == nil {
+		rc.Proxy, err = n.attest.signer.sign(rc.ProxyDigest())
 	}
 	if err != nil {
 		return nil, err

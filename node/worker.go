@@ -288,9 +288,9 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 		RequestID: h.ID, Model: h.Model, Sealed: h.Sealed, RequestHash: requestHash, AnswerHash: answerHash.Sum(),
 		PromptTokens: uint64(fin.Usage.Prompt), CachedTokens: uint64(fin.Usage.Cached),
 		CompletionTokens: uint64(fin.Usage.Completion), ReasoningTokens: uint64(fin.Usage.Reasoning),
-		Time: n.now(), WorkerEvidence: n.attest.digest, ProxyKey: proxyKey, ProxyEvidence: proxyAttest.att.Digest,
+		Time: n.now(), WorkerKey: n.attest.key, WorkerEvidence: n.attest.digest, ProxyKey: proxyKey, ProxyEvidence: proxyAttest.att.Digest,
 	}
-	if err := rc.SignWorker(n.attest.priv); err != nil {
+	if rc.Worker, err = n.attest.signer.sign(rc.WorkerDigest()); err != nil {
 		out.fail(err)
 		return
 	}

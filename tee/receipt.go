@@ -21,7 +21,7 @@ const (
 )
 
 // MaxReceiptSize bounds an encoded receipt.
-const MaxReceiptSize = 4 << 10
+const MaxReceiptSize = 8 << 10
 
 // ErrReceipt is wrapped when a receipt's signatures do not check.
 var ErrReceipt = errors.New("tee: receipt does not verify")
@@ -44,8 +44,8 @@ type Receipt struct {
 	ProxyKey       []byte    // the proxy's libp2p public key, marshalled
 	ProxyEvidence  [32]byte  // digest of the proxy's evidence (zero: none)
 
-	WorkerSig []byte // the worker's signature over everything above
-	ProxySig  []byte // the proxy's signature over everything above and WorkerSig
+	Worker BatchSig // the worker's signature over everything above (WorkerDigest)
+	Proxy  BatchSig // the proxy's signature over everything above and Worker (ProxyDigest)
 }
 
 // appendBody encodes the fields the worker signs.
@@ -69,35 +69,52 @@ func (r *Receipt) appendBody(b []byte) []byte {
 	return e.B
 }
 
-// SignWorker sets WorkerKey from key and signs the receipt as its worker.
+// SignWorker sets WorkerKey from key and signs the receipt as its worker, alone in its batch.
+// (A busy worker signs many receipts at once: it sets WorkerKey, then Worker from SignBatch
+// over their WorkerDigests.)
 func (r *Receipt) SignWorker(key crypto.PrivKey) error {
 	pub, err := crypto.MarshalPublicKey(key.GetPublic())
 	if err != nil {
 		return err
 	}
 	r.WorkerKey = pub
-	r.WorkerSig, err = key.Sign(r.appendBody([]byte(workerReceiptDomain)))
+	sigs, err := SignBatch(key, [][32]byte{r.WorkerDigest()})
+	if err == nil {
+		r.Worker = sigs[0]
+	}
 	return err
 }
 
-// Countersign signs the receipt as its proxy. It checks that the worker named this proxy, not
-// the worker's signature: CheckWorker does that, at 50 µs a time (see node.Config.ReceiptCheckEvery).
-func (r *Receipt) Countersign(key crypto.PrivKey) error {
+// CheckProxy checks that the worker named the proxy whose key is key; it does not check the
+// worker's signature: CheckWorker does that, at 50 µs a time (see node.Config.ReceiptCheckEvery).
+func (r *Receipt) CheckProxy(key crypto.PubKey) error {
 	if len(r.ProxyKey) == 0 {
 		return fmt.Errorf("%w: the worker did not name the proxy", ErrReceipt)
 	}
 	pub, err := crypto.UnmarshalPublicKey(r.ProxyKey)
-	if err != nil || !pub.Equals(key.GetPublic()) {
+	if err != nil || !pub.Equals(key) {
 		return fmt.Errorf("%w: the worker named another proxy", ErrReceipt)
 	}
-	r.ProxySig, err = key.Sign(r.proxySigned())
+	return nil
+}
+
+// Countersign checks the receipt names this proxy and signs it as its proxy, alone in its batch.
+func (r *Receipt) Countersign(key crypto.PrivKey) error {
+	if err := r.CheckProxy(key.GetPublic()); err != nil {
+		return err
+	}
+	sigs, err := SignBatch(key, [][32]byte{r.ProxyDigest()})
+	if err == nil {
+		r.Proxy = sigs[0]
+	}
 	return err
 }
 
-func (r *Receipt) proxySigned() []byte {
+// ProxyDigest is SHA-256 of what the proxy signs: the worker's fields and its signature.
+func (r *Receipt) ProxyDigest() [32]byte {
 	e := fields.Enc{B: r.appendBody([]byte(proxyReceiptDomain))}
-	e.Bytes(r.WorkerSig)
-	return e.B
+	r.Worker.append(&e)
+	return sha256.Sum256(e.B)
 }
 
 // WorkerDigest is SHA-256 of what the worker signs. A worker also seals it into the answer of a
@@ -113,7 +130,7 @@ func (r *Receipt) CheckWorker() error {
 	if err != nil {
 		return fmt.Errorf("%w: worker key: %v", ErrReceipt, err)
 	}
-	if ok, err := pub.Verify(r.appendBody([]byte(workerReceiptDomain)), r.WorkerSig); err != nil || !ok {
+	if !r.Worker.Verify(pub, r.WorkerDigest()) {
 		return fmt.Errorf("%w: bad worker signature", ErrReceipt)
 	}
 	return nil
@@ -128,7 +145,7 @@ func (r *Receipt) Verify() (worker, proxy peer.ID, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("%w: proxy key: %v", ErrReceipt, err)
 	}
-	if ok, err := pub.Verify(r.proxySigned(), r.ProxySig); err != nil || !ok {
+	if !r.Proxy.Verify(pub, r.ProxyDigest()) {
 		return "", "", fmt.Errorf("%w: bad proxy signature", ErrReceipt)
 	}
 	wpub, _ := crypto.UnmarshalPublicKey(r.WorkerKey)
@@ -143,9 +160,9 @@ func (r *Receipt) Verify() (worker, proxy peer.ID, err error) {
 
 // Marshal encodes the receipt with its signatures.
 func (r *Receipt) Marshal() []byte {
-	e := fields.Enc{B: r.appendBody(make([]byte, 0, 512))}
-	e.Bytes(r.WorkerSig)
-	e.Bytes(r.ProxySig)
+	e := fields.Enc{B: r.appendBody(make([]byte, 0, 640))}
+	r.Worker.append(&e)
+	r.Proxy.append(&e)
 	return e.B
 }
 
@@ -176,8 +193,8 @@ func UnmarshalReceipt(p []byte) (Receipt, error) {
 	copy(r.WorkerEvidence[:], d.Fixed("worker evidence digest", 32))
 	r.ProxyKey = d.Bytes("proxy key", 1024)
 	copy(r.ProxyEvidence[:], d.Fixed("proxy evidence digest", 32))
-	r.WorkerSig = d.Bytes("worker signature", 1024)
-	r.ProxySig = d.Bytes("proxy signature", 1024)
+	r.Worker = decodeBatchSig(&d, "worker signature")
+	r.Proxy = decodeBatchSig(&d, "proxy signature")
 	if err := d.Done(); err != nil {
 		return Receipt{}, err
 	}

@@ -124,7 +124,7 @@ type Usage struct {
 }
 
 // MaxReceiptLen bounds the receipt a final message carries.
-const MaxReceiptLen = 4 << 10
+const MaxReceiptLen = 8 << 10
 
 // Final ends a successful answer.
 type Final struct {
