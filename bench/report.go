@@ -132,29 +132,25 @@ func Checks(results []Result) []Check {
 		}
 		return fmt.Sprintf("%d failed requests behind this figure", n)
 	}
-	for _, k := range order {
+	// ratioCheck marks mesh req/s over base's against target, at concurrency 16 and 64.
+	ratioCheck := func(k key, name string, base Mode, target float64) {
 		mesh, okM := byKey[k][Mesh]
-		hop, okH := byKey[k][HTTP2Hop]
-		if (k.conc == 16 || k.conc == 64) && okM && okH {
-			r := ratio(mesh.RPS, hop.RPS)
-			out = append(out, Check{
-				Name:   fmt.Sprintf("mesh/http2hop req/s, stream %s, c=%d", onOff(k.stream), k.conc),
-				Value:  fmt.Sprintf("%.2f", r),
-				Target: fmt.Sprintf(">= %.2f", TargetRatioVsHop),
-				Pass:   r >= TargetRatioVsHop,
-				Note:   note(mesh, hop),
-			})
+		b, okB := byKey[k][base]
+		if (k.conc != 16 && k.conc != 64) || !okM || !okB {
+			return
 		}
-		if cl, okC := byKey[k][MeshClear]; (k.conc == 16 || k.conc == 64) && okM && okC {
-			r := ratio(mesh.RPS, cl.RPS)
-			out = append(out, Check{
-				Name:   fmt.Sprintf("sealed/unsealed mesh req/s, stream %s, c=%d", onOff(k.stream), k.conc),
-				Value:  fmt.Sprintf("%.2f", r),
-				Target: fmt.Sprintf(">= %.2f", TargetSealedRatio),
-				Pass:   r >= TargetSealedRatio,
-				Note:   note(mesh, cl),
-			})
-		}
+		r := ratio(mesh.RPS, b.RPS)
+		out = append(out, Check{
+			Name:   fmt.Sprintf("%s req/s, stream %s, c=%d", name, onOff(k.stream), k.conc),
+			Value:  fmt.Sprintf("%.2f", r),
+			Target: fmt.Sprintf(">= %.2f", target),
+			Pass:   r >= target,
+			Note:   note(mesh, b),
+		})
+	}
+	for _, k := range order {
+		ratioCheck(k, "mesh/http2hop", HTTP2Hop, TargetRatioVsHop)
+		ratioCheck(k, "sealed/unsealed mesh", MeshClear, TargetSealedRatio)
 	}
 	for _, k := range order {
 		mesh, okM := byKey[k][Mesh]

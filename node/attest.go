@@ -386,12 +386,9 @@ const maxRouteCache = 1024
 // checkRoute verifies the worker a proxy routed us to and returns the session to seal to it;
 // nil with no error means the worker is unattested and this node allows sending it plaintext.
 func (n *Node) checkRoute(r *wire.Route) (*tee.Session, tee.Attestation, error) {
-	id, err := peer.IDFromBytes([]byte(r.Worker))
-	if err == nil {
-		var pub crypto.PubKey
-		if pub, err = crypto.UnmarshalPublicKey(r.Key); err == nil && !id.MatchesPublicKey(pub) {
-			err = errors.New("the key is not the worker's")
-		}
+	pub, err := crypto.UnmarshalPublicKey(r.Key)
+	if err == nil && !r.Worker.MatchesPublicKey(pub) {
+		err = errors.New("the key is not the worker's")
 	}
 	if err != nil {
 		return nil, tee.Attestation{}, wire.Errorf(wire.CodeAttestation, "proxy sent a bad route to worker %s: %v", r.Worker.String(), err)
