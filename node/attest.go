@@ -257,7 +257,10 @@ func (n *Node) fetchAttestation(p peer.ID, pa *peerAttest) {
 	select {
 	case <-pa.done: // a refresh: swap in the new outcome if pa is still the current one
 		close(res.done)
-		if n.attest.peers[p] == pa {
+		switch {
+		case res.unreached:
+			pa.refreshing = false // a hiccup says nothing against the good entry: try again later
+		case n.attest.peers[p] == pa:
 			n.attest.peers[p] = res
 		}
 	default:

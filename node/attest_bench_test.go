@@ -14,7 +14,7 @@ import (
 )
 
 // attestPeer is a host with just enough of a node to run the attested handshake.
-func attestPeer(b *testing.B, allowSimulated bool) *Node {
+func attestPeer(b testing.TB, allowSimulated bool) *Node {
 	b.Helper()
 	key, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
@@ -31,12 +31,14 @@ func attestPeer(b *testing.B, allowSimulated bool) *Node {
 	if err != nil {
 		b.Fatal(err)
 	}
-	n := &Node{h: h, attest: a, now: time.Now, log: slog.New(slog.DiscardHandler), ctx: context.Background()}
+	n := &Node{h: h, attest: a, now: time.Now, log: slog.New(slog.DiscardHandler), cfg: DefaultConfig()}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	b.Cleanup(func() { n.cancel(); n.wg.Wait() })
 	h.SetStreamHandler(AttestProtocol, n.handleAttest)
 	return n
 }
 
-func connect(b *testing.B, from, to host.Host) {
+func connect(b testing.TB, from, to host.Host) {
 	b.Helper()
 	if err := from.Connect(context.Background(), peer.AddrInfo{ID: to.ID(), Addrs: to.Addrs()}); err != nil {
 		b.Fatal(err)

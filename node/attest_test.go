@@ -1,0 +1,74 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+)
+
+// The handshake runs once per peer, is reused for the TTL, refreshed in the background once
+// three quarters of it have passed (the caller does not wait), and run anew when it expired.
+func TestAttestationCacheAndRefresh(t *testing.T) {
+	a, z := attestPeer(t, true), attestPeer(t, true)
+	var handshakes atomic.Int32
+	z.h.SetStreamHandler(AttestProtocol, func(s network.Stream) {
+		handshakes.Add(1)
+		z.handleAttest(s)
+	})
+	var mu sync.Mutex
+	now := time.Unix(1_700_000_000, 0)
+	a.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	a.cfg.AttestTTL = time.Hour
+	connect(t, a.h, z.h)
+	ctx := context.Background()
+
+	pa, err := a.peerAttestation(ctx, z.h.ID())
+	if err != nil || pa.err != nil {
+		t.Fatalf("first handshake: %v %v", err, pa.err)
+	}
+	for range 5 {
+		if again, _ := a.peerAttestation(ctx, z.h.ID()); again != pa {
+			t.Fatal("a fresh handshake was not reused")
+		}
+	}
+	if n := handshakes.Load(); n != 1 {
+		t.Fatalf("%d handshakes, want 1", n)
+	}
+
+	advance(50 * time.Minute) // past three quarters: served from cache, refreshed behind
+	if got, _ := a.peerAttestation(ctx, z.h.ID()); got != pa {
+		t.Fatal("a request waited for the refresh")
+	}
+	a.wg.Wait()
+	if n := handshakes.Load(); n != 2 {
+		t.Fatalf("%d handshakes after the refresh, want 2", n)
+	}
+	refreshed := a.cachedAttestation(z.h.ID())
+	if refreshed == nil || refreshed == pa || refreshed.err != nil {
+		t.Fatalf("refreshed entry: %+v", refreshed)
+	}
+
+	advance(2 * time.Hour) // expired: fetched again, synchronously
+	if got, _ := a.peerAttestation(ctx, z.h.ID()); got == refreshed || got.err != nil {
+		t.Fatal("an expired handshake was reused")
+	}
+	if n := handshakes.Load(); n != 3 {
+		t.Fatalf("%d handshakes after expiry, want 3", n)
+	}
+
+	// A closed connection forgets the peer's handshake.
+	a.startAttest()
+	a.h.Network().ClosePeer(z.h.ID())
+	deadline := time.Now().Add(5 * time.Second)
+	for a.cachedAttestation(z.h.ID()) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the handshake outlived the connection")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
