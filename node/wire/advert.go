@@ -10,6 +10,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/cocoon-mesh/cocoon/internal/fields"
+	"github.com/cocoon-mesh/cocoon/ton"
 )
 
 // Limits on an advert, so a validator can refuse a hostile one cheaply.
@@ -23,12 +24,10 @@ const (
 const advertDomain = "cocoon/advert/v1\x00"
 
 // CoefficientOne is the price coefficient that leaves list prices unchanged (per mille).
-const CoefficientOne = 1000
+const CoefficientOne = ton.CoefficientOne
 
-// Prices are per-token prices in nanoTON, by billing category.
-type Prices struct {
-	Prompt, Cached, Completion, Reasoning uint64
-}
+// Prices are per-token prices in nanoTON, by billing category (the ton package bills with them).
+type Prices = ton.Prices
 
 // Offer is one model a worker serves, with its list prices.
 type Offer struct {

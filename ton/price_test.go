@@ -1,0 +1,104 @@
+package ton
+
+import (
+	"errors"
+	"math"
+	"testing"
+)
+
+func TestCost(t *testing.T) {
+	p := Prices{Prompt: 10, Cached: 2, Completion: 30, Reasoning: 40}
+	cases := []struct {
+		u    Usage
+		coef uint32
+		want uint64
+	}{
+		{Usage{Prompt: 100, Completion: 10}, CoefficientOne, 1000 + 300},
+		{Usage{Prompt: 100, Cached: 60, Completion: 10, Reasoning: 5}, CoefficientOne, 400 + 120 + 300 + 200},
+		{Usage{Completion: 1}, 1500, 45},
+		{Usage{Completion: 1}, 1001, 31}, // 30.03 rounded up
+		{Usage{}, 1234, 0},
+	}
+	for _, c := range cases {
+		got, err := p.Cost(c.u, c.coef)
+		if err != nil || got != c.want {
+			t.Errorf("%+v x%d: %d %v, want %d", c.u, c.coef, got, err, c.want)
+		}
+	}
+	if _, err := p.Cost(Usage{Prompt: 1, Cached: 2}, CoefficientOne); err == nil {
+		t.Error("more cached than prompt tokens accepted")
+	}
+	if _, err := (Prices{Completion: math.MaxUint64}).Cost(Usage{Completion: 2}, CoefficientOne); !errors.Is(err, ErrOverflow) {
+		t.Errorf("overflow: %v", err)
+	}
+	big, err := (Prices{Completion: math.MaxUint64 / 2}).Cost(Usage{Completion: 2}, 999)
+	if err != nil || big == 0 {
+		t.Errorf("large cost under a sub-unit coefficient: %d %v", big, err)
+	}
+	w, err := p.WithCommission(50)
+	if err != nil || w.Completion != 32 || w.Prompt != 11 || w.Cached != 3 || w.Reasoning != 42 {
+		t.Errorf("5%% commission: %+v %v", w, err)
+	}
+}
+
+func TestCreditWindow(t *testing.T) {
+	c := NewCredit(100, 0)
+	for range 10 {
+		if err := c.Reserve(10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Reserve(1); !errors.Is(err, ErrCreditExhausted) || c.Owed() != 100 {
+		t.Fatalf("past the window: %v, owed %d", err, c.Owed())
+	}
+	c.Paid(60)
+	if c.Owed() != 40 {
+		t.Fatalf("owed %d after a voucher for 60", c.Owed())
+	}
+	c.Paid(50) // an older voucher changes nothing
+	if c.Owed() != 40 {
+		t.Fatalf("owed %d after an older voucher", c.Owed())
+	}
+	if err := c.Reserve(60); err != nil || c.Owed() != 100 {
+		t.Fatalf("room again: %v, owed %d", err, c.Owed())
+	}
+	c.Release(30)
+	if c.Owed() != 70 || c.Delivered() != 130 {
+		t.Fatalf("after release: owed %d, delivered %d", c.Owed(), c.Delivered())
+	}
+	c.Release(1000) // never below zero
+	if c.Owed() != 0 || c.Delivered() != 0 {
+		t.Fatalf("over-release: owed %d, delivered %d", c.Owed(), c.Delivered())
+	}
+	c.Paid(500) // a payer that pays ahead may receive that much more
+	if c.Owed() != 0 || c.Reserve(590) != nil || c.Reserve(11) == nil || c.Owed() != 90 {
+		t.Fatalf("prepaid: owed %d", c.Owed())
+	}
+	huge := NewCredit(^uint64(0), 10) // a window past 2^64 does not wrap around
+	if err := huge.Reserve(1 << 40); err != nil {
+		t.Fatalf("huge window: %v", err)
+	}
+	// A resumed payee starts from its durable voucher.
+	r := NewCredit(100, 500)
+	if r.Owed() != 0 || r.Reserve(101) == nil {
+		t.Fatal("resumed credit")
+	}
+}
+
+func TestMeter(t *testing.T) {
+	m := NewMeter(64, 1000)
+	due := 0
+	for range 100 {
+		if m.Receive(5) {
+			due++
+			m.Signed(m.Received())
+		}
+	}
+	if m.Received() != 1500 || due != 7 || m.Unpaid() != 500-7*65 {
+		t.Fatalf("received %d, %d vouchers due, unpaid %d", m.Received(), due, m.Unpaid())
+	}
+	m.Signed(10) // older: ignored
+	if m.Unpaid() != 500-7*65 {
+		t.Fatal("an older signature lowered what is signed")
+	}
+}
