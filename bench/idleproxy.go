@@ -28,6 +28,7 @@ import (
 	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/node/backend/echo"
 	"github.com/cocoon-mesh/cocoon/node/localnet"
+	"github.com/cocoon-mesh/cocoon/tee"
 )
 
 // IdleProxyConfig configures MeasureIdleProxy.
@@ -170,7 +171,10 @@ func startProxy(ctx context.Context, cfg IdleProxyConfig, dir string) (*proxyPro
 	readyFile := filepath.Join(dir, "ready.json")
 	cmd := exec.Command(cfg.Binary, "run", "--role", "proxy", "--local", "--network", cfg.Network,
 		"--data-dir", filepath.Join(dir, "proxy"), "--listen", "/ip4/127.0.0.1/tcp/0",
-		"--ready-file", readyFile, "--log-level", "warn")
+		"--ready-file", readyFile, "--log-level", "warn",
+		// Attested like a real proxy (with the simulated TEE here), so its memory includes each
+		// worker's handshake.
+		"--tee", "simulated", "--insecure-allow-simulated-tee")
 	cmd.Env = append(os.Environ(), cfg.Env...)
 	cmd.SysProcAttr = childProcAttr()
 	p := &proxyProc{cmd: cmd, stderr: &tailBuffer{max: 16 << 10}, exited: make(chan struct{})}
@@ -282,7 +286,8 @@ func startIdleWorkers(ctx context.Context, cfg IdleProxyConfig, proxyAddr string
 			return ws, err
 		}
 		ws.hosts = append(ws.hosts, h)
-		n, err := node.New(c, node.Deps{Host: h, Backend: be, Logger: cfg.Logger.With("node", fmt.Sprintf("worker%d", i+1))})
+		n, err := node.New(c, node.Deps{Host: h, Backend: be, Logger: cfg.Logger.With("node", fmt.Sprintf("worker%d", i+1)),
+			TEE: tee.NewSimulated(nil), Verifier: tee.NewVerifier(tee.Policy{AllowSimulated: true}, nil)})
 		if err != nil {
 			return ws, err
 		}

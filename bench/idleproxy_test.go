@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 
 	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/tee"
 )
 
 // fakeProxyEnv makes the test binary act as `cocoon-node run --role proxy`, so the idle-proxy
@@ -50,10 +51,12 @@ func fakeProxy(args []string) error {
 	listen := fs.String("listen", "", "")
 	readyFile := fs.String("ready-file", "", "")
 	fs.String("log-level", "", "")
+	teeKind := fs.String("tee", "", "")
+	allowSim := fs.Bool("insecure-allow-simulated-tee", false, "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	if *role != "proxy" || !*local || *network == "" || *readyFile == "" {
+	if *role != "proxy" || !*local || *network == "" || *readyFile == "" || *teeKind != "simulated" || !*allowSim {
 		return fmt.Errorf("unexpected flags %q", args)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
@@ -71,7 +74,7 @@ func fakeProxy(args []string) error {
 	defer h.Close()
 	c := node.LocalConfig()
 	c.Role, c.Network = node.RoleProxy, *network
-	n, err := node.New(c, node.Deps{Host: h})
+	n, err := node.New(c, node.Deps{Host: h, TEE: tee.NewSimulated(nil), Verifier: tee.NewVerifier(tee.Policy{AllowSimulated: true}, nil)})
 	if err != nil {
 		return err
 	}

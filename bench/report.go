@@ -269,7 +269,8 @@ func (r *Report) Write(w io.Writer) {
 	e := r.Env
 	fmt.Fprintf(w, "\nCocoon mesh bench: %s %s/%s, %d CPUs (GOMAXPROCS %d); mesh of %d proxies and %d workers (max_active %d);\n"+
 		"prompt %d words, max_tokens %d; echo test backend (repeats the prompt, not a model), no token delay;\n"+
-		"each scenario's requests in %d round(s), every round running mesh, direct and http2hop back to back.\n"+
+		"each scenario's requests in %d round(s), every round running the targets back to back, in reverse order on odd rounds\n"+
+		"(mesh: prompts sealed to the workers; mesh-clear: the same mesh through a client that does not seal).\n"+
 		"Everything runs in this one process: load generator, mesh nodes, backends and HTTP hops share the CPUs;\n"+
 		"cpu/req is the process's CPU time per request, cores its CPU time over wall time.\n\n",
 		e.GoVersion, e.OS, e.Arch, e.NumCPU, e.GOMAXPROCS, e.Proxies, e.Workers, e.MaxActive, e.PromptWords, e.MaxTokens, max(e.Rounds, 1))
