@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/cocoon-mesh/cocoon/node/wire"
+	"github.com/cocoon-mesh/cocoon/tee"
 )
 
 // The handshake runs once per peer, is reused for the TTL, refreshed in the background once
@@ -70,5 +73,47 @@ func TestAttestationCacheAndRefresh(t *testing.T) {
 			t.Fatal("the handshake outlived the connection")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A client checks the worker a route names: the key must be the worker's, the hello must bind
+// that key, and a worker without evidence gets prompts only where unattested workers are allowed.
+func TestCheckRoute(t *testing.T) {
+	c, w := attestPeer(t, true), attestPeer(t, true)
+	c.client = &clientState{routes: routeCache{verified: map[[32]byte]routeEntry{}, sessions: map[string]*tee.Session{},
+		candidates: map[candidateKey][]candidate{}}}
+	good := wire.Route{Worker: w.h.ID(), Key: w.attest.key, Hello: w.attest.hello}
+	s, att, err := c.checkRoute(&good)
+	if err != nil || s == nil || att.Claims.Kind != tee.KindSimulated {
+		t.Fatalf("honest route: %v", err)
+	}
+	if s2, _, _ := c.checkRoute(&good); s2 != s {
+		t.Fatal("a second route to the same worker set up a new session")
+	}
+
+	other := attestPeer(t, true)
+	for name, r := range map[string]wire.Route{
+		"someone else's key":         {Worker: w.h.ID(), Key: other.attest.key, Hello: w.attest.hello},
+		"someone else's hello":       {Worker: w.h.ID(), Key: w.attest.key, Hello: other.attest.hello},
+		"garbage hello":              {Worker: w.h.ID(), Key: w.attest.key, Hello: []byte("junk")},
+		"another worker, same hello": {Worker: other.h.ID(), Key: other.attest.key, Hello: w.attest.hello},
+	} {
+		if _, _, err := c.checkRoute(&r); err == nil || asWireError(err).Code != wire.CodeAttestation {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+
+	bare, err := newAttestState(other.attest.priv, nil, other.attest.verifier) // outside a TEE
+	if err != nil {
+		t.Fatal(err)
+	}
+	unattested := wire.Route{Worker: other.h.ID(), Key: other.attest.key, Hello: bare.hello}
+	if _, _, err := c.checkRoute(&unattested); err == nil {
+		t.Error("an unattested worker was accepted by default")
+	}
+	c.cfg.AllowUnattested = true
+	c.client.routes.verified = map[[32]byte]routeEntry{}
+	if s, _, err := c.checkRoute(&unattested); err != nil || s != nil {
+		t.Errorf("unattested worker where allowed: session %v, %v (want plaintext, no error)", s, err)
 	}
 }
