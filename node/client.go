@@ -270,6 +270,13 @@ type exchange struct {
 // checked against. It marks h presealed.
 func (n *Node) preseal(p peer.ID, h *wire.Header, body []byte) ([]byte, map[peer.ID]exchange, error) {
 	cands := n.client.routes.candidatesFor(p, h.Model, n.now(), n.cfg.AttestTTL)
+	// The set travels as one frame under the body limit: a large body is sealed to fewer
+	// workers (the most recently routed to), or to none, and then takes the route.
+	const perEntry = 1300 // worker id, key id, the encapsulated key of an unconfirmed session
+	fit := (n.cfg.MaxBodyBytes + sealSlack) / (len(body) + perEntry)
+	if len(cands) > fit {
+		cands = cands[len(cands)-fit:]
+	}
 	if len(cands) == 0 {
 		return nil, nil, nil
 	}

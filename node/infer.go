@@ -105,7 +105,7 @@ func (c *call) abort() {
 func (n *Node) readRequest(s network.Stream, routeFirst bool) (*wire.Reader, wire.Header, []byte, error) {
 	_ = s.SetReadDeadline(time.Now().Add(requestReadTimeout))
 	defer s.SetReadDeadline(time.Time{})
-	r := wire.NewReader(s, n.cfg.MaxBodyBytes)
+	r := wire.NewReader(s, n.cfg.MaxBodyBytes+sealSlack)
 	t, p, err := r.ReadFrame()
 	if err != nil {
 		return nil, wire.Header{}, nil, readErr("header", err)
@@ -134,7 +134,25 @@ func (n *Node) readRequest(s network.Stream, routeFirst bool) (*wire.Reader, wir
 	if t != want {
 		return nil, wire.Header{}, nil, wire.Errorf(wire.CodeBadRequest, "expected a %s frame after the header, got %s", want, t)
 	}
+	if t == wire.FrameBody {
+		if err := n.checkBodySize(body); err != nil {
+			return nil, wire.Header{}, nil, err
+		}
+	}
 	return r, h, body, nil
+}
+
+// sealSlack is what sealing adds to a body (session id, encapsulated key, sequence number, tag)
+// and a sealed set to its bodies: frames carrying them may exceed MaxBodyBytes by this much,
+// while the body inside is held to the limit once it is in the clear.
+const sealSlack = 4 << 10
+
+// checkBodySize holds a body in the clear to MaxBodyBytes.
+func (n *Node) checkBodySize(body []byte) error {
+	if len(body) > n.cfg.MaxBodyBytes {
+		return wire.Errorf(wire.CodeTooLarge, "request body of %d bytes is over this node's limit of %d", len(body), n.cfg.MaxBodyBytes)
+	}
+	return nil
 }
 
 func readErr(what string, err error) error {

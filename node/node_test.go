@@ -239,3 +239,22 @@ func TestLostSealSessionIsResent(t *testing.T) {
 		ask(i)
 	}
 }
+
+// A body at the size limit still goes through sealed, through the route and through the
+// sealed set: sealing's few hundred bytes do not push it over the proxy's frame limit.
+func TestSealedBodyAtTheLimit(t *testing.T) {
+	const limit = 32 << 10
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 2, Tune: func(c *node.Config) { c.MaxBodyBytes = limit }})
+	url := "http://" + nw.Client.APIAddr() + "/v1/chat/completions"
+	head := `{"model":"echo-test","max_tokens":4,"messages":[{"role":"user","content":"`
+	tail := `"}]}`
+	body := head + strings.Repeat("x", limit-len(head)-len(tail)) + tail
+	for i := range 4 { // the first takes the route, the rest the sealed set
+		if r := post(t, url, "", body); r.status != 200 {
+			t.Fatalf("request %d at the limit: %d %.300s", i, r.status, r.body)
+		}
+	}
+	if r := post(t, url, "", body+" "); r.status != 413 {
+		t.Fatalf("one byte over: %d", r.status)
+	}
+}

@@ -233,6 +233,9 @@ func (n *Node) routeClient(ctx context.Context, worker peer.ID, pa *peerAttest, 
 		return nil, false, context.Canceled // the client is gone
 	}
 	b, err := bodies.next(ctx)
+	if err == nil && !b.sealed {
+		err = n.checkBodySize(b.p)
+	}
 	return b.p, b.sealed, err
 }
 

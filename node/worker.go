@@ -192,6 +192,10 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 			out.fail(wire.Errorf(code, "%v", err))
 			return
 		}
+		if err := n.checkBodySize(body); err != nil {
+			out.fail(err)
+			return
+		}
 	}
 	endpoint := backend.Chat
 	if h.Endpoint == wire.Completion {
