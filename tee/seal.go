@@ -92,11 +92,7 @@ func NewSession(workerKey []byte) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := sender.Export(sessionExport, 32)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := newGCM(key)
+	aead, err := sessionAEAD(sender)
 	if err != nil {
 		return nil, err
 	}
@@ -152,6 +148,17 @@ func nonce(seq uint64, dir byte, i uint64) []byte {
 	n[8] = dir
 	n[9], n[10], n[11] = byte(i>>16), byte(i>>8), byte(i)
 	return n[:]
+}
+
+// sessionAEAD makes a session's AES-256-GCM from its HPKE context (sender or recipient alike).
+func sessionAEAD(ctx interface {
+	Export(exporterContext string, length int) ([]byte, error)
+}) (cipher.AEAD, error) {
+	key, err := ctx.Export(sessionExport, 32)
+	if err != nil {
+		return nil, err
+	}
+	return newGCM(key)
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {
@@ -271,11 +278,7 @@ func (o *Opener) session(id [16]byte, enc []byte) (*openSession, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: session: %v", ErrSeal, err)
 	}
-	key, err := r.Export(sessionExport, 32)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := newGCM(key)
+	aead, err := sessionAEAD(r)
 	if err != nil {
 		return nil, err
 	}
