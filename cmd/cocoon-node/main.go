@@ -56,6 +56,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.bench(ctx, args)
 	case "echo-backend":
 		return m.echoBackend(ctx, args)
+	case "ledger":
+		return m.ledgerServer(ctx, args)
 	case "verify-receipt":
 		return m.verifyReceipt(args)
 	case "help", "-h", "--help":
@@ -75,6 +77,7 @@ Usage:
   cocoon-node verify-receipt FILE
                                check an answer's receipt offline (worker and proxy signatures)
   cocoon-node echo-backend     serve the echo test backend (repeats prompts; not a model)
+  cocoon-node ledger [flags]   serve a development network's shared ledger (NOT real TON)
 
 Run 'cocoon-node <command> -h' for a command's flags.
 `

@@ -29,4 +29,9 @@
 //   - Fund credits an account out of nowhere (a faucet), without running any code.
 //   - Time is the injected clock's, in whole seconds, with no blocks or logical time.
 //   - The counter of executed messages (Messages) lives in memory only.
+//
+// Nodes of a development network that run as separate processes share one Embedded through
+// `cocoon-node ledger`, which serves it with NewServer (JSON over HTTP, bodies of at most
+// MaxRequestBytes, decoded strictly); Remote is the Ledger a node uses against it. Anyone who
+// can reach that server can mint development money with Fund: it listens on loopback.
 package ledger

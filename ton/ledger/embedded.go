@@ -194,6 +194,9 @@ func (e *Embedded) Channel(ctx context.Context, channel *address.Address) (Chann
 // deploys the contract if the address holds none yet (keeping any balance already there), then
 // runs the message. init must carry the contract's code and hash to channel.
 func (e *Embedded) OpenChannel(ctx context.Context, from, channel *address.Address, init *tlb.StateInit, body *cell.Cell, value uint64) (Receipt, error) {
+	if from == nil {
+		return Receipt{}, errNoSender
+	}
 	if init == nil || init.Code == nil || init.Data == nil {
 		return Receipt{}, fmt.Errorf("%w: code and data are required", ErrBadStateInit)
 	}
@@ -218,8 +221,15 @@ func (e *Embedded) CooperativeClose(ctx context.Context, channel *address.Addres
 	return e.deliver(ctx, message{op: "cooperative close", wantOp: ton.OpCooperativeClose, to: channel, body: body})
 }
 
+// errNoSender refuses an internal message without its sending wallet, which would otherwise be
+// delivered as an external one.
+var errNoSender = fmt.Errorf("%w: an internal message needs the sending wallet", ErrBadAddress)
+
 // StartUncooperativeClose delivers a start_uncooperative_close body from the wallet from.
 func (e *Embedded) StartUncooperativeClose(ctx context.Context, from, channel *address.Address, body *cell.Cell, value uint64) (Receipt, error) {
+	if from == nil {
+		return Receipt{}, errNoSender
+	}
 	return e.deliver(ctx, message{
 		op: "start uncooperative close", wantOp: ton.OpStartUncooperativeClose, from: from, to: channel, body: body, value: value,
 	})
@@ -227,6 +237,9 @@ func (e *Embedded) StartUncooperativeClose(ctx context.Context, from, channel *a
 
 // Challenge delivers a challenge_quarantined_state body from the wallet from.
 func (e *Embedded) Challenge(ctx context.Context, from, channel *address.Address, body *cell.Cell, value uint64) (Receipt, error) {
+	if from == nil {
+		return Receipt{}, errNoSender
+	}
 	return e.deliver(ctx, message{
 		op: "challenge", wantOp: ton.OpChallengeQuarantinedState, from: from, to: channel, body: body, value: value,
 	})

@@ -523,3 +523,24 @@ func TestOpenRefusals(t *testing.T) {
 	}
 	w.conserved()
 }
+
+// Internal messages need their sending wallet: without one they are refused, not delivered as
+// external messages.
+func TestInternalMessagesNeedASender(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	for name, err := range map[string]error{
+		"start": func() error {
+			_, err := w.l.StartUncooperativeClose(ctx, nil, w.channel, ton.FinishUncooperativeCloseBody(), 1)
+			return err
+		}(),
+		"challenge": func() error {
+			_, err := w.l.Challenge(ctx, nil, w.channel, ton.FinishUncooperativeCloseBody(), 1)
+			return err
+		}(),
+	} {
+		if !errors.Is(err, ErrBadAddress) {
+			t.Errorf("%s without a sender: %v", name, err)
+		}
+	}
+}
