@@ -2,8 +2,10 @@
 // deposits and the wallets they pay out to, behind one small Ledger interface that a node uses
 // to open, inspect and close channels.
 //
-// Two ledgers implement it: real TON through liteservers (not in this package yet), and
-// Embedded, for development, tests and simulations. Embedded runs the real contract code
+// Two ledgers implement it: Lite, real TON through liteservers and the node's wallet (V5R1 or
+// Highload V3; its messages are checked offline against the real wallet and channel code, but
+// it has never run against a live network), and Embedded, for development, tests and
+// simulations. Embedded runs the real contract code
 // (ton.Code) in tonutils-go's pure-Go TVM at an injected clock and keeps every account in a
 // go-datastore, so development money follows the real contract's rules: its signatures,
 // seqnos, quarantine windows and payouts, and its exit codes when it refuses.
