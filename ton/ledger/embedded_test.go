@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,12 +51,20 @@ func testAddr(b byte) *address.Address {
 
 // world is one channel between a payer wallet (A) and a payee wallet (B) on an Embedded
 // ledger over an on-disk leveldb.
+// testLedger is what the tests drive: the Embedded ledger itself, or a Remote in front of it.
+type testLedger interface {
+	Ledger
+	Fund(ctx context.Context, addr *address.Address, amount uint64) error
+}
+
 type world struct {
 	t            *testing.T
 	dir          string
 	store        *leveldb.Datastore
 	clock        *clock
 	l            *Embedded
+	ld           testLedger       // the ledger under test: l, or a Remote over srv
+	srv          *httptest.Server // serving l, when the tests go through a Remote
 	keyA, keyB   ed25519.PrivateKey
 	walletA      *address.Address
 	walletB      *address.Address
@@ -86,8 +95,50 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	w.reopen()
-	t.Cleanup(func() { w.store.Close() })
+	t.Cleanup(func() {
+		if w.srv != nil {
+			w.srv.Close()
+		}
+		w.store.Close()
+	})
 	return w
+}
+
+// newRemoteWorld is a world whose ledger is reached only through a Remote talking to a server
+// over its Embedded ledger.
+func newRemoteWorld(t *testing.T) *world {
+	t.Helper()
+	w := newWorld(t)
+	w.serve()
+	return w
+}
+
+// serve puts the ledger behind a server and makes w.ld a Remote to it.
+func (w *world) serve() {
+	if w.srv != nil {
+		w.srv.Close()
+	}
+	w.srv = httptest.NewServer(NewServer(w.l))
+	w.ld = NewRemote(w.srv.URL+"/", w.srv.Client())
+}
+
+// eachLedger runs test on the Embedded ledger directly and through a Remote.
+func eachLedger(t *testing.T, test func(t *testing.T, w *world)) {
+	t.Run("embedded", func(t *testing.T) { test(t, newWorld(t)) })
+	t.Run("remote", func(t *testing.T) { test(t, newRemoteWorld(t)) })
+}
+
+// messages is how many messages the ledger has executed.
+func (w *world) messages() uint64 {
+	w.t.Helper()
+	if r, ok := w.ld.(*Remote); ok {
+		n, err := r.Messages(context.Background())
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		return n
+	}
+	return w.l.Messages()
 }
 
 // reopen closes the datastore (if open) and opens the ledger afresh from disk, as after a restart.
@@ -105,11 +156,15 @@ func (w *world) reopen() {
 	if w.l, err = NewEmbedded(context.Background(), w.store, Options{Now: w.clock.now}); err != nil {
 		w.t.Fatal(err)
 	}
+	w.ld = w.l
+	if w.srv != nil {
+		w.serve()
+	}
 }
 
 func (w *world) fund(a *address.Address, amount uint64) {
 	w.t.Helper()
-	if err := w.l.Fund(context.Background(), a, amount); err != nil {
+	if err := w.ld.Fund(context.Background(), a, amount); err != nil {
 		w.t.Fatal(err)
 	}
 	w.fundedAmount += amount
@@ -117,7 +172,7 @@ func (w *world) fund(a *address.Address, amount uint64) {
 
 func (w *world) balance(a *address.Address) uint64 {
 	w.t.Helper()
-	b, err := w.l.Balance(context.Background(), a)
+	b, err := w.ld.Balance(context.Background(), a)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -126,7 +181,7 @@ func (w *world) balance(a *address.Address) uint64 {
 
 func (w *world) state() ChannelState {
 	w.t.Helper()
-	s, err := w.l.Channel(context.Background(), w.channel)
+	s, err := w.ld.Channel(context.Background(), w.channel)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -174,9 +229,9 @@ func (w *world) open() Receipt {
 		w.t.Fatal(err)
 	}
 	body := ton.InitChannelBody(true, w.keyA, w.params.ChannelID, deposit, 0)
-	r := w.ok("open")(w.l.OpenChannel(context.Background(), w.walletA, w.channel, si, body, openValue))
+	r := w.ok("open")(w.ld.OpenChannel(context.Background(), w.walletA, w.channel, si, body, openValue))
 	s := w.state()
-	if !s.Storage.Inited || s.Storage.BalanceA != deposit || !s.Storage.Matches(w.params) || s.Balance != openValue {
+	if !s.Storage.Inited || s.Storage.BalanceA != deposit || !s.Storage.Matches(w.params) || s.Balance != openValue || !s.Address.Equals(w.channel) {
 		w.t.Fatalf("channel after open: %+v", s)
 	}
 	if got, want := w.balance(w.walletA), before-openValue-r.Fee; got != want {
@@ -227,16 +282,19 @@ func (w *world) payeeSemi() ton.SignedSemiChannel {
 }
 
 func TestCooperativeClosePaysMeteredAmount(t *testing.T) {
+	eachLedger(t, testCooperativeClosePaysMeteredAmount)
+}
+
+func testCooperativeClosePaysMeteredAmount(t *testing.T, w *world) {
 	ctx := context.Background()
-	w := newWorld(t)
 	w.open()
-	if n := w.l.Messages(); n != 1 {
+	if n := w.messages(); n != 1 {
 		t.Fatalf("%d messages after open, want 1", n)
 	}
 	payee := w.payee()
 	_, payer := w.meter(payee, 200)
 	total := payee.Sent()
-	if n := w.l.Messages(); n != 1 {
+	if n := w.messages(); n != 1 {
 		t.Fatalf("%d messages after 200 off-chain requests, want still 1", n)
 	}
 
@@ -252,7 +310,7 @@ func TestCooperativeClosePaysMeteredAmount(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := w.balance(w.walletA)
-	r := w.ok("cooperative close")(w.l.CooperativeClose(ctx, w.channel, body))
+	r := w.ok("cooperative close")(w.ld.CooperativeClose(ctx, w.channel, body))
 	if got := w.balance(w.walletB); got != total {
 		t.Fatalf("payee received %d, metered %d", got, total)
 	}
@@ -270,12 +328,12 @@ func TestCooperativeClosePaysMeteredAmount(t *testing.T) {
 		t.Fatalf("channel after close: %+v", s)
 	}
 	w.conserved()
-	if n := w.l.Messages(); n != 2 {
+	if n := w.messages(); n != 2 {
 		t.Fatalf("%d messages, want 2", n)
 	}
 
 	// Replaying the close is refused (108: seqnos committed) and changes nothing.
-	_, err = w.l.CooperativeClose(ctx, w.channel, body)
+	_, err = w.ld.CooperativeClose(ctx, w.channel, body)
 	var ee *ExitError
 	if !errors.As(err, &ee) || ee.ExitCode != 108 || !errors.Is(err, ErrRefused) {
 		t.Fatalf("replayed close: %v, want exit 108", err)
@@ -284,8 +342,11 @@ func TestCooperativeClosePaysMeteredAmount(t *testing.T) {
 }
 
 func TestUncooperativeCloseAfterRestart(t *testing.T) {
+	eachLedger(t, testUncooperativeCloseAfterRestart)
+}
+
+func testUncooperativeCloseAfterRestart(t *testing.T, w *world) {
 	ctx := context.Background()
-	w := newWorld(t)
 	w.open()
 	payee := w.payee()
 	w.meter(payee, 50)
@@ -312,7 +373,7 @@ func TestUncooperativeCloseAfterRestart(t *testing.T) {
 		t.Fatalf("channel after restart: %+v", s)
 	}
 	body := ton.StartUncooperativeCloseBody(false, w.keyB, w.params.ChannelID, v.Signed(w.params.ChannelID), w.payeeSemi())
-	start := w.ok("start uncooperative close")(w.l.StartUncooperativeClose(ctx, w.walletB, w.channel, body, disputeVal))
+	start := w.ok("start uncooperative close")(w.ld.StartUncooperativeClose(ctx, w.walletB, w.channel, body, disputeVal))
 	q := w.state().Storage.Quarantine
 	if q == nil || q.StateA.Sent != total || q.StateCommitedByA {
 		t.Fatalf("quarantine %+v", q)
@@ -320,14 +381,14 @@ func TestUncooperativeCloseAfterRestart(t *testing.T) {
 
 	// Finishing at exactly start + q + c is too early (113); one second later works.
 	w.clock.advance((quarantine + condWindow) * time.Second)
-	_, err = w.l.FinishUncooperativeClose(ctx, w.channel)
+	_, err = w.ld.FinishUncooperativeClose(ctx, w.channel)
 	var ee *ExitError
 	if !errors.As(err, &ee) || ee.ExitCode != 113 {
 		t.Fatalf("early finish: %v, want exit 113", err)
 	}
 	w.clock.advance(time.Second)
 	before := w.balance(w.walletA)
-	fin := w.ok("finish uncooperative close")(w.l.FinishUncooperativeClose(ctx, w.channel))
+	fin := w.ok("finish uncooperative close")(w.ld.FinishUncooperativeClose(ctx, w.channel))
 	if got, want := w.balance(w.walletB), nano-disputeVal-start.Fee+total; got != want {
 		t.Fatalf("payee has %d, want %d (got exactly the metered %d)", got, want, total)
 	}
@@ -341,9 +402,10 @@ func TestUncooperativeCloseAfterRestart(t *testing.T) {
 	w.conserved()
 }
 
-func TestChallengeBeatsOlderState(t *testing.T) {
+func TestChallengeBeatsOlderState(t *testing.T) { eachLedger(t, testChallengeBeatsOlderState) }
+
+func testChallengeBeatsOlderState(t *testing.T, w *world) {
 	ctx := context.Background()
-	w := newWorld(t)
 	w.open()
 	payee := w.payee()
 	all, _ := w.meter(payee, 10)
@@ -352,20 +414,20 @@ func TestChallengeBeatsOlderState(t *testing.T) {
 
 	// The payer cheats: it starts a close with an old voucher of its own.
 	start := ton.StartUncooperativeCloseBody(true, w.keyA, w.params.ChannelID, old.Signed(w.params.ChannelID), w.payeeSemi())
-	w.ok("start by payer")(w.l.StartUncooperativeClose(ctx, w.walletA, w.channel, start, disputeVal))
+	w.ok("start by payer")(w.ld.StartUncooperativeClose(ctx, w.walletA, w.channel, start, disputeVal))
 	if q := w.state().Storage.Quarantine; q == nil || q.StateA.Sent != old.Sent || !q.StateCommitedByA {
 		t.Fatalf("quarantine %+v", q)
 	}
 
 	w.clock.advance(quarantine / 2 * time.Second)
 	ch := ton.ChallengeBody(false, w.keyB, w.params.ChannelID, latest.Signed(w.params.ChannelID), w.payeeSemi())
-	rc := w.ok("challenge")(w.l.Challenge(ctx, w.walletB, w.channel, ch, disputeVal))
+	rc := w.ok("challenge")(w.ld.Challenge(ctx, w.walletB, w.channel, ch, disputeVal))
 	if q := w.state().Storage.Quarantine; q == nil || q.StateA.Sent != latest.Sent || !q.StateChallenged {
 		t.Fatalf("quarantine after challenge %+v", q)
 	}
 	// Only one challenge (115), and nothing changes.
 	bal := w.balance(w.walletB)
-	if _, err := w.l.Challenge(ctx, w.walletB, w.channel, ch, disputeVal); exitCode(err) != 115 {
+	if _, err := w.ld.Challenge(ctx, w.walletB, w.channel, ch, disputeVal); exitCode(err) != 115 {
 		t.Fatalf("second challenge: %v, want exit 115", err)
 	}
 	if w.balance(w.walletB) != bal {
@@ -374,7 +436,7 @@ func TestChallengeBeatsOlderState(t *testing.T) {
 
 	w.clock.advance((quarantine/2 + condWindow + 1) * time.Second)
 	beforeA := w.balance(w.walletA)
-	fin := w.ok("finish")(w.l.FinishUncooperativeClose(ctx, w.channel))
+	fin := w.ok("finish")(w.ld.FinishUncooperativeClose(ctx, w.channel))
 	if got, want := w.balance(w.walletB), nano-disputeVal-rc.Fee+latest.Sent; got != want {
 		t.Fatalf("payee has %d, want %d: the newer state (sent %d, not %d) must win", got, want, latest.Sent, old.Sent)
 	}
@@ -416,23 +478,24 @@ func appendU(b []byte, v uint64) []byte {
 	return b
 }
 
-func TestForgedSignaturesRefused(t *testing.T) {
+func TestForgedSignaturesRefused(t *testing.T) { eachLedger(t, testForgedSignaturesRefused) }
+
+func testForgedSignaturesRefused(t *testing.T, w *world) {
 	ctx := context.Background()
-	w := newWorld(t)
 	w.open()
 	payee := w.payee()
 	w.meter(payee, 5)
 	w.fund(w.walletB, nano)
 	forger := testKey(9)
 	before := w.snapshot()
-	msgs := w.l.Messages()
+	msgs := w.messages()
 
 	cl, err := payee.CooperativeClose(deposit, 0, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	forgedClose, _ := cl.Body(cl.Sign(w.keyA), cl.Sign(forger))
-	_, err = w.l.CooperativeClose(ctx, w.channel, forgedClose)
+	_, err = w.ld.CooperativeClose(ctx, w.channel, forgedClose)
 	if exitCode(err) != 101 || !errors.Is(err, ErrRefused) {
 		t.Fatalf("forged cooperative close: %v, want exit 101", err)
 	}
@@ -440,27 +503,28 @@ func TestForgedSignaturesRefused(t *testing.T) {
 
 	forgedVoucher := ton.SignVoucher(forger, w.params.ChannelID, 99, nano)
 	start := ton.StartUncooperativeCloseBody(false, w.keyB, w.params.ChannelID, forgedVoucher.Signed(w.params.ChannelID), w.payeeSemi())
-	if _, err := w.l.StartUncooperativeClose(ctx, w.walletB, w.channel, start, disputeVal); exitCode(err) != 101 {
+	if _, err := w.ld.StartUncooperativeClose(ctx, w.walletB, w.channel, start, disputeVal); exitCode(err) != 101 {
 		t.Fatalf("start with forged voucher: %v, want exit 101", err)
 	}
 	// A genuine voucher in a start signed by someone other than the party it claims to be.
 	latest, _ := payee.Latest()
 	start = ton.StartUncooperativeCloseBody(false, forger, w.params.ChannelID, latest.Signed(w.params.ChannelID), w.payeeSemi())
-	if _, err := w.l.StartUncooperativeClose(ctx, w.walletB, w.channel, start, disputeVal); exitCode(err) != 101 {
+	if _, err := w.ld.StartUncooperativeClose(ctx, w.walletB, w.channel, start, disputeVal); exitCode(err) != 101 {
 		t.Fatalf("start signed by a stranger: %v, want exit 101", err)
 	}
 	if after := w.snapshot(); after != before {
 		t.Fatal("a refused message changed the ledger")
 	}
-	if got := w.l.Messages(); got != msgs+3 {
+	if got := w.messages(); got != msgs+3 {
 		t.Fatalf("%d messages executed, want %d", got, msgs+3)
 	}
 	w.conserved()
 }
 
-func TestOpenRefusals(t *testing.T) {
+func TestOpenRefusals(t *testing.T) { eachLedger(t, testOpenRefusals) }
+
+func testOpenRefusals(t *testing.T, w *world) {
 	ctx := context.Background()
-	w := newWorld(t)
 	w.fund(w.walletA, funded)
 	si, _ := w.params.StateInit()
 	body := ton.InitChannelBody(true, w.keyA, w.params.ChannelID, deposit, 0)
@@ -469,56 +533,56 @@ func TestOpenRefusals(t *testing.T) {
 	other := w.params
 	other.ChannelID[0] ^= 1
 	otherSI, _ := other.StateInit()
-	if _, err := w.l.OpenChannel(ctx, w.walletA, w.channel, otherSI, body, openValue); !errors.Is(err, ErrBadStateInit) {
+	if _, err := w.ld.OpenChannel(ctx, w.walletA, w.channel, otherSI, body, openValue); !errors.Is(err, ErrBadStateInit) {
 		t.Fatalf("mismatched StateInit: %v", err)
 	}
 	// Code other than the contract's, even at its own address.
 	fake := *si
 	fake.Code = cell.BeginCell().MustStoreUInt(0xdead, 16).EndCell()
-	if _, err := w.l.OpenChannel(ctx, w.walletA, fake.CalcAddress(0), &fake, body, openValue); !errors.Is(err, ErrBadStateInit) {
+	if _, err := w.ld.OpenChannel(ctx, w.walletA, fake.CalcAddress(0), &fake, body, openValue); !errors.Is(err, ErrBadStateInit) {
 		t.Fatalf("foreign code: %v", err)
 	}
 	// Not enough money.
-	if _, err := w.l.OpenChannel(ctx, w.walletA, w.channel, si, body, funded+1); !errors.Is(err, ErrInsufficientFunds) {
+	if _, err := w.ld.OpenChannel(ctx, w.walletA, w.channel, si, body, funded+1); !errors.Is(err, ErrInsufficientFunds) {
 		t.Fatalf("overdrawn open: %v", err)
 	}
 	// A forged init (B's key claiming to be A) is refused by the contract: exit 101.
 	forged := ton.InitChannelBody(true, w.keyB, w.params.ChannelID, deposit, 0)
-	if _, err := w.l.OpenChannel(ctx, w.walletA, w.channel, si, forged, openValue); exitCode(err) != 101 {
+	if _, err := w.ld.OpenChannel(ctx, w.walletA, w.channel, si, forged, openValue); exitCode(err) != 101 {
 		t.Fatalf("forged init: %v, want exit 101", err)
 	}
 	// The wrong operation for the method.
-	if _, err := w.l.OpenChannel(ctx, w.walletA, w.channel, si, ton.FinishUncooperativeCloseBody(), openValue); !errors.Is(err, ErrWrongOp) {
+	if _, err := w.ld.OpenChannel(ctx, w.walletA, w.channel, si, ton.FinishUncooperativeCloseBody(), openValue); !errors.Is(err, ErrWrongOp) {
 		t.Fatalf("wrong op: %v", err)
 	}
-	if _, err := w.l.Channel(ctx, w.channel); !errors.Is(err, ErrNotFound) {
+	if _, err := w.ld.Channel(ctx, w.channel); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("refused opens deployed something: %v", err)
 	}
 	if w.balance(w.walletA) != funded {
 		t.Fatal("refused opens charged the payer")
 	}
 	// Messages to a plain wallet or to nothing are refused before the TVM.
-	if _, err := w.l.FinishUncooperativeClose(ctx, w.walletB); !errors.Is(err, ErrNotFound) {
+	if _, err := w.ld.FinishUncooperativeClose(ctx, w.walletB); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("finish on nothing: %v", err)
 	}
-	if _, err := w.l.FinishUncooperativeClose(ctx, w.walletA); !errors.Is(err, ErrNotChannel) {
+	if _, err := w.ld.FinishUncooperativeClose(ctx, w.walletA); !errors.Is(err, ErrNotChannel) {
 		t.Fatalf("finish on a wallet: %v", err)
 	}
 	w.open()
 	// A channel cannot send internal messages; an inited channel refuses a second init (100).
-	if _, err := w.l.Challenge(ctx, w.channel, w.channel, ton.ChallengeBody(false, w.keyB, w.params.ChannelID,
+	if _, err := w.ld.Challenge(ctx, w.channel, w.channel, ton.ChallengeBody(false, w.keyB, w.params.ChannelID,
 		w.payeeSemi(), w.payeeSemi()), disputeVal); !errors.Is(err, ErrNotWallet) {
 		t.Fatalf("challenge from a contract: %v", err)
 	}
-	if _, err := w.l.OpenChannel(ctx, w.walletA, w.channel, si, body, nano); exitCode(err) != 100 {
+	if _, err := w.ld.OpenChannel(ctx, w.walletA, w.channel, si, body, nano); exitCode(err) != 100 {
 		t.Fatalf("second init: %v, want exit 100", err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := w.l.Balance(cctx, w.walletA); !errors.Is(err, context.Canceled) {
+	if _, err := w.ld.Balance(cctx, w.walletA); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled context: %v", err)
 	}
-	if now, err := w.l.Now(ctx); err != nil || !now.Equal(w.clock.now()) {
+	if now, err := w.ld.Now(ctx); err != nil || !now.Equal(w.clock.now()) {
 		t.Fatalf("Now: %v %v", now, err)
 	}
 	w.conserved()
@@ -526,16 +590,17 @@ func TestOpenRefusals(t *testing.T) {
 
 // Internal messages need their sending wallet: without one they are refused, not delivered as
 // external messages.
-func TestInternalMessagesNeedASender(t *testing.T) {
+func TestInternalMessagesNeedASender(t *testing.T) { eachLedger(t, testInternalMessagesNeedASender) }
+
+func testInternalMessagesNeedASender(t *testing.T, w *world) {
 	ctx := context.Background()
-	w := newWorld(t)
 	for name, err := range map[string]error{
 		"start": func() error {
-			_, err := w.l.StartUncooperativeClose(ctx, nil, w.channel, ton.FinishUncooperativeCloseBody(), 1)
+			_, err := w.ld.StartUncooperativeClose(ctx, nil, w.channel, ton.FinishUncooperativeCloseBody(), 1)
 			return err
 		}(),
 		"challenge": func() error {
-			_, err := w.l.Challenge(ctx, nil, w.channel, ton.FinishUncooperativeCloseBody(), 1)
+			_, err := w.ld.Challenge(ctx, nil, w.channel, ton.FinishUncooperativeCloseBody(), 1)
 			return err
 		}(),
 	} {
