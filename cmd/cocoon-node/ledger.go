@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -100,15 +99,5 @@ func (m *Main) ledgerServer(ctx context.Context, args []string) error {
 	return err
 }
 
-// writeLedgerReady writes the ready file atomically, so a reader never sees half of it.
-func writeLedgerReady(path, url string) error {
-	b, err := json.Marshal(ledgerReady{URL: url})
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
+// writeLedgerReady writes the ledger's ready file.
+func writeLedgerReady(path, url string) error { return writeJSONFile(path, ledgerReady{URL: url}) }

@@ -238,10 +238,15 @@ type ready struct {
 	API   string   `json:"api,omitempty"`
 }
 
-// writeReady writes the ready file atomically, so a reader never sees half of it.
+// writeReady writes the node's ready file.
 func writeReady(path string, n *node.Node) error {
 	st := n.Status()
-	b, err := json.Marshal(ready{Peer: st.Peer, Addrs: st.Addrs, API: n.APIAddr()})
+	return writeJSONFile(path, ready{Peer: st.Peer, Addrs: st.Addrs, API: n.APIAddr()})
+}
+
+// writeJSONFile writes v as JSON atomically, so a reader never sees half of it.
+func writeJSONFile(path string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}

@@ -197,18 +197,8 @@ func (e *Embedded) OpenChannel(ctx context.Context, from, channel *address.Addre
 	if from == nil {
 		return Receipt{}, errNoSender
 	}
-	if init == nil || init.Code == nil || init.Data == nil {
-		return Receipt{}, fmt.Errorf("%w: code and data are required", ErrBadStateInit)
-	}
-	if !bytes.Equal(init.Code.Hash(), e.codeHash) {
-		return Receipt{}, fmt.Errorf("%w: code hash %x", ErrBadStateInit, init.Code.Hash())
-	}
-	siCell, err := tlb.ToCell(init)
-	if err != nil {
-		return Receipt{}, fmt.Errorf("%w: %v", ErrBadStateInit, err)
-	}
-	if channel == nil || channel.Workchain() != 0 || !bytes.Equal(siCell.Hash(), channel.Data()) {
-		return Receipt{}, fmt.Errorf("%w: it hashes to 0:%x, not %s", ErrBadStateInit, siCell.Hash(), channel)
+	if err := checkStateInit(init, channel); err != nil {
+		return Receipt{}, err
 	}
 	return e.deliver(ctx, message{
 		op: "init channel", wantOp: ton.OpInitChannel, from: from, to: channel, init: init, body: body, value: value,
@@ -219,6 +209,25 @@ func (e *Embedded) OpenChannel(ctx context.Context, from, channel *address.Addre
 // the gas from its balance before paying out.
 func (e *Embedded) CooperativeClose(ctx context.Context, channel *address.Address, body *cell.Cell) (Receipt, error) {
 	return e.deliver(ctx, message{op: "cooperative close", wantOp: ton.OpCooperativeClose, to: channel, body: body})
+}
+
+// checkStateInit refuses a StateInit that is not the channel contract's or does not hash to
+// the channel's address: a node opens only the contract it checked, at the address it agreed.
+func checkStateInit(init *tlb.StateInit, channel *address.Address) error {
+	if init == nil || init.Code == nil || init.Data == nil {
+		return fmt.Errorf("%w: code and data are required", ErrBadStateInit)
+	}
+	if !bytes.Equal(init.Code.Hash(), ton.CodeHash()) {
+		return fmt.Errorf("%w: code hash %x", ErrBadStateInit, init.Code.Hash())
+	}
+	siCell, err := tlb.ToCell(init)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadStateInit, err)
+	}
+	if channel == nil || channel.Workchain() != 0 || !bytes.Equal(siCell.Hash(), channel.Data()) {
+		return fmt.Errorf("%w: it hashes to 0:%x, not %s", ErrBadStateInit, siCell.Hash(), channel)
+	}
+	return nil
 }
 
 // errNoSender refuses an internal message without its sending wallet, which would otherwise be

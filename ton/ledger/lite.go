@@ -224,18 +224,8 @@ func (l *Lite) Channel(ctx context.Context, channel *address.Address) (ChannelSt
 // OpenChannel sends init and body with value from the node's wallet, after checking that init
 // carries the contract's code and hashes to channel.
 func (l *Lite) OpenChannel(ctx context.Context, from, channel *address.Address, init *tlb.StateInit, body *cell.Cell, value uint64) (Receipt, error) {
-	if init == nil || init.Code == nil || init.Data == nil {
-		return Receipt{}, fmt.Errorf("%w: code and data are required", ErrBadStateInit)
-	}
-	if !bytes.Equal(init.Code.Hash(), ton.CodeHash()) {
-		return Receipt{}, fmt.Errorf("%w: code hash %x", ErrBadStateInit, init.Code.Hash())
-	}
-	siCell, err := tlb.ToCell(init)
-	if err != nil {
-		return Receipt{}, fmt.Errorf("%w: %v", ErrBadStateInit, err)
-	}
-	if channel == nil || channel.Workchain() != 0 || !bytes.Equal(siCell.Hash(), channel.Data()) {
-		return Receipt{}, fmt.Errorf("%w: it hashes to 0:%x, not %s", ErrBadStateInit, siCell.Hash(), channel)
+	if err := checkStateInit(init, channel); err != nil {
+		return Receipt{}, err
 	}
 	return l.internal(ctx, "init channel", ton.OpInitChannel, from, channel, init, body, value)
 }
