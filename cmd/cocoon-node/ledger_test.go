@@ -30,6 +30,7 @@ func startLedger(t *testing.T, name, dir string) (*proc, *ledger.Remote) {
 	if err := json.Unmarshal(b, &r); err != nil || !strings.HasPrefix(r.URL, "http://127.0.0.1:") {
 		t.Fatalf("ready file %q: %v", b, err)
 	}
+	p.url = r.URL
 	return p, ledger.NewRemote(r.URL, nil)
 }
 

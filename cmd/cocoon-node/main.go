@@ -58,6 +58,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.echoBackend(ctx, args)
 	case "ledger":
 		return m.ledgerServer(ctx, args)
+	case "wallet":
+		return m.wallet(ctx, args)
 	case "verify-receipt":
 		return m.verifyReceipt(args)
 	case "help", "-h", "--help":
@@ -78,6 +80,8 @@ Usage:
                                check an answer's receipt offline (worker and proxy signatures)
   cocoon-node echo-backend     serve the echo test backend (repeats prompts; not a model)
   cocoon-node ledger [flags]   serve a development network's shared ledger (NOT real TON)
+  cocoon-node wallet address|balance
+                               the node's TON wallet (key in its datastore) and its balance
 
 Run 'cocoon-node <command> -h' for a command's flags.
 `

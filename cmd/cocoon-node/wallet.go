@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	leveldb "github.com/ipfs/go-ds-leveldb"
+	"github.com/xssnick/tonutils-go/ton/wallet"
+
+	"github.com/cocoon-mesh/cocoon/ton"
+	"github.com/cocoon-mesh/cocoon/ton/ledger"
+)
+
+// wallet runs `cocoon-node wallet address|balance`: the node's TON wallet, whose key lives in
+// the node's datastore (made on first use, apart from its libp2p identity).
+func (m *Main) wallet(ctx context.Context, args []string) error {
+	if len(args) == 0 || (args[0] != "address" && args[0] != "balance") {
+		return usageError("usage: cocoon-node wallet address|balance [flags] (-h for the flags)")
+	}
+	cmd := args[0]
+	fs := flag.NewFlagSet("wallet "+cmd, flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	dataDir := fs.String("data-dir", "", "the node's data directory (default ~/.cocoon); the node must not be running")
+	testnet := fs.Bool("testnet", false, "the testnet wallet address instead of mainnet's")
+	ledgerURL := fs.String("ledger", "", "balance: a development ledger's URL (cocoon-node ledger)")
+	tonConfig := fs.String("ton-config", "", "balance: a TON liteserver global config, as a URL or a file (real TON)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	}
+	key, err := loadWalletKey(ctx, *dataDir)
+	if err != nil {
+		return err
+	}
+	addr, err := ton.WalletAddress(key.Public().(ed25519.PublicKey), *testnet)
+	if err != nil {
+		return err
+	}
+	if cmd == "address" {
+		fmt.Fprintln(m.Stdout, addr.String())
+		return nil
+	}
+
+	var l ledger.Ledger
+	switch {
+	case (*ledgerURL == "") == (*tonConfig == ""):
+		return usageError("wallet balance: give exactly one of --ledger URL (development) or --ton-config URL|FILE (real TON)")
+	case *ledgerURL != "":
+		l = ledger.NewRemote(*ledgerURL, nil)
+	default:
+		cfg, err := ledger.LoadGlobalConfig(ctx, *tonConfig)
+		if err != nil {
+			return err
+		}
+		api, err := ledger.DialLite(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		id := int32(wallet.MainnetGlobalID)
+		if *testnet {
+			id = wallet.TestnetGlobalID
+		}
+		w, err := wallet.FromPrivateKey(api, key, wallet.ConfigV5R1Final{NetworkGlobalID: id})
+		if err != nil {
+			return err
+		}
+		if l, err = ledger.NewLite(api, w, ledger.LiteOptions{}); err != nil {
+			return err
+		}
+	}
+	bal, err := l.Balance(ctx, addr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "%s %s nanoTON (%s TON)\n", addr.String(), fmt.Sprint(bal), formatTON(bal))
+	return nil
+}
+
+// loadWalletKey opens the node's datastore just long enough to read (or make) its wallet key.
+func loadWalletKey(ctx context.Context, dataDir string) (ed25519.PrivateKey, error) {
+	if dataDir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil, errors.New("no home directory: give --data-dir")
+		}
+		dataDir = filepath.Join(home, ".cocoon")
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	ds, err := leveldb.NewDatastore(filepath.Join(dataDir, "datastore"), nil)
+	if err != nil {
+		return nil, fmt.Errorf("open datastore in %s: %w (stop the node using this data dir first)", dataDir, err)
+	}
+	defer ds.Close()
+	return ton.LoadOrCreateWalletKey(ctx, ds)
+}
+
+// formatTON writes nanoTON as TON with nine decimals.
+func formatTON(nano uint64) string { return fmt.Sprintf("%d.%09d", nano/1e9, nano%1e9) }

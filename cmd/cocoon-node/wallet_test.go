@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/xssnick/tonutils-go/address"
+)
+
+// The node's wallet: its address is stable across runs of the command (the key lives in the
+// data dir), differs between mainnet and testnet, and its balance is read from a development
+// ledger process.
+func TestWalletCommand(t *testing.T) {
+	dir := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(binaryPath, append([]string{"wallet"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("wallet %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	addr := run("address", "--data-dir", dir)
+	if again := run("address", "--data-dir", dir); again != addr {
+		t.Fatalf("address changed between runs: %s, then %s", addr, again)
+	}
+	if test := run("address", "--data-dir", dir, "--testnet"); test == addr {
+		t.Fatal("testnet address equals mainnet's")
+	}
+	a, err := address.ParseAddr(addr)
+	if err != nil {
+		t.Fatalf("address %q: %v", addr, err)
+	}
+
+	lp, l := startLedger(t, "ledger-wallet", t.TempDir())
+	if err := l.Fund(context.Background(), a, 1_500_000_000); err != nil { // the faucet
+		t.Fatal(err)
+	}
+	if got := run("balance", "--data-dir", dir, "--ledger", lp.url); !strings.Contains(got, "1500000000 nanoTON (1.500000000 TON)") {
+		t.Fatalf("balance: %q", got)
+	}
+	out, err := exec.Command(binaryPath, "wallet", "balance", "--data-dir", dir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "exactly one of --ledger") {
+		t.Fatalf("balance without a ledger: %v %s", err, out)
+	}
+}
