@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -323,25 +321,6 @@ func (n *Node) sealTo(c *call, p peer.ID, payload []byte, h *wire.Header, body [
 	return nil
 }
 
-// receiptPeers returns the peers whose keys a receipt names.
-func receiptPeers(rc *tee.Receipt) (worker, proxy peer.ID, err error) {
-	for _, kp := range []struct {
-		key []byte
-		id  *peer.ID
-	}{{rc.WorkerKey, &worker}, {rc.ProxyKey, &proxy}} {
-		pub, err := crypto.UnmarshalPublicKey(kp.key)
-		if err != nil {
-			return "", "", fmt.Errorf("receipt key: %v", err)
-		}
-		if *kp.id, err = peer.IDFromPublicKey(pub); err != nil {
-			return "", "", err
-		}
-	}
-	return worker, proxy, nil
-}
-
-func digestBytes(d [32]byte) []byte { return d[:] }
-
 // checkReceipt checks the receipt that ends an answer: from the worker we sealed to (or the one
 // the final names) and proxy p, for this request, for exactly what we sent and received, and
 // for the usage reported. A sealed answer carries the worker's own word for the receipt; the
@@ -352,13 +331,14 @@ func (n *Node) checkReceipt(fin *wire.Final, h *wire.Header, p peer.ID, ex *exch
 	if err != nil {
 		return "", err
 	}
-	worker, proxy, err := receiptPeers(&rc)
+	worker, proxy, err := rc.Peers()
 	if err != nil {
 		return "", err
 	}
 	if ex.answer != nil { // the worker vouches for the receipt inside the sealed answer
 		d, err := ex.answer.Open(nil, fin.Tag)
-		if err != nil || !bytes.Equal(d, digestBytes(rc.WorkerDigest())) {
+		want := rc.WorkerDigest()
+		if err != nil || !bytes.Equal(d, want[:]) {
 			return "", errors.New("the worker did not seal this receipt's digest into the answer")
 		}
 	}

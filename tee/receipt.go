@@ -148,12 +148,24 @@ func (r *Receipt) Verify() (worker, proxy peer.ID, err error) {
 	if !r.Proxy.Verify(pub, r.ProxyDigest()) {
 		return "", "", fmt.Errorf("%w: bad proxy signature", ErrReceipt)
 	}
-	wpub, _ := crypto.UnmarshalPublicKey(r.WorkerKey)
-	if worker, err = peer.IDFromPublicKey(wpub); err != nil {
-		return "", "", err
-	}
-	if proxy, err = peer.IDFromPublicKey(pub); err != nil {
-		return "", "", err
+	return r.Peers()
+}
+
+// Peers returns the peer IDs of the worker and proxy keys the receipt names, without checking
+// any signature.
+func (r *Receipt) Peers() (worker, proxy peer.ID, err error) {
+	for _, kp := range []struct {
+		what string
+		key  []byte
+		id   *peer.ID
+	}{{"worker", r.WorkerKey, &worker}, {"proxy", r.ProxyKey, &proxy}} {
+		pub, err := crypto.UnmarshalPublicKey(kp.key)
+		if err != nil {
+			return "", "", fmt.Errorf("%w: %s key: %v", ErrReceipt, kp.what, err)
+		}
+		if *kp.id, err = peer.IDFromPublicKey(pub); err != nil {
+			return "", "", fmt.Errorf("%w: %s key: %v", ErrReceipt, kp.what, err)
+		}
 	}
 	return worker, proxy, nil
 }
