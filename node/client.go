@@ -61,7 +61,12 @@ func (c *clientState) peerName(p peer.ID) string {
 // startClient makes the node a client: it stays connected to a few proxies, follows the
 // capacity gossip to know what the mesh offers, and serves the OpenAI API.
 func (n *Node) startClient() error {
-	n.keeper = n.disc.NewKeeper(n.cfg.MinProxies, n.cfg.DiscoveryInterval, n.attestProxy)
+	n.keeper = n.disc.NewKeeper(n.cfg.MinProxies, n.cfg.DiscoveryInterval, func(ctx context.Context, p peer.ID) {
+		n.attestProxy(ctx, p)
+		if n.payments != nil { // open (or resume) the channel we pay it on before the first request
+			n.wg.Go(func() { n.ensureChannel(n.ctx, p) })
+		}
+	})
 	n.goLoop(n.keeper.Run)
 	n.goLoop(n.readAdverts)
 	n.every(n.cfg.WorkerTTL/4, n.expireWorkers)
@@ -148,6 +153,30 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 	}
 	h.Timeout = left
 	h.Sealed = !n.cfg.DisableSealing
+	var payee *outChan // the channel we pay proxy p on
+	if n.payments != nil {
+		if payee, err = n.channelTo(ctx, p); err != nil {
+			if ctx.Err() != nil {
+				return false, nil, context.Cause(ctx)
+			}
+			return false, nil, wire.Errorf(wire.CodeUnavailable, "%v", err)
+		}
+		if payee.left() == 0 {
+			return false, nil, wire.Errorf(wire.CodeUnavailable, "the deposit on the channel to proxy %s is spent", p.String())
+		}
+		defer n.settleLater(payee)
+	}
+	var meter *metering // what we owe the proxy for this answer
+	var c *call
+	pay := func(vb []byte, err error) error {
+		if err != nil {
+			return wire.Errorf(wire.CodeInternal, "paying proxy %s: %v", p.String(), err)
+		}
+		if vb != nil && ctx.Err() == nil {
+			_ = c.send(wire.FramePay, vb) // if the stream is gone, settle() sends it later
+		}
+		return nil
+	}
 	first := body
 	var presealed map[peer.ID]exchange
 	if h.Sealed {
@@ -158,7 +187,7 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 			return false, nil, err
 		}
 	}
-	c, err := n.openCall(ctx, p, &h, first)
+	c, err = n.openCall(ctx, p, &h, first)
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, nil, context.Cause(ctx)
@@ -178,7 +207,33 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 			}
 			return started, nil, wire.Errorf(wire.CodeUnavailable, "proxy %s stopped answering: %v", p.String(), err)
 		}
+		if payee != nil && meter == nil && (t == wire.FrameChunk || t == wire.FrameFinal) {
+			c.abort()
+			return started, nil, wire.Errorf(wire.CodeWorkerFailed, "proxy %s answered without a quote", p.String())
+		}
 		switch t {
+		case wire.FrameQuote:
+			q, err := wire.DecodeQuote(payload)
+			switch {
+			case err != nil || payee == nil || meter != nil:
+				err = wire.Errorf(wire.CodeWorkerFailed, "proxy %s sent a bad or unexpected quote", p.String())
+			case h.MaxPrice != 0 && q.Effective() > h.MaxPrice:
+				err = wire.Errorf(wire.CodePriceTooHigh, "proxy %s quoted %d nanoTON per completion token, over the cap of %d", p.String(), q.Effective(), h.MaxPrice)
+			}
+			if err != nil {
+				c.abort()
+				return started, nil, err
+			}
+			meter = n.newMetering(payee, q)
+		case wire.FrameBill:
+			if meter == nil {
+				c.abort()
+				return started, nil, wire.Errorf(wire.CodeWorkerFailed, "proxy %s: %v", p.String(), unexpected(t))
+			}
+			if err := pay(meter.billNow(ctx)); err != nil {
+				c.abort()
+				return started, nil, err
+			}
 		case wire.FrameRoute:
 			if !h.Sealed || started {
 				c.abort()
@@ -210,6 +265,15 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 				c.abort()
 				return started, nil, wire.Errorf(wire.CodeWorkerFailed, "bad chunk: %v", err)
 			}
+			if meter != nil {
+				if err := pay(meter.chunk(n.ctx, ch.Tokens)); err != nil {
+					c.abort()
+					return started, nil, err
+				}
+			}
+			if ctx.Err() != nil {
+				continue // cancelled: the last chunks are read and paid for, not passed on
+			}
 			if err := onChunk(&ch, c.r.Buffered()); err != nil {
 				c.abort()
 				var we *wire.Error
@@ -224,6 +288,11 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 			fin, err := wire.DecodeFinal(payload)
 			if err != nil {
 				return true, nil, wire.Errorf(wire.CodeWorkerFailed, "malformed final message: %v", err)
+			}
+			if meter != nil {
+				if err := meter.final(fin.Usage); err != nil {
+					return true, nil, wire.Errorf(wire.CodeWorkerFailed, "billing: %v", err)
+				}
 			}
 			receipt, err := n.checkReceipt(&fin, &h, p, &ex)
 			if err != nil {

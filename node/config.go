@@ -97,7 +97,39 @@ type Config struct {
 	// and a sealed answer proves the worker vouched for its receipt without a signature check.
 	// A worker caught with a bad signature is dropped; so is a proxy.
 	ReceiptCheckEvery int
+
+	// Payments configures payment channels; they are on when the node is given a ledger
+	// (Deps.Ledger).
+	Payments PaymentConfig
 }
+
+// PaymentConfig configures a node's TON payment channels: clients pay proxies, proxies pay
+// workers, each over a channel of its own, voucher by voucher as tokens arrive.
+type PaymentConfig struct {
+	// Deposit is what a payer locks in each new channel, nanoTON: the most it can spend there
+	// before the channel must be reopened.
+	Deposit uint64
+	// OpenFee is the value sent with a channel's deployment beyond deposit and ExcessFee, for
+	// the gas of the init message.
+	OpenFee uint64
+	// WindowTokens is a payee's credit window, in completion tokens at each answer's price: it
+	// stops serving a payer that owes more than that (COCOON lets a client owe its whole stake).
+	WindowTokens uint32
+	// Commission is what a proxy adds to workers' prices, per mille.
+	Commission uint32
+	// Quarantine and ConditionalClose are the closing config of channels paying this node: how
+	// long a unilateral close waits for a challenge, and then for conditionals.
+	Quarantine, ConditionalClose time.Duration
+	// ExcessFee is reserved in each channel paying this node for the gas of closing it.
+	ExcessFee uint64
+	// FlushAfter is how long a payer lets value stay unpaid once an answer has ended.
+	FlushAfter time.Duration
+	// Testnet selects the testnet form of the node's wallet address.
+	Testnet bool
+}
+
+// Nano is one TON in nanoTON.
+const Nano = 1_000_000_000
 
 // DefaultConfig is the configuration for a node on a real network.
 func DefaultConfig() Config {
@@ -125,6 +157,11 @@ func DefaultConfig() Config {
 		MaxAttempts:       3,
 		AttestTTL:         time.Hour,
 		ReceiptCheckEvery: 16,
+		Payments: PaymentConfig{
+			Deposit: Nano, OpenFee: Nano / 20, WindowTokens: 256, Commission: 50,
+			Quarantine: 12 * time.Hour, ConditionalClose: time.Minute, ExcessFee: Nano / 100,
+			FlushAfter: 100 * time.Millisecond,
+		},
 	}
 }
 
@@ -207,6 +244,7 @@ func (c *Config) validate() error {
 	if c.APIAddr == "" {
 		c.APIAddr = d.APIAddr
 	}
+	c.Payments.fill(d.Payments)
 
 	switch c.Role {
 	case RoleClient, RoleProxy, RoleWorker:
@@ -257,6 +295,47 @@ func (c *Config) validate() error {
 	}
 	if c.AdvertMaxAge < c.AdvertInterval {
 		return &ConfigError{"advert_max_age", c.AdvertMaxAge, "must be at least advert_interval"}
+	}
+	return c.Payments.validate()
+}
+
+// fill takes zero fields from d.
+func (p *PaymentConfig) fill(d PaymentConfig) {
+	set := func(v *uint64, dv uint64) {
+		if *v == 0 {
+			*v = dv
+		}
+	}
+	set(&p.Deposit, d.Deposit)
+	set(&p.OpenFee, d.OpenFee)
+	set(&p.ExcessFee, d.ExcessFee)
+	if p.WindowTokens == 0 {
+		p.WindowTokens = d.WindowTokens
+	}
+	if p.Quarantine == 0 {
+		p.Quarantine = d.Quarantine
+	}
+	if p.ConditionalClose == 0 {
+		p.ConditionalClose = d.ConditionalClose
+	}
+	if p.FlushAfter == 0 {
+		p.FlushAfter = d.FlushAfter
+	}
+}
+
+// validate checks the rules the contract and the payment protocol impose.
+func (p *PaymentConfig) validate() error {
+	switch {
+	case p.WindowTokens < 4:
+		return &ConfigError{"payments.window_tokens", p.WindowTokens, "want at least 4 (a payer pays every quarter window)"}
+	case p.Commission > wire.MaxCoefficient:
+		return &ConfigError{"payments.commission", p.Commission, fmt.Sprintf("want at most %d per mille", wire.MaxCoefficient)}
+	case p.Quarantine < time.Minute || p.Quarantine > 1<<31*time.Second:
+		return &ConfigError{"payments.quarantine", p.Quarantine, "want from a minute to a few days: the payee must come online within it"}
+	case p.ConditionalClose < time.Second || p.ConditionalClose > 1<<31*time.Second:
+		return &ConfigError{"payments.conditional_close", p.ConditionalClose, "want at least a second"}
+	case p.Deposit > 1<<62:
+		return &ConfigError{"payments.deposit", p.Deposit, "too large"}
 	}
 	return nil
 }

@@ -149,6 +149,9 @@ func (n *Node) observeAdvert(a *wire.Advert) {
 	if !known && n.cfg.Role == RoleProxy {
 		n.h.ConnManager().Protect(a.Worker, workerTag)
 		n.log.Info("worker joined", "worker", a.Worker.String(), "models", len(a.Offers), "max_active", a.MaxActive, "healthy", a.Healthy)
+		if n.payments != nil { // open (or resume) the channel we pay it on before its first request
+			n.wg.Go(func() { n.ensureChannel(n.ctx, a.Worker) })
+		}
 	}
 }
 

@@ -24,10 +24,15 @@ const requestReadTimeout = 10 * time.Second
 
 // call is the caller's side of one inference stream.
 type call struct {
-	s    network.Stream
-	r    *wire.Reader
-	stop func() bool // detaches the reset-on-cancel hook
+	s     network.Stream
+	r     *wire.Reader
+	stop  func() bool // detaches the cancel hook
+	drain *time.Timer // resets the stream once a cancelled callee had its time to end
 }
+
+// drainTimeout is how long a cancelled callee gets to end its answer before the stream is
+// reset. Ending it, rather than having it cut, lets payer and payee count the same tokens.
+const drainTimeout = 2 * time.Second
 
 // openCall opens an inference stream to p and sends the header, then the body (sealed if
 // h.Sealed) unless body is nil: a client sealing its request sends the body only once the
@@ -39,8 +44,14 @@ func (n *Node) openCall(ctx context.Context, p peer.ID, h *wire.Header, body []b
 	if err != nil {
 		return nil, err
 	}
-	c := &call{s: s, r: wire.NewReader(s, n.cfg.MaxChunkBytes+1024)}
-	c.stop = context.AfterFunc(ctx, func() { s.Reset() })
+	c := &call{s: s, r: wire.NewReader(s, n.cfg.MaxChunkBytes+1024), drain: time.AfterFunc(time.Hour, func() { s.Reset() })}
+	c.drain.Stop()
+	// Cancelling closes our side: the callee stops and ends its answer with an error, and
+	// what it sent until then is still read (and paid for).
+	c.stop = context.AfterFunc(ctx, func() {
+		_ = s.CloseWrite()
+		c.drain.Reset(drainTimeout)
+	})
 	w := wire.NewWriter(s)
 	defer w.Release()
 	hdr := wire.AppendHeader(make([]byte, 0, 128), h)
@@ -87,6 +98,7 @@ func (c *call) next() (wire.FrameType, []byte, error) { return c.r.ReadFrameReus
 // finish closes a call whose answer was read to the end.
 func (c *call) finish() {
 	c.stop()
+	c.drain.Stop()
 	c.s.Close()
 	c.r.Release()
 }
@@ -94,6 +106,7 @@ func (c *call) finish() {
 // abort resets a call that is abandoned midway.
 func (c *call) abort() {
 	c.stop()
+	c.drain.Stop()
 	c.s.Reset()
 	c.r.Release()
 }
@@ -170,12 +183,16 @@ type lateBody struct {
 
 // watchCaller cancels the request when the caller's side of the stream ends: it keeps its
 // write side open until it has the answer, so any end of our read side means it went away.
-// Bodies the caller sends after route frames go to bodies (nil: none are expected); anything
-// else, or a body nobody waits for, cancels too.
-func watchCaller(r *wire.Reader, cancel context.CancelFunc, bodies chan<- lateBody) {
+// Vouchers go to pay (nil: payments are off). Bodies the caller sends after route frames go to
+// bodies (nil: none are expected); anything else, or a body nobody waits for, cancels too.
+func watchCaller(r *wire.Reader, cancel context.CancelFunc, bodies chan<- lateBody, pay func([]byte)) {
 	defer r.Release() // the watcher is the reader's last user
 	for {
 		t, p, err := r.ReadFrame()
+		if err == nil && t == wire.FramePay && pay != nil {
+			pay(p)
+			continue
+		}
 		if err != nil || bodies == nil || (t != wire.FrameSealed && t != wire.FrameBody) {
 			cancel()
 			return

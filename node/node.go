@@ -14,11 +14,14 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/xssnick/tonutils-go/address"
 
 	"github.com/cocoon-mesh/cocoon/discovery"
 	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/routing"
 	"github.com/cocoon-mesh/cocoon/tee"
+	"github.com/cocoon-mesh/cocoon/ton/chanstore"
+	"github.com/cocoon-mesh/cocoon/ton/ledger"
 )
 
 // Deps are the parts a node is built from. cmd/cocoon-node picks real ones; simulations pass
@@ -33,6 +36,13 @@ type Deps struct {
 	// Verifier checks peers' evidence; nil refuses all evidence (then only AllowUnattested
 	// lets the node work with peers).
 	Verifier *tee.Verifier
+	// Ledger holds the node's payment channels' money; nil turns payments off (the node then
+	// neither pays nor asks to be paid). Channels and Wallet are required with it.
+	Ledger ledger.Ledger
+	// Channels keeps every channel's newest state durably (in the node's datastore).
+	Channels *chanstore.Store
+	// Wallet is the node's TON wallet: it funds the channels it pays on and receives payouts.
+	Wallet *address.Address
 }
 
 // Node is one running peer of the mesh.
@@ -54,6 +64,8 @@ type Node struct {
 	table   *routing.Table
 
 	attest *attestState // this node's attestation and its peers'
+
+	payments *payState // nil: payments off
 
 	worker *workerState // workers only
 	client *clientState // clients only
@@ -96,6 +108,14 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	var err error
 	if n.attest, err = newAttestState(priv, deps.TEE, verifier); err != nil {
 		return nil, err
+	}
+	if deps.Ledger != nil {
+		if deps.Channels == nil || deps.Wallet == nil {
+			return nil, errors.New("node: payments need a channel store and a wallet besides the ledger")
+		}
+		if n.payments, err = newPayState(cfg.Payments, deps.Ledger, deps.Channels, priv, deps.Wallet); err != nil {
+			return nil, err
+		}
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
@@ -142,6 +162,9 @@ func (n *Node) Start() error {
 		}
 	})
 	n.startAttest()
+	if n.payments != nil {
+		n.h.SetStreamHandler(ChannelProtocol, n.handleChannel)
+	}
 	switch n.cfg.Role {
 	case RoleProxy:
 		return n.startProxy()
@@ -165,6 +188,7 @@ func (n *Node) Close() error {
 	n.h.RemoveStreamHandler(InferProtocol)
 	n.h.RemoveStreamHandler(AdvertProtocol)
 	n.h.RemoveStreamHandler(AttestProtocol)
+	n.h.RemoveStreamHandler(ChannelProtocol)
 	n.wg.Wait()
 	// Gossip needs no separate teardown: pubsub lives on n.ctx, cancelled above.
 	errs = append(errs, n.disc.Close())
@@ -206,6 +230,9 @@ type Status struct {
 	// TEE is this node's own attestation; Attestations what each peer's handshake established.
 	TEE          string            `json:"tee"`
 	Attestations map[string]string `json:"attestations,omitempty"`
+	// Wallet is the node's TON wallet and Channels its payment channels, when payments are on.
+	Wallet   string          `json:"wallet,omitempty"`
+	Channels []ChannelStatus `json:"channels,omitempty"`
 }
 
 // Models summarises the models offered by the workers this node knows of.
@@ -249,6 +276,10 @@ func (n *Node) Status() Status {
 		n.tableMu.Lock()
 		st.Workers = n.table.Workers()
 		n.tableMu.Unlock()
+	}
+	if n.payments != nil {
+		st.Wallet = n.payments.wallet.String()
+		st.Channels = n.Channels()
 	}
 	if n.worker != nil {
 		st.Active = int(n.worker.active.Load())

@@ -78,8 +78,28 @@ func frame(t wire.FrameType, p []byte) []byte {
 
 func header(h wire.Header) []byte { return frame(wire.FrameHeader, wire.AppendHeader(nil, &h)) }
 
-func TestBadProtocolInputGetsClearErrors(t *testing.T) {
+// A peer with no payment channel gets payment_required from a proxy and from a worker, and
+// changes nothing.
+func TestStrangerWithoutChannelMustPay(t *testing.T) {
 	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1})
+	good := wire.Header{ID: "t", Model: localnet.EchoModelID, Endpoint: wire.Chat, Timeout: 5 * time.Second}
+	body := frame(wire.FrameBody, []byte(`{"model":"echo-test","messages":[{"role":"user","content":"free?"}]}`))
+	for _, target := range []*node.Node{nw.Proxies[0], nw.Workers[0]} {
+		before := len(target.Channels())
+		typ, p := exchange(t, rawPeer(t, target), target.ID(), header(good), body)
+		e, err := wire.DecodeError(p)
+		if typ != wire.FrameError || err != nil || e.Code != wire.CodePayment {
+			t.Errorf("%s: got %s %v %v, want payment_required", target.Config().Role, typ, e, err)
+		}
+		if after := len(target.Channels()); after != before {
+			t.Errorf("%s: %d channels, then %d", target.Config().Role, before, after)
+		}
+	}
+}
+
+// Protocol-level checks, with payments off so they are reached by a peer with no channel.
+func TestBadProtocolInputGetsClearErrors(t *testing.T) {
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, NoPayments: true})
 	proxy, worker := nw.Proxies[0], nw.Workers[0]
 	good := wire.Header{ID: "t", Model: "echo-test", Endpoint: wire.Chat, Timeout: 5 * time.Second}
 	body := frame(wire.FrameBody, []byte(`{"model":"echo-test","messages":[{"role":"user","content":"hi"}]}`))

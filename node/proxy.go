@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"time"
 
@@ -82,6 +83,15 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 		out.fail(err)
 		return
 	}
+	var payer *inChan // the channel the client pays us on
+	if n.payments != nil {
+		if payer, err = n.payerIn(s.Conn().RemotePeer()); err != nil {
+			r.Release()
+			out.fail(err)
+			return
+		}
+		h.MaxPrice = n.workerCap(h.MaxPrice)
+	}
 	ctx, cancel := context.WithTimeout(n.ctx, h.Timeout)
 	defer cancel()
 	var preset []wire.Sealed
@@ -94,9 +104,9 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 	}
 	var bodies *bodySource
 	if h.Sealed {
-		bodies = &bodySource{s: s, r: r, cancel: cancel, ch: make(chan lateBody, 1)}
+		bodies = &bodySource{s: s, r: r, cancel: cancel, ch: make(chan lateBody, 1), pay: n.voucherSink(payer)}
 	} else {
-		go watchCaller(r, cancel, nil)
+		go watchCaller(r, cancel, nil, n.voucherSink(payer))
 	}
 
 	var tried []peer.ID
@@ -116,7 +126,7 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 		}
 		tried = append(tried, d.Worker)
 		start := time.Now()
-		started, firstToken, err := n.forward(ctx, d, h, body, preset, bodies, out)
+		started, firstToken, err := n.forward(ctx, d, h, body, preset, bodies, out, payer)
 		latency := firstToken.Sub(start)
 		n.tableMu.Lock()
 		n.table.End(n.now(), d.Worker, latency, !workerFault(err))
@@ -131,8 +141,9 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 		n.log.Warn("worker failed before the first token; failing over", "worker", d.Worker.String(), "request", h.ID, "err", err)
 	}
 	if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
-		s.Reset() // the client went away: nobody to tell
-		return
+		// The client cancelled (or went away): ending the answer lets it count exactly the
+		// chunks we sent.
+		lastErr = wire.Errorf(wire.CodeCancelled, "the request was cancelled")
 	}
 	out.fail(lastErr)
 }
@@ -142,11 +153,26 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 // A client that seals its request either sent the body sealed to d already (in preset), or
 // gets a route frame naming d and its attestation and then sends the body sealed to d. Either
 // way the proxy passes on ciphertext it cannot read; body is nil then.
-func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, body []byte, preset []wire.Sealed, bodies *bodySource, out *answer) (started bool, firstToken time.Time, err error) {
+//
+// With payments on, the client pays us on payer and we pay the worker: the worker's quote is
+// passed on with our commission, each chunk the worker sends is metered on our channel to it,
+// and each chunk goes on to the client only within its credit window.
+func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, body []byte, preset []wire.Sealed, bodies *bodySource, out *answer, payer *inChan) (started bool, firstToken time.Time, err error) {
 	left, err := n.timeLeft(ctx)
 	if err != nil {
 		return false, time.Now(), err
 	}
+	var payee *outChan // the channel we pay the worker on
+	if payer != nil {
+		if payee, err = n.channelTo(ctx, d.Worker); err != nil {
+			return false, time.Now(), wire.Errorf(wire.CodeWorkerFailed, "%v", err)
+		}
+		if payee.left() == 0 {
+			return false, time.Now(), wire.Errorf(wire.CodeWorkerFailed, "the deposit on the channel to worker %s is spent", d.Worker.String())
+		}
+	}
+	var meter *metering // what we owe the worker
+	var bill *billing   // what the client owes us
 	pa, err := n.peerAttestation(ctx, d.Worker)
 	if err != nil {
 		return false, time.Now(), err
@@ -175,6 +201,15 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 		return false, time.Now(), wire.Errorf(wire.CodeWorkerFailed, "cannot reach worker %s: %v", d.Worker.String(), err)
 	}
 	answerHash := tee.NewAnswerHash()
+	payWorker := func(vb []byte, err error) error {
+		if err != nil {
+			return wire.Errorf(wire.CodeInternal, "paying worker %s: %v", d.Worker.String(), err)
+		}
+		if vb != nil && ctx.Err() == nil {
+			_ = c.send(wire.FramePay, vb) // if the stream is gone, settle() sends it later
+		}
+		return nil
+	}
 	for {
 		t, p, err := c.next()
 		if firstToken.IsZero() {
@@ -187,12 +222,56 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 			}
 			return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s stopped answering: %v", d.Worker.String(), err)
 		}
+		if payer != nil && meter == nil && (t == wire.FrameChunk || t == wire.FrameFinal) {
+			c.abort()
+			return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s answered without a quote", d.Worker.String())
+		}
 		switch t {
+		case wire.FrameQuote:
+			if payer == nil || meter != nil {
+				c.abort()
+				return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.String(), unexpected(t))
+			}
+			cq, err := n.clientQuote(p, h.MaxPrice)
+			if err != nil {
+				c.abort()
+				return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.String(), err)
+			}
+			meter = n.newMetering(payee, cq.worker)
+			bill = n.newBilling(payer, cq.client, func(owed uint64) error {
+				return out.raw(wire.FrameBill, wire.AppendBill(nil, owed), true)
+			})
+			if err := out.raw(wire.FrameQuote, wire.AppendQuote(nil, &cq.client), false); err != nil {
+				c.abort()
+				return started, firstToken, context.Canceled
+			}
+		case wire.FrameBill:
+			if meter == nil {
+				c.abort()
+				return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.String(), unexpected(t))
+			}
+			if err := payWorker(meter.billNow(ctx)); err != nil {
+				c.abort()
+				return started, firstToken, err
+			}
 		case wire.FrameChunk:
 			ch, err := wire.DecodeChunk(p)
 			if err != nil {
 				c.abort()
 				return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s sent a malformed chunk: %v", d.Worker.String(), err)
+			}
+			if meter != nil {
+				if err := payWorker(meter.chunk(n.ctx, ch.Tokens)); err != nil {
+					c.abort()
+					return started, firstToken, err
+				}
+			}
+			if ctx.Err() != nil {
+				continue // cancelled: the worker's last chunks are read and paid for, not passed on
+			}
+			if err := bill.chunk(ctx, ch.Tokens); err != nil {
+				c.abort()
+				return started, firstToken, err
 			}
 			answerHash.Add(ch.Data)
 			// Flush when nothing more is waiting: a burst of chunks goes out in one write, and a
@@ -208,11 +287,23 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 			if err != nil {
 				return true, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.String(), err)
 			}
+			if meter != nil {
+				u, _ := wire.DecodeFinal(p) // countersign decoded it already
+				if err := meter.final(u.Usage); err != nil {
+					return true, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: billing: %v", d.Worker.String(), err)
+				}
+				if err := bill.final(ctx, u.Usage); err != nil {
+					return true, firstToken, err
+				}
+			}
 			_ = out.raw(t, fin, true) // if the client left before reading the end, the worker still served in full
 			out.close()
 			return true, firstToken, nil
 		case wire.FrameError:
 			c.finish()
+			if meter != nil {
+				n.settleLater(payee)
+			}
 			we, err := wire.DecodeError(p)
 			if err != nil {
 				return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker sent a malformed error: %v", err)
@@ -248,6 +339,7 @@ type bodySource struct {
 	r        *wire.Reader
 	cancel   context.CancelFunc
 	ch       chan lateBody
+	pay      func([]byte) // takes the vouchers the client sends (nil: payments off)
 	watching bool
 }
 
@@ -255,7 +347,7 @@ type bodySource struct {
 func (b *bodySource) watch() {
 	if !b.watching {
 		b.watching = true
-		go watchCaller(b.r, b.cancel, b.ch)
+		go watchCaller(b.r, b.cancel, b.ch, b.pay)
 	}
 }
 
@@ -354,4 +446,39 @@ func routingError(err error) *wire.Error {
 		return wire.Errorf(wire.CodePriceTooHigh, "%v", err)
 	}
 	return wire.Errorf(wire.CodeNoCapacity, "%v", err)
+}
+
+// quotes are one answer's prices: the worker's, and the client's with our commission.
+type quotes struct{ worker, client wire.Quote }
+
+// clientQuote takes a worker's quote and adds our commission; the client's price must be
+// within its cap (in worker terms, see workerCap).
+func (n *Node) clientQuote(p []byte, workerCap uint64) (quotes, error) {
+	wq, err := wire.DecodeQuote(p)
+	if err != nil {
+		return quotes{}, err
+	}
+	if workerCap != 0 && wq.Effective() > workerCap {
+		return quotes{}, fmt.Errorf("quoted %d nanoTON per completion token, over the caller's cap", wq.Effective())
+	}
+	cp, err := wq.Prices.WithCommission(n.cfg.Payments.Commission)
+	if err != nil {
+		return quotes{}, err
+	}
+	return quotes{worker: wq, client: wire.Quote{Prices: cp, Coefficient: wq.Coefficient}}, nil
+}
+
+// workerCap turns a client's cap on what it pays per completion token into a cap on the
+// worker's price, our commission taken off.
+func (n *Node) workerCap(clientCap uint64) uint64 {
+	if clientCap == 0 {
+		return 0
+	}
+	c := uint64(1000 + n.cfg.Payments.Commission)
+	hi, lo := bits.Mul64(clientCap, 1000)
+	q, _ := bits.Div64(hi%c, lo, c)
+	if hi >= c {
+		return clientCap // cannot overflow the division: a cap this high caps nothing
+	}
+	return max(q, 1)
 }

@@ -171,6 +171,31 @@ func (n *Node) sendDirectAdvert(ctx context.Context, p peer.ID) {
 // maxBatchedChunk bounds the JSON lines one streamed chunk frame collects.
 const maxBatchedChunk = 32 << 10
 
+// maxBilledChunk bounds the completion tokens one chunk carries when it is paid for: each
+// chunk is billed as it goes out, and a small one keeps the payer's credit use smooth.
+const maxBilledChunk = 16
+
+// sendSplit sends a whole non-streamed answer. Paid for, it goes in parts of at most
+// maxBilledChunk*4 tokens, each billed as it goes, so a long answer never needs more credit
+// than a streamed one; the client joins them. The last part waits for the final's flush.
+func sendSplit(c backend.Chunk, paid bool, send func(*wire.Chunk, bool) error) error {
+	parts := 1
+	if paid {
+		parts = max(1, (c.Tokens+maxBilledChunk*4-1)/(maxBilledChunk*4))
+		parts = min(parts, max(1, len(c.Data)))
+	}
+	var part wire.Chunk
+	for i := range parts {
+		lo, hi := len(c.Data)*i/parts, len(c.Data)*(i+1)/parts
+		part.Data = c.Data[lo:hi]
+		part.Tokens = uint32(c.Tokens*(i+1)/parts - c.Tokens*i/parts)
+		if err := send(&part, i < parts-1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // handleWorkerInfer runs one request from a proxy on the backend and streams the answer.
 func (n *Node) handleWorkerInfer(s network.Stream) {
 	out := newAnswer(s)
@@ -215,10 +240,17 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 		return
 	}
 	defer w.active.Add(-1)
+	var payer *inChan // the channel the proxy pays us on
+	if n.payments != nil {
+		if payer, err = n.payerIn(s.Conn().RemotePeer()); err != nil {
+			out.fail(err)
+			return
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(n.ctx, h.Timeout)
 	defer cancel()
-	go watchCaller(r, cancel, nil)
+	go watchCaller(r, cancel, nil, n.voucherSink(payer))
 	// The receipt names the proxy by the key its connection authenticated, and by its
 	// attestation if it has one (handshake cached after the first request on a connection).
 	proxyKey, err := crypto.MarshalPublicKey(s.Conn().RemotePublicKey())
@@ -232,10 +264,31 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 		return
 	}
 
+	// The answer is quoted at our prices before its first chunk, and each chunk goes out only
+	// within the proxy's credit window.
+	quote := wire.Quote{Prices: w.models[h.Model].Prices, Coefficient: n.cfg.Coefficient}
+	quoted := payer == nil
+	sendQuote := func() error {
+		if quoted {
+			return nil
+		}
+		quoted = true
+		return out.raw(wire.FrameQuote, wire.AppendQuote(nil, &quote), false)
+	}
+	bl := n.newBilling(payer, quote, func(owed uint64) error {
+		return out.raw(wire.FrameBill, wire.AppendBill(nil, owed), true)
+	})
+
 	// Every chunk is hashed as it is sent (sealed, if sealing), for the receipt.
 	answerHash := tee.NewAnswerHash()
 	var sealed wire.Chunk
 	send := func(c *wire.Chunk, flush bool) error {
+		if err := sendQuote(); err != nil {
+			return err
+		}
+		if err := bl.chunk(ctx, c.Tokens); err != nil {
+			return err
+		}
 		if sealer != nil {
 			var err error
 			if sealed.Data, err = sealer.Seal(sealed.Data[:0], c.Data); err != nil {
@@ -256,14 +309,13 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 	usage, err := w.backend.Generate(ctx, backend.Request{Endpoint: endpoint, Model: h.Model, Body: body, Stream: h.Stream, MaxTokens: h.MaxTokens},
 		func(c backend.Chunk) error {
 			if !h.Stream {
-				pend.Tokens, pend.Data = uint32(c.Tokens), c.Data
-				return send(&pend, false)
+				return sendSplit(c, payer != nil, send)
 			}
 			pend.Data = append(pend.Data, "data: "...)
 			pend.Data = append(pend.Data, c.Data...)
 			pend.Data = append(pend.Data, "\n\n"...)
 			pend.Tokens += uint32(c.Tokens)
-			if c.More && len(pend.Data) < maxBatchedChunk {
+			if c.More && len(pend.Data) < maxBatchedChunk && (payer == nil || pend.Tokens < maxBilledChunk) {
 				return nil
 			}
 			err := send(&pend, true)
@@ -273,13 +325,22 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 	if err == nil && h.Stream && len(pend.Data) > 0 {
 		err = send(&pend, false) // the stream ended with a chunk still held: send it with the final
 	}
+	if err == nil {
+		err = sendQuote() // an answer without chunks is quoted too
+	}
 	if err != nil {
-		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
-			s.Reset() // the proxy went away: the backend call is already stopped
+		var we *wire.Error
+		switch {
+		case ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled):
+			// The proxy went away, or cancelled: the backend call is already stopped. Ending
+			// the answer lets a cancelling proxy count exactly the chunks we sent.
 			n.log.Debug("request cancelled by the caller", "request", h.ID)
-			return
+			out.fail(wire.Errorf(wire.CodeCancelled, "the request was cancelled"))
+		case errors.As(err, &we):
+			out.fail(we)
+		default:
+			out.fail(backendError(ctx, err))
 		}
-		out.fail(backendError(ctx, err))
 		return
 	}
 	w.tokens.Add(int64(usage.Completion))
@@ -299,6 +360,10 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 		return
 	}
 	fin.Receipt = rc.Marshal()
+	if err := bl.final(ctx, fin.Usage); err != nil {
+		out.fail(err)
+		return
+	}
 	if sealer != nil {
 		d := rc.WorkerDigest()
 		if fin.Tag, err = sealer.Seal(nil, d[:]); err != nil {

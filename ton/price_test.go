@@ -42,13 +42,13 @@ func TestCost(t *testing.T) {
 }
 
 func TestCreditWindow(t *testing.T) {
-	c := NewCredit(100, 0)
+	c := NewCredit(0)
 	for range 10 {
-		if err := c.Reserve(10); err != nil {
+		if err := c.Reserve(10, 100); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := c.Reserve(1); !errors.Is(err, ErrCreditExhausted) || c.Owed() != 100 {
+	if err := c.Reserve(1, 100); !errors.Is(err, ErrCreditExhausted) || c.Owed() != 100 {
 		t.Fatalf("past the window: %v, owed %d", err, c.Owed())
 	}
 	c.Paid(60)
@@ -59,7 +59,10 @@ func TestCreditWindow(t *testing.T) {
 	if c.Owed() != 40 {
 		t.Fatalf("owed %d after an older voucher", c.Owed())
 	}
-	if err := c.Reserve(60); err != nil || c.Owed() != 100 {
+	if err := c.Reserve(61, 100); err == nil || c.Owed() != 40 {
+		t.Fatalf("one past the window: %v, owed %d", err, c.Owed())
+	}
+	if err := c.Reserve(60, 100); err != nil || c.Owed() != 100 {
 		t.Fatalf("room again: %v, owed %d", err, c.Owed())
 	}
 	c.Release(30)
@@ -71,25 +74,40 @@ func TestCreditWindow(t *testing.T) {
 		t.Fatalf("over-release: owed %d, delivered %d", c.Owed(), c.Delivered())
 	}
 	c.Paid(500) // a payer that pays ahead may receive that much more
-	if c.Owed() != 0 || c.Reserve(590) != nil || c.Reserve(11) == nil || c.Owed() != 90 {
+	if c.Owed() != 0 || c.Reserve(590, 100) != nil || c.Reserve(11, 100) == nil || c.Owed() != 90 {
 		t.Fatalf("prepaid: owed %d", c.Owed())
 	}
-	huge := NewCredit(^uint64(0), 10) // a window past 2^64 does not wrap around
-	if err := huge.Reserve(1 << 40); err != nil {
+	huge := NewCredit(10) // a window near 2^64 does not wrap around
+	if err := huge.Reserve(1<<40, ^uint64(0)); err != nil {
 		t.Fatalf("huge window: %v", err)
 	}
+	if err := huge.Reserve(1, ^uint64(0)); err != nil {
+		t.Fatalf("huge window, second item: %v", err)
+	}
+	// An item over the window goes only when nothing is owed, and then alone.
+	big := NewCredit(0)
+	if err := big.Reserve(500, 100); err != nil || big.Owed() != 500 {
+		t.Fatalf("a lone big item: %v, owed %d", err, big.Owed())
+	}
+	if err := big.Reserve(1, 100); err == nil {
+		t.Fatal("an item after a big one while it is unpaid")
+	}
+	big.Paid(450)
+	if err := big.Reserve(500, 100); err == nil {
+		t.Fatal("a big item while something is owed")
+	}
 	// A resumed payee starts from its durable voucher.
-	r := NewCredit(100, 500)
-	if r.Owed() != 0 || r.Reserve(101) == nil {
+	r := NewCredit(500)
+	if r.Owed() != 0 || r.PaidTotal() != 500 || r.Reserve(101, 100) != nil || r.Reserve(1, 100) == nil {
 		t.Fatal("resumed credit")
 	}
 }
 
 func TestMeter(t *testing.T) {
-	m := NewMeter(64, 1000)
+	m := NewMeter(1000)
 	due := 0
 	for range 100 {
-		if m.Receive(5) {
+		if m.Receive(5, 64) {
 			due++
 			m.Signed(m.Received())
 		}
@@ -100,5 +118,40 @@ func TestMeter(t *testing.T) {
 	m.Signed(10) // older: ignored
 	if m.Unpaid() != 500-7*65 {
 		t.Fatal("an older signature lowered what is signed")
+	}
+}
+
+// Payer and payee tabs agree, chunk by chunk, and their total is the usage's cost.
+func TestTabTotalsTheCost(t *testing.T) {
+	p := Prices{Prompt: 3, Cached: 1, Completion: 7, Reasoning: 5}
+	for _, coef := range []uint32{1000, 333, 1499} {
+		tab := NewTab(p, coef)
+		var sum uint64
+		for _, n := range []uint64{1, 2, 3, 1, 1, 7} {
+			v, err := tab.Chunk(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum += v
+		}
+		u := Usage{Prompt: 40, Cached: 10, Completion: 15, Reasoning: 4}
+		v, err := tab.Final(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += v
+		want, _ := p.Cost(u, coef)
+		if sum != want || tab.Charged() != want {
+			t.Fatalf("coefficient %d: tab %d (charged %d), cost %d", coef, sum, tab.Charged(), want)
+		}
+	}
+	// A usage with fewer completion tokens than the chunks carried charges nothing more.
+	tab := NewTab(p, 1000)
+	tab.Chunk(10)
+	if v, _ := tab.Final(Usage{Completion: 5}); v != 0 || tab.Charged() != 70 {
+		t.Fatalf("short usage: %d more, %d charged", v, tab.Charged())
+	}
+	if tab.Per(256) != 256*7 {
+		t.Fatalf("per 256: %d", tab.Per(256))
 	}
 }

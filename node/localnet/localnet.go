@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"crypto/ed25519"
+
 	"github.com/ipfs/go-datastore"
 	leveldb "github.com/ipfs/go-ds-leveldb"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -21,6 +23,9 @@ import (
 	"github.com/cocoon-mesh/cocoon/node/backend/echo"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 	"github.com/cocoon-mesh/cocoon/tee"
+	"github.com/cocoon-mesh/cocoon/ton"
+	"github.com/cocoon-mesh/cocoon/ton/chanstore"
+	"github.com/cocoon-mesh/cocoon/ton/ledger"
 )
 
 // EchoModelID is the identity workers advertise for the echo test backend.
@@ -47,7 +52,18 @@ type Options struct {
 	// clear. By default every node has a SIMULATED TEE and accepts simulated evidence (which is
 	// insecure, and fine for a network whose nodes all run in one process).
 	NoTEE bool
+	// NoPayments runs the network without payment channels: nobody pays. By default every node
+	// pays over channels on one embedded DEVELOPMENT ledger (the real contract code run in a
+	// TVM, its accounts in Dir), each wallet funded by its faucet.
+	NoPayments bool
 }
+
+// DevPrices are the workers' prices when Options.Prices is zero and payments are on: nanoTON
+// per token by category (a million completion tokens cost 0.4 TON).
+var DevPrices = wire.Prices{Prompt: 100, Cached: 50, Completion: 400, Reasoning: 400}
+
+// DevFunds is what the faucet gives each node's wallet on the development ledger.
+const DevFunds = 100 * node.Nano
 
 // Net is a running local network.
 type Net struct {
@@ -64,6 +80,7 @@ type Net struct {
 	log     *slog.Logger
 	extra   []*node.Node // clients added by AddClient
 	hosts   []host.Host
+	ledger  *ledger.Embedded // nil without payments
 	stores  []datastore.Batching
 	servers []*http.Server
 	closed  sync.Once
@@ -115,6 +132,20 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 		}
 	}()
 
+	if !o.NoPayments {
+		ds, err := leveldb.NewDatastore(filepath.Join(nw.dir, "ledger"), nil)
+		if err != nil {
+			return nil, fmt.Errorf("localnet: ledger datastore: %w", err)
+		}
+		nw.stores = append(nw.stores, ds)
+		if nw.ledger, err = ledger.NewEmbedded(ctx, ds, ledger.Options{}); err != nil {
+			return nil, err
+		}
+		if o.Prices == (wire.Prices{}) {
+			o.Prices = DevPrices
+		}
+		progress("embedded development ledger up (NOT real TON): the real channel contract in a TVM")
+	}
 	cfg := node.LocalConfig()
 	cfg.Models = []node.ModelConfig{{ID: o.ModelID, Prices: o.Prices}}
 	if o.Tune != nil {
@@ -221,6 +252,19 @@ func (nw *Net) startNode(ctx context.Context, name string, cfg node.Config, be b
 	}
 	nw.hosts = append(nw.hosts, h)
 	deps := node.Deps{Host: h, Backend: be, Logger: log.With("node", name)}
+	if nw.ledger != nil {
+		wk, err := ton.LoadOrCreateWalletKey(ctx, ds)
+		if err != nil {
+			return nil, err
+		}
+		if deps.Wallet, err = ton.WalletAddress(wk.Public().(ed25519.PublicKey), false); err != nil {
+			return nil, err
+		}
+		if err := nw.ledger.Fund(ctx, deps.Wallet, DevFunds); err != nil {
+			return nil, err
+		}
+		deps.Ledger, deps.Channels = nw.ledger, chanstore.New(ds)
+	}
 	if nw.noTEE {
 		cfg.AllowUnattested = true
 	} else {
@@ -290,7 +334,11 @@ func (nw *Net) waitReady(ctx context.Context, progress func(string)) error {
 		if listed == len(nw.Workers) {
 			say(fmt.Sprintf("client lists the model offered by %d workers", listed))
 		}
-		if proxiesOK && routed == len(nw.Proxies) && listed == len(nw.Workers) {
+		paying := nw.ledger == nil || (payers(nw.Client) >= wantProxies && allPay(nw.Proxies, len(nw.Workers)))
+		if nw.ledger != nil && paying {
+			say("payment channels open: client to proxies, proxies to workers")
+		}
+		if proxiesOK && routed == len(nw.Proxies) && listed == len(nw.Workers) && paying {
 			return nil
 		}
 		select {
@@ -337,4 +385,28 @@ func (nw *Net) close() error {
 		errs = append(errs, os.RemoveAll(nw.dir))
 	}
 	return errors.Join(errs...)
+}
+
+// Ledger is the network's development ledger (nil without payments).
+func (nw *Net) Ledger() *ledger.Embedded { return nw.ledger }
+
+// payers counts the channels n pays on.
+func payers(n *node.Node) int {
+	k := 0
+	for _, c := range n.Channels() {
+		if c.Role == "payer" {
+			k++
+		}
+	}
+	return k
+}
+
+// allPay reports whether every proxy pays on at least want channels.
+func allPay(proxies []*node.Node, want int) bool {
+	for _, p := range proxies {
+		if payers(p) < want {
+			return false
+		}
+	}
+	return true
 }

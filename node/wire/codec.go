@@ -27,6 +27,17 @@ const (
 	// sent with the header so the proxy needs no route round trip when it picks one of them.
 	FrameSealedSet FrameType = 10
 	FrameChosen    FrameType = 11 // proxy to client: which worker of the sealed set serves it
+
+	// Payments. On an inference stream the payee quotes the answer's prices before its first
+	// chunk, the payer sends vouchers as value arrives, and the payee bills when it waits for
+	// one. On the channel stream (/cocoon/channel/1.0.0) the payer asks for terms, opens or
+	// resumes a channel, or pays between requests; the payee answers with its channel state.
+	FrameQuote        FrameType = 12 // payee to payer: the prices this answer is billed at
+	FramePay          FrameType = 13 // payer to payee: a voucher (ton.Voucher's encoding)
+	FrameBill         FrameType = 14 // payee to payer: pay what you received, I am waiting
+	FrameTerms        FrameType = 15 // channel stream: the payer asks (empty), the payee answers
+	FrameChannelOpen  FrameType = 16 // channel stream: the payer opened or resumes a channel
+	FrameChannelState FrameType = 17 // channel stream: the payee's view of the channel
 )
 
 // String names the frame type for errors and logs.
@@ -54,6 +65,18 @@ func (t FrameType) String() string {
 		return "sealed set"
 	case FrameChosen:
 		return "chosen"
+	case FrameQuote:
+		return "quote"
+	case FramePay:
+		return "pay"
+	case FrameBill:
+		return "bill"
+	case FrameTerms:
+		return "terms"
+	case FrameChannelOpen:
+		return "channel open"
+	case FrameChannelState:
+		return "channel state"
 	}
 	return fmt.Sprintf("frame(%d)", uint8(t))
 }

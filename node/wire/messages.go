@@ -284,6 +284,7 @@ const (
 	CodeUnavailable  Code = 11 // this node cannot serve now (no proxy, shutting down)
 	CodeAttestation  Code = 12 // a peer's attestation is missing or refused, or sealed data did not open
 	CodeSealSession  Code = 13 // the worker no longer holds the client's sealing session: resend with its key
+	CodePayment      Code = 14 // no payment channel, a refused voucher, or a payer that stopped paying
 )
 
 var codeNames = map[Code]string{
@@ -291,7 +292,7 @@ var codeNames = map[Code]string{
 	CodeNoCapacity: "no_capacity", CodeTooLarge: "too_large", CodeTimeout: "timeout",
 	CodeCancelled: "cancelled", CodeBackend: "backend_error", CodeWorkerFailed: "worker_failed",
 	CodeInternal: "internal_error", CodeUnavailable: "unavailable", CodeAttestation: "attestation_failed",
-	CodeSealSession: "seal_session_unknown",
+	CodeSealSession: "seal_session_unknown", CodePayment: "payment_required",
 }
 
 // String returns the code's stable name, used as OpenAI's error "code".
@@ -309,7 +310,7 @@ func (c Code) HTTPStatus() int {
 		return http.StatusBadRequest
 	case CodeUnknownModel:
 		return http.StatusNotFound
-	case CodePriceTooHigh:
+	case CodePriceTooHigh, CodePayment:
 		return http.StatusPaymentRequired
 	case CodeNoCapacity, CodeUnavailable:
 		return http.StatusServiceUnavailable

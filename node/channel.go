@@ -1,0 +1,425 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/xssnick/tonutils-go/address"
+
+	"github.com/cocoon-mesh/cocoon/node/wire"
+	"github.com/cocoon-mesh/cocoon/ton"
+	"github.com/cocoon-mesh/cocoon/ton/chanstore"
+)
+
+// ChannelProtocol carries a payment channel's life between requests: one request and one
+// answer per stream. The payer asks for the payee's terms, tells it about a channel it opened
+// on chain (or resumes one after a restart, presenting its newest voucher), or pays what an
+// ended answer left unpaid; the payee answers with its view of the channel.
+const ChannelProtocol protocol.ID = "/cocoon/channel/1.0.0"
+
+// channelTimeout bounds one exchange on the channel stream, ledger reads included.
+const channelTimeout = 30 * time.Second
+
+// handleChannel serves the payee's side of the channel protocol.
+func (n *Node) handleChannel(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(channelTimeout))
+	ctx, cancel := context.WithTimeout(n.ctx, channelTimeout)
+	defer cancel()
+	r := wire.NewReader(s, 4<<10)
+	defer r.Release()
+	w := wire.NewWriter(s)
+	defer w.Release()
+	reply := func(t wire.FrameType, p []byte) {
+		if w.WriteFrame(t, p) == nil {
+			_ = w.Flush()
+		}
+	}
+	payer := s.Conn().RemotePeer()
+	t, p, err := r.ReadFrame()
+	if err != nil {
+		s.Reset()
+		return
+	}
+	var state *wire.ChannelState
+	switch t {
+	case wire.FrameTerms:
+		reply(wire.FrameTerms, wire.AppendTerms(nil, &n.payments.terms))
+		return
+	case wire.FrameChannelOpen:
+		state, err = n.openIn(ctx, s, p)
+	case wire.FramePay:
+		var c *inChan
+		if c, err = n.payerIn(payer); err == nil {
+			if v, derr := ton.DecodeVoucher(p); derr == nil && c.has(v) {
+				// Held already (it came on an inference stream): the answer confirms it.
+			} else if err = n.accept(ctx, c, p); err != nil {
+				n.log.Warn("voucher refused", "payer", payer.String(), "err", err)
+				err = wire.Errorf(wire.CodePayment, "voucher refused: %v", err)
+			}
+			st := c.state()
+			state = &st
+		}
+	default:
+		err = wire.Errorf(wire.CodeBadRequest, "unexpected %s frame on the channel stream", t)
+	}
+	if err != nil {
+		reply(wire.FrameError, wire.AppendError(nil, asWireError(err)))
+		return
+	}
+	reply(wire.FrameChannelState, wire.AppendChannelState(nil, state))
+}
+
+// state is the payee's answer on the channel stream.
+func (c *inChan) state() wire.ChannelState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := wire.ChannelState{Limit: c.rec.Limit}
+	if c.rec.HasVoucher {
+		st.Voucher, _ = c.rec.Voucher.MarshalBinary()
+	}
+	return st
+}
+
+// openIn takes a payer's channel: it must be under our terms, with the payer's identity key
+// and ours, and exist on chain as the contract with those parameters, inited with a deposit.
+// A channel we already hold is resumed, the higher of our voucher and the payer's winning.
+func (n *Node) openIn(ctx context.Context, s network.Stream, p []byte) (*wire.ChannelState, error) {
+	o, err := wire.DecodeChannelOpen(p)
+	if err != nil {
+		return nil, wire.Errorf(wire.CodeBadRequest, "%v", err)
+	}
+	payer := s.Conn().RemotePeer()
+	keyA, err := ed25519Key(s.Conn().RemotePublicKey())
+	if err != nil {
+		return nil, wire.Errorf(wire.CodePayment, "%v", err)
+	}
+	if o.Terms != n.payments.terms {
+		return nil, wire.Errorf(wire.CodePayment, "the channel's terms are not this node's: ask for them again")
+	}
+	destA, err := address.ParseAddr(o.Wallet)
+	if err != nil {
+		return nil, wire.Errorf(wire.CodeBadRequest, "payer wallet: %v", err)
+	}
+	params := n.payments.params(o.ChannelID, keyA, n.payments.pub(), destA, n.payments.wallet)
+	addr, err := params.Address()
+	if err != nil {
+		return nil, wire.Errorf(wire.CodeBadRequest, "channel parameters: %v", err)
+	}
+	rec, err := n.payments.store.Get(ctx, o.ChannelID, chanstore.Payee)
+	switch {
+	case errors.Is(err, chanstore.ErrNotFound):
+		// A new channel: it must be on chain as the contract, with these parameters, inited.
+		cs, err := n.payments.ledger.Channel(ctx, addr)
+		if err != nil {
+			return nil, wire.Errorf(wire.CodePayment, "channel %s on the ledger: %v", addr, err)
+		}
+		if !cs.Storage.Inited || !cs.Storage.Matches(params) || cs.Storage.BalanceA == 0 {
+			return nil, wire.Errorf(wire.CodePayment, "channel %s on the ledger is not an inited channel with these parameters and a deposit", addr)
+		}
+		if rec, err = chanstore.NewRecord(chanstore.Payee, params, cs.Storage.BalanceA-min(cs.Storage.BalanceA, params.Closing.MisbehaviorFine), uint64(cs.Storage.CommittedSeqnoA)); err != nil {
+			return nil, err
+		}
+		if err := n.payments.store.Put(ctx, rec); err != nil {
+			return nil, fmt.Errorf("persisting channel: %w", err)
+		}
+		n.log.Info("payment channel opened by payer", "payer", payer.String(), "channel", addr.String(), "deposit", rec.Limit)
+	case err != nil:
+		return nil, err
+	case !bytes.Equal(rec.KeyA, keyA):
+		return nil, wire.Errorf(wire.CodePayment, "channel %x belongs to another payer", o.ChannelID[:])
+	}
+	c, err := n.adoptIn(payer, rec)
+	if err != nil {
+		return nil, err
+	}
+	if len(o.Voucher) > 0 { // the payer's newest: higher than ours if we lost one (we never do)
+		if v, _ := ton.DecodeVoucher(o.Voucher); !c.has(v) {
+			if err := n.accept(ctx, c, o.Voucher); err != nil {
+				n.log.Warn("payer presented a voucher that does not check", "payer", payer.String(), "err", err)
+			}
+		}
+	}
+	st := c.state()
+	return &st, nil
+}
+
+// has reports whether the channel already holds v or a newer voucher.
+func (c *inChan) has(v ton.Voucher) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rec.HasVoucher && c.rec.Voucher.Seqno >= v.Seqno
+}
+
+// adoptIn makes rec the channel payer pays this node on, keeping one already held for it.
+func (n *Node) adoptIn(payer peer.ID, rec chanstore.Record) (*inChan, error) {
+	n.payments.mu.Lock()
+	defer n.payments.mu.Unlock()
+	if c := n.payments.in[payer]; c != nil && c.rec.ChannelID == rec.ChannelID {
+		return c, nil
+	}
+	c, err := newInChan(payer, rec)
+	if err != nil {
+		return nil, err
+	}
+	n.payments.in[payer] = c
+	return c, nil
+}
+
+// params are the contract parameters of a channel between payer key A and payee key B.
+func (ps *payState) params(id ton.ChannelID, keyA, keyB []byte, destA, destB *address.Address) ton.Params {
+	return ton.Params{
+		KeyA: keyA, KeyB: keyB, ChannelID: id,
+		Closing:  ton.ClosingConfig{QuarantineDuration: ps.terms.Quarantine, ConditionalCloseDuration: ps.terms.CondClose},
+		Payments: ton.PaymentConfig{ExcessFee: ps.terms.ExcessFee, DestA: destA, DestB: destB},
+	}
+}
+
+// channelTo returns the channel this node pays payee p on, resuming it from the store or
+// opening a new one on the ledger when there is none. Concurrent callers share one attempt.
+func (n *Node) channelTo(ctx context.Context, p peer.ID) (*outChan, error) {
+	ps := n.payments
+	ps.mu.Lock()
+	if c := ps.out[p]; c != nil {
+		ps.mu.Unlock()
+		return c, nil
+	}
+	op := ps.opening[p]
+	if op == nil {
+		op = &opening{done: make(chan struct{})}
+		ps.opening[p] = op
+		go func() {
+			ctx, cancel := context.WithTimeout(n.ctx, 2*channelTimeout)
+			defer cancel()
+			op.ch, op.err = n.openOut(ctx, p)
+			ps.mu.Lock()
+			if op.err == nil {
+				ps.out[p] = op.ch
+			}
+			delete(ps.opening, p)
+			ps.mu.Unlock()
+			close(op.done)
+			if op.err != nil && n.ctx.Err() == nil {
+				n.log.Warn("cannot open a payment channel", "payee", p.String(), "err", op.err)
+			}
+		}()
+	}
+	ps.mu.Unlock()
+	select {
+	case <-op.done:
+		if op.err != nil {
+			return nil, wire.Errorf(wire.CodePayment, "payment channel to %s: %v", p.String(), op.err)
+		}
+		return op.ch, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// ensureChannel opens or resumes the channel to p in the background, as soon as we connect,
+// so the first request does not wait for the ledger.
+func (n *Node) ensureChannel(ctx context.Context, p peer.ID) {
+	if n.payments != nil {
+		_, _ = n.channelTo(ctx, p)
+	}
+}
+
+// openOut resumes our newest channel to p under its current terms, or opens a new one: the
+// record is durable before the deposit leaves the wallet, so a crash cannot lose track of it.
+func (n *Node) openOut(ctx context.Context, p peer.ID) (*outChan, error) {
+	ps := n.payments
+	keyB, err := ed25519Key(n.h.Peerstore().PubKey(p))
+	if err != nil {
+		return nil, err
+	}
+	tp, err := n.channelCall(ctx, p, wire.FrameTerms, nil, wire.FrameTerms)
+	if err != nil {
+		return nil, fmt.Errorf("terms: %w", err)
+	}
+	terms, err := wire.DecodeTerms(tp)
+	if err != nil {
+		return nil, err
+	}
+	destB, err := address.ParseAddr(terms.Wallet)
+	if err != nil {
+		return nil, fmt.Errorf("payee wallet: %w", err)
+	}
+	want := ton.Params{KeyA: ps.pub(), KeyB: keyB,
+		Closing:  ton.ClosingConfig{QuarantineDuration: terms.Quarantine, ConditionalCloseDuration: terms.CondClose},
+		Payments: ton.PaymentConfig{ExcessFee: terms.ExcessFee, DestA: ps.wallet, DestB: destB}}
+	rec, found, err := n.newestPayerRecord(ctx, want)
+	if err != nil {
+		return nil, err
+	}
+	if !found || rec.Limit-min(rec.Limit, rec.Voucher.Sent) < ps.cfg.Deposit/16 {
+		if rec, err = n.openOnLedger(ctx, want); err != nil {
+			return nil, err
+		}
+	}
+	o := wire.ChannelOpen{ChannelID: rec.ChannelID, Wallet: ps.wallet.String(), Terms: terms}
+	if rec.HasVoucher {
+		o.Voucher, _ = rec.Voucher.MarshalBinary()
+	}
+	sp, err := n.channelCall(ctx, p, wire.FrameChannelOpen, wire.AppendChannelOpen(nil, &o), wire.FrameChannelState)
+	if err != nil {
+		return nil, err
+	}
+	st, err := wire.DecodeChannelState(sp)
+	if err != nil {
+		return nil, err
+	}
+	if len(st.Voucher) > 0 { // the payee holds a voucher of ours we lost: resume above it
+		v, _ := ton.DecodeVoucher(st.Voucher)
+		if next, adopted := chanstore.Reconcile(rec, v, rec.VerifyVoucher); adopted {
+			if err := ps.store.Put(ctx, next); err != nil {
+				return nil, err
+			}
+			n.log.Warn("resumed payment channel above the payee's newer voucher", "payee", p.String(), "seqno", v.Seqno, "sent", v.Sent)
+			rec = next
+		}
+	}
+	c, err := newOutChan(p, terms, ps.key, rec)
+	if err != nil {
+		return nil, err
+	}
+	if v, err := ton.DecodeVoucher(st.Voucher); err == nil {
+		c.acked = v.Seqno
+	}
+	n.log.Info("paying on channel", "payee", p.String(), "channel_id", fmt.Sprintf("%x", rec.ChannelID[:]), "deposit", rec.Limit, "paid", rec.Voucher.Sent)
+	return c, nil
+}
+
+// newestPayerRecord finds the most recently used channel we pay on with parameters want
+// (any channel id).
+func (n *Node) newestPayerRecord(ctx context.Context, want ton.Params) (chanstore.Record, bool, error) {
+	recs, err := n.payments.store.List(ctx)
+	if err != nil {
+		return chanstore.Record{}, false, err
+	}
+	var best chanstore.Record
+	found := false
+	for _, r := range recs {
+		if r.Role != chanstore.Payer {
+			continue
+		}
+		p, err := r.Params()
+		if err != nil {
+			continue
+		}
+		want.ChannelID = r.ChannelID
+		if !bytes.Equal(p.KeyA, want.KeyA) || !bytes.Equal(p.KeyB, want.KeyB) || p.Closing != want.Closing ||
+			p.Payments.ExcessFee != want.Payments.ExcessFee || !p.Payments.DestA.Equals(want.Payments.DestA) ||
+			!p.Payments.DestB.Equals(want.Payments.DestB) {
+			continue
+		}
+		if !found || r.Updated.After(best.Updated) {
+			best, found = r, true
+		}
+	}
+	return best, found, nil
+}
+
+// openOnLedger deploys and funds a new channel with parameters want and a fresh channel id.
+func (n *Node) openOnLedger(ctx context.Context, want ton.Params) (chanstore.Record, error) {
+	ps := n.payments
+	if _, err := rand.Read(want.ChannelID[:]); err != nil {
+		return chanstore.Record{}, err
+	}
+	addr, err := want.Address()
+	if err != nil {
+		return chanstore.Record{}, err
+	}
+	init, err := want.StateInit()
+	if err != nil {
+		return chanstore.Record{}, err
+	}
+	rec, err := chanstore.NewRecord(chanstore.Payer, want, ps.cfg.Deposit, 0)
+	if err != nil {
+		return chanstore.Record{}, err
+	}
+	if err := ps.store.Put(ctx, rec); err != nil {
+		return chanstore.Record{}, err
+	}
+	body := ton.InitChannelBody(true, ps.key, want.ChannelID, ps.cfg.Deposit, 0)
+	value := ps.cfg.Deposit + want.Payments.ExcessFee + ps.cfg.OpenFee
+	if _, err := ps.ledger.OpenChannel(ctx, ps.wallet, addr, init, body, value); err != nil {
+		_ = ps.store.Delete(ctx, want.ChannelID, chanstore.Payer)
+		return chanstore.Record{}, fmt.Errorf("opening channel %s on the ledger: %w", addr, err)
+	}
+	n.log.Info("payment channel opened on the ledger", "channel", addr.String(), "deposit", ps.cfg.Deposit)
+	return rec, nil
+}
+
+// settle pays everything received on c over the channel stream, and sends our newest voucher
+// if the payee has not confirmed it yet.
+func (n *Node) settle(ctx context.Context, c *outChan) error {
+	if _, err := n.pay(ctx, c, true, 0); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	latest, has, acked := c.rec.Voucher, c.rec.HasVoucher, c.acked
+	c.mu.Unlock()
+	if !has || latest.Seqno <= acked {
+		return nil
+	}
+	vb, _ := latest.MarshalBinary()
+	sp, err := n.channelCall(ctx, c.peer, wire.FramePay, vb, wire.FrameChannelState)
+	if err != nil {
+		return err
+	}
+	st, err := wire.DecodeChannelState(sp)
+	if err != nil {
+		return err
+	}
+	if v, err := ton.DecodeVoucher(st.Voucher); err == nil && len(st.Voucher) > 0 {
+		c.mu.Lock()
+		c.acked = max(c.acked, v.Seqno)
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// channelCall sends one request frame on a new channel stream and reads the answer.
+func (n *Node) channelCall(ctx context.Context, p peer.ID, t wire.FrameType, payload []byte, want wire.FrameType) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, channelTimeout)
+	defer cancel()
+	s, err := n.h.NewStream(ctx, p, ChannelProtocol)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+	w := wire.NewWriter(s)
+	defer w.Release()
+	if err := w.WriteFrame(t, payload); err != nil {
+		return nil, err
+	}
+	if err := w.Flush(); err != nil {
+		return nil, err
+	}
+	r := wire.NewReader(s, 4<<10)
+	defer r.Release()
+	rt, rp, err := r.ReadFrame()
+	if err != nil {
+		return nil, err
+	}
+	switch rt {
+	case want:
+		return rp, nil
+	case wire.FrameError:
+		we, err := wire.DecodeError(rp)
+		if err != nil {
+			return nil, err
+		}
+		return nil, we
+	}
+	return nil, fmt.Errorf("unexpected %s frame on the channel stream", rt)
+}

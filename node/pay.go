@@ -1,0 +1,448 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/xssnick/tonutils-go/address"
+
+	"github.com/cocoon-mesh/cocoon/node/wire"
+	"github.com/cocoon-mesh/cocoon/ton"
+	"github.com/cocoon-mesh/cocoon/ton/chanstore"
+	"github.com/cocoon-mesh/cocoon/ton/ledger"
+)
+
+// payState is a node's payment channels: those it pays on (a client's to proxies, a proxy's to
+// workers) and those it is paid on (a proxy's from clients, a worker's from proxies). Each
+// channel's state has one owner, its own mutex; the maps only find channels.
+type payState struct {
+	cfg    PaymentConfig
+	ledger ledger.Ledger
+	store  *chanstore.Store
+	key    ed25519.PrivateKey // the channel key: the node's libp2p identity key
+	wallet *address.Address   // dest_A of channels we pay, dest_B of those paying us
+	terms  wire.Terms         // what we ask of channels paying us
+
+	mu      sync.Mutex
+	out     map[peer.ID]*outChan // channels we pay on, by payee
+	in      map[peer.ID]*inChan  // channels paying us, by payer
+	opening map[peer.ID]*opening // channels being opened or resumed, by payee
+}
+
+// pub is this node's channel public key.
+func (ps *payState) pub() ed25519.PublicKey { return ps.key.Public().(ed25519.PublicKey) }
+
+// opening is one ensureChannel in flight; others wanting the same channel wait for it.
+type opening struct {
+	done chan struct{}
+	ch   *outChan
+	err  error
+}
+
+// ed25519Key returns the raw ed25519 key behind a libp2p key: channel keys are identity keys,
+// so a peer's channel key is the one its connection authenticated.
+func ed25519Key(k crypto.PubKey) (ed25519.PublicKey, error) {
+	if k == nil || k.Type() != crypto.Ed25519 {
+		return nil, errors.New("payments need an ed25519 peer identity")
+	}
+	raw, err := k.Raw()
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return nil, errors.New("payments need an ed25519 peer identity")
+	}
+	return raw, nil
+}
+
+func newPayState(cfg PaymentConfig, l ledger.Ledger, store *chanstore.Store, identity crypto.PrivKey, wallet *address.Address) (*payState, error) {
+	if identity.Type() != crypto.Ed25519 {
+		return nil, errors.New("node: payments need an ed25519 identity key")
+	}
+	raw, err := identity.Raw()
+	if err != nil || len(raw) != ed25519.PrivateKeySize {
+		return nil, errors.New("node: payments need an ed25519 identity key")
+	}
+	return &payState{
+		cfg: cfg, ledger: l, store: store, key: raw, wallet: wallet,
+		terms: wire.Terms{
+			Wallet:       wallet.String(),
+			Quarantine:   uint32(cfg.Quarantine / time.Second),
+			CondClose:    uint32(cfg.ConditionalClose / time.Second),
+			ExcessFee:    cfg.ExcessFee,
+			Commission:   cfg.Commission,
+			WindowTokens: cfg.WindowTokens,
+		},
+		out: make(map[peer.ID]*outChan), in: make(map[peer.ID]*inChan), opening: make(map[peer.ID]*opening),
+	}, nil
+}
+
+// outChan is a channel this node pays on. Signing and persisting a voucher is sequenced by
+// payMu; mu guards the meter and the record, and is never held across I/O.
+type outChan struct {
+	peer  peer.ID
+	terms wire.Terms // the payee's terms: its commission and window
+
+	payMu sync.Mutex
+	mu    sync.Mutex
+	rec   chanstore.Record
+	payer *ton.Payer
+	meter *ton.Meter
+	flush *time.Timer // a pending settle (nil: none)
+	acked uint64      // the highest seqno the payee confirmed holding on the channel stream
+}
+
+// newOutChan resumes paying on rec.
+func newOutChan(p peer.ID, terms wire.Terms, key ed25519.PrivateKey, rec chanstore.Record) (*outChan, error) {
+	payer, err := ton.NewPayer(ton.PayerConfig{ChannelID: rec.ChannelID, Key: key, Limit: rec.Limit,
+		Seqno: max(rec.Voucher.Seqno, rec.CommittedSeqno), Sent: rec.Voucher.Sent})
+	if err != nil {
+		return nil, err
+	}
+	return &outChan{peer: p, terms: terms, rec: rec, payer: payer, meter: ton.NewMeter(rec.Voucher.Sent)}, nil
+}
+
+// every is how much value this channel's payer lets go unpaid before signing, for an answer
+// billed at tab: a quarter of the payee's window, so the payee never waits on a paying payer.
+func (c *outChan) every(tab *ton.Tab) uint64 { return tab.Per(uint64(c.terms.WindowTokens) / 4) }
+
+// receive records value received and reports whether a voucher is due.
+func (c *outChan) receive(value, every uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.meter.Receive(value, every)
+}
+
+// left is what the deposit still covers beyond what was received.
+func (c *outChan) left() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rec.Limit - min(c.rec.Limit, c.meter.Received())
+}
+
+// pay signs a voucher for everything received, if one is due (or, with force, if anything is
+// unpaid), and returns its encoding once it is durable; nil when none was due. A voucher is
+// never sent before it is on disk: a restarted payer must never reuse its seqno.
+func (n *Node) pay(ctx context.Context, c *outChan, force bool, every uint64) ([]byte, error) {
+	c.payMu.Lock()
+	defer c.payMu.Unlock()
+	c.mu.Lock()
+	unpaid := c.meter.Unpaid()
+	if unpaid == 0 || (!force && unpaid < max(every, 1)) {
+		c.mu.Unlock()
+		return nil, nil
+	}
+	v, err := c.payer.PayTo(c.meter.Received())
+	rec := c.rec
+	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	rec.Voucher, rec.HasVoucher = v, true
+	if err := n.payments.store.Put(ctx, rec); err != nil {
+		return nil, fmt.Errorf("persisting voucher %d: %w", v.Seqno, err)
+	}
+	c.mu.Lock()
+	c.rec = rec
+	c.meter.Signed(v.Sent)
+	c.mu.Unlock()
+	return v.MarshalBinary()
+}
+
+// settleLater pays what is left unpaid on c after PaymentConfig.FlushAfter, over the channel
+// stream: the end of an answer, or value drained from a cancelled one, has no stream left to
+// carry a voucher. It also makes sure the payee holds our newest voucher: one sent on an
+// inference stream that broke may never have arrived.
+func (n *Node) settleLater(c *outChan) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.flush != nil || (c.meter.Unpaid() == 0 && c.rec.Voucher.Seqno <= c.acked) {
+		return
+	}
+	c.flush = time.AfterFunc(n.cfg.Payments.FlushAfter, func() {
+		c.mu.Lock()
+		c.flush = nil
+		c.mu.Unlock()
+		if n.ctx.Err() != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+		defer cancel()
+		if err := n.settle(ctx, c); err != nil && n.ctx.Err() == nil {
+			n.log.Warn("cannot pay on channel", "payee", c.peer.String(), "err", err)
+		}
+	})
+}
+
+// inChan is a channel paying this node. mu guards everything; paid is closed (and replaced)
+// whenever a durable voucher raises what is paid, waking answers waiting for credit.
+type inChan struct {
+	peer peer.ID
+
+	mu     sync.Mutex
+	rec    chanstore.Record
+	payee  *ton.Payee
+	credit *ton.Credit
+	paid   chan struct{}
+	bad    int // vouchers refused
+}
+
+// newInChan resumes being paid on rec.
+func newInChan(p peer.ID, rec chanstore.Record) (*inChan, error) {
+	payee, err := ton.NewPayee(ton.PayeeConfig{ChannelID: rec.ChannelID, PayerKey: rec.KeyA, Limit: rec.Limit, CommittedSeqno: rec.CommittedSeqno})
+	if err != nil {
+		return nil, err
+	}
+	if rec.HasVoucher {
+		if err := payee.Accept(rec.Voucher); err != nil {
+			return nil, fmt.Errorf("stored voucher: %w", err)
+		}
+	}
+	return &inChan{peer: p, rec: rec, payee: payee, credit: ton.NewCredit(payee.Sent()), paid: make(chan struct{})}, nil
+}
+
+// accept checks a voucher, makes it durable, and only then counts it as paid. A refused
+// voucher changes nothing.
+func (n *Node) accept(ctx context.Context, c *inChan, b []byte) error {
+	v, err := ton.DecodeVoucher(b)
+	c.mu.Lock()
+	if err == nil {
+		err = c.payee.Accept(v)
+	}
+	if err != nil {
+		c.bad++
+		c.mu.Unlock()
+		return err
+	}
+	rec := c.rec
+	rec.Voucher, rec.HasVoucher = v, true
+	c.mu.Unlock()
+	// Puts of one channel may finish out of order; the store keeps the newest, and a voucher
+	// older than what is stored is covered by that one.
+	if err := n.payments.store.Put(ctx, rec); err != nil && !errors.Is(err, chanstore.ErrStale) {
+		return fmt.Errorf("persisting voucher %d: %w", v.Seqno, err)
+	}
+	c.mu.Lock()
+	if v.Seqno > c.rec.Voucher.Seqno || !c.rec.HasVoucher {
+		c.rec = rec
+	}
+	c.credit.Paid(v.Sent)
+	close(c.paid)
+	c.paid = make(chan struct{})
+	c.mu.Unlock()
+	return nil
+}
+
+// paymentWait bounds how long an answer waits for a payer that fell behind.
+const paymentWait = 10 * time.Second
+
+// reserve lets an item worth cost go out on c within window, waiting for payment when the
+// payer is behind: bill is called once (with what is owed) to ask for it.
+func (n *Node) reserve(ctx context.Context, c *inChan, cost, window uint64, bill func(owed uint64) error) error {
+	var t *time.Timer
+	for billed := false; ; billed = true {
+		c.mu.Lock()
+		err := c.credit.Reserve(cost, window)
+		owed, paid := c.credit.Owed(), c.paid
+		c.mu.Unlock()
+		if err == nil {
+			return nil
+		}
+		if !billed {
+			if err := bill(owed); err != nil {
+				return context.Canceled // the payer is gone
+			}
+			t = time.NewTimer(paymentWait)
+			defer t.Stop()
+		}
+		select {
+		case <-paid:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-t.C:
+			n.log.Warn("payer stopped paying; ending its answer", "payer", c.peer.String(), "owed", owed)
+			return wire.Errorf(wire.CodePayment, "no payment for %d nanoTON owed within %s", owed, paymentWait)
+		}
+	}
+}
+
+// release takes back value reserved for something that never went out.
+func (c *inChan) release(cost uint64) {
+	c.mu.Lock()
+	c.credit.Release(cost)
+	c.mu.Unlock()
+}
+
+// payerIn returns the channel peer p pays this node on, or a payment error.
+func (n *Node) payerIn(p peer.ID) (*inChan, error) {
+	n.payments.mu.Lock()
+	c := n.payments.in[p]
+	n.payments.mu.Unlock()
+	if c == nil {
+		return nil, wire.Errorf(wire.CodePayment, "no payment channel from %s: open one first (%s)", p.String(), ChannelProtocol)
+	}
+	return c, nil
+}
+
+// ChannelStatus is one payment channel as the node's status shows it.
+type ChannelStatus struct {
+	Peer      string `json:"peer"`
+	Role      string `json:"role"` // payer: we pay on it; payee: we are paid on it
+	ChannelID string `json:"channel_id"`
+	Address   string `json:"address"`
+	Deposit   uint64 `json:"deposit"` // nanoTON the payer locked: the most it can ever pay
+	Paid      uint64 `json:"paid"`    // the newest durable voucher's cumulative sent
+	Owed      uint64 `json:"owed"`    // payee: delivered but unpaid; payer: received but unpaid
+	Seqno     uint64 `json:"seqno"`   // the newest durable voucher's seqno
+	Delivered uint64 `json:"delivered,omitempty"`
+	Refused   int    `json:"refused_vouchers,omitempty"`
+}
+
+// Channels lists this node's open payment channels (nil when payments are off).
+func (n *Node) Channels() []ChannelStatus {
+	if n.payments == nil {
+		return nil
+	}
+	n.payments.mu.Lock()
+	outs := make([]*outChan, 0, len(n.payments.out))
+	for _, c := range n.payments.out {
+		outs = append(outs, c)
+	}
+	ins := make([]*inChan, 0, len(n.payments.in))
+	for _, c := range n.payments.in {
+		ins = append(ins, c)
+	}
+	n.payments.mu.Unlock()
+	var st []ChannelStatus
+	for _, c := range outs {
+		c.mu.Lock()
+		st = append(st, channelStatus(c.peer, c.rec, c.meter.Unpaid(), c.meter.Received(), 0))
+		c.mu.Unlock()
+	}
+	for _, c := range ins {
+		c.mu.Lock()
+		st = append(st, channelStatus(c.peer, c.rec, c.credit.Owed(), c.credit.Delivered(), c.bad))
+		c.mu.Unlock()
+	}
+	return st
+}
+
+func channelStatus(p peer.ID, rec chanstore.Record, owed, delivered uint64, bad int) ChannelStatus {
+	s := ChannelStatus{Peer: p.String(), Role: rec.Role.String(), ChannelID: fmt.Sprintf("%x", rec.ChannelID[:]),
+		Deposit: rec.Limit, Paid: rec.Voucher.Sent, Owed: owed, Seqno: rec.Voucher.Seqno, Delivered: delivered, Refused: bad}
+	if params, err := rec.Params(); err == nil {
+		if a, err := params.Address(); err == nil {
+			s.Address = a.String()
+		}
+	}
+	return s
+}
+
+// voucherSink is what a request's caller watcher does with vouchers arriving on the stream:
+// accept them on c (nil when payments are off).
+func (n *Node) voucherSink(c *inChan) func([]byte) {
+	if c == nil {
+		return nil
+	}
+	return func(p []byte) {
+		if err := n.accept(n.ctx, c, p); err != nil && n.ctx.Err() == nil {
+			n.log.Warn("voucher refused", "payer", c.peer.String(), "err", err)
+		}
+	}
+}
+
+// billing is a payee's side of one answer: the tab it keeps at the quoted prices, and the
+// channel it is paid on. A nil *billing (payments off) lets everything through.
+type billing struct {
+	n      *Node
+	ch     *inChan
+	tab    *ton.Tab
+	window uint64
+	bill   func(owed uint64) error // asks the payer for a voucher
+}
+
+// newBilling starts an answer billed at q on channel c (nil when payments are off).
+func (n *Node) newBilling(c *inChan, q wire.Quote, bill func(owed uint64) error) *billing {
+	if c == nil {
+		return nil
+	}
+	tab := ton.NewTab(q.Prices, q.Coefficient)
+	return &billing{n: n, ch: c, tab: tab, window: tab.Per(uint64(n.cfg.Payments.WindowTokens)), bill: bill}
+}
+
+// chunk charges tokens completion tokens, waiting for payment if the payer is behind.
+func (b *billing) chunk(ctx context.Context, tokens uint32) error {
+	if b == nil {
+		return nil
+	}
+	v, err := b.tab.Chunk(uint64(tokens))
+	if err != nil {
+		return wire.Errorf(wire.CodeInternal, "billing: %v", err)
+	}
+	return b.n.reserve(ctx, b.ch, v, b.window, b.bill)
+}
+
+// final charges the rest of the answer's cost for its usage.
+func (b *billing) final(ctx context.Context, u wire.Usage) error {
+	if b == nil {
+		return nil
+	}
+	v, err := b.tab.Final(tonUsage(u))
+	if err != nil {
+		return wire.Errorf(wire.CodeInternal, "billing: %v", err)
+	}
+	return b.n.reserve(ctx, b.ch, v, b.window, b.bill)
+}
+
+func tonUsage(u wire.Usage) ton.Usage {
+	return ton.Usage{Prompt: uint64(u.Prompt), Cached: uint64(min(u.Cached, u.Prompt)), Completion: uint64(u.Completion), Reasoning: uint64(u.Reasoning)}
+}
+
+// metering is a payer's side of one answer: the tab it keeps at the quoted prices, on the
+// channel it pays on. A nil *metering (payments off) pays nothing.
+type metering struct {
+	n     *Node
+	ch    *outChan
+	tab   *ton.Tab
+	every uint64
+}
+
+// newMetering starts metering an answer quoted at q on c (nil when payments are off).
+func (n *Node) newMetering(c *outChan, q wire.Quote) *metering {
+	if c == nil {
+		return nil
+	}
+	tab := ton.NewTab(q.Prices, q.Coefficient)
+	return &metering{n: n, ch: c, tab: tab, every: c.every(tab)}
+}
+
+// chunk records tokens received and returns a durable voucher to send when one is due.
+func (m *metering) chunk(ctx context.Context, tokens uint32) ([]byte, error) {
+	v, err := m.tab.Chunk(uint64(tokens))
+	if err != nil {
+		return nil, err
+	}
+	if !m.ch.receive(v, m.every) {
+		return nil, nil
+	}
+	return m.n.pay(ctx, m.ch, false, m.every)
+}
+
+// final records the rest of the answer's cost; what is unpaid is settled shortly after.
+func (m *metering) final(u wire.Usage) error {
+	v, err := m.tab.Final(tonUsage(u))
+	if err != nil {
+		return err
+	}
+	m.ch.receive(v, ^uint64(0))
+	m.n.settleLater(m.ch)
+	return nil
+}
+
+// billNow pays everything received, because the payee is waiting for it.
+func (m *metering) billNow(ctx context.Context) ([]byte, error) {
+	return m.n.pay(ctx, m.ch, true, 0)
+}
