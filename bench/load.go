@@ -23,12 +23,14 @@ type Mode string
 const (
 	Mesh      Mode = "mesh"       // the client node's OpenAI API: the whole mesh path, prompts sealed
 	MeshClear Mode = "mesh-clear" // the same mesh through a second client that does not seal
-	Direct    Mode = "direct"     // the echo backend, called directly
-	HTTP2Hop  Mode = "http2hop"   // two httputil.ReverseProxy hops in front of the direct backend
+	// MeshUnpaid is a second mesh of the same size whose nodes run no payment channels.
+	MeshUnpaid Mode = "mesh-unpaid"
+	Direct     Mode = "direct"   // the echo backend, called directly
+	HTTP2Hop   Mode = "http2hop" // two httputil.ReverseProxy hops in front of the direct backend
 )
 
 // Modes returns the targets in the order each (stream, concurrency) pair runs them.
-func Modes() []Mode { return []Mode{Mesh, MeshClear, Direct, HTTP2Hop} }
+func Modes() []Mode { return []Mode{Mesh, MeshClear, MeshUnpaid, Direct, HTTP2Hop} }
 
 // Shape is the shape of a run's requests.
 type Shape struct {

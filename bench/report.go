@@ -22,6 +22,9 @@ const (
 	// TargetSealedRatio: at concurrency 16 and 64 the mesh with prompts sealed serves at least
 	// this fraction of the requests per second it serves with sealing off.
 	TargetSealedRatio = 0.9
+	// TargetPaidRatio: at concurrency 16 and 64 the mesh with payments on serves at least this
+	// fraction of the requests per second a mesh without payments serves.
+	TargetPaidRatio = 0.9
 )
 
 // UnstableSpread is the spread of a scenario's per-round req/s above which the table warns
@@ -40,7 +43,8 @@ type Comparison struct {
 	// Requests per second, mesh over baseline (0 when the baseline is missing or served none).
 	MeshOverHop    float64 `json:"mesh_over_http2hop"`
 	MeshOverDirect float64 `json:"mesh_over_direct"`
-	MeshOverClear  float64 `json:"mesh_over_mesh_clear"` // sealed over unsealed`
+	MeshOverClear  float64 `json:"mesh_over_mesh_clear"`  // sealed over unsealed
+	MeshOverUnpaid float64 `json:"mesh_over_mesh_unpaid"` // payments on over payments off
 	// p50 differences, mesh minus baseline.
 	AddedLatency    time.Duration `json:"added_latency_p50_vs_direct_ns"`
 	AddedTTFT       time.Duration `json:"added_ttft_p50_vs_direct_ns"`
@@ -95,6 +99,9 @@ func Compare(results []Result) []Comparison {
 		}
 		if cl, ok := byKey[k][MeshClear]; ok {
 			c.MeshOverClear = ratio(mesh.RPS, cl.RPS)
+		}
+		if up, ok := byKey[k][MeshUnpaid]; ok {
+			c.MeshOverUnpaid = ratio(mesh.RPS, up.RPS)
 		}
 		if h, ok := byKey[k][HTTP2Hop]; ok {
 			c.HasHop = true
@@ -151,6 +158,7 @@ func Checks(results []Result) []Check {
 	for _, k := range order {
 		ratioCheck(k, "mesh/http2hop", HTTP2Hop, TargetRatioVsHop)
 		ratioCheck(k, "sealed/unsealed mesh", MeshClear, TargetSealedRatio)
+		ratioCheck(k, "paid/unpaid mesh", MeshUnpaid, TargetPaidRatio)
 	}
 	for _, k := range order {
 		mesh, okM := byKey[k][Mesh]
@@ -232,8 +240,8 @@ func WriteTable(w io.Writer, results []Result) {
 
 // WriteComparisons writes the mesh-versus-baseline ratios and differences of this run.
 func WriteComparisons(w io.Writer, cs []Comparison) {
-	fmt.Fprintf(w, "%-6s %5s %14s %12s %12s %15s %16s %15s %16s\n", "stream", "conc", "mesh/http2hop", "mesh/direct",
-		"sealed/clear", "+p50 vs direct", "+ttft vs direct", "+p50 vs 2hop", "+ttft vs 2hop")
+	fmt.Fprintf(w, "%-6s %5s %14s %12s %12s %12s %15s %16s %15s %16s\n", "stream", "conc", "mesh/http2hop", "mesh/direct",
+		"sealed/clear", "paid/unpaid", "+p50 vs direct", "+ttft vs direct", "+p50 vs 2hop", "+ttft vs 2hop")
 	for _, c := range cs {
 		d := func(v time.Duration, ok bool) string {
 			if !ok {
@@ -241,9 +249,9 @@ func WriteComparisons(w io.Writer, cs []Comparison) {
 			}
 			return FormatDelta(v)
 		}
-		fmt.Fprintf(w, "%-6s %5d %14s %12s %12s %15s %16s %15s %16s\n", onOff(c.Stream), c.Concurrency,
+		fmt.Fprintf(w, "%-6s %5d %14s %12s %12s %12s %15s %16s %15s %16s\n", onOff(c.Stream), c.Concurrency,
 			FormatRatio(c.MeshOverHop, c.HasHop), FormatRatio(c.MeshOverDirect, c.HasDirect),
-			FormatRatio(c.MeshOverClear, c.MeshOverClear > 0),
+			FormatRatio(c.MeshOverClear, c.MeshOverClear > 0), FormatRatio(c.MeshOverUnpaid, c.MeshOverUnpaid > 0),
 			d(c.AddedLatency, c.HasDirect), d(c.AddedTTFT, c.HasDirect),
 			d(c.AddedLatencyHop, c.HasHop), d(c.AddedTTFTHop, c.HasHop))
 	}

@@ -26,6 +26,8 @@ type TargetsConfig struct {
 	// control never refuses a request the baselines, which have none, would serve: the bench
 	// measures overhead, not capacity.
 	WorkerMaxActive int
+	// WindowTokens, if positive, is every payee's credit window in tokens (0: the default).
+	WindowTokens uint32
 	// Modes limits the targets started (default all).
 	Modes    []Mode
 	Logger   *slog.Logger     // node logs; nil: discard
@@ -36,6 +38,8 @@ type TargetsConfig struct {
 type Targets struct {
 	// Net is the local mesh, if started.
 	Net *localnet.Net
+	// Unpaid is the second mesh, without payments, when MeshUnpaid runs.
+	Unpaid *localnet.Net
 	// URLs maps each started target to its OpenAI base URL (".../v1").
 	URLs map[Mode]string
 
@@ -58,7 +62,7 @@ func StartTargets(ctx context.Context, cfg TargetsConfig) (_ *Targets, err error
 	want := map[Mode]bool{}
 	for _, m := range modes {
 		switch m {
-		case Mesh, MeshClear, Direct, HTTP2Hop:
+		case Mesh, MeshClear, MeshUnpaid, Direct, HTTP2Hop:
 			want[m] = true
 		default:
 			return nil, fmt.Errorf("bench: unknown target %q", m)
@@ -99,9 +103,7 @@ func StartTargets(ctx context.Context, cfg TargetsConfig) (_ *Targets, err error
 			Proxies: cfg.Proxies, Workers: cfg.Workers, Logger: cfg.Logger,
 			Progress: func(msg string) { progress("mesh: " + msg) },
 		}
-		if n := cfg.WorkerMaxActive; n > 0 {
-			o.Tune = func(c *node.Config) { c.MaxActive = n }
-		}
+		o.Tune = cfg.tune
 		t.Net, err = localnet.Start(ctx, o)
 		if err != nil {
 			return nil, err
@@ -118,6 +120,19 @@ func StartTargets(ctx context.Context, cfg TargetsConfig) (_ *Targets, err error
 			t.URLs[MeshClear] = "http://" + clear.APIAddr() + "/v1"
 			progress("mesh-clear: a second client that does not seal, at " + t.URLs[MeshClear])
 		}
+	}
+	if want[MeshUnpaid] {
+		o := localnet.Options{
+			Proxies: cfg.Proxies, Workers: cfg.Workers, Logger: cfg.Logger, NoPayments: true,
+			Prices:   localnet.DevPrices, // the same prices, never charged
+			Progress: func(msg string) { progress("mesh-unpaid: " + msg) },
+		}
+		o.Tune = cfg.tune
+		if t.Unpaid, err = localnet.Start(ctx, o); err != nil {
+			return nil, err
+		}
+		t.URLs[MeshUnpaid] = t.Unpaid.ClientURL()
+		progress("mesh-unpaid: a second mesh without payment channels, client API at " + t.URLs[MeshUnpaid])
 	}
 	return t, nil
 }
@@ -171,8 +186,21 @@ func (t *Targets) Close() error {
 	if t.Net != nil {
 		errs = append(errs, t.Net.Close())
 	}
+	if t.Unpaid != nil {
+		errs = append(errs, t.Unpaid.Close())
+	}
 	for _, s := range t.servers {
 		errs = append(errs, s.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// tune applies the config's node settings to every node of a mesh.
+func (cfg TargetsConfig) tune(c *node.Config) {
+	if cfg.WorkerMaxActive > 0 {
+		c.MaxActive = cfg.WorkerMaxActive
+	}
+	if cfg.WindowTokens > 0 {
+		c.Payments.WindowTokens = cfg.WindowTokens
+	}
 }

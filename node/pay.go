@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -276,15 +277,39 @@ func (c *inChan) release(cost uint64) {
 	c.mu.Unlock()
 }
 
-// payerIn returns the channel peer p pays this node on, or a payment error.
+// payerIn returns the channel peer p pays this node on, or a payment error. After a restart
+// the channel is resumed from the store, newest first, at its durable voucher.
 func (n *Node) payerIn(p peer.ID) (*inChan, error) {
 	n.payments.mu.Lock()
 	c := n.payments.in[p]
 	n.payments.mu.Unlock()
-	if c == nil {
-		return nil, wire.Errorf(wire.CodePayment, "no payment channel from %s: open one first (%s)", p.String(), ChannelProtocol)
+	if c != nil {
+		return c, nil
 	}
-	return c, nil
+	if rec, ok := n.storedPayee(p); ok {
+		return n.adoptIn(p, rec)
+	}
+	return nil, wire.Errorf(wire.CodePayment, "no payment channel from %s: open one first (%s)", p.String(), ChannelProtocol)
+}
+
+// storedPayee finds the newest channel in the store on which p pays us.
+func (n *Node) storedPayee(p peer.ID) (chanstore.Record, bool) {
+	key, err := ed25519Key(n.h.Peerstore().PubKey(p))
+	if err != nil {
+		return chanstore.Record{}, false
+	}
+	recs, err := n.payments.store.List(n.ctx)
+	if err != nil {
+		return chanstore.Record{}, false
+	}
+	var best chanstore.Record
+	found := false
+	for _, r := range recs {
+		if r.Role == chanstore.Payee && bytes.Equal(r.KeyA, key) && (!found || r.Updated.After(best.Updated)) {
+			best, found = r, true
+		}
+	}
+	return best, found
 }
 
 // ChannelStatus is one payment channel as the node's status shows it.

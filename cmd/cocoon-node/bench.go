@@ -30,6 +30,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	warmup := fs.Int("warmup", 50, "unmeasured requests before each scenario (at least 2x its concurrency; 0: none)")
 	promptWords := fs.Int("prompt-words", 16, "words in each prompt (the echo backend answers one token per word)")
 	maxTokens := fs.Int("max-tokens", 16, "max_tokens of each request")
+	window := fs.Uint("window-tokens", 0, "every payee's credit window in completion tokens (0: the node default, 256)")
 	maxActive := fs.Int("worker-max-active", 0, "each worker's concurrent request limit (0: the node default, or the highest --concurrency if above it, so admission control never refuses)")
 	jsonFile := fs.String("json", "", "also write all results as JSON to this file")
 	idleWorkers := fs.Int("idle-proxy-workers", 0, "also measure an idle proxy's memory (own process) with this many workers (0: skip)")
@@ -101,7 +102,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 		"a direct echo backend, and two ReverseProxy hops in front of it\n", *proxies, *workers, *maxActive)
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	targets, err := bench.StartTargets(sctx, bench.TargetsConfig{
-		Proxies: *proxies, Workers: *workers, WorkerMaxActive: *maxActive, Logger: log, Progress: say,
+		Proxies: *proxies, Workers: *workers, WorkerMaxActive: *maxActive, WindowTokens: uint32(*window), Logger: log, Progress: say,
 	})
 	cancel()
 	if err != nil {

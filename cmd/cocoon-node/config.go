@@ -52,6 +52,18 @@ type fileConfig struct {
 		AttestTTL       duration `toml:"attest_ttl"`
 	} `toml:"tee"`
 
+	Payments struct {
+		Ledger           string   `toml:"ledger"`
+		TONConfig        string   `toml:"ton_config"`
+		Testnet          bool     `toml:"testnet"`
+		DevFund          uint64   `toml:"dev_fund"`
+		Deposit          uint64   `toml:"deposit"`
+		WindowTokens     uint32   `toml:"window_tokens"`
+		Commission       uint32   `toml:"commission"`
+		Quarantine       duration `toml:"quarantine"`
+		ConditionalClose duration `toml:"conditional_close"`
+	} `toml:"payments"`
+
 	Worker struct {
 		MaxActive        int         `toml:"max_active"`
 		PriceCoefficient uint32      `toml:"price_coefficient"`
@@ -144,6 +156,14 @@ type settings struct {
 	backendNames map[string]string
 	logLevel     string
 	tee          teeSettings
+	pay          paySettings
+}
+
+// paySettings say which ledger holds the node's channels (none: payments off).
+type paySettings struct {
+	ledgerURL string // a development ledger (cocoon-node ledger)
+	tonConfig string // real TON: a liteserver global config URL or file
+	devFund   uint64 // nanoTON to ask a development ledger's faucet for at start
 }
 
 // teeSettings say what the node runs in and which peers' attestation it trusts.
@@ -239,6 +259,31 @@ func (fc *fileConfig) resolve() (settings, error) {
 	var err error
 	if s.tee, err = fc.resolveTEE(); err != nil {
 		return s, err
+	}
+	p := &fc.Payments
+	if p.Ledger != "" && p.TONConfig != "" {
+		return s, errors.New("config payments: set ledger (development) or ton_config (real TON), not both")
+	}
+	if p.DevFund != 0 && p.Ledger == "" {
+		return s, errors.New("config payments.dev_fund needs payments.ledger: only a development ledger has a faucet")
+	}
+	s.pay = paySettings{ledgerURL: p.Ledger, tonConfig: p.TONConfig, devFund: p.DevFund}
+	pc := &n.Payments
+	pc.Testnet = p.Testnet
+	if p.Deposit != 0 {
+		pc.Deposit = p.Deposit
+	}
+	if p.WindowTokens != 0 {
+		pc.WindowTokens = p.WindowTokens
+	}
+	if p.Commission != 0 {
+		pc.Commission = p.Commission
+	}
+	if p.Quarantine.Duration != 0 {
+		pc.Quarantine = p.Quarantine.Duration
+	}
+	if p.ConditionalClose.Duration != 0 {
+		pc.ConditionalClose = p.ConditionalClose.Duration
 	}
 	n.AllowUnattested = fc.TEE.AllowUnattested
 	if fc.TEE.AttestTTL.Duration != 0 {

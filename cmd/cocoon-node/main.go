@@ -60,6 +60,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.ledgerServer(ctx, args)
 	case "wallet":
 		return m.wallet(ctx, args)
+	case "channels":
+		return m.channels(ctx, args)
 	case "verify-receipt":
 		return m.verifyReceipt(args)
 	case "help", "-h", "--help":
@@ -82,6 +84,7 @@ Usage:
   cocoon-node ledger [flags]   serve a development network's shared ledger (NOT real TON)
   cocoon-node wallet address|balance
                                the node's TON wallet (key in its datastore) and its balance
+  cocoon-node channels list    the node's payment channels: deposit, paid, seqno (node stopped)
 
 Run 'cocoon-node <command> -h' for a command's flags.
 `

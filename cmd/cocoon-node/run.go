@@ -35,7 +35,8 @@ func (l *listFlag) Set(v string) error {
 type runFlags struct {
 	config, role, network, dataDir, api, apiKey, backend, backendKey, dhtMode, readyFile, logLevel string
 	modelFile, tokenizerFile                                                                       string
-	prices, tee, pccsURL                                                                           string
+	prices, tee, pccsURL, ledger, tonConfig                                                        string
+	devFund                                                                                        uint64
 	listen, bootstrap, models                                                                      listFlag
 	maxActive, minProxies                                                                          int
 	local, allowSimulated, allowUnattested, disableSealing                                         bool
@@ -66,6 +67,9 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.allowSimulated, "insecure-allow-simulated-tee", false, "INSECURE: accept peers whose attestation is simulated (development networks only)")
 	fs.BoolVar(&f.allowUnattested, "allow-unattested", false, "accept workers that offer no attestation: proxies route to them, clients send them prompts in the clear")
 	fs.BoolVar(&f.disableSealing, "disable-sealing", false, "client: send prompts in the clear even to attested workers (to measure what sealing costs)")
+	fs.StringVar(&f.ledger, "ledger", "", "pay and be paid over channels on this development ledger (URL of 'cocoon-node ledger'; NOT real TON)")
+	fs.StringVar(&f.tonConfig, "ton-config", "", "pay and be paid over channels on real TON: a liteserver global config URL or file")
+	fs.Uint64Var(&f.devFund, "dev-fund", 0, "with --ledger: nanoTON to ask the development ledger's faucet for at start")
 	fs.StringVar(&f.pccsURL, "pccs-url", "", "where TDX collateral (TCB info, QE identity, CRLs) comes from: a PCCS base URL; default Intel's PCS")
 }
 
@@ -89,6 +93,11 @@ func (f *runFlags) apply(fc *fileConfig) error {
 	set(&fc.LogLevel, f.logLevel)
 	set(&fc.TEE.Provider, f.tee)
 	set(&fc.TEE.PCCSURL, f.pccsURL)
+	set(&fc.Payments.Ledger, f.ledger)
+	set(&fc.Payments.TONConfig, f.tonConfig)
+	if f.devFund != 0 {
+		fc.Payments.DevFund = f.devFund
+	}
 	fc.TEE.AllowSimulated = fc.TEE.AllowSimulated || f.allowSimulated
 	fc.TEE.AllowUnattested = fc.TEE.AllowUnattested || f.allowUnattested
 	fc.Client.DisableSealing = fc.Client.DisableSealing || f.disableSealing
@@ -210,7 +219,11 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	n, err := node.New(s.node, node.Deps{Host: h, Backend: be, Logger: log, TEE: provider, Verifier: verifier})
+	deps := node.Deps{Host: h, Backend: be, Logger: log, TEE: provider, Verifier: verifier}
+	if err := m.attachLedger(ctx, s, ds, &deps, log); err != nil {
+		return err
+	}
+	n, err := node.New(s.node, deps)
 	if err != nil {
 		return err
 	}

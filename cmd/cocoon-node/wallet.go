@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 
 	leveldb "github.com/ipfs/go-ds-leveldb"
-	"github.com/xssnick/tonutils-go/ton/wallet"
 
 	"github.com/cocoon-mesh/cocoon/ton"
 	"github.com/cocoon-mesh/cocoon/ton/ledger"
@@ -55,23 +54,7 @@ func (m *Main) wallet(ctx context.Context, args []string) error {
 	case *ledgerURL != "":
 		l = ledger.NewRemote(*ledgerURL, nil)
 	default:
-		cfg, err := ledger.LoadGlobalConfig(ctx, *tonConfig)
-		if err != nil {
-			return err
-		}
-		api, err := ledger.DialLite(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		id := int32(wallet.MainnetGlobalID)
-		if *testnet {
-			id = wallet.TestnetGlobalID
-		}
-		w, err := wallet.FromPrivateKey(api, key, wallet.ConfigV5R1Final{NetworkGlobalID: id})
-		if err != nil {
-			return err
-		}
-		if l, err = ledger.NewLite(api, w, ledger.LiteOptions{}); err != nil {
+		if l, err = dialTON(ctx, *tonConfig, key, *testnet); err != nil {
 			return err
 		}
 	}
