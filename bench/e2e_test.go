@@ -32,8 +32,8 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", rep)
-	if len(rep.Results) != 16 || progressed != 16 {
-		t.Fatalf("%d results, %d progress calls; want 16 (4 modes x 2 stream modes x 2 concurrencies)", len(rep.Results), progressed)
+	if len(rep.Results) != 20 || progressed != 20 {
+		t.Fatalf("%d results, %d progress calls; want 20 (5 modes x 2 stream modes x 2 concurrencies)", len(rep.Results), progressed)
 	}
 	seen := map[Mode]int{}
 	for _, r := range rep.Results {

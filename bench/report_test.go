@@ -149,8 +149,8 @@ func TestWriteTableAndChecks(t *testing.T) {
 	b.Reset()
 	WriteComparisons(&b, []Comparison{{Stream: false, Concurrency: 1, HasDirect: true, MeshOverDirect: 0.5, MeshOverClear: 0.97, AddedLatency: ms(0.25), AddedTTFT: ms(0.25)}})
 	want = "" +
-		"stream  conc  mesh/http2hop  mesh/direct sealed/clear  +p50 vs direct  +ttft vs direct    +p50 vs 2hop    +ttft vs 2hop\n" +
-		"off        1            n/a         0.50         0.97        +0.250ms         +0.250ms             n/a              n/a\n"
+		"stream  conc  mesh/http2hop  mesh/direct sealed/clear  paid/unpaid  +p50 vs direct  +ttft vs direct    +p50 vs 2hop    +ttft vs 2hop\n" +
+		"off        1            n/a         0.50         0.97          n/a        +0.250ms         +0.250ms             n/a              n/a\n"
 	if b.String() != want {
 		t.Errorf("WriteComparisons:\n%s\nwant:\n%s", b.String(), want)
 	}
