@@ -1,0 +1,165 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// stop ends the process as Ctrl-C would, and waits.
+func (p *proc) stop() {
+	p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.kill()
+	}
+}
+
+// listed is one line of `cocoon-node channels list`.
+type listed struct {
+	role, channel string
+	deposit, paid uint64
+	seqno         uint64
+}
+
+// listChannels runs `cocoon-node channels list` on a stopped node's data dir.
+func listChannels(t *testing.T, dir string) []listed {
+	t.Helper()
+	b, err := exec.Command(binaryPath, "channels", "list", "--data-dir", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("channels list: %v\n%s", err, b)
+	}
+	var out []listed
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 7 || (f[0] != "payer" && f[0] != "payee") {
+			continue
+		}
+		num := func(s string) uint64 {
+			v, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				t.Fatalf("channels list: %q in %q", s, line)
+			}
+			return v
+		}
+		out = append(out, listed{role: f[0], channel: f[1], deposit: num(f[3]), paid: num(f[4]), seqno: num(f[6])})
+	}
+	return out
+}
+
+// TestPaymentsSurviveKill9 runs a paying network of real processes on a shared development
+// ledger, kills the client and the worker with SIGKILL at random points of streaming traffic,
+// restarts them on their data dirs, and checks that every channel ends with payer and payee
+// holding the same durable state: the payer never lost a voucher it sent (it would re-sign a
+// used seqno, which the payee refuses), and the payee never lost one it acknowledged.
+func TestPaymentsSurviveKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 5 processes and restarts some of them")
+	}
+	lp, _ := startLedger(t, "ledger", t.TempDir())
+	m := &mesh{t: t, dir: t.TempDir(), network: fmt.Sprintf("pay-%d", time.Now().UnixNano())}
+	pay := []string{"--ledger", lp.url, "--dev-fund", "100000000000"}
+	echo := start(t, "echo", "echo-backend", "--listen", "127.0.0.1:0", "--token-delay", "2ms")
+	proxy := start(t, "proxy", m.nodeArgs("proxy", "proxy", pay...)...)
+	boot := proxy.ready.Addrs[0]
+	args := map[string][]string{
+		"worker": m.nodeArgs("worker", "worker", append([]string{"--bootstrap", boot, "--backend", echo.url,
+			"--model", "echo-test@v1:none=echo-test", "--prices", "100,50,400,400"}, pay...)...),
+		"client": m.nodeArgs("client", "client", append([]string{"--bootstrap", boot, "--api", "127.0.0.1:0", "--min-proxies", "1"}, pay...)...),
+	}
+	procs := map[string]*proc{}
+	restart := func(name string) {
+		os.Remove(filepath.Join(m.dir, name+".ready"))
+		procs[name] = start(t, name, args[name]...)
+		if name == "client" {
+			m.api = "http://" + procs[name].ready.API + "/v1"
+		}
+	}
+	restart("worker")
+	restart("client")
+	serving := func() bool {
+		code, _, _ := m.post("/chat/completions", `{"model":"echo-test","messages":[{"role":"user","content":"are you up"}]}`)
+		return code == 200
+	}
+	m.waitFor("the mesh serves a paid request", serving)
+
+	var ok, failed atomic.Int64
+	for round := range 4 {
+		victim := []string{"client", "worker"}[round%2]
+		stopTraffic := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stopTraffic:
+						return
+					default:
+					}
+					code, _, _ := m.post("/chat/completions", `{"model":"echo-test","stream":true,"max_tokens":40,"messages":[{"role":"user","content":"`+strings.Repeat("pay as you go ", 8)+`"}]}`)
+					if code == 200 {
+						ok.Add(1)
+					} else {
+						failed.Add(1)
+						time.Sleep(20 * time.Millisecond)
+					}
+				}
+			})
+		}
+		time.Sleep(time.Duration(150+rand.IntN(400)) * time.Millisecond)
+		procs[victim].kill()
+		restart(victim)
+		m.waitFor("the mesh serves again after the restart", serving)
+		close(stopTraffic)
+		wg.Wait()
+	}
+	// Requests fail while a victim is down (the only worker, or the client itself).
+	t.Logf("%d streamed requests served, %d failed across 4 kills", ok.Load(), failed.Load())
+	if ok.Load() == 0 {
+		t.Fatal("no request was served")
+	}
+	time.Sleep(time.Second) // the payers settle what their last answers left unpaid
+	for _, name := range []string{"client", "worker"} {
+		procs[name].stop()
+	}
+	proxy.stop()
+
+	client, prx, worker := listChannels(t, filepath.Join(m.dir, "client")), listChannels(t, filepath.Join(m.dir, "proxy")), listChannels(t, filepath.Join(m.dir, "worker"))
+	t.Logf("client %+v\nproxy %+v\nworker %+v", client, prx, worker)
+	match := func(payers, payees []listed, hop string) {
+		if len(payers) == 0 {
+			t.Fatalf("%s: no channel", hop)
+		}
+		for _, a := range payers {
+			if a.role != "payer" {
+				continue
+			}
+			found := false
+			for _, b := range payees {
+				if b.role == "payee" && b.channel == a.channel {
+					found = true
+					if a.paid != b.paid || a.seqno != b.seqno {
+						t.Errorf("%s channel %s: the payer signed %d (seqno %d), the payee holds %d (seqno %d)", hop, a.channel, a.paid, a.seqno, b.paid, b.seqno)
+					}
+					if b.paid == 0 {
+						t.Errorf("%s channel %s: nothing paid", hop, a.channel)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("%s channel %s: the payee has no record of it", hop, a.channel)
+			}
+		}
+	}
+	match(client, prx, "client->proxy")
+	match(prx, worker, "proxy->worker")
+}
