@@ -19,7 +19,17 @@
 // to workers the proxy chose before), so the proxy forwards ciphertext. The worker signs a
 // receipt for each answer and the proxy countersigns it.
 //
+// Payments (pay.go, channel.go), when the node has a ledger: the client pays each proxy and
+// the proxy each worker over a TON payment channel opened on /cocoon/channel/1.0.0. On the
+// inference stream the payee quotes the answer's prices before its first chunk, the payer
+// sends cumulative vouchers as value arrives (every quarter of the payee's credit window), and
+// the payee sends each chunk only within that window, billing and waiting when the payer is
+// behind. Every voucher is durable (ton/chanstore) before a payer sends it and before a payee
+// counts it.
+//
 // Cancellation is the stream itself: a caller keeps its write side open until it has the
-// answer, so a callee that sees its read side end knows the caller went away and stops,
-// and resets the next hop in turn. Each hop shrinks the request's time left by HopMargin.
+// answer, so a callee that sees its read side end knows the caller went away, stops, and ends
+// its answer with an error, closing its own call to the next hop in turn. A cancelling caller
+// reads (and pays for) what was sent until that end, for up to two seconds, then resets. Each
+// hop shrinks the request's time left by HopMargin.
 package node

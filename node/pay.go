@@ -270,12 +270,6 @@ func (n *Node) reserve(ctx context.Context, c *inChan, cost, window uint64, bill
 	}
 }
 
-// release takes back value reserved for something that never went out.
-func (c *inChan) release(cost uint64) {
-	c.mu.Lock()
-	c.credit.Release(cost)
-	c.mu.Unlock()
-}
 
 // payerIn returns the channel peer p pays this node on, or a payment error. After a restart
 // the channel is resumed from the store, newest first, at its durable voucher.
