@@ -270,7 +270,6 @@ func (n *Node) reserve(ctx context.Context, c *inChan, cost, window uint64, bill
 	}
 }
 
-
 // payerIn returns the channel peer p pays this node on, or a payment error. After a restart
 // the channel is resumed from the store, newest first, at its durable voucher.
 func (n *Node) payerIn(p peer.ID) (*inChan, error) {
