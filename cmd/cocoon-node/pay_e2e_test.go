@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,18 +79,28 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 		"client": m.nodeArgs("client", "client", append([]string{"--bootstrap", boot, "--api", "127.0.0.1:0", "--min-proxies", "1"}, pay...)...),
 	}
 	procs := map[string]*proc{}
+	var api atomic.Pointer[string] // the client's URL: it changes with each restart
 	restart := func(name string) {
 		os.Remove(filepath.Join(m.dir, name+".ready"))
 		procs[name] = start(t, name, args[name]...)
 		if name == "client" {
-			m.api = "http://" + procs[name].ready.API + "/v1"
+			u := "http://" + procs[name].ready.API + "/v1"
+			api.Store(&u)
 		}
+	}
+	post := func(body string) int {
+		resp, err := http.Post(*api.Load()+"/chat/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			return 0
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
 	}
 	restart("worker")
 	restart("client")
 	serving := func() bool {
-		code, _, _ := m.post("/chat/completions", `{"model":"echo-test","messages":[{"role":"user","content":"are you up"}]}`)
-		return code == 200
+		return post(`{"model":"echo-test","messages":[{"role":"user","content":"are you up"}]}`) == 200
 	}
 	m.waitFor("the mesh serves a paid request", serving)
 
@@ -105,7 +117,7 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 						return
 					default:
 					}
-					code, _, _ := m.post("/chat/completions", `{"model":"echo-test","stream":true,"max_tokens":40,"messages":[{"role":"user","content":"`+strings.Repeat("pay as you go ", 8)+`"}]}`)
+					code := post(`{"model":"echo-test","stream":true,"max_tokens":40,"messages":[{"role":"user","content":"` + strings.Repeat("pay as you go ", 8) + `"}]}`)
 					if code == 200 {
 						ok.Add(1)
 					} else {
