@@ -254,7 +254,13 @@ func (n *Node) openOut(ctx context.Context, p peer.ID) (*outChan, error) {
 	want := ton.Params{KeyA: ps.pub(), KeyB: keyB,
 		Closing:  ton.ClosingConfig{QuarantineDuration: terms.Quarantine, ConditionalCloseDuration: terms.CondClose},
 		Payments: ton.PaymentConfig{ExcessFee: terms.ExcessFee, DestA: ps.wallet, DestB: destB}}
-	rec, found, err := n.newestPayerRecord(ctx, want)
+	// Our newest channel to p under these terms, whatever its id.
+	rec, found, err := n.newestRecord(ctx, func(r chanstore.Record) bool {
+		p, err := r.Params()
+		w := want
+		w.ChannelID = r.ChannelID
+		return r.Role == chanstore.Payer && err == nil && p.Equal(w)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -294,36 +300,6 @@ func (n *Node) openOut(ctx context.Context, p peer.ID) (*outChan, error) {
 	}
 	n.log.Info("paying on channel", "payee", p.String(), "channel_id", fmt.Sprintf("%x", rec.ChannelID[:]), "deposit", rec.Limit, "paid", rec.Voucher.Sent)
 	return c, nil
-}
-
-// newestPayerRecord finds the most recently used channel we pay on with parameters want
-// (any channel id).
-func (n *Node) newestPayerRecord(ctx context.Context, want ton.Params) (chanstore.Record, bool, error) {
-	recs, err := n.payments.store.List(ctx)
-	if err != nil {
-		return chanstore.Record{}, false, err
-	}
-	var best chanstore.Record
-	found := false
-	for _, r := range recs {
-		if r.Role != chanstore.Payer {
-			continue
-		}
-		p, err := r.Params()
-		if err != nil {
-			continue
-		}
-		want.ChannelID = r.ChannelID
-		if !bytes.Equal(p.KeyA, want.KeyA) || !bytes.Equal(p.KeyB, want.KeyB) || p.Closing != want.Closing ||
-			p.Payments.ExcessFee != want.Payments.ExcessFee || !p.Payments.DestA.Equals(want.Payments.DestA) ||
-			!p.Payments.DestB.Equals(want.Payments.DestB) {
-			continue
-		}
-		if !found || r.Updated.After(best.Updated) {
-			best, found = r, true
-		}
-	}
-	return best, found, nil
 }
 
 // openOnLedger deploys and funds a new channel with parameters want and a fresh channel id.

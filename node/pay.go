@@ -279,30 +279,31 @@ func (n *Node) payerIn(p peer.ID) (*inChan, error) {
 	if c != nil {
 		return c, nil
 	}
-	if rec, ok := n.storedPayee(p); ok {
-		return n.adoptIn(p, rec)
+	if key, err := ed25519Key(n.h.Peerstore().PubKey(p)); err == nil {
+		rec, ok, err := n.newestRecord(n.ctx, func(r chanstore.Record) bool {
+			return r.Role == chanstore.Payee && bytes.Equal(r.KeyA, key)
+		})
+		if err == nil && ok {
+			return n.adoptIn(p, rec)
+		}
 	}
 	return nil, wire.Errorf(wire.CodePayment, "no payment channel from %s: open one first (%s)", p.String(), ChannelProtocol)
 }
 
-// storedPayee finds the newest channel in the store on which p pays us.
-func (n *Node) storedPayee(p peer.ID) (chanstore.Record, bool) {
-	key, err := ed25519Key(n.h.Peerstore().PubKey(p))
+// newestRecord finds the most recently stored channel record that match accepts.
+func (n *Node) newestRecord(ctx context.Context, match func(chanstore.Record) bool) (chanstore.Record, bool, error) {
+	recs, err := n.payments.store.List(ctx)
 	if err != nil {
-		return chanstore.Record{}, false
-	}
-	recs, err := n.payments.store.List(n.ctx)
-	if err != nil {
-		return chanstore.Record{}, false
+		return chanstore.Record{}, false, err
 	}
 	var best chanstore.Record
 	found := false
 	for _, r := range recs {
-		if r.Role == chanstore.Payee && bytes.Equal(r.KeyA, key) && (!found || r.Updated.After(best.Updated)) {
+		if match(r) && (!found || r.Updated.After(best.Updated)) {
 			best, found = r, true
 		}
 	}
-	return best, found
+	return best, found, nil
 }
 
 // ChannelStatus is one payment channel as the node's status shows it.

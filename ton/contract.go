@@ -382,12 +382,18 @@ func ParseStorage(c *cell.Cell) (Storage, error) {
 // Matches reports whether the storage was built from p (keys, id, configs), ignoring the
 // balances, seqnos and quarantine that change over the channel's life.
 func (s Storage) Matches(p Params) bool {
-	if s.Payments.DestA == nil || s.Payments.DestB == nil || p.Payments.DestA == nil || p.Payments.DestB == nil {
+	return Params{KeyA: s.KeyA, KeyB: s.KeyB, ChannelID: s.ChannelID, Closing: s.Closing, Payments: s.Payments}.Equal(p)
+}
+
+// Equal reports whether p and q are the same parameters (so the same channel address); both
+// must have their payout addresses.
+func (p Params) Equal(q Params) bool {
+	if p.Payments.DestA == nil || p.Payments.DestB == nil || q.Payments.DestA == nil || q.Payments.DestB == nil {
 		return false
 	}
-	return bytes.Equal(s.KeyA, p.KeyA) && bytes.Equal(s.KeyB, p.KeyB) && s.ChannelID == p.ChannelID &&
-		s.Closing == p.Closing && s.Payments.ExcessFee == p.Payments.ExcessFee &&
-		s.Payments.DestA.Equals(p.Payments.DestA) && s.Payments.DestB.Equals(p.Payments.DestB)
+	return bytes.Equal(p.KeyA, q.KeyA) && bytes.Equal(p.KeyB, q.KeyB) && p.ChannelID == q.ChannelID &&
+		p.Closing == q.Closing && p.Payments.ExcessFee == q.Payments.ExcessFee &&
+		p.Payments.DestA.Equals(q.Payments.DestA) && p.Payments.DestB.Equals(q.Payments.DestB)
 }
 
 // signedBody builds op, the flag bit, the 512-bit signature over signed, then signed's bits and
