@@ -58,9 +58,7 @@ func (n *Node) handleChannel(s network.Stream) {
 	case wire.FramePay:
 		var c *inChan
 		if c, err = n.payerIn(payer); err == nil {
-			if v, derr := ton.DecodeVoucher(p); derr == nil && c.has(v) {
-				// Held already (it came on an inference stream): the answer confirms it.
-			} else if err = n.accept(ctx, c, p); err != nil {
+			if err = n.acceptNew(ctx, c, p); err != nil {
 				n.log.Warn("voucher refused", "payer", payer.String(), "err", err)
 				err = wire.Errorf(wire.CodePayment, "voucher refused: %v", err)
 			}
@@ -141,21 +139,27 @@ func (n *Node) openIn(ctx context.Context, s network.Stream, p []byte) (*wire.Ch
 		return nil, err
 	}
 	if len(o.Voucher) > 0 { // the payer's newest: higher than ours if we lost one (we never do)
-		if v, _ := ton.DecodeVoucher(o.Voucher); !c.has(v) {
-			if err := n.accept(ctx, c, o.Voucher); err != nil {
-				n.log.Warn("payer presented a voucher that does not check", "payer", payer.String(), "err", err)
-			}
+		if err := n.acceptNew(ctx, c, o.Voucher); err != nil {
+			n.log.Warn("payer presented a voucher that does not check", "payer", payer.String(), "err", err)
 		}
 	}
 	st := c.state()
 	return &st, nil
 }
 
-// has reports whether the channel already holds v or a newer voucher.
-func (c *inChan) has(v ton.Voucher) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.rec.HasVoucher && c.rec.Voucher.Seqno >= v.Seqno
+// acceptNew accepts voucher b unless the channel holds it or a newer one already: on the
+// channel stream a payer presents again what may have come on an inference stream, and the
+// payee's answer confirms it.
+func (n *Node) acceptNew(ctx context.Context, c *inChan, b []byte) error {
+	if v, err := ton.DecodeVoucher(b); err == nil {
+		c.mu.Lock()
+		held := c.rec.HasVoucher && c.rec.Voucher.Seqno >= v.Seqno
+		c.mu.Unlock()
+		if held {
+			return nil
+		}
+	}
+	return n.accept(ctx, c, b)
 }
 
 // adoptIn makes rec the channel payer pays this node on, keeping one already held for it.
