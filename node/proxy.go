@@ -283,16 +283,15 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 			started = true
 		case wire.FrameFinal:
 			c.finish()
-			fin, err := n.countersign(p, &h, d.Worker, pa, body, answerHash.Sum())
+			fin, usage, err := n.countersign(p, &h, d.Worker, pa, body, answerHash.Sum())
 			if err != nil {
 				return true, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.String(), err)
 			}
 			if meter != nil {
-				u, _ := wire.DecodeFinal(p) // countersign decoded it already
-				if err := meter.final(u.Usage); err != nil {
+				if err := meter.final(usage); err != nil {
 					return true, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: billing: %v", d.Worker.String(), err)
 				}
-				if err := bill.final(ctx, u.Usage); err != nil {
+				if err := bill.final(ctx, usage); err != nil {
 					return true, firstToken, err
 				}
 			}
@@ -380,15 +379,16 @@ func (b *bodySource) next(ctx context.Context) (lateBody, error) {
 }
 
 // countersign checks the worker's receipt against what this proxy forwarded (request, answer,
-// token counts, the worker's key) and signs it; it returns the final frame to pass on.
-func (n *Node) countersign(p []byte, h *wire.Header, worker peer.ID, pa *peerAttest, body []byte, answerHash [32]byte) ([]byte, error) {
+// token counts, the worker's key) and signs it; it returns the final frame to pass on and the
+// usage it reports (what the answer is billed for).
+func (n *Node) countersign(p []byte, h *wire.Header, worker peer.ID, pa *peerAttest, body []byte, answerHash [32]byte) ([]byte, wire.Usage, error) {
 	fin, err := wire.DecodeFinal(p)
 	if err != nil {
-		return nil, fmt.Errorf("malformed final message: %v", err)
+		return nil, wire.Usage{}, fmt.Errorf("malformed final message: %v", err)
 	}
 	rc, err := tee.UnmarshalReceipt(fin.Receipt)
 	if err != nil {
-		return nil, fmt.Errorf("receipt: %v", err)
+		return nil, wire.Usage{}, fmt.Errorf("receipt: %v", err)
 	}
 	u := fin.Usage
 	switch {
@@ -421,10 +421,10 @@ func (n *Node) countersign(p []byte, h *wire.Header, worker peer.ID, pa *peerAtt
 		rc.Proxy, err = n.attest.signer.sign(rc.ProxyDigest())
 	}
 	if err != nil {
-		return nil, err
+		return nil, wire.Usage{}, err
 	}
 	fin.Receipt = rc.Marshal()
-	return wire.AppendFinal(make([]byte, 0, len(p)+128), &fin), nil
+	return wire.AppendFinal(make([]byte, 0, len(p)+128), &fin), u, nil
 }
 
 // workerFault reports whether err counts against the worker: a bad request or a client that
