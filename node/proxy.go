@@ -474,11 +474,9 @@ func (n *Node) workerCap(clientCap uint64) uint64 {
 	if clientCap == 0 {
 		return 0
 	}
-	c := uint64(1000 + n.cfg.Payments.Commission)
-	hi, lo := bits.Mul64(clientCap, 1000)
-	q, _ := bits.Div64(hi%c, lo, c)
-	if hi >= c {
-		return clientCap // cannot overflow the division: a cap this high caps nothing
-	}
+	// clientCap * 1000 / (1000 + commission), in 128 bits: hi < 1000 <= the divisor, so the
+	// quotient fits. At least 1, since 0 means no cap.
+	hi, lo := bits.Mul64(clientCap, wire.CoefficientOne)
+	q, _ := bits.Div64(hi, lo, wire.CoefficientOne+uint64(n.cfg.Payments.Commission))
 	return max(q, 1)
 }
