@@ -167,16 +167,6 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 		defer n.settleLater(payee)
 	}
 	var meter *metering // what we owe the proxy for this answer
-	var c *call
-	pay := func(vb []byte, err error) error {
-		if err != nil {
-			return wire.Errorf(wire.CodeInternal, "paying proxy %s: %v", p.String(), err)
-		}
-		if vb != nil && ctx.Err() == nil {
-			_ = c.send(wire.FramePay, vb) // if the stream is gone, settle() sends it later
-		}
-		return nil
-	}
 	first := body
 	var presealed map[peer.ID]exchange
 	if h.Sealed {
@@ -187,7 +177,7 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 			return false, nil, err
 		}
 	}
-	c, err = n.openCall(ctx, p, &h, first)
+	c, err := n.openCall(ctx, p, &h, first)
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, nil, context.Cause(ctx)
@@ -230,7 +220,7 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 				c.abort()
 				return started, nil, wire.Errorf(wire.CodeWorkerFailed, "proxy %s: %v", p.String(), unexpected(t))
 			}
-			if err := pay(meter.billNow(ctx)); err != nil {
+			if err := meter.billNow(ctx, c); err != nil {
 				c.abort()
 				return started, nil, err
 			}
@@ -266,7 +256,7 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 				return started, nil, wire.Errorf(wire.CodeWorkerFailed, "bad chunk: %v", err)
 			}
 			if meter != nil {
-				if err := pay(meter.chunk(n.ctx, ch.Tokens)); err != nil {
+				if err := meter.chunk(ctx, c, ch.Tokens); err != nil {
 					c.abort()
 					return started, nil, err
 				}

@@ -439,15 +439,17 @@ func (n *Node) newMetering(c *outChan, q wire.Quote) *metering {
 }
 
 // chunk records tokens received and returns a durable voucher to send when one is due.
-func (m *metering) chunk(ctx context.Context, tokens uint32) ([]byte, error) {
+func (m *metering) chunk(ctx context.Context, c *call, tokens uint32) error {
 	v, err := m.tab.Chunk(uint64(tokens))
 	if err != nil {
-		return nil, err
+		return m.send(ctx, c, nil, err)
 	}
 	if !m.ch.receive(v, m.every) {
-		return nil, nil
+		return nil
 	}
-	return m.n.pay(ctx, m.ch, false, m.every)
+	// Persisted on the node's context: a voucher signed as the request is cancelled is kept.
+	vb, err := m.n.pay(m.n.ctx, m.ch, false, m.every)
+	return m.send(ctx, c, vb, err)
 }
 
 // final records the rest of the answer's cost; what is unpaid is settled shortly after.
@@ -461,7 +463,24 @@ func (m *metering) final(u wire.Usage) error {
 	return nil
 }
 
-// billNow pays everything received, because the payee is waiting for it.
-func (m *metering) billNow(ctx context.Context) ([]byte, error) {
-	return m.n.pay(ctx, m.ch, true, 0)
+// billNow pays everything received on the answer's stream c, because the payee is waiting.
+func (m *metering) billNow(ctx context.Context, c *call) error {
+	vb, err := m.n.pay(ctx, m.ch, true, 0)
+	return m.send(ctx, c, vb, err)
+}
+
+// send passes a durable voucher on the answer's stream c. A cancelled request's stream takes
+// no more frames (or is gone): settle sends the voucher later.
+func (m *metering) send(ctx context.Context, c *call, vb []byte, err error) error {
+	if err != nil {
+		payee := "worker"
+		if m.n.cfg.Role == RoleClient {
+			payee = "proxy"
+		}
+		return wire.Errorf(wire.CodeInternal, "paying %s %s: %v", payee, m.ch.peer.String(), err)
+	}
+	if vb != nil && ctx.Err() == nil {
+		_ = c.send(wire.FramePay, vb)
+	}
+	return nil
 }

@@ -201,15 +201,6 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 		return false, time.Now(), wire.Errorf(wire.CodeWorkerFailed, "cannot reach worker %s: %v", d.Worker.String(), err)
 	}
 	answerHash := tee.NewAnswerHash()
-	payWorker := func(vb []byte, err error) error {
-		if err != nil {
-			return wire.Errorf(wire.CodeInternal, "paying worker %s: %v", d.Worker.String(), err)
-		}
-		if vb != nil && ctx.Err() == nil {
-			_ = c.send(wire.FramePay, vb) // if the stream is gone, settle() sends it later
-		}
-		return nil
-	}
 	for {
 		t, p, err := c.next()
 		if firstToken.IsZero() {
@@ -250,7 +241,7 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 				c.abort()
 				return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.String(), unexpected(t))
 			}
-			if err := payWorker(meter.billNow(ctx)); err != nil {
+			if err := meter.billNow(ctx, c); err != nil {
 				c.abort()
 				return started, firstToken, err
 			}
@@ -261,7 +252,7 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 				return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s sent a malformed chunk: %v", d.Worker.String(), err)
 			}
 			if meter != nil {
-				if err := payWorker(meter.chunk(n.ctx, ch.Tokens)); err != nil {
+				if err := meter.chunk(ctx, c, ch.Tokens); err != nil {
 					c.abort()
 					return started, firstToken, err
 				}
