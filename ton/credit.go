@@ -113,9 +113,7 @@ func (t *Tab) Chunk(tokens uint64) (uint64, error) {
 		return 0, err
 	}
 	t.completion += tokens
-	v := total - min(total, t.charged)
-	t.charged += v
-	return v, nil
+	return t.charge(total), nil
 }
 
 // Final charges the rest of the response's cost for its whole usage and returns that value.
@@ -124,9 +122,14 @@ func (t *Tab) Final(u Usage) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return t.charge(total), nil
+}
+
+// charge brings what the tab charged up to total (never down) and returns the difference.
+func (t *Tab) charge(total uint64) uint64 {
 	v := total - min(total, t.charged)
 	t.charged += v
-	return v, nil
+	return v
 }
 
 // Charged is the value charged so far.

@@ -135,10 +135,8 @@ func DecodeChannelOpen(p []byte) (ChannelOpen, error) {
 	if o.Terms, err = DecodeTerms(terms); err != nil {
 		return ChannelOpen{}, err
 	}
-	if len(o.Voucher) > 0 {
-		if _, err := ton.DecodeVoucher(o.Voucher); err != nil {
-			return ChannelOpen{}, fmt.Errorf("%w: voucher: %v", ErrMalformed, err)
-		}
+	if err := checkVoucher(o.Voucher); err != nil {
+		return ChannelOpen{}, err
 	}
 	return o, nil
 }
@@ -167,10 +165,19 @@ func DecodeChannelState(p []byte) (ChannelState, error) {
 	if err := d.Done(); err != nil {
 		return ChannelState{}, err
 	}
-	if len(s.Voucher) > 0 {
-		if _, err := ton.DecodeVoucher(s.Voucher); err != nil {
-			return ChannelState{}, fmt.Errorf("%w: voucher: %v", ErrMalformed, err)
-		}
+	if err := checkVoucher(s.Voucher); err != nil {
+		return ChannelState{}, err
 	}
 	return s, nil
+}
+
+// checkVoucher refuses an optional voucher field whose encoding does not decode.
+func checkVoucher(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if _, err := ton.DecodeVoucher(b); err != nil {
+		return fmt.Errorf("%w: voucher: %v", ErrMalformed, err)
+	}
+	return nil
 }
