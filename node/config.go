@@ -202,22 +202,8 @@ func (e *ConfigError) Unwrap() error { return ErrConfig }
 // validate fills zero fields from DefaultConfig and checks every rule.
 func (c *Config) validate() error {
 	d := DefaultConfig()
-	fill := func(v *time.Duration, dv time.Duration) {
-		if *v == 0 {
-			*v = dv
-		}
-	}
-	fillInt := func(v *int, dv int) {
-		if *v == 0 {
-			*v = dv
-		}
-	}
-	if c.Network == "" {
-		c.Network = d.Network
-	}
-	if c.DHTMode == "" {
-		c.DHTMode = d.DHTMode
-	}
+	fill(&c.Network, d.Network)
+	fill(&c.DHTMode, d.DHTMode)
 	fill(&c.DiscoveryInterval, d.DiscoveryInterval)
 	fill(&c.ProvideInterval, d.ProvideInterval)
 	fill(&c.ProvideRetry, d.ProvideRetry)
@@ -229,21 +215,15 @@ func (c *Config) validate() error {
 	fill(&c.RequestTimeout, d.RequestTimeout)
 	fill(&c.HopMargin, d.HopMargin)
 	fill(&c.AttestTTL, d.AttestTTL)
-	fillInt(&c.MinProxies, d.MinProxies)
-	fillInt(&c.MaxActive, d.MaxActive)
-	fillInt(&c.MaxBodyBytes, d.MaxBodyBytes)
-	fillInt(&c.MaxChunkBytes, d.MaxChunkBytes)
-	fillInt(&c.MaxAttempts, d.MaxAttempts)
-	fillInt(&c.ReceiptCheckEvery, d.ReceiptCheckEvery)
-	if c.MaxTokens == 0 {
-		c.MaxTokens = d.MaxTokens
-	}
-	if c.Coefficient == 0 {
-		c.Coefficient = d.Coefficient
-	}
-	if c.APIAddr == "" {
-		c.APIAddr = d.APIAddr
-	}
+	fill(&c.MinProxies, d.MinProxies)
+	fill(&c.MaxActive, d.MaxActive)
+	fill(&c.MaxBodyBytes, d.MaxBodyBytes)
+	fill(&c.MaxChunkBytes, d.MaxChunkBytes)
+	fill(&c.MaxAttempts, d.MaxAttempts)
+	fill(&c.ReceiptCheckEvery, d.ReceiptCheckEvery)
+	fill(&c.MaxTokens, d.MaxTokens)
+	fill(&c.Coefficient, d.Coefficient)
+	fill(&c.APIAddr, d.APIAddr)
 	c.Payments.fill(d.Payments)
 
 	switch c.Role {
@@ -301,25 +281,20 @@ func (c *Config) validate() error {
 
 // fill takes zero fields from d.
 func (p *PaymentConfig) fill(d PaymentConfig) {
-	set := func(v *uint64, dv uint64) {
-		if *v == 0 {
-			*v = dv
-		}
-	}
-	set(&p.Deposit, d.Deposit)
-	set(&p.OpenFee, d.OpenFee)
-	set(&p.ExcessFee, d.ExcessFee)
-	if p.WindowTokens == 0 {
-		p.WindowTokens = d.WindowTokens
-	}
-	if p.Quarantine == 0 {
-		p.Quarantine = d.Quarantine
-	}
-	if p.ConditionalClose == 0 {
-		p.ConditionalClose = d.ConditionalClose
-	}
-	if p.FlushAfter == 0 {
-		p.FlushAfter = d.FlushAfter
+	fill(&p.Deposit, d.Deposit)
+	fill(&p.OpenFee, d.OpenFee)
+	fill(&p.ExcessFee, d.ExcessFee)
+	fill(&p.WindowTokens, d.WindowTokens)
+	fill(&p.Quarantine, d.Quarantine)
+	fill(&p.ConditionalClose, d.ConditionalClose)
+	fill(&p.FlushAfter, d.FlushAfter)
+}
+
+// fill sets a field left at its zero value to its default.
+func fill[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
 	}
 }
 
