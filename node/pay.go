@@ -309,7 +309,8 @@ func (n *Node) newestRecord(ctx context.Context, match func(chanstore.Record) bo
 // ChannelStatus is one payment channel as the node's status shows it.
 type ChannelStatus struct {
 	Peer      string `json:"peer"`
-	Role      string `json:"role"` // payer: we pay on it; payee: we are paid on it
+	Role      string `json:"role"`  // payer: we pay on it; payee: we are paid on it
+	State     string `json:"state"` // open, closing or closed
 	ChannelID string `json:"channel_id"`
 	Address   string `json:"address"`
 	Deposit   uint64 `json:"deposit"` // nanoTON the payer locked: the most it can ever pay
@@ -350,7 +351,7 @@ func (n *Node) Channels() []ChannelStatus {
 }
 
 func channelStatus(p peer.ID, rec chanstore.Record, owed, delivered uint64, bad int) ChannelStatus {
-	s := ChannelStatus{Peer: p.String(), Role: rec.Role.String(), ChannelID: fmt.Sprintf("%x", rec.ChannelID[:]),
+	s := ChannelStatus{Peer: p.String(), Role: rec.Role.String(), State: rec.State.String(), ChannelID: fmt.Sprintf("%x", rec.ChannelID[:]),
 		Deposit: rec.Limit, Paid: rec.Voucher.Sent, Owed: owed, Seqno: rec.Voucher.Seqno, Delivered: delivered, Refused: bad}
 	if params, err := rec.Params(); err == nil {
 		if a, err := params.Address(); err == nil {

@@ -105,7 +105,29 @@ type PayerConfig struct {
 // Payer is the paying side of one channel: the single sequencer of its vouchers. A pure state
 // machine; the caller must make (Seqno, Sent) durable before sending a voucher it returns.
 type Payer struct {
-	cfg PayerConfig
+	cfg    PayerConfig
+	closed bool // a cooperative close was proposed: no voucher may follow it
+}
+
+// ErrClosed is returned by Pay and PayTo once the payer proposed a cooperative close: a voucher
+// signed after it could be replayed on the channel's next init (pitfall 3).
+var ErrClosed = errors.New("ton: the payer proposed a close on this channel; it signs no more vouchers")
+
+// CooperativeClose proposes the close that pays the payee balanceB plus everything signed for
+// and returns the rest of balanceA to the payer (the balances set at init); seqnoB must be above
+// the payee's committed seqno. From then on the payer signs no more vouchers.
+func (p *Payer) CooperativeClose(balanceA, balanceB, seqnoB uint64) (CooperativeClose, error) {
+	if p.cfg.Sent > balanceA {
+		return CooperativeClose{}, fmt.Errorf("%w: sent %d, balance_A %d", ErrOverDeposit, p.cfg.Sent, balanceA)
+	}
+	p.closed = true
+	return CooperativeClose{
+		ChannelID: p.cfg.ChannelID,
+		BalanceA:  balanceA - p.cfg.Sent,
+		BalanceB:  balanceB + p.cfg.Sent,
+		SeqnoA:    p.cfg.Seqno + 1,
+		SeqnoB:    seqnoB,
+	}, nil
 }
 
 // NewPayer returns a payer resuming after cfg.Seqno and cfg.Sent.
@@ -136,6 +158,8 @@ func (p *Payer) Pay(amount uint64) (Voucher, error) {
 // PayTo signs the next voucher with cumulative sent; it must not decrease nor exceed the limit.
 func (p *Payer) PayTo(sent uint64) (Voucher, error) {
 	switch {
+	case p.closed:
+		return Voucher{}, ErrClosed
 	case sent < p.cfg.Sent:
 		return Voucher{}, fmt.Errorf("%w: sent %d, already signed %d", ErrDecreasing, sent, p.cfg.Sent)
 	case sent > p.cfg.Limit:

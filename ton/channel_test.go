@@ -142,3 +142,41 @@ func TestPayeeCooperativeCloseSeqnos(t *testing.T) {
 		}
 	}
 }
+
+// TestPayerCooperativeClose: the payer proposes the same close the payee would, and signs
+// nothing after it.
+func TestPayerCooperativeClose(t *testing.T) {
+	p := newParties(0)
+	payee, _ := NewPayee(PayeeConfig{ChannelID: p.params.ChannelID, PayerKey: p.params.KeyA, Limit: 10})
+	payer, _ := NewPayer(PayerConfig{ChannelID: p.params.ChannelID, Key: p.keyA, Limit: 10})
+	for range 3 {
+		v, err := payer.Pay(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := payee.Accept(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := payee.CooperativeClose(10, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := payer.CooperativeClose(10, 0, 1)
+	if err != nil || got != want || got.BalanceA != 4 || got.BalanceB != 6 || got.SeqnoA != 4 {
+		t.Fatalf("payer's close %+v, payee's %+v (%v)", got, want, err)
+	}
+	if err := payer.CheckClose(got, 10, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := payer.Pay(1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("voucher after a close: %v, want ErrClosed", err)
+	}
+	over, _ := NewPayer(PayerConfig{ChannelID: p.params.ChannelID, Key: p.keyA, Limit: 10, Seqno: 1, Sent: 8})
+	if _, err := over.CooperativeClose(5, 0, 1); !errors.Is(err, ErrOverDeposit) {
+		t.Fatalf("close with balance_A below sent: %v", err)
+	}
+	if _, err := over.Pay(1); err != nil {
+		t.Fatalf("a refused close must not stop the payer: %v", err)
+	}
+}

@@ -38,6 +38,7 @@ const (
 	FrameTerms        FrameType = 15 // channel stream: the payer asks (empty), the payee answers
 	FrameChannelOpen  FrameType = 16 // channel stream: the payer opened or resumes a channel
 	FrameChannelState FrameType = 17 // channel stream: the payee's view of the channel
+	FrameChannelClose FrameType = 18 // channel stream: a cooperative close, signed by one side
 )
 
 // String names the frame type for errors and logs.
@@ -77,6 +78,8 @@ func (t FrameType) String() string {
 		return "channel open"
 	case FrameChannelState:
 		return "channel state"
+	case FrameChannelClose:
+		return "channel close"
 	}
 	return fmt.Sprintf("frame(%d)", uint8(t))
 }

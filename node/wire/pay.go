@@ -142,10 +142,12 @@ func DecodeChannelOpen(p []byte) (ChannelOpen, error) {
 }
 
 // ChannelState is a payee's answer on the channel stream: the channel's limit (the deposit
-// read on chain) and the newest voucher it accepted, if any.
+// read on chain), the newest voucher it accepted, if any, and its signature over its own empty
+// semichannel, which lets the payer close alone if the payee vanishes.
 type ChannelState struct {
-	Limit   uint64
-	Voucher []byte
+	Limit     uint64
+	Voucher   []byte
+	PayeeSemi []byte // 64 bytes, or empty
 }
 
 // AppendChannelState encodes s.
@@ -153,6 +155,7 @@ func AppendChannelState(b []byte, s *ChannelState) []byte {
 	e := fields.Enc{B: b}
 	e.Uvarint(s.Limit)
 	e.Bytes(s.Voucher)
+	e.Bytes(s.PayeeSemi)
 	return e.B
 }
 
@@ -162,13 +165,56 @@ func DecodeChannelState(p []byte) (ChannelState, error) {
 	var s ChannelState
 	s.Limit = d.Uvarint("limit")
 	s.Voucher = d.Bytes("voucher", ton.MaxVoucherSize)
+	s.PayeeSemi = d.Bytes("payee semichannel signature", 64)
 	if err := d.Done(); err != nil {
 		return ChannelState{}, err
+	}
+	if n := len(s.PayeeSemi); n != 0 && n != 64 {
+		return ChannelState{}, fmt.Errorf("%w: payee semichannel signature of %d bytes", ErrMalformed, n)
 	}
 	if err := checkVoucher(s.Voucher); err != nil {
 		return ChannelState{}, err
 	}
 	return s, nil
+}
+
+// ChannelClose is one side's signature over a cooperative close of a channel. Sent by the
+// payer with its signature, it proposes the close; the payee answers with the same close and
+// its own. Sent by the payee with no signature, it asks the payer to close.
+type ChannelClose struct {
+	Close     ton.CooperativeClose
+	Signature []byte // 64 bytes, or empty in a request to close
+}
+
+// AppendChannelClose encodes c.
+func AppendChannelClose(b []byte, c *ChannelClose) []byte {
+	e := fields.Enc{B: b}
+	e.Fixed(c.Close.ChannelID[:])
+	e.Uvarint(c.Close.BalanceA)
+	e.Uvarint(c.Close.BalanceB)
+	e.Uvarint(c.Close.SeqnoA)
+	e.Uvarint(c.Close.SeqnoB)
+	e.Bytes(c.Signature)
+	return e.B
+}
+
+// DecodeChannelClose decodes a ChannelClose payload. Seqnos must fit the contract's uint32.
+func DecodeChannelClose(p []byte) (ChannelClose, error) {
+	d := fields.Dec{B: p, Bad: ErrMalformed}
+	var c ChannelClose
+	copy(c.Close.ChannelID[:], d.Fixed("channel id", len(c.Close.ChannelID)))
+	c.Close.BalanceA = d.Uvarint("balance A")
+	c.Close.BalanceB = d.Uvarint("balance B")
+	c.Close.SeqnoA = d.Bounded("seqno A", math.MaxUint32)
+	c.Close.SeqnoB = d.Bounded("seqno B", math.MaxUint32)
+	c.Signature = d.Bytes("signature", 64)
+	if err := d.Done(); err != nil {
+		return ChannelClose{}, err
+	}
+	if n := len(c.Signature); n != 0 && n != 64 {
+		return ChannelClose{}, fmt.Errorf("%w: signature of %d bytes", ErrMalformed, n)
+	}
+	return c, nil
 }
 
 // checkVoucher refuses an optional voucher field whose encoding does not decode.

@@ -32,9 +32,15 @@ func TestPaymentMessagesRoundTrip(t *testing.T) {
 	if err != nil || got.ChannelID != o.ChannelID || got.Wallet != o.Wallet || got.Terms != terms || !bytes.Equal(got.Voucher, o.Voucher) {
 		t.Fatalf("channel open: %+v %v", got, err)
 	}
-	st := ChannelState{Limit: 1e9, Voucher: testVoucher(t)}
-	if got, err := DecodeChannelState(AppendChannelState(nil, &st)); err != nil || got.Limit != st.Limit || !bytes.Equal(got.Voucher, st.Voucher) {
+	st := ChannelState{Limit: 1e9, Voucher: testVoucher(t), PayeeSemi: bytes.Repeat([]byte{7}, 64)}
+	if got, err := DecodeChannelState(AppendChannelState(nil, &st)); err != nil || got.Limit != st.Limit ||
+		!bytes.Equal(got.Voucher, st.Voucher) || !bytes.Equal(got.PayeeSemi, st.PayeeSemi) {
 		t.Fatalf("channel state: %+v %v", got, err)
+	}
+	cl := ChannelClose{Close: ton.CooperativeClose{ChannelID: ton.ChannelID{4}, BalanceA: 10, BalanceB: 20, SeqnoA: 30, SeqnoB: 1},
+		Signature: bytes.Repeat([]byte{5}, 64)}
+	if got, err := DecodeChannelClose(AppendChannelClose(nil, &cl)); err != nil || got.Close != cl.Close || !bytes.Equal(got.Signature, cl.Signature) {
+		t.Fatalf("channel close: %+v %v", got, err)
 	}
 	if owed, err := DecodeBill(AppendBill(nil, 12345)); err != nil || owed != 12345 {
 		t.Fatalf("bill: %d %v", owed, err)
@@ -49,6 +55,9 @@ func TestPaymentMessagesRefuseBadInput(t *testing.T) {
 	_, bad["open with a malformed voucher"] = DecodeChannelOpen(AppendChannelOpen(nil, &o))
 	_, bad["state with a malformed voucher"] = DecodeChannelState(AppendChannelState(nil, &ChannelState{Voucher: []byte{1}}))
 	_, bad["empty bill"] = DecodeBill(nil)
+	_, bad["state with a short semichannel signature"] = DecodeChannelState(AppendChannelState(nil, &ChannelState{PayeeSemi: []byte{1}}))
+	_, bad["close with a short signature"] = DecodeChannelClose(AppendChannelClose(nil, &ChannelClose{Signature: []byte{1, 2}}))
+	_, bad["close with a seqno past uint32"] = DecodeChannelClose(AppendChannelClose(nil, &ChannelClose{Close: ton.CooperativeClose{SeqnoA: 1 << 32}}))
 	for name, err := range bad {
 		if !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v, want ErrMalformed", name, err)
@@ -62,6 +71,8 @@ func FuzzDecodePayments(f *testing.F) {
 	f.Add(AppendChannelOpen(nil, &ChannelOpen{Wallet: "a", Voucher: testVoucher(f)}))
 	f.Add(AppendChannelState(nil, &ChannelState{Limit: 5, Voucher: testVoucher(f)}))
 	f.Add(AppendBill(nil, 77))
+	f.Add(AppendChannelState(nil, &ChannelState{Limit: 5, PayeeSemi: make([]byte, 64)}))
+	f.Add(AppendChannelClose(nil, &ChannelClose{Close: ton.CooperativeClose{BalanceA: 3, SeqnoA: 2}, Signature: make([]byte, 64)}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if q, err := DecodeQuote(b); err == nil && !bytes.Equal(AppendQuote(nil, &q), b) {
 			t.Fatal("quote does not round-trip")
@@ -74,6 +85,9 @@ func FuzzDecodePayments(f *testing.F) {
 		}
 		if s, err := DecodeChannelState(b); err == nil && !bytes.Equal(AppendChannelState(nil, &s), b) {
 			t.Fatal("channel state does not round-trip")
+		}
+		if c, err := DecodeChannelClose(b); err == nil && !bytes.Equal(AppendChannelClose(nil, &c), b) {
+			t.Fatal("channel close does not round-trip")
 		}
 		if owed, err := DecodeBill(b); err == nil && !bytes.Equal(AppendBill(nil, owed), b) {
 			t.Fatal("bill does not round-trip")

@@ -35,8 +35,32 @@ func (r Role) String() string {
 	return fmt.Sprintf("role(%d)", uint8(r))
 }
 
-// recordVersion opens every encoded record so the layout can change without guessing.
-const recordVersion = 1
+// recordVersion opens every encoded record so the layout can change without guessing. Version 1
+// records (before State and PayeeSemi) still decode, as open channels without a payee semichannel.
+const recordVersion = 2
+
+// State is where a channel is in its life. It only moves forward: Put refuses to go back.
+type State uint8
+
+// The channel states.
+const (
+	Open    State = 0 // in use: the payer signs vouchers on it, the payee serves against them
+	Closing State = 1 // no new traffic; a close was signed or started and is not yet confirmed on chain
+	Closed  State = 2 // the contract paid both sides out; the record stays as history
+)
+
+// String returns "open", "closing" or "closed".
+func (s State) String() string {
+	switch s {
+	case Open:
+		return "open"
+	case Closing:
+		return "closing"
+	case Closed:
+		return "closed"
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
 
 // maxAddrLen bounds a destination address string (a user-friendly address is 48 characters).
 const maxAddrLen = 64
@@ -61,6 +85,11 @@ type Record struct {
 	// never go below. Without one it is the zero Voucher.
 	Voucher    ton.Voucher
 	HasVoucher bool
+
+	State State
+	// PayeeSemi is, on a payer's record, the payee's signature over its own empty semichannel
+	// (seqno 0, sent 0): with it the payer can close alone if the payee vanishes (zero: none).
+	PayeeSemi [64]byte
 
 	Updates uint64    // set by Store.Put: how many Puts stored this (channel, role), this one included
 	Updated time.Time // set by Store.Put: when, to the millisecond (zero if never stored)
@@ -127,6 +156,8 @@ func (r Record) check() error {
 		return fmt.Errorf("chanstore: voucher seqno %d is past the limit", r.Voucher.Seqno)
 	case !r.HasVoucher && r.Voucher != (ton.Voucher{}):
 		return errors.New("chanstore: a record without a voucher must hold the zero voucher")
+	case r.State > Closed:
+		return fmt.Errorf("chanstore: unknown channel state %d", r.State)
 	case !r.Updated.IsZero() && r.Updated.UnixMilli() <= 0:
 		return errors.New("chanstore: update time before 1970")
 	}
@@ -138,7 +169,8 @@ func (r Record) check() error {
 }
 
 // AppendBinary appends the canonical encoding: version, role, channel id, keys, closing and
-// payment configs, limit, committed seqno, the voucher if any, update counter and time.
+// payment configs, limit, committed seqno, the voucher if any, update counter and time, state
+// and payee semichannel signature.
 func (r Record) AppendBinary(b []byte) ([]byte, error) {
 	if err := r.check(); err != nil {
 		return b, err
@@ -167,6 +199,8 @@ func (r Record) AppendBinary(b []byte) ([]byte, error) {
 		ms = uint64(r.Updated.UnixMilli())
 	}
 	e.Uvarint(ms)
+	e.Fixed([]byte{byte(r.State)})
+	e.Fixed(r.PayeeSemi[:])
 	return e.B, nil
 }
 
@@ -179,8 +213,9 @@ func (r Record) MarshalBinary() ([]byte, error) { return r.AppendBinary(make([]b
 func DecodeRecord(b []byte) (Record, error) {
 	d := fields.Dec{B: b, Bad: ErrCorrupt}
 	var r Record
+	var version byte
 	if hdr := d.Fixed("record header", 2); d.Err == nil {
-		if hdr[0] != recordVersion {
+		if version = hdr[0]; version != 1 && version != recordVersion {
 			d.Fail("record version")
 		}
 		r.Role = Role(hdr[1])
@@ -209,6 +244,12 @@ func DecodeRecord(b []byte) (Record, error) {
 	r.Updates = d.Uvarint("update counter")
 	if ms := d.Bounded("update time", math.MaxInt64); ms != 0 {
 		r.Updated = time.UnixMilli(int64(ms)).UTC()
+	}
+	if version >= 2 {
+		if st := d.Fixed("state", 1); d.Err == nil {
+			r.State = State(st[0])
+		}
+		copy(r.PayeeSemi[:], d.Fixed("payee semichannel signature", len(r.PayeeSemi)))
 	}
 	if err := d.Done(); err != nil {
 		return Record{}, err

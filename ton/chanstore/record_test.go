@@ -13,9 +13,12 @@ import (
 func TestRecordRoundTrip(t *testing.T) {
 	full := testRecord(t, 7, Payee, 42, 123_456)
 	full.Updates, full.Updated = 9, time.UnixMilli(1_700_000_000_123).UTC()
+	closing := testRecord(t, 8, Payer, 5, 50)
+	closing.State, closing.PayeeSemi = Closing, [64]byte{1, 2, 3, 63: 9}
 	for name, r := range map[string]Record{
 		"payer, no voucher": testRecord(t, 1, Payer, 0, 0),
 		"payee, voucher":    full,
+		"payer, closing":    closing,
 	} {
 		b, err := r.MarshalBinary()
 		if err != nil {
@@ -27,7 +30,8 @@ func TestRecordRoundTrip(t *testing.T) {
 		}
 		b2, _ := got.MarshalBinary()
 		if !bytes.Equal(b, b2) || got.Updates != r.Updates || !got.Updated.Equal(r.Updated) ||
-			got.Voucher != r.Voucher || !got.KeyA.Equal(r.KeyA) || got.DestB != r.DestB {
+			got.Voucher != r.Voucher || !got.KeyA.Equal(r.KeyA) || got.DestB != r.DestB ||
+			got.State != r.State || got.PayeeSemi != r.PayeeSemi {
 			t.Fatalf("%s: round trip changed the record:\n%+v\n%+v", name, r, got)
 		}
 		p, err := got.Params()
@@ -58,12 +62,34 @@ func TestRecordEncodeRefusesInvalid(t *testing.T) {
 		"voucher seqno":   func(r *Record) { r.Voucher.Seqno = ton.MaxVoucherSeqno + 1 },
 		"ghost voucher":   func(r *Record) { r.HasVoucher = false },
 		"old time":        func(r *Record) { r.Updated = time.Unix(-5, 0) },
+		"state":           func(r *Record) { r.State = Closed + 1 },
 	} {
 		r := testRecord(t, 1, Payer, 3, 30)
 		mut(&r)
 		if _, err := r.MarshalBinary(); err == nil {
 			t.Errorf("%s: encoded an invalid record", name)
 		}
+	}
+}
+
+// TestDecodeVersion1 reads a record written before State and PayeeSemi existed: an open
+// channel without the payee's semichannel.
+func TestDecodeVersion1(t *testing.T) {
+	r := testRecord(t, 4, Payee, 6, 600)
+	b, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := append([]byte{1}, b[1:len(b)-1-64]...)
+	got, err := DecodeRecord(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameState(got, r) || got.State != Open || got.PayeeSemi != ([64]byte{}) {
+		t.Fatalf("version 1 record decoded as %+v", got)
+	}
+	if _, err := DecodeRecord(append(v1, byte(Closing))); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("version 1 record with a trailing byte: %v", err)
 	}
 }
 
@@ -82,7 +108,7 @@ func TestDecodeRecordRejectsCorrupt(t *testing.T) {
 		check("truncated", good[:i])
 	}
 	check("trailing byte", append(bytes.Clone(good), 0))
-	for name, at := range map[string]int{"version": 0, "role": 1} {
+	for name, at := range map[string]int{"version": 0, "role": 1, "state": len(good) - 65} {
 		b := bytes.Clone(good)
 		b[at] = 9
 		check(name, b)

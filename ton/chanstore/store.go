@@ -58,7 +58,7 @@ func Key(id ton.ChannelID, role Role) datastore.Key {
 
 // Put stores rec and returns only once it is durable, with rec's Updates and Updated replaced
 // by the store's counter and clock. A rec older than the stored one (lower voucher seqno, equal
-// seqno with lower sent, or no voucher where one is stored) is refused with an error wrapping
+// seqno with lower sent, no voucher where one is stored, or an earlier State) is refused with an error wrapping
 // ErrStale and changes nothing; while the stored one does not decode, Put fails with an error
 // wrapping ErrCorrupt (Delete clears it). ctx is passed
 // to the datastore; a Put waiting for the batch under way is not interrupted by it. A Put that
@@ -249,6 +249,8 @@ func (s *Store) commit(ctx context.Context, ops []*op) {
 // stale returns an error wrapping ErrStale if next would replace stored with an older state.
 func stale(stored, next Record) error {
 	switch {
+	case next.State < stored.State:
+		return fmt.Errorf("%w: channel %s, stored %s", ErrStale, next.State, stored.State)
 	case !stored.HasVoucher:
 		return nil
 	case !next.HasVoucher:

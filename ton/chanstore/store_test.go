@@ -127,6 +127,15 @@ func TestStaleRefused(t *testing.T) {
 	if got, _ := s.Get(ctx, stored.ChannelID, Payee); got.Voucher.Seqno != 11 || got.Updates != 4 {
 		t.Fatalf("got seqno %d after %d updates", got.Voucher.Seqno, got.Updates)
 	}
+	// A channel's state only moves forward: a late Put of the open record cannot reopen it.
+	closing := testRecord(t, 1, Payee, 11, 600)
+	closing.State = Closing
+	if err := s.Put(ctx, closing); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, testRecord(t, 1, Payee, 12, 700)); !errors.Is(err, ErrStale) {
+		t.Fatalf("reopening a closing channel: got %v, want ErrStale", err)
+	}
 }
 
 // TestConcurrentSameChannel races Puts of one channel's seqnos: the highest must win whatever
