@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -58,12 +59,18 @@ func (n *Node) handleChannel(s network.Stream) {
 	case wire.FramePay:
 		var c *inChan
 		if c, err = n.payerIn(payer); err == nil {
-			if err = n.acceptNew(ctx, c, p); err != nil {
+			if c, err = n.acceptAny(ctx, c, p); err != nil {
 				n.log.Warn("voucher refused", "payer", payer.String(), "err", err)
 				err = wire.Errorf(wire.CodePayment, "voucher refused: %v", err)
 			}
-			st := c.state()
+			st := n.channelState(c)
 			state = &st
+		}
+	case wire.FrameChannelClose:
+		var cl *wire.ChannelClose
+		if cl, state, err = n.handleClose(ctx, s, p); cl != nil {
+			reply(wire.FrameChannelClose, wire.AppendChannelClose(nil, cl))
+			return
 		}
 	default:
 		err = wire.Errorf(wire.CodeBadRequest, "unexpected %s frame on the channel stream", t)
@@ -75,15 +82,37 @@ func (n *Node) handleChannel(s network.Stream) {
 	reply(wire.FrameChannelState, wire.AppendChannelState(nil, state))
 }
 
-// state is the payee's answer on the channel stream.
-func (c *inChan) state() wire.ChannelState {
+// channelState is the payee's answer on the channel stream: its view of c, and its signature
+// over its empty semichannel, which lets the payer close alone should this node vanish.
+func (n *Node) channelState(c *inChan) wire.ChannelState {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	st := wire.ChannelState{Limit: c.rec.Limit}
 	if c.rec.HasVoucher {
 		st.Voucher, _ = c.rec.Voucher.MarshalBinary()
 	}
+	id := c.rec.ChannelID
+	c.mu.Unlock()
+	semi := ton.SignSemiChannel(n.payments.key, ton.SemiChannel{ChannelID: id})
+	st.PayeeSemi = semi.Signature[:]
 	return st
+}
+
+// acceptAny accepts voucher b on c or, if it is not c's, on a channel the same payer replaced
+// with c and still pays what it owes there; it returns the channel that took b.
+func (n *Node) acceptAny(ctx context.Context, c *inChan, b []byte) (*inChan, error) {
+	err := n.acceptNew(ctx, c, b)
+	if !errors.Is(err, ton.ErrBadSignature) {
+		return c, err
+	}
+	n.payments.mu.Lock()
+	old := slices.Clone(n.payments.old[c.peer])
+	n.payments.mu.Unlock()
+	for _, o := range old {
+		if n.acceptNew(ctx, o, b) == nil {
+			return o, nil
+		}
+	}
+	return c, err
 }
 
 // openIn takes a payer's channel: it must be under our terms, with the payer's identity key
@@ -143,7 +172,7 @@ func (n *Node) openIn(ctx context.Context, s network.Stream, p []byte) (*wire.Ch
 			n.log.Warn("payer presented a voucher that does not check", "payer", payer.String(), "err", err)
 		}
 	}
-	st := c.state()
+	st := n.channelState(c)
 	return &st, nil
 }
 
@@ -166,12 +195,21 @@ func (n *Node) acceptNew(ctx context.Context, c *inChan, b []byte) error {
 func (n *Node) adoptIn(payer peer.ID, rec chanstore.Record) (*inChan, error) {
 	n.payments.mu.Lock()
 	defer n.payments.mu.Unlock()
-	if c := n.payments.in[payer]; c != nil && c.rec.ChannelID == rec.ChannelID {
-		return c, nil
+	cur := n.payments.in[payer]
+	if cur != nil && cur.rec.ChannelID == rec.ChannelID {
+		return cur, nil
+	}
+	for _, o := range n.payments.old[payer] {
+		if o.rec.ChannelID == rec.ChannelID {
+			return o, nil
+		}
 	}
 	c, err := newInChan(payer, rec)
 	if err != nil {
 		return nil, err
+	}
+	if cur != nil { // the payer moved to a new channel; the old one is paid off, then closed
+		n.payments.old[payer] = append(n.payments.old[payer], cur)
 	}
 	n.payments.in[payer] = c
 	return c, nil
@@ -263,12 +301,12 @@ func (n *Node) openOut(ctx context.Context, p peer.ID) (*outChan, error) {
 		p, err := r.Params()
 		w := want
 		w.ChannelID = r.ChannelID
-		return r.Role == chanstore.Payer && err == nil && p.Equal(w)
+		return r.Role == chanstore.Payer && r.State == chanstore.Open && err == nil && p.Equal(w)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if !found || rec.Limit-min(rec.Limit, rec.Voucher.Sent) < ps.cfg.Deposit/16 {
+	if !found {
 		if rec, err = n.openOnLedger(ctx, want); err != nil {
 			return nil, err
 		}
@@ -285,15 +323,26 @@ func (n *Node) openOut(ctx context.Context, p peer.ID) (*outChan, error) {
 	if err != nil {
 		return nil, err
 	}
+	next := rec
 	if len(st.Voucher) > 0 { // the payee holds a voucher of ours we lost: resume above it
 		v, _ := ton.DecodeVoucher(st.Voucher)
-		if next, adopted := chanstore.Reconcile(rec, v, rec.VerifyVoucher); adopted {
-			if err := ps.store.Put(ctx, next); err != nil {
-				return nil, err
-			}
+		if r, adopted := chanstore.Reconcile(rec, v, rec.VerifyVoucher); adopted {
 			n.log.Warn("resumed payment channel above the payee's newer voucher", "payee", p.String(), "seqno", v.Seqno, "sent", v.Sent)
-			rec = next
+			next = r
 		}
+	}
+	if len(st.PayeeSemi) == 64 && next.PayeeSemi == ([64]byte{}) {
+		semi := ton.SignedSemiChannel{State: ton.SemiChannel{ChannelID: rec.ChannelID}}
+		copy(semi.Signature[:], st.PayeeSemi)
+		if semi.State.Cell().Verify(keyB, st.PayeeSemi) {
+			next.PayeeSemi = semi.Signature
+		}
+	}
+	if next.HasVoucher != rec.HasVoucher || next.Voucher != rec.Voucher || next.PayeeSemi != rec.PayeeSemi {
+		if err := ps.store.Put(ctx, next); err != nil {
+			return nil, err
+		}
+		rec = next
 	}
 	c, err := newOutChan(p, terms, ps.key, rec)
 	if err != nil {

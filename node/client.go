@@ -155,15 +155,13 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 	h.Sealed = !n.cfg.DisableSealing
 	var payee *outChan // the channel we pay proxy p on
 	if n.payments != nil {
-		if payee, err = n.channelTo(ctx, p); err != nil {
+		if payee, err = n.payOn(ctx, p); err != nil {
 			if ctx.Err() != nil {
 				return false, nil, context.Cause(ctx)
 			}
 			return false, nil, wire.Errorf(wire.CodeUnavailable, "%v", err)
 		}
-		if payee.left() == 0 {
-			return false, nil, wire.Errorf(wire.CodeUnavailable, "the deposit on the channel to proxy %s is spent", p.String())
-		}
+		defer payee.release()
 		defer n.settleLater(payee)
 	}
 	var meter *metering // what we owe the proxy for this answer

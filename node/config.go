@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -62,8 +63,13 @@ type Config struct {
 	HealthInterval time.Duration
 
 	// APIAddr is where a client serves the OpenAI API; APIKey, if set, is the bearer token
-	// callers must present.
+	// callers must present there and at AdminAddr.
 	APIAddr, APIKey string
+	// AdminAddr is where a proxy or worker serves its status and channel commands (a client
+	// serves them on its API, and here too if set). Keep it on loopback: APIKey is all that
+	// guards commands that move money. Empty: off, the default, so nodes built side by side
+	// in one process never race for a fixed port.
+	AdminAddr string
 	// MaxPrice is the client's default cap on the effective price in nanoTON per completion
 	// token (0: none). A request may lower it with the X-Cocoon-Max-Price header.
 	MaxPrice uint64
@@ -124,6 +130,12 @@ type PaymentConfig struct {
 	ExcessFee uint64
 	// FlushAfter is how long a payer lets value stay unpaid once an answer has ended.
 	FlushAfter time.Duration
+	// DisputeFee is the value sent for gas with a unilateral close or a challenge; what the gas
+	// does not use stays in the channel and is paid out to the payer with the rest.
+	DisputeFee uint64
+	// WatchEvery is how often the node reads the contracts of its channels that are not closed,
+	// to notice closes, challenge an older state and finish a close after its quarantine.
+	WatchEvery time.Duration
 	// Testnet selects the testnet form of the node's wallet address.
 	Testnet bool
 }
@@ -160,7 +172,7 @@ func DefaultConfig() Config {
 		Payments: PaymentConfig{
 			Deposit: Nano, OpenFee: Nano / 20, WindowTokens: 256, Commission: 50,
 			Quarantine: 12 * time.Hour, ConditionalClose: time.Minute, ExcessFee: Nano / 100,
-			FlushAfter: 100 * time.Millisecond,
+			FlushAfter: 100 * time.Millisecond, DisputeFee: Nano / 50, WatchEvery: time.Minute,
 		},
 	}
 }
@@ -176,6 +188,7 @@ func LocalConfig() Config {
 	c.AdvertInterval = 2 * time.Second
 	c.WorkerTTL = 7 * time.Second
 	c.HealthInterval = time.Second
+	c.Payments.WatchEvery = 2 * time.Second
 	return c
 }
 
@@ -258,6 +271,11 @@ func (c *Config) validate() error {
 			return &ConfigError{"models", len(c.Models), fmt.Sprintf("at most %d models per worker", wire.MaxAdvertModels)}
 		}
 	}
+	if c.AdminAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			return &ConfigError{"admin_addr", c.AdminAddr, "want host:port, e.g. 127.0.0.1:10001: " + err.Error()}
+		}
+	}
 	if c.MaxActive < 0 || c.MaxActive > 1<<16 {
 		return &ConfigError{"max_active", c.MaxActive, "want 1..65536"}
 	}
@@ -288,6 +306,8 @@ func (p *PaymentConfig) fill(d PaymentConfig) {
 	fill(&p.Quarantine, d.Quarantine)
 	fill(&p.ConditionalClose, d.ConditionalClose)
 	fill(&p.FlushAfter, d.FlushAfter)
+	fill(&p.DisputeFee, d.DisputeFee)
+	fill(&p.WatchEvery, d.WatchEvery)
 }
 
 // fill sets a field left at its zero value to its default.

@@ -73,6 +73,9 @@ type Node struct {
 	api   *http.Server
 	apiLn net.Listener
 
+	admin   *http.Server // the operator endpoints at AdminAddr (nil: none)
+	adminLn net.Listener
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -154,6 +157,9 @@ func (n *Node) Config() Config { return n.cfg }
 // Start joins the mesh and starts the role's work. It returns once the node serves (for a
 // client: the API listens); finding peers continues in the background.
 func (n *Node) Start() error {
+	if err := n.startAdmin(); err != nil {
+		return err
+	}
 	n.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 		defer cancel()
@@ -164,6 +170,7 @@ func (n *Node) Start() error {
 	n.startAttest()
 	if n.payments != nil {
 		n.h.SetStreamHandler(ChannelProtocol, n.handleChannel)
+		n.wg.Go(n.watchChannels)
 	}
 	switch n.cfg.Role {
 	case RoleProxy:
@@ -175,15 +182,17 @@ func (n *Node) Start() error {
 	}
 }
 
-// Close stops the node: the API, the loops, gossip and the DHT. It does not close the host,
-// which belongs to the caller.
+// Close stops the node: the API and admin servers, the loops, gossip and the DHT. It does not
+// close the host, which belongs to the caller.
 func (n *Node) Close() error {
 	n.cancel()
 	var errs []error
-	if n.api != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		errs = append(errs, n.api.Shutdown(ctx))
-		cancel()
+	for _, srv := range []*http.Server{n.api, n.admin} {
+		if srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			errs = append(errs, srv.Shutdown(ctx))
+			cancel()
+		}
 	}
 	n.h.RemoveStreamHandler(InferProtocol)
 	n.h.RemoveStreamHandler(AdvertProtocol)

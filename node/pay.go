@@ -31,9 +31,10 @@ type payState struct {
 	terms  wire.Terms         // what we ask of channels paying us
 
 	mu      sync.Mutex
-	out     map[peer.ID]*outChan // channels we pay on, by payee
-	in      map[peer.ID]*inChan  // channels paying us, by payer
-	opening map[peer.ID]*opening // channels being opened or resumed, by payee
+	out     map[peer.ID]*outChan  // channels we pay on, by payee
+	in      map[peer.ID]*inChan   // channels paying us, by payer
+	old     map[peer.ID][]*inChan // channels a payer replaced with a newer one, until they close
+	opening map[peer.ID]*opening  // channels being opened or resumed, by payee
 }
 
 // pub is this node's channel public key.
@@ -78,6 +79,7 @@ func newPayState(cfg PaymentConfig, l ledger.Ledger, store *chanstore.Store, ide
 			WindowTokens: cfg.WindowTokens,
 		},
 		out: make(map[peer.ID]*outChan), in: make(map[peer.ID]*inChan), opening: make(map[peer.ID]*opening),
+		old: make(map[peer.ID][]*inChan),
 	}, nil
 }
 
@@ -94,6 +96,49 @@ type outChan struct {
 	meter *ton.Meter
 	flush *time.Timer // a pending settle (nil: none)
 	acked uint64      // the highest seqno the payee confirmed holding on the channel stream
+
+	active  int           // answers being paid for on the channel
+	closing bool          // no new answers: the channel is being replaced or closed
+	idle    chan struct{} // closed when closing and active reaches 0
+}
+
+// acquire counts a new answer paid on c; false once c is closing.
+func (c *outChan) acquire() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.active++
+	return true
+}
+
+// release ends an answer counted by acquire.
+func (c *outChan) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.active--; c.active == 0 && c.closing && c.idle != nil {
+		close(c.idle)
+		c.idle = nil
+	}
+}
+
+// stop takes no more answers on c and returns a channel closed once those under way ended;
+// false if c was already stopping.
+func (c *outChan) stop() (<-chan struct{}, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	first := !c.closing
+	c.closing = true
+	idle := make(chan struct{})
+	if c.active == 0 {
+		close(idle)
+	} else if c.idle != nil {
+		idle = c.idle
+	} else {
+		c.idle = idle
+	}
+	return idle, first
 }
 
 // newOutChan resumes paying on rec.
@@ -188,7 +233,8 @@ type inChan struct {
 	payee  *ton.Payee
 	credit *ton.Credit
 	paid   chan struct{}
-	bad    int // vouchers refused
+	bad    int  // vouchers refused
+	closed bool // a close was signed or started: no more vouchers, no more credit
 }
 
 // newInChan resumes being paid on rec.
@@ -210,6 +256,9 @@ func newInChan(p peer.ID, rec chanstore.Record) (*inChan, error) {
 func (n *Node) accept(ctx context.Context, c *inChan, b []byte) error {
 	v, err := ton.DecodeVoucher(b)
 	c.mu.Lock()
+	if err == nil && c.closed {
+		err = errChannelClosing
+	}
 	if err == nil {
 		err = c.payee.Accept(v)
 	}
@@ -237,6 +286,9 @@ func (n *Node) accept(ctx context.Context, c *inChan, b []byte) error {
 	return nil
 }
 
+// errChannelClosing refuses vouchers and answers on a channel being closed.
+var errChannelClosing = wire.Errorf(wire.CodePayment, "the payment channel is closing: open a new one")
+
 // paymentWait bounds how long an answer waits for a payer that fell behind.
 const paymentWait = 10 * time.Second
 
@@ -246,6 +298,10 @@ func (n *Node) reserve(ctx context.Context, c *inChan, cost, window uint64, bill
 	var t *time.Timer
 	for billed := false; ; billed = true {
 		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return errChannelClosing
+		}
 		err := c.credit.Reserve(cost, window)
 		owed, paid := c.credit.Owed(), c.paid
 		c.mu.Unlock()
@@ -281,7 +337,7 @@ func (n *Node) payerIn(p peer.ID) (*inChan, error) {
 	}
 	if key, err := ed25519Key(n.h.Peerstore().PubKey(p)); err == nil {
 		rec, ok, err := n.newestRecord(n.ctx, func(r chanstore.Record) bool {
-			return r.Role == chanstore.Payee && bytes.Equal(r.KeyA, key)
+			return r.Role == chanstore.Payee && r.State == chanstore.Open && bytes.Equal(r.KeyA, key)
 		})
 		if err == nil && ok {
 			return n.adoptIn(p, rec)
@@ -321,33 +377,73 @@ type ChannelStatus struct {
 	Refused   int    `json:"refused_vouchers,omitempty"`
 }
 
-// Channels lists this node's open payment channels (nil when payments are off).
+// Channels lists this node's payment channels, closed ones included, as last made durable and,
+// for those in use, with what is owed and delivered now (nil when payments are off).
 func (n *Node) Channels() []ChannelStatus {
 	if n.payments == nil {
 		return nil
 	}
-	n.payments.mu.Lock()
-	outs := make([]*outChan, 0, len(n.payments.out))
-	for _, c := range n.payments.out {
+	ps := n.payments
+	live := make(map[chanstore.Role]map[ton.ChannelID]ChannelStatus)
+	live[chanstore.Payer], live[chanstore.Payee] = make(map[ton.ChannelID]ChannelStatus), make(map[ton.ChannelID]ChannelStatus)
+	ps.mu.Lock()
+	outs := make([]*outChan, 0, len(ps.out))
+	for _, c := range ps.out {
 		outs = append(outs, c)
 	}
-	ins := make([]*inChan, 0, len(n.payments.in))
-	for _, c := range n.payments.in {
+	ins := make([]*inChan, 0, len(ps.in))
+	for _, c := range ps.in {
 		ins = append(ins, c)
 	}
-	n.payments.mu.Unlock()
-	var st []ChannelStatus
+	for _, old := range ps.old {
+		ins = append(ins, old...)
+	}
+	ps.mu.Unlock()
 	for _, c := range outs {
 		c.mu.Lock()
-		st = append(st, channelStatus(c.peer, c.rec, c.meter.Unpaid(), c.meter.Received(), 0))
+		live[chanstore.Payer][c.rec.ChannelID] = channelStatus(c.peer, c.rec, c.meter.Unpaid(), c.meter.Received(), 0)
 		c.mu.Unlock()
 	}
 	for _, c := range ins {
 		c.mu.Lock()
-		st = append(st, channelStatus(c.peer, c.rec, c.credit.Owed(), c.credit.Delivered(), c.bad))
+		live[chanstore.Payee][c.rec.ChannelID] = channelStatus(c.peer, c.rec, c.credit.Owed(), c.credit.Delivered(), c.bad)
 		c.mu.Unlock()
 	}
+	recs, err := ps.store.List(n.ctx)
+	if err != nil {
+		n.log.Warn("cannot list every payment channel", "err", err)
+	}
+	st := make([]ChannelStatus, 0, len(recs))
+	for _, r := range recs {
+		if l, ok := live[r.Role][r.ChannelID]; ok && r.State == chanstore.Open {
+			st = append(st, l)
+			continue
+		}
+		st = append(st, channelStatus(counterparty(r), r, 0, 0, 0))
+	}
 	return st
+}
+
+// counterparty is the peer on the other side of a channel: channel keys are identity keys.
+func counterparty(r chanstore.Record) peer.ID {
+	key := r.KeyB
+	if r.Role == chanstore.Payee {
+		key = r.KeyA
+	}
+	return keyPeer(key)
+}
+
+// keyPeer is the peer whose identity is ed25519 key k ("" if k is not one).
+func keyPeer(k ed25519.PublicKey) peer.ID {
+	pub, err := crypto.UnmarshalEd25519PublicKey(k)
+	if err != nil {
+		return ""
+	}
+	id, err := peer.IDFromPublicKey(pub)
+	if err != nil {
+		return ""
+	}
+	return id
 }
 
 func channelStatus(p peer.ID, rec chanstore.Record, owed, delivered uint64, bad int) ChannelStatus {

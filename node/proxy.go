@@ -164,12 +164,10 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 	}
 	var payee *outChan // the channel we pay the worker on
 	if payer != nil {
-		if payee, err = n.channelTo(ctx, d.Worker); err != nil {
+		if payee, err = n.payOn(ctx, d.Worker); err != nil {
 			return false, time.Now(), wire.Errorf(wire.CodeWorkerFailed, "%v", err)
 		}
-		if payee.left() == 0 {
-			return false, time.Now(), wire.Errorf(wire.CodeWorkerFailed, "the deposit on the channel to worker %s is spent", d.Worker.String())
-		}
+		defer payee.release()
 	}
 	var meter *metering // what we owe the worker
 	var bill *billing   // what the client owes us

@@ -56,6 +56,9 @@ type Options struct {
 	// pays over channels on one embedded DEVELOPMENT ledger (the real contract code run in a
 	// TVM, its accounts in Dir), each wallet funded by its faucet.
 	NoPayments bool
+	// LedgerNow is the development ledger's clock (default time.Now): a test moves it past a
+	// channel's quarantine instead of waiting for it.
+	LedgerNow func() time.Time
 }
 
 // DevPrices are the workers' prices when Options.Prices is zero and payments are on: nanoTON
@@ -138,7 +141,7 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 			return nil, fmt.Errorf("localnet: ledger datastore: %w", err)
 		}
 		nw.stores = append(nw.stores, ds)
-		if nw.ledger, err = ledger.NewEmbedded(ctx, ds, ledger.Options{}); err != nil {
+		if nw.ledger, err = ledger.NewEmbedded(ctx, ds, ledger.Options{Now: o.LedgerNow}); err != nil {
 			return nil, err
 		}
 		if o.Prices == (wire.Prices{}) {

@@ -378,8 +378,14 @@ func (e *Embedded) deliver(ctx context.Context, msg message) (Receipt, error) {
 		rcpt.Fee = min(rcpt.Fee, balance) // the contract pays what it has
 		balance -= rcpt.Fee
 	}
+	// The TVM's cells carry the run's load trace: keep a detached copy, which concurrent
+	// readers (Channel) and later runs can parse without touching that trace.
+	data, err := cell.FromBOC(res.Data.ToBOC())
+	if err != nil {
+		return rcpt, fmt.Errorf("ledger: %s: the contract's new data: %w", msg.op, err)
+	}
 	c := tx.put(target)
-	c.data, c.balance = res.Data, balance
+	c.data, c.balance = data, balance
 	if rcpt.Payouts, err = tx.applyActions(c, res.Actions); err != nil {
 		return rcpt, fmt.Errorf("ledger: %s: %w", msg.op, err)
 	}

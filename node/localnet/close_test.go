@@ -1,0 +1,207 @@
+package localnet
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/xssnick/tonutils-go/address"
+
+	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/ton"
+)
+
+// A channel's whole life on one development ledger running the real contract: top-up (a new
+// channel, the old one closed together), a close the payee asks for, a payee closing alone
+// after the quarantine, a payer cheating with an old state and beaten by the payee's
+// challenge, and a payer closing alone. Every payee ends with exactly what it was paid.
+func TestChannelLifecycle(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	var skew atomic.Int64 // how far the ledger's clock is ahead of ours
+	nw, err := Start(ctx, Options{Proxies: 1, Workers: 1,
+		LedgerNow: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
+		Tune: func(c *node.Config) {
+			c.Payments.Quarantine, c.Payments.ConditionalClose = time.Minute, time.Second
+			c.Payments.WatchEvery = 100 * time.Millisecond
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nw.Close()
+	client, proxy, worker := nw.Client, nw.Proxies[0], nw.Workers[0]
+	quarantineOver := func() { skew.Add(int64(time.Minute + 3*time.Second)) }
+	pay := func(n int) {
+		t.Helper()
+		for i := range n {
+			body := fmt.Sprintf(`{"model":"echo-test","stream":%t,"messages":[{"role":"user","content":"pay %d"}]}`, i%2 == 0, i)
+			resp, err := http.Post(nw.ClientURL()+"/chat/completions", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("request %d: %d %s", i, resp.StatusCode, b)
+			}
+		}
+		settled(t, nw)
+	}
+	balance := func(n *node.Node) uint64 {
+		t.Helper()
+		b, err := nw.Ledger().Balance(ctx, address.MustParseAddr(n.Status().Wallet))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	open := func(n, peer *node.Node, role string) node.ChannelStatus {
+		t.Helper()
+		for _, c := range n.Channels() {
+			if c.Peer == peer.ID().String() && c.Role == role && c.State == "open" {
+				return c
+			}
+		}
+		t.Fatalf("%s has no open %s channel with %s: %+v", n.Config().Role, role, peer.Config().Role, n.Channels())
+		return node.ChannelStatus{}
+	}
+	// ended waits until n's channel id is closed and returns it.
+	ended := func(n *node.Node, id string) node.ChannelStatus {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			for _, c := range n.Channels() {
+				if c.ChannelID == id && c.State == "closed" {
+					return c
+				}
+			}
+		}
+		t.Fatalf("channel %s did not close at the %s: %+v", id, n.Config().Role, n.Channels())
+		return node.ChannelStatus{}
+	}
+	contract := func(c node.ChannelStatus) ton.Storage {
+		t.Helper()
+		st, err := nw.Ledger().Channel(ctx, address.MustParseAddr(c.Address))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Storage
+	}
+
+	// 1. Top-up: the client moves to a new channel; the old one is closed together and pays
+	// the proxy exactly what the client paid on it.
+	pay(4)
+	old := open(client, proxy, "payer")
+	proxyBefore := balance(proxy)
+	fresh, err := client.TopUpChannel(ctx, proxy.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.ChannelID == old.ChannelID || fresh.Deposit != client.Config().Payments.Deposit {
+		t.Fatalf("top-up gave %+v, old channel %+v", fresh, old)
+	}
+	ended(client, old.ChannelID)
+	if got := ended(proxy, old.ChannelID); got.Paid != old.Paid {
+		t.Fatalf("proxy's record of the closed channel: paid %d, client paid %d", got.Paid, old.Paid)
+	}
+	if got := balance(proxy) - proxyBefore; got != old.Paid {
+		t.Fatalf("the close paid the proxy %d, the client had paid %d", got, old.Paid)
+	}
+	if st := contract(old); st.Inited {
+		t.Fatalf("old channel still inited: %+v", st)
+	}
+	pay(4)
+	if c, p := open(client, proxy, "payer"), open(proxy, client, "payee"); c.ChannelID != fresh.ChannelID || c.Paid == 0 || c.Paid != p.Paid {
+		t.Fatalf("after the top-up: client %+v, proxy %+v", c, p)
+	}
+
+	// 2. The worker asks the proxy to close; the proxy proposes, the worker co-signs, the
+	// contract pays the worker what it holds. The next request opens a new channel.
+	w1 := open(worker, proxy, "payee")
+	workerBefore := balance(worker)
+	if _, err := worker.CloseChannel(ctx, proxy.ID(), false); err != nil {
+		t.Fatal(err)
+	}
+	ended(worker, w1.ChannelID)
+	ended(proxy, w1.ChannelID)
+	if got := balance(worker) - workerBefore; got != w1.Paid {
+		t.Fatalf("the close paid the worker %d, it held %d", got, w1.Paid)
+	}
+	pay(3)
+
+	// 3. The worker closes alone: its newest voucher goes into quarantine, and the watcher
+	// finishes the close once the quarantine is over.
+	w2 := open(worker, proxy, "payee")
+	if w2.ChannelID == w1.ChannelID || w2.Paid == 0 {
+		t.Fatalf("after the close the proxy pays on %+v", w2)
+	}
+	workerBefore = balance(worker)
+	st, err := worker.CloseChannel(ctx, proxy.ID(), true)
+	if err != nil || len(st) != 1 || st[0].State != "closing" {
+		t.Fatalf("closing alone: %+v %v", st, err)
+	}
+	if q := contract(w2).Quarantine; q == nil || q.StateA.Sent != w2.Paid || q.StateCommitedByA {
+		t.Fatalf("quarantined state %+v, want the worker's %d", q, w2.Paid)
+	}
+	quarantineOver()
+	ended(worker, w2.ChannelID)
+	ended(proxy, w2.ChannelID)
+	fee := worker.Config().Payments.DisputeFee
+	if got := balance(worker) - workerBefore; got > w2.Paid-fee || got < w2.Paid-2*fee {
+		t.Fatalf("closing alone paid the worker %d net; it held %d and sent %d for gas", got, w2.Paid, fee)
+	}
+
+	// 4. The client cheats: it starts closing alone with its first voucher. The proxy's
+	// watcher challenges with the newest it holds, and that is what the contract pays.
+	c2 := open(proxy, client, "payee")
+	idb, _ := hex.DecodeString(c2.ChannelID)
+	id := ton.ChannelID(idb)
+	raw, _ := client.Host().Peerstore().PrivKey(client.ID()).Raw()
+	key := ed25519.PrivateKey(raw)
+	proxyRaw, _ := proxy.Host().Peerstore().PrivKey(proxy.ID()).Raw()
+	oldest := ton.SignVoucher(key, id, 1, 1)
+	body := ton.StartUncooperativeCloseBody(true, key, id, oldest.Signed(id),
+		ton.SignSemiChannel(ed25519.PrivateKey(proxyRaw), ton.SemiChannel{ChannelID: id}))
+	if _, err := nw.Ledger().StartUncooperativeClose(ctx, address.MustParseAddr(client.Status().Wallet),
+		address.MustParseAddr(c2.Address), body, node.Nano/50); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if q := contract(c2).Quarantine; q != nil && q.StateChallenged {
+			if q.StateA.Sent != c2.Paid {
+				t.Fatalf("challenged with %d, the proxy holds %d", q.StateA.Sent, c2.Paid)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy did not challenge: %+v", contract(c2).Quarantine)
+		}
+	}
+	proxyBefore = balance(proxy)
+	quarantineOver()
+	ended(proxy, c2.ChannelID)
+	ended(client, c2.ChannelID)
+	if got := balance(proxy) - proxyBefore; got != c2.Paid {
+		t.Fatalf("after the challenge the proxy got %d, it held %d", got, c2.Paid)
+	}
+
+	// 5. A payer closes alone, with the payee's semichannel signature it got at open.
+	pay(2)
+	w3 := open(worker, proxy, "payee")
+	workerBefore = balance(worker)
+	if st, err := proxy.CloseChannel(ctx, worker.ID(), true); err != nil || len(st) != 1 || st[0].State != "closing" {
+		t.Fatalf("payer closing alone: %+v %v", st, err)
+	}
+	quarantineOver()
+	ended(proxy, w3.ChannelID)
+	ended(worker, w3.ChannelID)
+	if got := balance(worker) - workerBefore; got != w3.Paid {
+		t.Fatalf("the payer's close paid the worker %d, it held %d", got, w3.Paid)
+	}
+}
