@@ -15,15 +15,15 @@ import (
 	"github.com/cocoon-mesh/cocoon/node/wire"
 )
 
-// apiHandler serves the OpenAI-compatible API of a client node.
+// apiHandler serves the OpenAI-compatible API of a client node, and the operator endpoints.
 func (n *Node) apiHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/models", n.handleModels)
 	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) { n.handleCompletion(w, r, wire.Chat) })
 	mux.HandleFunc("POST /v1/completions", func(w http.ResponseWriter, r *http.Request) { n.handleCompletion(w, r, wire.Completion) })
-	mux.HandleFunc("GET /cocoon/v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, n.Status()) })
+	n.routeAdmin(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		apiError(w, http.StatusNotFound, "invalid_request_error", "not_found", "", fmt.Sprintf("no route for %s %s: this node serves /v1/models, /v1/chat/completions and /v1/completions", r.Method, r.URL.Path))
+		apiError(w, http.StatusNotFound, "invalid_request_error", "not_found", "", fmt.Sprintf("no route for %s %s: this node serves /v1/models, /v1/chat/completions and /v1/completions, and its status and channels under /cocoon/v1/", r.Method, r.URL.Path))
 	})
 	return n.authorize(mux)
 }
