@@ -1,32 +1,179 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	leveldb "github.com/ipfs/go-ds-leveldb"
+	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/ton/chanstore"
 )
 
-// channels runs `cocoon-node channels list`: every payment channel the node's datastore holds,
-// as it was last made durable. A running node holds its datastore; its status
-// (/cocoon/v1/status on a client) shows the same figures live, with what is owed.
+const channelsUsage = `usage: cocoon-node channels list [--node URL [--api-key KEY] | --data-dir DIR]
+       cocoon-node channels open|topup|close PEER [--force] --node URL [--api-key KEY]`
+
+// commandTimeout bounds one call to a running node: longer than the two minutes the node gives
+// a channel command, so its own answer, even a timeout, arrives.
+const commandTimeout = 3 * time.Minute
+
+// channels runs `cocoon-node channels`: list a node's payment channels, running (--node) or
+// stopped (its datastore), or open, top up or close the channel with a peer on a running node.
 func (m *Main) channels(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "list" {
-		return usageError("usage: cocoon-node channels list [--data-dir DIR] (opening, topping up and closing by command are not built yet)")
+	if len(args) == 0 {
+		return usageError(channelsUsage)
 	}
+	switch args[0] {
+	case "list":
+		return m.channelsList(ctx, args[1:])
+	case "open", "topup", "close":
+		return m.channelsCommand(ctx, args[0], args[1:])
+	}
+	return usageError(fmt.Sprintf("channels %q: want list, open, topup or close\n%s", args[0], channelsUsage))
+}
+
+// channelsList runs `cocoon-node channels list`.
+func (m *Main) channelsList(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("channels list", flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
-	dataDir := fs.String("data-dir", "", "the node's data directory (default ~/.cocoon); the node must be stopped")
-	if err := fs.Parse(args[1:]); err != nil {
+	nodeURL := fs.String("node", "", "a running node's URL: a client's API (http://127.0.0.1:10000) or a proxy's or worker's admin address")
+	apiKey := fs.String("api-key", "", "with --node: the node's api_key (default $COCOON_API_KEY)")
+	dataDir := fs.String("data-dir", "", "without --node: the stopped node's data directory (default ~/.cocoon)")
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	dir := *dataDir
+	if fs.NArg() > 0 {
+		return usageError(fmt.Sprintf("unexpected argument %q\n%s", fs.Arg(0), channelsUsage))
+	}
+	if *nodeURL == "" {
+		return m.listStored(ctx, *dataDir)
+	}
+	if *dataDir != "" {
+		return usageError("channels list: give --node (a running node) or --data-dir (a stopped one), not both")
+	}
+	c, err := newNodeClient(*nodeURL, *apiKey)
+	if err != nil {
+		return err
+	}
+	var list node.ChannelList
+	if err := c.call(ctx, http.MethodGet, "/cocoon/v1/channels", &list); err != nil {
+		return err
+	}
+	return m.printLive(list.Channels)
+}
+
+// channelsCommand runs `cocoon-node channels open|topup|close PEER` against a running node.
+func (m *Main) channelsCommand(ctx context.Context, cmd string, args []string) error {
+	fs := flag.NewFlagSet("channels "+cmd, flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	nodeURL := fs.String("node", "", "the running node's URL: a client's API (http://127.0.0.1:10000) or a proxy's or worker's admin address")
+	apiKey := fs.String("api-key", "", "the node's api_key (default $COCOON_API_KEY)")
+	var force *bool
+	if cmd == "close" {
+		force = fs.Bool("force", false, "close alone, without the peer's signature: the payout waits for the quarantine")
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError(fmt.Sprintf("channels %s takes one peer ID, got %d arguments\n%s", cmd, len(pos), channelsUsage))
+	}
+	p, err := peer.Decode(pos[0])
+	if err != nil {
+		return usageError(fmt.Sprintf("%q is not a peer ID: %v", pos[0], err))
+	}
+	if *nodeURL == "" {
+		return usageError(fmt.Sprintf("channels %s needs --node URL: the running node to ask\n%s", cmd, channelsUsage))
+	}
+	c, err := newNodeClient(*nodeURL, *apiKey)
+	if err != nil {
+		return err
+	}
+	path := "/cocoon/v1/channels/" + url.PathEscape(p.String()) + "/" + cmd
+	if cmd != "close" {
+		var st node.ChannelStatus
+		if err := c.call(ctx, http.MethodPost, path, &st); err != nil {
+			return err
+		}
+		fmt.Fprintln(m.Stdout, channelLine(st))
+		return nil
+	}
+	if *force {
+		path += "?force=true"
+	}
+	var list node.ChannelList
+	if err := c.call(ctx, http.MethodPost, path, &list); err != nil {
+		return err
+	}
+	for _, st := range list.Channels {
+		fmt.Fprintln(m.Stdout, channelLine(st))
+	}
+	if len(list.Channels) == 0 {
+		fmt.Fprintf(m.Stdout, "no channel with %s to close\n", p)
+	}
+	return nil
+}
+
+// parseInterspersed parses flags given before or after the positional arguments, which the
+// flag package alone stops at, and returns the positional arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// channelLine is one channel on one line, as key=value pairs for people and scripts alike.
+func channelLine(c node.ChannelStatus) string {
+	return fmt.Sprintf("role=%s state=%s peer=%s channel=%s address=%s deposit=%d paid=%d owed=%d seqno=%d",
+		c.Role, c.State, c.Peer, c.ChannelID, c.Address, c.Deposit, c.Paid, c.Owed, c.Seqno)
+}
+
+// channelsHeader is the columns both listings share, in the same order, so one parser reads both.
+const channelsHeader = "ROLE\tCHANNEL\tADDRESS\tDEPOSIT (nanoTON)\tPAID\tLEFT\tSEQNO\tSTATE"
+
+// printLive prints the channels a running node reported.
+func (m *Main) printLive(chans []node.ChannelStatus) error {
+	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, channelsHeader+"\tOWED\tPEER")
+	for _, c := range chans {
+		addr := c.Address
+		if addr == "" {
+			addr = "?"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%d\t%s\n", c.Role, c.ChannelID, addr, c.Deposit, c.Paid,
+			c.Deposit-min(c.Deposit, c.Paid), c.Seqno, c.State, c.Owed, c.Peer)
+	}
+	if len(chans) == 0 {
+		fmt.Fprintln(tw, "(no channels)")
+	}
+	return tw.Flush()
+}
+
+// listStored prints every payment channel a stopped node's datastore holds, as it was last
+// made durable. A running node holds its datastore: ask it with --node instead.
+func (m *Main) listStored(ctx context.Context, dataDir string) error {
+	dir := dataDir
 	if dir == "" {
 		home, err := os.UserHomeDir()
 		if err != nil {
@@ -36,7 +183,7 @@ func (m *Main) channels(ctx context.Context, args []string) error {
 	}
 	ds, err := leveldb.NewDatastore(filepath.Join(dir, "datastore"), &leveldb.Options{ReadOnly: true})
 	if err != nil {
-		return fmt.Errorf("open datastore in %s: %w (stop the node using this data dir first)", dir, err)
+		return fmt.Errorf("open datastore in %s: %w (stop the node using this data dir first, or ask it with --node)", dir, err)
 	}
 	defer ds.Close()
 	recs, err := chanstore.New(ds).List(ctx)
@@ -44,7 +191,7 @@ func (m *Main) channels(ctx context.Context, args []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROLE\tCHANNEL\tADDRESS\tDEPOSIT (nanoTON)\tPAID\tLEFT\tSEQNO\tUPDATED")
+	fmt.Fprintln(tw, channelsHeader+"\tUPDATED")
 	for _, r := range recs {
 		addr := "?"
 		if p, err := r.Params(); err == nil {
@@ -52,11 +199,80 @@ func (m *Main) channels(ctx context.Context, args []string) error {
 				addr = a.String()
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%x\t%s\t%d\t%d\t%d\t%d\t%s\n", r.Role, r.ChannelID[:], addr, r.Limit, r.Voucher.Sent,
-			r.Limit-min(r.Limit, r.Voucher.Sent), r.Voucher.Seqno, r.Updated.Format("2006-01-02 15:04:05"))
+		fmt.Fprintf(tw, "%s\t%x\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.Role, r.ChannelID[:], addr, r.Limit, r.Voucher.Sent,
+			r.Limit-min(r.Limit, r.Voucher.Sent), r.Voucher.Seqno, r.State, r.Updated.Format("2006-01-02 15:04:05"))
 	}
 	if len(recs) == 0 {
 		fmt.Fprintln(tw, "(no channels)")
 	}
 	return tw.Flush()
+}
+
+// nodeClient calls a running node's operator endpoints.
+type nodeClient struct {
+	base, key string
+}
+
+// newNodeClient checks a --node URL. A bare host:port is taken as http, and any path is
+// dropped, so a client's API base (http://127.0.0.1:10000/v1) works as well. With no key
+// given, $COCOON_API_KEY is used: read here, not as the flag's default, so -h never shows it.
+func newNodeClient(raw, key string) (*nodeClient, error) {
+	if key == "" {
+		key = os.Getenv("COCOON_API_KEY")
+	}
+	s := raw
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, usageError(fmt.Sprintf("--node %q: want a running node's URL, e.g. http://127.0.0.1:10000 (a client's api_addr, a proxy's or worker's admin addr)", raw))
+	}
+	return &nodeClient{base: u.Scheme + "://" + u.Host, key: key}, nil
+}
+
+// call sends one request and decodes the JSON answer into out, or returns the node's error.
+func (c *nodeClient) call(ctx context.Context, method, path string, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the node: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("reading the node's answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nodeError(resp.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("the node's answer is not what %s %s returns: %w", method, path, err)
+	}
+	return nil
+}
+
+// nodeError is the message of a node's OpenAI-shaped error, or the start of whatever else it sent.
+func nodeError(status int, body []byte) error {
+	var e struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
+		return fmt.Errorf("the node answered %d: %s", status, e.Error.Message)
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) > 200 {
+		body = append(body[:200:200], "..."...)
+	}
+	return fmt.Errorf("the node answered %d: %q", status, body)
 }

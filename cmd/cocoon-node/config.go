@@ -39,6 +39,11 @@ type fileConfig struct {
 		DisableSealing bool   `toml:"disable_sealing"`
 	} `toml:"client"`
 
+	Admin struct {
+		Addr   string `toml:"addr"`
+		APIKey string `toml:"api_key"`
+	} `toml:"admin"`
+
 	TEE struct {
 		Provider        string   `toml:"provider"`
 		AllowSimulated  bool     `toml:"allow_simulated"`
@@ -200,7 +205,12 @@ func (fc *fileConfig) resolve() (settings, error) {
 		n.MinProxies = fc.MinProxies
 	}
 	setStr(&n.APIAddr, fc.Client.APIAddr)
-	setStr(&n.APIKey, fc.Client.APIKey)
+	n.AdminAddr = fc.Admin.Addr
+	key, err := fc.apiKey()
+	if err != nil {
+		return s, err
+	}
+	setStr(&n.APIKey, key)
 	if fc.Client.MaxPrice != 0 {
 		n.MaxPrice = fc.Client.MaxPrice
 	}
@@ -256,7 +266,6 @@ func (fc *fileConfig) resolve() (settings, error) {
 	}
 	s.logLevel = fc.LogLevel
 	n.DisableSealing = fc.Client.DisableSealing
-	var err error
 	if s.tee, err = fc.resolveTEE(); err != nil {
 		return s, err
 	}
@@ -290,6 +299,19 @@ func (fc *fileConfig) resolve() (settings, error) {
 		n.AttestTTL = fc.TEE.AttestTTL.Duration
 	}
 	return s, nil
+}
+
+// apiKey is the node's one bearer key, which guards a client's API and any node's admin
+// endpoints: client.api_key or admin.api_key, whichever is set.
+func (fc *fileConfig) apiKey() (string, error) {
+	c, a := fc.Client.APIKey, fc.Admin.APIKey
+	if c != "" && a != "" && c != a {
+		return "", errors.New("config client.api_key and admin.api_key differ: a node has one key, for its API and its admin endpoints alike; set one")
+	}
+	if c != "" {
+		return c, nil
+	}
+	return a, nil
 }
 
 // resolveTEE reads the [tee] section.

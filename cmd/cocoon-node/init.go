@@ -53,6 +53,17 @@ max_price = 0
 # ciphertext it cannot read. true sends them in the clear (only to measure what sealing costs).
 disable_sealing = false
 
+[admin]
+# Where the node serves its status and payment-channel commands over HTTP, as host:port
+# (GET /cocoon/v1/status, GET /cocoon/v1/channels, POST /cocoon/v1/channels/<peer>/open|topup|close;
+# 'cocoon-node channels --node http://<addr>' calls them). For proxies and workers, which have
+# no other HTTP server; a client serves them on its API too. Empty: off. The commands move
+# money: keep this on loopback, and set api_key if others can reach it.
+addr = ""
+# If set, callers must send "Authorization: Bearer <api_key>". A node has one key: on a client
+# this is [client] api_key (set either; if both, the same).
+api_key = ""
+
 [tee]
 # What this node runs in: "none" (no attestation), "tdx" (an Intel TDX guest: quotes come from
 # configfs-tsm or /dev/tdx_guest), or "simulated" (INSECURE fake evidence, for development).

@@ -84,7 +84,11 @@ Usage:
   cocoon-node ledger [flags]   serve a development network's shared ledger (NOT real TON)
   cocoon-node wallet address|balance
                                the node's TON wallet (key in its datastore) and its balance
-  cocoon-node channels list    the node's payment channels: deposit, paid, seqno (node stopped)
+  cocoon-node channels list [--node URL]
+                               the node's payment channels: deposit, paid, state, seqno (from
+                               the running node at URL, or the stopped node's datastore)
+  cocoon-node channels open|topup|close PEER --node URL
+                               open, top up (move to a new deposit) or close the channel with PEER
 
 Run 'cocoon-node <command> -h' for a command's flags.
 `

@@ -34,7 +34,7 @@ func (l *listFlag) Set(v string) error {
 // runFlags are the flags of `cocoon-node run`; each overrides the config file when given.
 type runFlags struct {
 	config, role, network, dataDir, api, apiKey, backend, backendKey, dhtMode, readyFile, logLevel string
-	modelFile, tokenizerFile                                                                       string
+	modelFile, tokenizerFile, admin                                                                string
 	prices, tee, pccsURL, ledger, tonConfig                                                        string
 	devFund                                                                                        uint64
 	listen, bootstrap, models                                                                      listFlag
@@ -52,7 +52,8 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.dhtMode, "dht-mode", "", "server (answers DHT queries) or client")
 	fs.IntVar(&f.minProxies, "min-proxies", 0, "proxies a client or worker stays connected to")
 	fs.StringVar(&f.api, "api", "", "client: address of the OpenAI API (default 127.0.0.1:10000)")
-	fs.StringVar(&f.apiKey, "api-key", "", "client: bearer key the API requires")
+	fs.StringVar(&f.admin, "admin", "", "address (host:port) of the status and channel endpoints, for a proxy or worker (a client has them on its API); keep it on loopback")
+	fs.StringVar(&f.apiKey, "api-key", "", "bearer key the client API and the admin endpoints require")
 	fs.StringVar(&f.backend, "backend", "", "worker: base URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1), or \"embedded\" for the built-in engine (with no --model-file: the built-in model)")
 	fs.StringVar(&f.modelFile, "model-file", "", "worker with --backend embedded: a llama2.c-format checkpoint; its SHA-256 must match the --model hash")
 	fs.StringVar(&f.tokenizerFile, "tokenizer-file", "", "worker with --backend embedded: the checkpoint's tokenizer.bin")
@@ -61,7 +62,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.prices, "prices", "", "worker: nanoTON per token for the --model models: prompt,cached,completion,reasoning")
 	fs.IntVar(&f.maxActive, "max-active", 0, "worker: concurrent requests")
 	fs.BoolVar(&f.local, "local", false, "use timings for a network on one machine (fast discovery and adverts)")
-	fs.StringVar(&f.readyFile, "ready-file", "", "write the node's peer ID, addresses and API address as JSON here once it serves")
+	fs.StringVar(&f.readyFile, "ready-file", "", "write the node's peer ID, addresses, API and admin addresses as JSON here once it serves")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fs.StringVar(&f.tee, "tee", "", "what this node runs in: none, tdx (Intel TDX), or simulated (INSECURE, for development)")
 	fs.BoolVar(&f.allowSimulated, "insecure-allow-simulated-tee", false, "INSECURE: accept peers whose attestation is simulated (development networks only)")
@@ -85,7 +86,10 @@ func (f *runFlags) apply(fc *fileConfig) error {
 	set(&fc.DataDir, f.dataDir)
 	set(&fc.DHTMode, f.dhtMode)
 	set(&fc.Client.APIAddr, f.api)
-	set(&fc.Client.APIKey, f.apiKey)
+	set(&fc.Admin.Addr, f.admin)
+	if f.apiKey != "" { // the flag overrides whichever section the file set the key in
+		fc.Client.APIKey, fc.Admin.APIKey = f.apiKey, f.apiKey
+	}
 	set(&fc.Worker.BackendURL, f.backend)
 	set(&fc.Worker.BackendAPIKey, f.backendKey)
 	set(&fc.Worker.ModelFile, f.modelFile)
@@ -249,12 +253,13 @@ type ready struct {
 	Peer  string   `json:"peer"`
 	Addrs []string `json:"addrs"`
 	API   string   `json:"api,omitempty"`
+	Admin string   `json:"admin,omitempty"` // where the admin endpoints listen, as bound
 }
 
 // writeReady writes the node's ready file.
 func writeReady(path string, n *node.Node) error {
 	st := n.Status()
-	return writeJSONFile(path, ready{Peer: st.Peer, Addrs: st.Addrs, API: n.APIAddr()})
+	return writeJSONFile(path, ready{Peer: st.Peer, Addrs: st.Addrs, API: n.APIAddr(), Admin: n.AdminAddr()})
 }
 
 // writeJSONFile writes v as JSON atomically, so a reader never sees half of it.
