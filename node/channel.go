@@ -178,14 +178,18 @@ func (n *Node) openIn(ctx context.Context, s network.Stream, p []byte) (*wire.Ch
 
 // acceptNew accepts voucher b unless the channel holds it or a newer one already: on the
 // channel stream a payer presents again what may have come on an inference stream, and the
-// payee's answer confirms it.
+// payee's answer confirms it. An older voucher counts as held only if it is this channel's:
+// the payer's other channels have their own seqnos.
 func (n *Node) acceptNew(ctx context.Context, c *inChan, b []byte) error {
 	if v, err := ton.DecodeVoucher(b); err == nil {
 		c.mu.Lock()
-		held := c.rec.HasVoucher && c.rec.Voucher.Seqno >= v.Seqno
+		rec := c.rec
 		c.mu.Unlock()
-		if held {
-			return nil
+		if rec.HasVoucher && rec.Voucher.Seqno >= v.Seqno {
+			if v == rec.Voucher || rec.VerifyVoucher(v) {
+				return nil
+			}
+			return fmt.Errorf("%w: seqno %d", ton.ErrBadSignature, v.Seqno)
 		}
 	}
 	return n.accept(ctx, c, b)
@@ -233,27 +237,45 @@ func (n *Node) channelTo(ctx context.Context, p peer.ID) (*outChan, error) {
 		ps.mu.Unlock()
 		return c, nil
 	}
-	op := ps.opening[p]
-	if op == nil {
-		op = &opening{done: make(chan struct{})}
-		ps.opening[p] = op
-		go func() {
-			ctx, cancel := context.WithTimeout(n.ctx, 2*channelTimeout)
-			defer cancel()
-			op.ch, op.err = n.openOut(ctx, p)
-			ps.mu.Lock()
-			if op.err == nil {
-				ps.out[p] = op.ch
-			}
-			delete(ps.opening, p)
-			ps.mu.Unlock()
-			close(op.done)
-			if op.err != nil && n.ctx.Err() == nil {
-				n.log.Warn("cannot open a payment channel", "payee", p.String(), "err", op.err)
-			}
-		}()
-	}
+	op := n.startOpening(p, nil)
 	ps.mu.Unlock()
+	return n.awaitOpening(ctx, p, op)
+}
+
+// startOpening returns the attempt under way to open or resume the channel to p, or starts
+// one that runs prep first. The caller holds ps.mu.
+func (n *Node) startOpening(p peer.ID, prep func(context.Context) error) *opening {
+	ps := n.payments
+	if op := ps.opening[p]; op != nil {
+		return op
+	}
+	op := &opening{done: make(chan struct{})}
+	ps.opening[p] = op
+	go func() {
+		ctx, cancel := context.WithTimeout(n.ctx, 2*channelTimeout)
+		defer cancel()
+		if prep != nil {
+			op.err = prep(ctx)
+		}
+		if op.err == nil {
+			op.ch, op.err = n.openOut(ctx, p)
+		}
+		ps.mu.Lock()
+		if op.err == nil {
+			ps.out[p] = op.ch
+		}
+		delete(ps.opening, p)
+		ps.mu.Unlock()
+		close(op.done)
+		if op.err != nil && n.ctx.Err() == nil {
+			n.log.Warn("cannot open a payment channel", "payee", p.String(), "err", op.err)
+		}
+	}()
+	return op
+}
+
+// awaitOpening waits for op, the attempt to open the channel to p.
+func (n *Node) awaitOpening(ctx context.Context, p peer.ID, op *opening) (*outChan, error) {
 	select {
 	case <-op.done:
 		if op.err != nil {

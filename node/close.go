@@ -193,22 +193,29 @@ func (n *Node) payOn(ctx context.Context, p peer.ID) (*outChan, error) {
 }
 
 // rotate replaces old, the channel paying p, with a freshly funded one, and closes old in the
-// background once its answers have ended. Concurrent callers for the same old get the new one.
+// background once its answers have ended. Callers wanting a channel to p meanwhile wait for
+// the new one: old is marked closing durably before anything looks for a channel to resume.
 func (n *Node) rotate(ctx context.Context, p peer.ID, old *outChan) (*outChan, error) {
 	ps := n.payments
-	ps.mu.Lock()
-	if ps.out[p] == old {
-		delete(ps.out, p)
-	}
-	ps.mu.Unlock()
 	if _, first := old.stop(); !first {
 		return n.channelTo(ctx, p)
 	}
-	if err := n.markOut(ctx, old, chanstore.Closing); err != nil {
-		return nil, err
+	closing := func(ctx context.Context) error { return n.markOut(ctx, old, chanstore.Closing) }
+	ps.mu.Lock()
+	var op *opening
+	if ps.out[p] == old {
+		delete(ps.out, p)
+		op = n.startOpening(p, closing)
+	}
+	ps.mu.Unlock()
+	if op == nil { // old was already out of use
+		if err := closing(ctx); err != nil {
+			return nil, err
+		}
+		op = func() *opening { ps.mu.Lock(); defer ps.mu.Unlock(); return n.startOpening(p, nil) }()
 	}
 	n.log.Info("moving payments to a new channel", "payee", p.String(), "deposit_left", old.left())
-	c, err := n.channelTo(ctx, p)
+	c, err := n.awaitOpening(ctx, p, op)
 	n.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(n.ctx, replacedDrain)
 		defer cancel()

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -204,4 +205,100 @@ func TestChannelLifecycle(t *testing.T) {
 	if got := balance(worker) - workerBefore; got != w3.Paid {
 		t.Fatalf("the payer's close paid the worker %d, it held %d", got, w3.Paid)
 	}
+}
+
+// A payer whose deposit runs low moves to a new channel by itself and closes the old one:
+// every request succeeds, and each payee received on chain exactly what was paid on each
+// closed channel.
+func TestDepositRunsLow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const deposit = 40_000 // nanoTON: about 15 of these requests at DevPrices
+	nw, err := Start(ctx, Options{Proxies: 1, Workers: 1, Logger: testLogger(t), Tune: func(c *node.Config) {
+		c.Payments.Deposit = deposit
+		c.Payments.WatchEvery = 100 * time.Millisecond
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nw.Close()
+	client, proxy, worker := nw.Client, nw.Proxies[0], nw.Workers[0]
+	before := map[*node.Node]uint64{}
+	for _, n := range []*node.Node{proxy, worker} {
+		before[n], err = nw.Ledger().Balance(ctx, address.MustParseAddr(n.Status().Wallet))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 60 {
+		body := fmt.Sprintf(`{"model":"echo-test","stream":%t,"messages":[{"role":"user","content":"a request that costs something %d"}]}`, i%2 == 0, i)
+		resp, err := http.Post(nw.ClientURL()+"/chat/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d %s", i, resp.StatusCode, b)
+		}
+	}
+	settled(t, nw)
+	// Each payer's channels, closed or not, against what its payee holds and received.
+	for _, hop := range []struct{ payer, payee *node.Node }{{client, proxy}, {proxy, worker}} {
+		var closed, paidClosed, paidAll uint64
+		held := map[string]node.ChannelStatus{}
+		for _, c := range hop.payee.Channels() {
+			held[c.ChannelID] = c
+		}
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			closed, paidClosed, paidAll = 0, 0, 0
+			pending := 0
+			for _, c := range hop.payer.Channels() {
+				if c.Role != "payer" {
+					continue
+				}
+				if c.Paid != held[c.ChannelID].Paid {
+					t.Fatalf("channel %s: payer paid %d, payee holds %d", c.ChannelID, c.Paid, held[c.ChannelID].Paid)
+				}
+				paidAll += c.Paid
+				switch c.State {
+				case "closed":
+					closed++
+					paidClosed += c.Paid
+				case "closing":
+					pending++
+				}
+			}
+			if pending == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d channels still closing: %+v", pending, hop.payer.Channels())
+			}
+		}
+		if closed < 2 || paidAll < 2*deposit {
+			t.Fatalf("%s paid %d on %d closed channels: want the deposit to run low more than once", hop.payer.Config().Role, paidAll, closed)
+		}
+		got, err := nw.Ledger().Balance(ctx, address.MustParseAddr(hop.payee.Status().Wallet))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The payee also pays its own channels' deposits (the proxy) from the same wallet.
+		if hop.payee == worker && got-before[worker] != paidClosed {
+			t.Fatalf("worker received %d on chain, %d was paid on the closed channels", got-before[worker], paidClosed)
+		}
+		t.Logf("%s -> %s: %d nanoTON on %d closed channels (%d in all)", hop.payer.Config().Role, hop.payee.Config().Role, paidClosed, closed, paidAll)
+	}
+}
+
+// testLogger logs the nodes' warnings through t.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
 }
