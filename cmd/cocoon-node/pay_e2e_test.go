@@ -1,9 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +27,45 @@ func (p *proc) stop() {
 	case <-time.After(10 * time.Second):
 		p.kill()
 	}
+}
+
+// channelView is one channel in a running node's GET /cocoon/v1/channels.
+type channelView struct {
+	Role      string `json:"role"`
+	ChannelID string `json:"channel_id"`
+	Paid      uint64 `json:"paid"`
+	Seqno     uint64 `json:"seqno"`
+}
+
+// liveChannels asks a running node for its channels; nil if it does not answer (it may be
+// being killed).
+func liveChannels(p *proc) []channelView {
+	addr := p.ready.Admin
+	if addr == "" {
+		return nil
+	}
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + addr + "/cocoon/v1/channels")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var list struct{ Channels []channelView }
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&list) != nil {
+		return nil
+	}
+	return list.Channels
+}
+
+// freePort returns a TCP port on loopback that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
 // listed is one line of `cocoon-node channels list`.
@@ -59,35 +101,42 @@ func listChannels(t *testing.T, dir string) []listed {
 }
 
 // TestPaymentsSurviveKill9 runs a paying network of real processes on a shared development
-// ledger, kills the client and the worker with SIGKILL at random points of streaming traffic,
-// restarts them on their data dirs, and checks that every channel ends with payer and payee
-// holding the same durable state: the payer never lost a voucher it sent (it would re-sign a
-// used seqno, which the payee refuses), and the payee never lost one it acknowledged.
+// ledger, kills the client, the worker and the proxy with SIGKILL at random points of streaming
+// traffic, restarts each on its data dir, and checks that every channel ends with payer and
+// payee holding the same durable state: the payer never lost a voucher it sent (it would
+// re-sign a used seqno, which the payee refuses), and the payee never lost one it
+// acknowledged. While it runs, a monitor reads every live node's channels and checks that no
+// channel's paid or seqno ever goes down, across the restarts too.
 func TestPaymentsSurviveKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 5 processes and restarts some of them")
 	}
 	lp, _ := startLedger(t, "ledger", t.TempDir())
 	m := &mesh{t: t, dir: t.TempDir(), network: fmt.Sprintf("pay-%d", time.Now().UnixNano())}
-	pay := []string{"--ledger", lp.url, "--dev-fund", "100000000000"}
+	pay := []string{"--ledger", lp.url, "--dev-fund", "100000000000", "--admin", "127.0.0.1:0"}
 	echo := start(t, "echo", "echo-backend", "--listen", "127.0.0.1:0", "--token-delay", "2ms")
-	proxy := start(t, "proxy", m.nodeArgs("proxy", "proxy", pay...)...)
-	boot := proxy.ready.Addrs[0]
-	args := map[string][]string{
-		"worker": m.nodeArgs("worker", "worker", append([]string{"--bootstrap", boot, "--backend", echo.url,
-			"--model", "echo-test@v1:none=echo-test", "--prices", "100,50,400,400"}, pay...)...),
-		"client": m.nodeArgs("client", "client", append([]string{"--bootstrap", boot, "--api", "127.0.0.1:0", "--min-proxies", "1"}, pay...)...),
-	}
+	// The proxy keeps its TCP port across restarts: it is everyone's bootstrap peer.
+	fixed := "/ip4/127.0.0.1/tcp/" + freePort(t)
+	args := map[string][]string{"proxy": m.nodeArgs("proxy", "proxy", append([]string{"--listen", fixed}, pay...)...)}
 	procs := map[string]*proc{}
 	var api atomic.Pointer[string] // the client's URL: it changes with each restart
+	var mu sync.Mutex              // guards procs against the monitor
 	restart := func(name string) {
 		os.Remove(filepath.Join(m.dir, name+".ready"))
-		procs[name] = start(t, name, args[name]...)
+		p := start(t, name, args[name]...)
+		mu.Lock()
+		procs[name] = p
+		mu.Unlock()
 		if name == "client" {
-			u := "http://" + procs[name].ready.API + "/v1"
+			u := "http://" + p.ready.API + "/v1"
 			api.Store(&u)
 		}
 	}
+	restart("proxy")
+	boot := fixed + "/p2p/" + procs["proxy"].ready.Peer
+	args["worker"] = m.nodeArgs("worker", "worker", append([]string{"--bootstrap", boot, "--backend", echo.url,
+		"--model", "echo-test@v1:none=echo-test", "--prices", "100,50,400,400"}, pay...)...)
+	args["client"] = m.nodeArgs("client", "client", append([]string{"--bootstrap", boot, "--api", "127.0.0.1:0", "--min-proxies", "1"}, pay...)...)
 	post := func(body string) int {
 		resp, err := http.Post(*api.Load()+"/chat/completions", "application/json", strings.NewReader(body))
 		if err != nil {
@@ -104,9 +153,37 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 	}
 	m.waitFor("the mesh serves a paid request", serving)
 
+	stopMonitor := make(chan struct{})
+	monitorDone := make(chan struct{})
+	var observed atomic.Int64
+	go func() {
+		defer close(monitorDone)
+		seen := map[string]channelView{} // node, role, channel -> the highest seen
+		for {
+			select {
+			case <-stopMonitor:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			mu.Lock()
+			live := maps.Clone(procs)
+			mu.Unlock()
+			for name, p := range live {
+				for _, c := range liveChannels(p) {
+					k := name + " " + c.Role + " " + c.ChannelID
+					if prev, ok := seen[k]; ok && (c.Seqno < prev.Seqno || c.Paid < prev.Paid) {
+						t.Errorf("%s: channel went back from seqno %d paid %d to seqno %d paid %d", k, prev.Seqno, prev.Paid, c.Seqno, c.Paid)
+					}
+					seen[k] = c
+					observed.Add(1)
+				}
+			}
+		}
+	}()
+
 	var ok, failed atomic.Int64
-	for round := range 4 {
-		victim := []string{"client", "worker"}[round%2]
+	for round := range 6 {
+		victim := []string{"client", "worker", "proxy"}[round%3]
 		stopTraffic := make(chan struct{})
 		var wg sync.WaitGroup
 		for range 4 {
@@ -130,20 +207,21 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 		time.Sleep(time.Duration(150+rand.IntN(400)) * time.Millisecond)
 		procs[victim].kill()
 		restart(victim)
-		m.waitFor("the mesh serves again after the restart", serving)
+		m.waitFor("the mesh serves again after restarting the "+victim, serving)
 		close(stopTraffic)
 		wg.Wait()
 	}
-	// Requests fail while a victim is down (the only worker, or the client itself).
-	t.Logf("%d streamed requests served, %d failed across 4 kills", ok.Load(), failed.Load())
+	close(stopMonitor)
+	<-monitorDone
+	// Requests fail while a victim is down (the only proxy or worker, or the client itself).
+	t.Logf("%d streamed requests served, %d failed across 6 kills; %d channel observations never went back", ok.Load(), failed.Load(), observed.Load())
 	if ok.Load() == 0 {
 		t.Fatal("no request was served")
 	}
 	time.Sleep(time.Second) // the payers settle what their last answers left unpaid
-	for _, name := range []string{"client", "worker"} {
+	for _, name := range []string{"client", "worker", "proxy"} {
 		procs[name].stop()
 	}
-	proxy.stop()
 
 	client, prx, worker := listChannels(t, filepath.Join(m.dir, "client")), listChannels(t, filepath.Join(m.dir, "proxy")), listChannels(t, filepath.Join(m.dir, "worker"))
 	t.Logf("client %+v\nproxy %+v\nworker %+v", client, prx, worker)
