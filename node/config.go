@@ -329,6 +329,8 @@ func (p *PaymentConfig) validate() error {
 		return &ConfigError{"payments.quarantine", p.Quarantine, "want from a minute to a few days: the payee must come online within it"}
 	case p.ConditionalClose < time.Second || p.ConditionalClose > 1<<31*time.Second:
 		return &ConfigError{"payments.conditional_close", p.ConditionalClose, "want at least a second"}
+	case p.WatchEvery < 0:
+		return &ConfigError{"payments.watch_every", p.WatchEvery, "want a positive interval"}
 	case p.Deposit > 1<<62:
 		return &ConfigError{"payments.deposit", p.Deposit, "too large"}
 	}

@@ -67,6 +67,8 @@ type fileConfig struct {
 		Commission       uint32   `toml:"commission"`
 		Quarantine       duration `toml:"quarantine"`
 		ConditionalClose duration `toml:"conditional_close"`
+		WatchEvery       duration `toml:"watch_every"`
+		DisputeFee       uint64   `toml:"dispute_fee"`
 	} `toml:"payments"`
 
 	Worker struct {
@@ -293,6 +295,12 @@ func (fc *fileConfig) resolve() (settings, error) {
 	}
 	if p.ConditionalClose.Duration != 0 {
 		pc.ConditionalClose = p.ConditionalClose.Duration
+	}
+	if p.WatchEvery.Duration != 0 {
+		pc.WatchEvery = p.WatchEvery.Duration
+	}
+	if p.DisputeFee != 0 {
+		pc.DisputeFee = p.DisputeFee
 	}
 	n.AllowUnattested = fc.TEE.AllowUnattested
 	if fc.TEE.AttestTTL.Duration != 0 {

@@ -64,6 +64,32 @@ addr = ""
 # this is [client] api_key (set either; if both, the same).
 api_key = ""
 
+[payments]
+# Where channel money lives: a development ledger served by 'cocoon-node ledger' (ledger, a
+# URL), or real TON (ton_config, a liteserver global config URL or file). Neither: payments off.
+ledger = ""
+ton_config = ""
+testnet = false
+# Development ledger only: have its faucet fund this node's wallet with this many nanoTON.
+dev_fund = 0
+# What a payer locks in each new channel, nanoTON (1 TON). Under a quarter left, it moves to a
+# new channel and closes the old one.
+deposit = 1000000000
+# A payee's credit window, in completion tokens at each answer's price: it stops serving a payer
+# that owes more. Larger windows wait less for vouchers and risk more.
+window_tokens = 256
+# A proxy's commission on workers' prices, per mille.
+commission = 50
+# The closing config of channels paying this node: how long a unilateral close waits for a
+# challenge (this node must come online within it), then for conditionals.
+quarantine = "12h"
+conditional_close = "1m"
+# How often the node reads its unclosed channels' contracts: to notice closes, challenge an
+# older state and finish a close after its quarantine.
+watch_every = "1m"
+# nanoTON sent for gas with a unilateral close or a challenge; the rest is paid out with the channel.
+dispute_fee = 20000000
+
 [tee]
 # What this node runs in: "none" (no attestation), "tdx" (an Intel TDX guest: quotes come from
 # configfs-tsm or /dev/tdx_guest), or "simulated" (INSECURE fake evidence, for development).
