@@ -172,7 +172,7 @@ func DefaultConfig() Config {
 		Payments: PaymentConfig{
 			Deposit: Nano, OpenFee: Nano / 20, WindowTokens: 256, Commission: 50,
 			Quarantine: 12 * time.Hour, ConditionalClose: time.Minute, ExcessFee: Nano / 100,
-			FlushAfter: 100 * time.Millisecond, DisputeFee: Nano / 50, WatchEvery: time.Minute,
+			FlushAfter: 100 * time.Millisecond, DisputeFee: Nano / 50, WatchEvery: 10 * time.Minute,
 		},
 	}
 }
