@@ -84,8 +84,8 @@ commission = 50
 # challenge (this node must come online within it), then for conditionals.
 quarantine = "12h"
 conditional_close = "1m"
-# How often the node reads its unclosed channels' contracts (one ledger read each): to notice closes, challenge an
-# older state and finish a close after its quarantine.
+# How often the node reads its unclosed channels' contracts (one ledger read each): to notice
+# closes, challenge an older state and finish a close after its quarantine.
 watch_every = "10m"
 # nanoTON sent for gas with a unilateral close or a challenge; the rest is paid out with the channel.
 dispute_fee = 20000000

@@ -58,11 +58,11 @@ func Key(id ton.ChannelID, role Role) datastore.Key {
 
 // Put stores rec and returns only once it is durable, with rec's Updates and Updated replaced
 // by the store's counter and clock. A rec older than the stored one (lower voucher seqno, equal
-// seqno with lower sent, no voucher where one is stored, or an earlier State) is refused with an error wrapping
-// ErrStale and changes nothing; while the stored one does not decode, Put fails with an error
-// wrapping ErrCorrupt (Delete clears it). ctx is passed
-// to the datastore; a Put waiting for the batch under way is not interrupted by it. A Put that
-// returns another error may or may not have been written.
+// seqno with lower sent, no voucher where one is stored, or an earlier State) is refused with
+// an error wrapping ErrStale and changes nothing; while the stored one does not decode, Put
+// fails with an error wrapping ErrCorrupt (Delete clears it). ctx is passed to the datastore; a
+// Put waiting for the batch under way is not interrupted by it. A Put that returns another
+// error may or may not have been written.
 func (s *Store) Put(ctx context.Context, rec Record) error {
 	if err := rec.check(); err != nil {
 		return err
