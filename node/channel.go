@@ -353,12 +353,10 @@ func (n *Node) openOut(ctx context.Context, p peer.ID) (*outChan, error) {
 			next = r
 		}
 	}
-	if len(st.PayeeSemi) == 64 && next.PayeeSemi == ([64]byte{}) {
-		semi := ton.SignedSemiChannel{State: ton.SemiChannel{ChannelID: rec.ChannelID}}
-		copy(semi.Signature[:], st.PayeeSemi)
-		if semi.State.Cell().Verify(keyB, st.PayeeSemi) {
-			next.PayeeSemi = semi.Signature
-		}
+	// The payee's signature over its empty semichannel lets us close alone should it vanish.
+	if len(st.PayeeSemi) == 64 && next.PayeeSemi == ([64]byte{}) &&
+		(ton.SemiChannel{ChannelID: rec.ChannelID}).Cell().Verify(keyB, st.PayeeSemi) {
+		copy(next.PayeeSemi[:], st.PayeeSemi)
 	}
 	if next.HasVoucher != rec.HasVoucher || next.Voucher != rec.Voucher || next.PayeeSemi != rec.PayeeSemi {
 		if err := ps.store.Put(ctx, next); err != nil {
