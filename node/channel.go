@@ -90,9 +90,8 @@ func (n *Node) channelState(c *inChan) wire.ChannelState {
 	if c.rec.HasVoucher {
 		st.Voucher, _ = c.rec.Voucher.MarshalBinary()
 	}
-	id := c.rec.ChannelID
 	c.mu.Unlock()
-	semi := ton.SignSemiChannel(n.payments.key, ton.SemiChannel{ChannelID: id})
+	semi := ton.SignSemiChannel(n.payments.key, ton.SemiChannel{ChannelID: c.id})
 	st.PayeeSemi = semi.Signature[:]
 	return st
 }
@@ -200,11 +199,11 @@ func (n *Node) adoptIn(payer peer.ID, rec chanstore.Record) (*inChan, error) {
 	n.payments.mu.Lock()
 	defer n.payments.mu.Unlock()
 	cur := n.payments.in[payer]
-	if cur != nil && cur.rec.ChannelID == rec.ChannelID {
+	if cur != nil && cur.id == rec.ChannelID {
 		return cur, nil
 	}
 	for _, o := range n.payments.old[payer] {
-		if o.rec.ChannelID == rec.ChannelID {
+		if o.id == rec.ChannelID {
 			return o, nil
 		}
 	}

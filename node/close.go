@@ -132,12 +132,12 @@ func (n *Node) channelsWith(ctx context.Context, p peer.ID) ([]*outChan, []*inCh
 	}
 	held := func(id ton.ChannelID, role chanstore.Role) bool {
 		for _, c := range outs {
-			if role == chanstore.Payer && c.rec.ChannelID == id {
+			if role == chanstore.Payer && c.id == id {
 				return true
 			}
 		}
 		for _, c := range ins {
-			if role == chanstore.Payee && c.rec.ChannelID == id {
+			if role == chanstore.Payee && c.id == id {
 				return true
 			}
 		}
@@ -208,14 +208,19 @@ func (n *Node) rotate(ctx context.Context, p peer.ID, old *outChan) (*outChan, e
 		op = n.startOpening(p, closing)
 	}
 	ps.mu.Unlock()
-	if op == nil { // old was already out of use
+	if op == nil { // old was already out of use: whatever pays p now is the new channel
 		if err := closing(ctx); err != nil {
 			return nil, err
 		}
-		op = func() *opening { ps.mu.Lock(); defer ps.mu.Unlock(); return n.startOpening(p, nil) }()
 	}
 	n.log.Info("moving payments to a new channel", "payee", p.String(), "deposit_left", old.left())
-	c, err := n.awaitOpening(ctx, p, op)
+	var c *outChan
+	var err error
+	if op != nil {
+		c, err = n.awaitOpening(ctx, p, op)
+	} else {
+		c, err = n.channelTo(ctx, p)
+	}
 	n.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(n.ctx, replacedDrain)
 		defer cancel()
@@ -330,15 +335,15 @@ func (n *Node) closeIn(ctx context.Context, c *inChan, mode closeMode) (ChannelS
 		ask := wire.ChannelClose{Close: ton.CooperativeClose{ChannelID: rec.ChannelID}}
 		_, err := n.channelCall(ctx, c.peer, wire.FrameChannelClose, wire.AppendChannelClose(nil, &ask), wire.FrameChannelState)
 		if err == nil {
-			return n.inStatus(c), n.refresh(ctx, c)
+			return c.status(), n.refresh(ctx, c)
 		}
 		if mode == closeTogether {
-			return n.inStatus(c), err
+			return c.status(), err
 		}
 		n.log.Warn("the payer did not close the channel with us; closing alone", "payer", c.peer.String(), "err", err)
 	}
 	if err := n.markIn(ctx, c, chanstore.Closing); err != nil {
-		return n.inStatus(c), err
+		return c.status(), err
 	}
 	c.mu.Lock()
 	rec = c.rec
@@ -346,22 +351,22 @@ func (n *Node) closeIn(ctx context.Context, c *inChan, mode closeMode) (ChannelS
 	addr, cs, err := n.onChain(ctx, rec)
 	switch {
 	case err != nil:
-		return n.inStatus(c), err
+		return c.status(), err
 	case closedOnChain(cs, rec):
-		return n.inStatus(c), n.markIn(ctx, c, chanstore.Closed)
+		return c.status(), n.markIn(ctx, c, chanstore.Closed)
 	case cs.Quarantine != nil:
-		return n.inStatus(c), nil
+		return c.status(), nil
 	case !rec.HasVoucher:
-		return n.inStatus(c), errors.New("nothing to collect: the payer has paid nothing on this channel")
+		return c.status(), errors.New("nothing to collect: the payer has paid nothing on this channel")
 	}
 	body := ton.StartUncooperativeCloseBody(false, ps.key, rec.ChannelID, rec.Voucher.Signed(rec.ChannelID),
 		ton.SignSemiChannel(ps.key, ton.SemiChannel{ChannelID: rec.ChannelID}))
 	if _, err := ps.ledger.StartUncooperativeClose(ctx, ps.wallet, addr, body, ps.cfg.DisputeFee); err != nil {
-		return n.inStatus(c), fmt.Errorf("starting the close of %s alone: %w", addr, err)
+		return c.status(), fmt.Errorf("starting the close of %s alone: %w", addr, err)
 	}
 	n.log.Warn("started closing a payment channel alone; it pays out after the quarantine",
 		"payer", c.peer.String(), "channel", addr.String(), "paid", rec.Voucher.Sent, "quarantine", time.Duration(rec.Closing.QuarantineDuration)*time.Second)
-	return n.inStatus(c), nil
+	return c.status(), nil
 }
 
 // refresh marks c closed if the chain shows it closed.
@@ -468,7 +473,7 @@ func (n *Node) cosign(ctx context.Context, c *inChan, keyA []byte, req wire.Chan
 func (n *Node) outByID(p peer.ID, rec chanstore.Record) *outChan {
 	n.payments.mu.Lock()
 	defer n.payments.mu.Unlock()
-	if c := n.payments.out[p]; c != nil && c.rec.ChannelID == rec.ChannelID {
+	if c := n.payments.out[p]; c != nil && c.id == rec.ChannelID {
 		delete(n.payments.out, p)
 		return c
 	}
@@ -479,11 +484,11 @@ func (n *Node) outByID(p peer.ID, rec chanstore.Record) *outChan {
 func (n *Node) inByID(p peer.ID, id ton.ChannelID) *inChan {
 	n.payments.mu.Lock()
 	defer n.payments.mu.Unlock()
-	if c := n.payments.in[p]; c != nil && c.rec.ChannelID == id {
+	if c := n.payments.in[p]; c != nil && c.id == id {
 		return c
 	}
 	for _, c := range n.payments.old[p] {
-		if c.rec.ChannelID == id {
+		if c.id == id {
 			return c
 		}
 	}
@@ -581,8 +586,8 @@ func (c *outChan) status() ChannelStatus {
 	return channelStatus(c.peer, c.rec, c.meter.Unpaid(), c.meter.Received(), 0)
 }
 
-// inStatus is c as the node's status shows it.
-func (n *Node) inStatus(c *inChan) ChannelStatus {
+// status is c as the node's status shows it.
+func (c *inChan) status() ChannelStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return channelStatus(c.peer, c.rec, c.credit.Owed(), c.credit.Delivered(), c.bad)

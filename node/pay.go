@@ -87,7 +87,8 @@ func newPayState(cfg PaymentConfig, l ledger.Ledger, store *chanstore.Store, ide
 // payMu; mu guards the meter and the record, and is never held across I/O.
 type outChan struct {
 	peer  peer.ID
-	terms wire.Terms // the payee's terms: its commission and window
+	id    ton.ChannelID // rec's, fixed: read without mu to find the channel
+	terms wire.Terms    // the payee's terms: its commission and window
 
 	payMu sync.Mutex
 	mu    sync.Mutex
@@ -148,7 +149,7 @@ func newOutChan(p peer.ID, terms wire.Terms, key ed25519.PrivateKey, rec chansto
 	if err != nil {
 		return nil, err
 	}
-	return &outChan{peer: p, terms: terms, rec: rec, payer: payer, meter: ton.NewMeter(rec.Voucher.Sent)}, nil
+	return &outChan{peer: p, id: rec.ChannelID, terms: terms, rec: rec, payer: payer, meter: ton.NewMeter(rec.Voucher.Sent)}, nil
 }
 
 // every is how much value this channel's payer lets go unpaid before signing, for an answer
@@ -227,6 +228,7 @@ func (n *Node) settleLater(c *outChan) {
 // whenever a durable voucher raises what is paid, waking answers waiting for credit.
 type inChan struct {
 	peer peer.ID
+	id   ton.ChannelID // rec's, fixed: read without mu to find the channel
 
 	mu     sync.Mutex
 	rec    chanstore.Record
@@ -248,7 +250,7 @@ func newInChan(p peer.ID, rec chanstore.Record) (*inChan, error) {
 			return nil, fmt.Errorf("stored voucher: %w", err)
 		}
 	}
-	return &inChan{peer: p, rec: rec, payee: payee, credit: ton.NewCredit(payee.Sent()), paid: make(chan struct{})}, nil
+	return &inChan{peer: p, id: rec.ChannelID, rec: rec, payee: payee, credit: ton.NewCredit(payee.Sent()), paid: make(chan struct{})}, nil
 }
 
 // accept checks a voucher, makes it durable, and only then counts it as paid. A refused
@@ -384,8 +386,11 @@ func (n *Node) Channels() []ChannelStatus {
 		return nil
 	}
 	ps := n.payments
-	live := make(map[chanstore.Role]map[ton.ChannelID]ChannelStatus)
-	live[chanstore.Payer], live[chanstore.Payee] = make(map[ton.ChannelID]ChannelStatus), make(map[ton.ChannelID]ChannelStatus)
+	type key struct {
+		role chanstore.Role
+		id   ton.ChannelID
+	}
+	live := make(map[key]ChannelStatus)
 	ps.mu.Lock()
 	outs := make([]*outChan, 0, len(ps.out))
 	for _, c := range ps.out {
@@ -400,14 +405,10 @@ func (n *Node) Channels() []ChannelStatus {
 	}
 	ps.mu.Unlock()
 	for _, c := range outs {
-		c.mu.Lock()
-		live[chanstore.Payer][c.rec.ChannelID] = channelStatus(c.peer, c.rec, c.meter.Unpaid(), c.meter.Received(), 0)
-		c.mu.Unlock()
+		live[key{chanstore.Payer, c.id}] = c.status()
 	}
 	for _, c := range ins {
-		c.mu.Lock()
-		live[chanstore.Payee][c.rec.ChannelID] = channelStatus(c.peer, c.rec, c.credit.Owed(), c.credit.Delivered(), c.bad)
-		c.mu.Unlock()
+		live[key{chanstore.Payee, c.id}] = c.status()
 	}
 	recs, err := ps.store.List(n.ctx)
 	if err != nil {
@@ -415,7 +416,7 @@ func (n *Node) Channels() []ChannelStatus {
 	}
 	st := make([]ChannelStatus, 0, len(recs))
 	for _, r := range recs {
-		if l, ok := live[r.Role][r.ChannelID]; ok && r.State == chanstore.Open {
+		if l, ok := live[key{r.Role, r.ChannelID}]; ok && r.State == chanstore.Open {
 			st = append(st, l)
 			continue
 		}

@@ -42,27 +42,11 @@ func TestChannelLifecycle(t *testing.T) {
 	pay := func(n int) {
 		t.Helper()
 		for i := range n {
-			body := fmt.Sprintf(`{"model":"echo-test","stream":%t,"messages":[{"role":"user","content":"pay %d"}]}`, i%2 == 0, i)
-			resp, err := http.Post(nw.ClientURL()+"/chat/completions", "application/json", strings.NewReader(body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Fatalf("request %d: %d %s", i, resp.StatusCode, b)
-			}
+			chat(t, nw, fmt.Sprintf(`{"model":"echo-test","stream":%t,"messages":[{"role":"user","content":"pay %d"}]}`, i%2 == 0, i))
 		}
 		settled(t, nw)
 	}
-	balance := func(n *node.Node) uint64 {
-		t.Helper()
-		b, err := nw.Ledger().Balance(ctx, address.MustParseAddr(n.Status().Wallet))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
+	balance := func(n *node.Node) uint64 { return walletBalance(ctx, t, nw, n) }
 	open := func(n, peer *node.Node, role string) node.ChannelStatus {
 		t.Helper()
 		for _, c := range n.Channels() {
@@ -223,24 +207,9 @@ func TestDepositRunsLow(t *testing.T) {
 	}
 	defer nw.Close()
 	client, proxy, worker := nw.Client, nw.Proxies[0], nw.Workers[0]
-	before := map[*node.Node]uint64{}
-	for _, n := range []*node.Node{proxy, worker} {
-		before[n], err = nw.Ledger().Balance(ctx, address.MustParseAddr(n.Status().Wallet))
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	workerBefore := walletBalance(ctx, t, nw, worker)
 	for i := range 60 {
-		body := fmt.Sprintf(`{"model":"echo-test","stream":%t,"messages":[{"role":"user","content":"a request that costs something %d"}]}`, i%2 == 0, i)
-		resp, err := http.Post(nw.ClientURL()+"/chat/completions", "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("request %d: %d %s", i, resp.StatusCode, b)
-		}
+		chat(t, nw, fmt.Sprintf(`{"model":"echo-test","stream":%t,"messages":[{"role":"user","content":"a request that costs something %d"}]}`, i%2 == 0, i))
 	}
 	settled(t, nw)
 	// Each payer's channels, closed or not, against what its payee holds and received.
@@ -279,16 +248,38 @@ func TestDepositRunsLow(t *testing.T) {
 		if closed < 2 || paidAll < 2*deposit {
 			t.Fatalf("%s paid %d on %d closed channels: want the deposit to run low more than once", hop.payer.Config().Role, paidAll, closed)
 		}
-		got, err := nw.Ledger().Balance(ctx, address.MustParseAddr(hop.payee.Status().Wallet))
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The payee also pays its own channels' deposits (the proxy) from the same wallet.
-		if hop.payee == worker && got-before[worker] != paidClosed {
-			t.Fatalf("worker received %d on chain, %d was paid on the closed channels", got-before[worker], paidClosed)
+		// Only the worker: the proxy also pays its own channels' deposits from its wallet.
+		if hop.payee == worker {
+			if got := walletBalance(ctx, t, nw, worker) - workerBefore; got != paidClosed {
+				t.Fatalf("worker received %d on chain, %d was paid on the closed channels", got, paidClosed)
+			}
 		}
 		t.Logf("%s -> %s: %d nanoTON on %d closed channels (%d in all)", hop.payer.Config().Role, hop.payee.Config().Role, paidClosed, closed, paidAll)
 	}
+}
+
+// chat posts one chat completion to the network's client and fails t unless it is answered.
+func chat(t *testing.T, nw *Net, body string) {
+	t.Helper()
+	resp, err := http.Post(nw.ClientURL()+"/chat/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("%s: %d %s", body, resp.StatusCode, b)
+	}
+}
+
+// walletBalance is n's wallet balance on the network's ledger.
+func walletBalance(ctx context.Context, t *testing.T, nw *Net, n *node.Node) uint64 {
+	t.Helper()
+	b, err := nw.Ledger().Balance(ctx, address.MustParseAddr(n.Status().Wallet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // testLogger logs the nodes' warnings through t.
