@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"crypto/ed25519"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -165,12 +166,12 @@ func DecodeChannelState(p []byte) (ChannelState, error) {
 	var s ChannelState
 	s.Limit = d.Uvarint("limit")
 	s.Voucher = d.Bytes("voucher", ton.MaxVoucherSize)
-	s.PayeeSemi = d.Bytes("payee semichannel signature", 64)
+	s.PayeeSemi = d.Bytes("payee semichannel signature", ed25519.SignatureSize)
 	if err := d.Done(); err != nil {
 		return ChannelState{}, err
 	}
-	if n := len(s.PayeeSemi); n != 0 && n != 64 {
-		return ChannelState{}, fmt.Errorf("%w: payee semichannel signature of %d bytes", ErrMalformed, n)
+	if err := checkSignature("payee semichannel signature", s.PayeeSemi); err != nil {
+		return ChannelState{}, err
 	}
 	if err := checkVoucher(s.Voucher); err != nil {
 		return ChannelState{}, err
@@ -207,14 +208,22 @@ func DecodeChannelClose(p []byte) (ChannelClose, error) {
 	c.Close.BalanceB = d.Uvarint("balance B")
 	c.Close.SeqnoA = d.Bounded("seqno A", math.MaxUint32)
 	c.Close.SeqnoB = d.Bounded("seqno B", math.MaxUint32)
-	c.Signature = d.Bytes("signature", 64)
+	c.Signature = d.Bytes("signature", ed25519.SignatureSize)
 	if err := d.Done(); err != nil {
 		return ChannelClose{}, err
 	}
-	if n := len(c.Signature); n != 0 && n != 64 {
-		return ChannelClose{}, fmt.Errorf("%w: signature of %d bytes", ErrMalformed, n)
+	if err := checkSignature("signature", c.Signature); err != nil {
+		return ChannelClose{}, err
 	}
 	return c, nil
+}
+
+// checkSignature refuses an optional ed25519 signature field that is neither empty nor 64 bytes.
+func checkSignature(what string, b []byte) error {
+	if n := len(b); n != 0 && n != ed25519.SignatureSize {
+		return fmt.Errorf("%w: %s of %d bytes", ErrMalformed, what, n)
+	}
+	return nil
 }
 
 // checkVoucher refuses an optional voucher field whose encoding does not decode.
