@@ -3,9 +3,7 @@ package node_test
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -14,25 +12,6 @@ import (
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/localnet"
 )
-
-// call sends a request with an optional bearer key and returns the answer.
-func call(t *testing.T, method, url, key string) result {
-	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return result{resp.StatusCode, string(b), resp.Header}
-}
 
 // openAIError decodes an error answer, failing the test if it is not in OpenAI's shape.
 func openAIError(t *testing.T, r result) (code, param, msg string) {
@@ -68,20 +47,20 @@ func TestAdminEndpointsWithoutPayments(t *testing.T) {
 		bases[string(n.Config().Role)] = "http://" + n.AdminAddr()
 	}
 	for role, base := range bases {
-		if r := call(t, "GET", base+"/cocoon/v1/status", ""); r.status != 401 {
+		if r := call(t, "GET", base+"/cocoon/v1/status", "", ""); r.status != 401 {
 			t.Errorf("%s: status without the key: %+v", role, r)
 		}
-		r := call(t, "GET", base+"/cocoon/v1/status", "sesame")
+		r := call(t, "GET", base+"/cocoon/v1/status", "sesame", "")
 		var st node.Status
 		if err := json.Unmarshal([]byte(r.body), &st); r.status != 200 || err != nil || string(st.Role) != role {
 			t.Errorf("%s: status: %+v (%v)", role, r, err)
 		}
-		r = call(t, "GET", base+"/cocoon/v1/channels", "sesame")
+		r = call(t, "GET", base+"/cocoon/v1/channels", "sesame", "")
 		if code, _, msg := openAIError(t, r); r.status != 409 || code != "payments_off" || !strings.Contains(msg, "payments are off") {
 			t.Errorf("%s: channels with payments off: %+v", role, r)
 		}
 		for _, cmd := range []string{"open", "topup", "close", "close?force=true"} {
-			r := call(t, "POST", base+"/cocoon/v1/channels/"+proxy.ID().String()+"/"+cmd, "sesame")
+			r := call(t, "POST", base+"/cocoon/v1/channels/"+proxy.ID().String()+"/"+cmd, "sesame", "")
 			if role == "proxy" { // its own ID
 				if _, param, _ := openAIError(t, r); r.status != 400 || param != "peer" {
 					t.Errorf("%s: %s on its own ID: %+v", role, cmd, r)
@@ -92,17 +71,17 @@ func TestAdminEndpointsWithoutPayments(t *testing.T) {
 				t.Errorf("%s: %s with payments off: %+v", role, cmd, r)
 			}
 		}
-		r = call(t, "POST", base+"/cocoon/v1/channels/not-a-peer/open", "sesame")
+		r = call(t, "POST", base+"/cocoon/v1/channels/not-a-peer/open", "sesame", "")
 		if code, param, _ := openAIError(t, r); r.status != 400 || code != "bad_request" || param != "peer" {
 			t.Errorf("%s: bad peer ID: %+v", role, r)
 		}
-		r = call(t, "POST", base+"/cocoon/v1/channels/"+worker.ID().String()+"/close?force=maybe", "sesame")
+		r = call(t, "POST", base+"/cocoon/v1/channels/"+worker.ID().String()+"/close?force=maybe", "sesame", "")
 		if _, param, _ := openAIError(t, r); r.status != 400 || param != "force" {
 			t.Errorf("%s: bad force: %+v", role, r)
 		}
 	}
 	// The admin address serves no inference: that is the client's API alone.
-	if r := call(t, "GET", bases["worker"]+"/v1/models", "sesame"); r.status != 404 {
+	if r := call(t, "GET", bases["worker"]+"/v1/models", "sesame", ""); r.status != 404 {
 		t.Errorf("worker admin serves /v1/models: %+v", r)
 	}
 }
@@ -121,7 +100,7 @@ func TestAdminListsChannels(t *testing.T) {
 		{"http://" + nw.Client.APIAddr(), "payer", nw.Proxies[0].ID().String()},
 		{"http://" + nw.Workers[0].AdminAddr(), "payee", nw.Proxies[0].ID().String()},
 	} {
-		r := call(t, "GET", c.url+"/cocoon/v1/channels", "")
+		r := call(t, "GET", c.url+"/cocoon/v1/channels", "", "")
 		var list struct {
 			Channels []map[string]any `json:"channels"`
 		}

@@ -150,10 +150,20 @@ type result struct {
 	header http.Header
 }
 
-func post(t *testing.T, url, key, body string) result {
+// post sends a JSON body with an optional bearer key and returns the answer.
+func post(t *testing.T, url, key, body string) result { return call(t, "POST", url, key, body) }
+
+// call sends a request, with a JSON body unless body is empty and an optional bearer key, and
+// returns the answer.
+func call(t *testing.T, method, url, key, body string) result {
 	t.Helper()
-	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
