@@ -173,13 +173,9 @@ func (m *Main) printLive(chans []node.ChannelStatus) error {
 // listStored prints every payment channel a stopped node's datastore holds, as it was last
 // made durable. A running node holds its datastore: ask it with --node instead.
 func (m *Main) listStored(ctx context.Context, dataDir string) error {
-	dir := dataDir
-	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return usageError("no home directory: give --data-dir")
-		}
-		dir = filepath.Join(home, ".cocoon")
+	dir, err := dataDirOr(dataDir)
+	if err != nil {
+		return err
 	}
 	ds, err := leveldb.NewDatastore(filepath.Join(dir, "datastore"), &leveldb.Options{ReadOnly: true})
 	if err != nil {

@@ -258,13 +258,8 @@ func (fc *fileConfig) resolve() (settings, error) {
 			*p.dst = p.v
 		}
 	}
-	s.dataDir = fc.DataDir
-	if s.dataDir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			home = "."
-		}
-		s.dataDir = filepath.Join(home, ".cocoon")
+	if s.dataDir, err = dataDirOr(fc.DataDir); err != nil {
+		s.dataDir = ".cocoon" // no home directory: beside the working directory
 	}
 	s.logLevel = fc.LogLevel
 	n.DisableSealing = fc.Client.DisableSealing
@@ -363,4 +358,16 @@ func (fc *fileConfig) resolveTEE() (teeSettings, error) {
 		p.AllowedMRTD = append(p.AllowedMRTD, tee.Measurement(b))
 	}
 	return ts, nil
+}
+
+// dataDirOr returns dir, or the default data directory ~/.cocoon when dir is empty.
+func dataDirOr(dir string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", usageError("no home directory: give --data-dir")
+	}
+	return filepath.Join(home, ".cocoon"), nil
 }

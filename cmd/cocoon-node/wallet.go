@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -68,12 +67,9 @@ func (m *Main) wallet(ctx context.Context, args []string) error {
 
 // loadWalletKey opens the node's datastore just long enough to read (or make) its wallet key.
 func loadWalletKey(ctx context.Context, dataDir string) (ed25519.PrivateKey, error) {
-	if dataDir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return nil, errors.New("no home directory: give --data-dir")
-		}
-		dataDir = filepath.Join(home, ".cocoon")
+	dataDir, err := dataDirOr(dataDir)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
