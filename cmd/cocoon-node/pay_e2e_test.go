@@ -1,7 +1,7 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cocoon-mesh/cocoon/node"
 )
 
 // stop ends the process as Ctrl-C would, and waits.
@@ -29,29 +31,17 @@ func (p *proc) stop() {
 	}
 }
 
-// channelView is one channel in a running node's GET /cocoon/v1/channels.
-type channelView struct {
-	Role      string `json:"role"`
-	ChannelID string `json:"channel_id"`
-	Paid      uint64 `json:"paid"`
-	Seqno     uint64 `json:"seqno"`
-}
-
 // liveChannels asks a running node for its channels; nil if it does not answer (it may be
 // being killed).
-func liveChannels(p *proc) []channelView {
-	addr := p.ready.Admin
-	if addr == "" {
+func liveChannels(p *proc) []node.ChannelStatus {
+	c, err := newNodeClient(p.ready.Admin, "")
+	if p.ready.Admin == "" || err != nil {
 		return nil
 	}
-	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get("http://" + addr + "/cocoon/v1/channels")
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	var list struct{ Channels []channelView }
-	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&list) != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var list node.ChannelList
+	if c.call(ctx, http.MethodGet, "/cocoon/v1/channels", &list) != nil {
 		return nil
 	}
 	return list.Channels
@@ -158,7 +148,7 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 	var observed atomic.Int64
 	go func() {
 		defer close(monitorDone)
-		seen := map[string]channelView{} // node, role, channel -> the highest seen
+		seen := map[string]node.ChannelStatus{} // node, role, channel -> the highest seen
 		for {
 			select {
 			case <-stopMonitor:
