@@ -400,7 +400,7 @@ func (n *Node) handleClose(ctx context.Context, s network.Stream, p []byte) (*wi
 		if err != nil || !bytes.Equal(rec.KeyB, key) {
 			return nil, nil, wire.Errorf(wire.CodeBadRequest, "no channel %x paying you", id[:])
 		}
-		c := n.outByID(remote, rec)
+		c := n.outByID(remote, id)
 		if c == nil {
 			if c, err = newOutChan(remote, wire.Terms{}, n.payments.key, rec); err != nil {
 				return nil, nil, err
@@ -469,11 +469,11 @@ func (n *Node) cosign(ctx context.Context, c *inChan, keyA []byte, req wire.Chan
 	return &wire.ChannelClose{Close: req.Close, Signature: req.Close.Sign(n.payments.key)}, nil
 }
 
-// outByID is the channel in memory we pay p on with rec's id, taken out of use; nil if none.
-func (n *Node) outByID(p peer.ID, rec chanstore.Record) *outChan {
+// outByID is the channel in memory we pay p on with id, taken out of use; nil if none.
+func (n *Node) outByID(p peer.ID, id ton.ChannelID) *outChan {
 	n.payments.mu.Lock()
 	defer n.payments.mu.Unlock()
-	if c := n.payments.out[p]; c != nil && c.id == rec.ChannelID {
+	if c := n.payments.out[p]; c != nil && c.id == id {
 		delete(n.payments.out, p)
 		return c
 	}
@@ -673,7 +673,7 @@ func (n *Node) setState(ctx context.Context, r chanstore.Record, st chanstore.St
 		if c := n.inByID(p, r.ChannelID); c != nil {
 			return n.markIn(ctx, c, st)
 		}
-	} else if c := n.outByID(p, r); c != nil {
+	} else if c := n.outByID(p, r.ChannelID); c != nil {
 		c.stop()
 		return n.markOut(ctx, c, st)
 	}
