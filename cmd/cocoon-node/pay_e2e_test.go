@@ -47,6 +47,28 @@ func liveChannels(p *proc) []node.ChannelStatus {
 	return list.Channels
 }
 
+// agree reports whether every channel the payer pays on is held by the payee with the same
+// paid and seqno.
+func agree(payer, payee []node.ChannelStatus) bool {
+	held := map[string]node.ChannelStatus{}
+	for _, c := range payee {
+		if c.Role == "payee" {
+			held[c.ChannelID] = c
+		}
+	}
+	n := 0
+	for _, c := range payer {
+		if c.Role != "payer" {
+			continue
+		}
+		n++
+		if h, ok := held[c.ChannelID]; !ok || h.Paid != c.Paid || h.Seqno != c.Seqno {
+			return false
+		}
+	}
+	return n > 0
+}
+
 // freePort returns a TCP port on loopback that was free a moment ago.
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -95,8 +117,9 @@ func listChannels(t *testing.T, dir string) []listed {
 // traffic, restarts each on its data dir, and checks that every channel ends with payer and
 // payee holding the same durable state: the payer never lost a voucher it sent (it would
 // re-sign a used seqno, which the payee refuses), and the payee never lost one it
-// acknowledged. While it runs, a monitor reads every live node's channels and checks that no
-// channel's paid or seqno ever goes down, across the restarts too.
+// acknowledged. After every kill, once traffic stops, each hop must agree again over the
+// running nodes' admin endpoints; while it runs, a monitor reads every live node's channels and
+// checks that no channel's paid or seqno ever goes down, across the restarts too.
 func TestPaymentsSurviveKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 5 processes and restarts some of them")
@@ -200,6 +223,12 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 		m.waitFor("the mesh serves again after restarting the "+victim, serving)
 		close(stopTraffic)
 		wg.Wait()
+		// Once the payers settle, each hop agrees again: the kill lost nothing either side
+		// had acknowledged.
+		m.waitFor(fmt.Sprintf("payers and payees agree after killing the %s", victim), func() bool {
+			return agree(liveChannels(procs["client"]), liveChannels(procs["proxy"])) &&
+				agree(liveChannels(procs["proxy"]), liveChannels(procs["worker"]))
+		})
 	}
 	close(stopMonitor)
 	<-monitorDone
