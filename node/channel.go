@@ -180,18 +180,18 @@ func (n *Node) openIn(ctx context.Context, s network.Stream, p []byte) (*wire.Ch
 // payee's answer confirms it. An older voucher counts as held only if it is this channel's:
 // the payer's other channels have their own seqnos.
 func (n *Node) acceptNew(ctx context.Context, c *inChan, b []byte) error {
-	if v, err := ton.DecodeVoucher(b); err == nil {
-		c.mu.Lock()
-		rec := c.rec
-		c.mu.Unlock()
-		if rec.HasVoucher && rec.Voucher.Seqno >= v.Seqno {
-			if v == rec.Voucher || rec.VerifyVoucher(v) {
-				return nil
-			}
-			return fmt.Errorf("%w: seqno %d", ton.ErrBadSignature, v.Seqno)
-		}
+	err := n.accept(ctx, c, b)
+	if !errors.Is(err, errSuperseded) {
+		return err
 	}
-	return n.accept(ctx, c, b)
+	v, _ := ton.DecodeVoucher(b) // accept decoded it
+	c.mu.Lock()
+	rec := c.rec
+	c.mu.Unlock()
+	if v == rec.Voucher || rec.VerifyVoucher(v) {
+		return nil
+	}
+	return fmt.Errorf("%w: seqno %d", ton.ErrBadSignature, v.Seqno)
 }
 
 // adoptIn makes rec the channel payer pays this node on, keeping one already held for it.

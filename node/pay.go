@@ -253,11 +253,19 @@ func newInChan(p peer.ID, rec chanstore.Record) (*inChan, error) {
 	return &inChan{peer: p, id: rec.ChannelID, rec: rec, payee: payee, credit: ton.NewCredit(payee.Sent()), paid: make(chan struct{})}, nil
 }
 
+// errSuperseded drops a voucher that pays no more than one already accepted, at a seqno no
+// higher: vouchers of one channel travel on many answers' streams and may arrive out of order.
+var errSuperseded = errors.New("voucher superseded by one already accepted")
+
 // accept checks a voucher, makes it durable, and only then counts it as paid. A refused
-// voucher changes nothing.
+// voucher changes nothing; a superseded one is not even checked (errSuperseded).
 func (n *Node) accept(ctx context.Context, c *inChan, b []byte) error {
 	v, err := ton.DecodeVoucher(b)
 	c.mu.Lock()
+	if latest, ok := c.payee.Latest(); err == nil && ok && v.Seqno <= latest.Seqno && v.Sent <= latest.Sent {
+		c.mu.Unlock()
+		return errSuperseded
+	}
 	if err == nil && c.closed {
 		err = errChannelClosing
 	}
@@ -465,7 +473,11 @@ func (n *Node) voucherSink(c *inChan) func([]byte) {
 		return nil
 	}
 	return func(p []byte) {
-		if err := n.accept(n.ctx, c, p); err != nil && n.ctx.Err() == nil {
+		switch err := n.accept(n.ctx, c, p); {
+		case err == nil, n.ctx.Err() != nil:
+		case errors.Is(err, errSuperseded):
+			n.log.Debug("voucher arrived after a newer one", "payer", c.peer.String())
+		default:
 			n.log.Warn("voucher refused", "payer", c.peer.String(), "err", err)
 		}
 	}

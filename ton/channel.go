@@ -50,12 +50,15 @@ func (p *Payee) Latest() (Voucher, bool) { return p.latest, p.has }
 // Sent returns the cumulative amount the payee can enforce on chain (0 before any voucher).
 func (p *Payee) Sent() uint64 { return p.latest.Sent }
 
-// Accept validates v and makes it the latest; on any error the state is unchanged. The cheap
-// ordering checks run before the signature check, so a late older voucher costs no crypto.
+// Accept validates v and makes it the latest; on any error the state is unchanged. The
+// signature is checked first, so a voucher of another channel (ErrBadSignature) is told apart
+// from an old one of this channel (ErrReplayed, ErrDecreasing).
 func (p *Payee) Accept(v Voucher) error {
 	switch {
 	case v.Seqno > MaxVoucherSeqno:
 		return fmt.Errorf("%w: seqno %d", ErrSeqnoLimit, v.Seqno)
+	case !v.Verify(p.cfg.PayerKey, p.cfg.ChannelID):
+		return fmt.Errorf("%w: seqno %d", ErrBadSignature, v.Seqno)
 	case p.has && v.Seqno <= p.latest.Seqno:
 		return fmt.Errorf("%w: seqno %d, latest %d", ErrReplayed, v.Seqno, p.latest.Seqno)
 	case !p.has && v.Seqno < p.cfg.CommittedSeqno:
@@ -64,8 +67,6 @@ func (p *Payee) Accept(v Voucher) error {
 		return fmt.Errorf("%w: sent %d, latest %d", ErrDecreasing, v.Sent, p.latest.Sent)
 	case v.Sent > p.cfg.Limit:
 		return fmt.Errorf("%w: sent %d, limit %d", ErrOverDeposit, v.Sent, p.cfg.Limit)
-	case !v.Verify(p.cfg.PayerKey, p.cfg.ChannelID):
-		return fmt.Errorf("%w: seqno %d", ErrBadSignature, v.Seqno)
 	}
 	p.latest, p.has = v, true
 	return nil
