@@ -200,6 +200,7 @@ func (n *Node) rotate(ctx context.Context, p peer.ID, old *outChan) (*outChan, e
 	if _, first := old.stop(); !first {
 		return n.channelTo(ctx, p)
 	}
+	done := ps.closing(old.id) // from before old is marked closing until its close ends
 	closing := func(ctx context.Context) error { return n.markOut(ctx, old, chanstore.Closing) }
 	ps.mu.Lock()
 	var op *opening
@@ -222,10 +223,11 @@ func (n *Node) rotate(ctx context.Context, p peer.ID, old *outChan) (*outChan, e
 		c, err = n.channelTo(ctx, p)
 	}
 	n.wg.Go(func() {
+		defer done()
 		ctx, cancel := context.WithTimeout(n.ctx, replacedDrain)
 		defer cancel()
 		if _, err := n.closeOut(ctx, old, closeEither); err != nil && n.ctx.Err() == nil {
-			n.log.Warn("cannot close the replaced channel; `cocoon-node channels close` retries", "payee", p.String(), "err", err)
+			n.log.Warn("cannot close the replaced channel; the watcher retries", "payee", p.String(), "err", err)
 		}
 	})
 	return c, err
@@ -234,6 +236,7 @@ func (n *Node) rotate(ctx context.Context, p peer.ID, old *outChan) (*outChan, e
 // closeOut closes a channel this node pays on, once the answers under way on it have ended.
 func (n *Node) closeOut(ctx context.Context, c *outChan, mode closeMode) (ChannelStatus, error) {
 	ps := n.payments
+	defer ps.closing(c.id)()
 	idle, _ := c.stop()
 	if err := n.markOut(ctx, c, chanstore.Closing); err != nil {
 		return c.status(), err
@@ -328,6 +331,7 @@ func (n *Node) closeTogether(ctx context.Context, c *outChan, addr *address.Addr
 // newest voucher it holds.
 func (n *Node) closeIn(ctx context.Context, c *inChan, mode closeMode) (ChannelStatus, error) {
 	ps := n.payments
+	defer ps.closing(c.id)()
 	c.mu.Lock()
 	rec := c.rec
 	c.mu.Unlock()
@@ -634,7 +638,7 @@ func (n *Node) watch(ctx context.Context, r chanstore.Record) error {
 		n.log.Info("payment channel closed on chain", "role", r.Role.String(), "peer", counterparty(r).String(), "channel", addr.String(), "paid", r.Voucher.Sent)
 		return n.setState(ctx, r, chanstore.Closed)
 	case cs.Quarantine == nil:
-		return nil
+		return n.resumeClose(ctx, r, cs)
 	}
 	q := cs.Quarantine
 	if r.State == chanstore.Open {
@@ -664,6 +668,47 @@ func (n *Node) watch(ctx context.Context, r chanstore.Record) error {
 	}
 	n.log.Info("payment channel closed after its quarantine", "role", r.Role.String(), "peer", counterparty(r).String(), "channel", addr.String(), "paid", q.StateA.Sent)
 	return n.setState(ctx, r, chanstore.Closed)
+}
+
+// resumeClose finishes a close that stalled: r is marked closing but its contract is still
+// open, and no close of it is under way here. This is a payer that crashed during a close, a
+// payee that co-signed a close its payer never submitted, or a close that failed (the other
+// side was away). The payer gets a head start, so the two sides do not race; the payee asks
+// its payer first, and closes alone only if the payer does not answer.
+func (n *Node) resumeClose(ctx context.Context, r chanstore.Record, cs ton.Storage) error {
+	stalled := 2 * n.cfg.Payments.WatchEvery // a payer's own close
+	if r.Role == chanstore.Payee {
+		stalled *= 2
+	}
+	if r.State != chanstore.Closing || !cs.Inited || time.Since(r.Updated) < stalled || n.payments.closingHere(r.ChannelID) {
+		return nil
+	}
+	if r.Role == chanstore.Payee && !r.HasVoucher {
+		return nil // nothing to collect
+	}
+	p := counterparty(r)
+	n.log.Warn("resuming a stalled close of a payment channel", "role", r.Role.String(), "peer", p.String(),
+		"channel_id", fmt.Sprintf("%x", r.ChannelID[:]), "closing_since", r.Updated)
+	if r.Role == chanstore.Payer {
+		c := n.outByID(p, r.ChannelID)
+		if c == nil {
+			var err error
+			if c, err = newOutChan(p, wire.Terms{}, n.payments.key, r); err != nil {
+				return err
+			}
+		}
+		_, err := n.closeOut(ctx, c, closeEither)
+		return err
+	}
+	c := n.inByID(p, r.ChannelID)
+	if c == nil {
+		var err error
+		if c, err = newInChan(p, r); err != nil {
+			return err
+		}
+	}
+	_, err := n.closeIn(ctx, c, closeEither)
+	return err
 }
 
 // setState moves channel record r, and the channel in memory if any, forward to state st.

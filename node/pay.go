@@ -35,6 +35,29 @@ type payState struct {
 	in      map[peer.ID]*inChan   // channels paying us, by payer
 	old     map[peer.ID][]*inChan // channels a payer replaced with a newer one, until they close
 	opening map[peer.ID]*opening  // channels being opened or resumed, by payee
+	busy    map[ton.ChannelID]int // closes under way in this process, by channel
+}
+
+// closing marks a close of channel id as under way in this process until done is called: the
+// watcher leaves such a channel to it (see resumeClose).
+func (ps *payState) closing(id ton.ChannelID) (done func()) {
+	ps.mu.Lock()
+	ps.busy[id]++
+	ps.mu.Unlock()
+	return sync.OnceFunc(func() {
+		ps.mu.Lock()
+		if ps.busy[id]--; ps.busy[id] <= 0 {
+			delete(ps.busy, id)
+		}
+		ps.mu.Unlock()
+	})
+}
+
+// closingHere reports whether a close of channel id is under way in this process.
+func (ps *payState) closingHere(id ton.ChannelID) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.busy[id] > 0
 }
 
 // pub is this node's channel public key.
@@ -79,7 +102,8 @@ func newPayState(cfg PaymentConfig, l ledger.Ledger, store *chanstore.Store, ide
 			WindowTokens: cfg.WindowTokens,
 		},
 		out: make(map[peer.ID]*outChan), in: make(map[peer.ID]*inChan), opening: make(map[peer.ID]*opening),
-		old: make(map[peer.ID][]*inChan),
+		busy: make(map[ton.ChannelID]int),
+		old:  make(map[peer.ID][]*inChan),
 	}, nil
 }
 

@@ -85,7 +85,8 @@ commission = 50
 quarantine = "12h"
 conditional_close = "1m"
 # How often the node reads its unclosed channels' contracts (one ledger read each): to notice
-# closes, challenge an older state and finish a close after its quarantine.
+# closes, challenge an older state, finish a close after its quarantine, and resume a close
+# that stalled (after 2 periods for a payer, 4 for a payee).
 watch_every = "10m"
 # nanoTON sent for gas with a unilateral close or a challenge; the rest is paid out with the channel.
 dispute_fee = 20000000

@@ -16,6 +16,7 @@ import (
 	"github.com/xssnick/tonutils-go/address"
 
 	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/node/wire"
 	"github.com/cocoon-mesh/cocoon/ton"
 )
 
@@ -189,6 +190,46 @@ func TestChannelLifecycle(t *testing.T) {
 	if got := balance(worker) - workerBefore; got != w3.Paid {
 		t.Fatalf("the payer's close paid the worker %d, it held %d", got, w3.Paid)
 	}
+
+	// 6. A close co-signed and never submitted: a payer (the test, with the proxy's identity)
+	// proposes a close, the worker co-signs it, and nothing reaches the chain, as if the proxy
+	// had died right then. The worker's watcher resumes the stalled close: it asks the proxy,
+	// which closes together, and the worker receives exactly what it held.
+	pay(2)
+	w4 := open(worker, proxy, "payee")
+	workerBefore = balance(worker)
+	st4 := contract(w4)
+	idb, _ = hex.DecodeString(w4.ChannelID)
+	id = ton.ChannelID(idb)
+	cl := ton.CooperativeClose{ChannelID: id, BalanceA: st4.BalanceA - w4.Paid, BalanceB: st4.BalanceB + w4.Paid,
+		SeqnoA: w4.Seqno + 1, SeqnoB: uint64(st4.CommittedSeqnoB) + 1}
+	req := wire.AppendChannelClose(nil, &wire.ChannelClose{Close: cl, Signature: cl.Sign(ed25519.PrivateKey(proxyRaw))})
+	rp, err := channelCall(ctx, proxy, worker.ID(), wire.FrameChannelClose, req)
+	if err != nil {
+		t.Fatalf("the worker did not co-sign: %v", err)
+	}
+	if reply, err := wire.DecodeChannelClose(rp); err != nil || reply.Close != cl {
+		t.Fatalf("co-signed close %+v, %v", reply, err)
+	}
+	if c := channelByID(worker, w4.ChannelID); c.State != "closing" {
+		t.Fatalf("after co-signing, the worker's channel is %q", c.State)
+	}
+	ended(worker, w4.ChannelID)
+	ended(proxy, w4.ChannelID)
+	if got := balance(worker) - workerBefore; got != w4.Paid {
+		t.Fatalf("the resumed close paid the worker %d, it held %d", got, w4.Paid)
+	}
+	pay(1) // the proxy pays on a new channel
+}
+
+// channelByID is n's channel with id (zero if none).
+func channelByID(n *node.Node, id string) node.ChannelStatus {
+	for _, c := range n.Channels() {
+		if c.ChannelID == id {
+			return c
+		}
+	}
+	return node.ChannelStatus{}
 }
 
 // A payer whose deposit runs low moves to a new channel by itself and closes the old one:

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -237,29 +238,10 @@ func TestPayeeRefusesBadVouchers(t *testing.T) {
 
 // sendVoucher pays v on the channel stream from n to p and returns what p then holds.
 func sendVoucher(ctx context.Context, n *node.Node, p peer.ID, v ton.Voucher) (uint64, error) {
-	s, err := n.Host().NewStream(ctx, p, node.ChannelProtocol)
-	if err != nil {
-		return 0, err
-	}
-	defer s.Close()
 	vb, _ := v.MarshalBinary()
-	w := wire.NewWriter(s)
-	defer w.Release()
-	if err := w.WriteFrame(wire.FramePay, vb); err != nil {
-		return 0, err
-	}
-	if err := w.Flush(); err != nil {
-		return 0, err
-	}
-	r := wire.NewReader(s, 4096)
-	defer r.Release()
-	t, payload, err := r.ReadFrame()
+	payload, err := channelCall(ctx, n, p, wire.FramePay, vb)
 	if err != nil {
 		return 0, err
-	}
-	if t == wire.FrameError {
-		we, _ := wire.DecodeError(payload)
-		return 0, we
 	}
 	st, err := wire.DecodeChannelState(payload)
 	if err != nil {
@@ -267,4 +249,33 @@ func sendVoucher(ctx context.Context, n *node.Node, p peer.ID, v ton.Voucher) (u
 	}
 	got, err := ton.DecodeVoucher(st.Voucher)
 	return got.Sent, err
+}
+
+// channelCall sends one frame on a new channel stream from n to p and returns the answer's
+// payload, or the error p answered with.
+func channelCall(ctx context.Context, n *node.Node, p peer.ID, t wire.FrameType, payload []byte) ([]byte, error) {
+	s, err := n.Host().NewStream(ctx, p, node.ChannelProtocol)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	w := wire.NewWriter(s)
+	defer w.Release()
+	if err := w.WriteFrame(t, payload); err != nil {
+		return nil, err
+	}
+	if err := w.Flush(); err != nil {
+		return nil, err
+	}
+	r := wire.NewReader(s, 4096)
+	defer r.Release()
+	rt, rp, err := r.ReadFrame()
+	if err != nil {
+		return nil, err
+	}
+	if rt == wire.FrameError {
+		we, _ := wire.DecodeError(rp)
+		return nil, we
+	}
+	return slices.Clone(rp), nil
 }
