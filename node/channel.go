@@ -17,6 +17,7 @@ import (
 	"github.com/cocoon-mesh/cocoon/node/wire"
 	"github.com/cocoon-mesh/cocoon/ton"
 	"github.com/cocoon-mesh/cocoon/ton/chanstore"
+	"github.com/cocoon-mesh/cocoon/ton/ledger"
 )
 
 // ChannelProtocol carries a payment channel's life between requests: one request and one
@@ -317,13 +318,7 @@ func (n *Node) openOut(ctx context.Context, p peer.ID) (*outChan, error) {
 	want := ton.Params{KeyA: ps.pub(), KeyB: keyB,
 		Closing:  ton.ClosingConfig{QuarantineDuration: terms.Quarantine, ConditionalCloseDuration: terms.CondClose},
 		Payments: ton.PaymentConfig{ExcessFee: terms.ExcessFee, DestA: ps.wallet, DestB: destB}}
-	// Our newest channel to p under these terms, whatever its id.
-	rec, found, err := n.newestRecord(ctx, func(r chanstore.Record) bool {
-		p, err := r.Params()
-		w := want
-		w.ChannelID = r.ChannelID
-		return r.Role == chanstore.Payer && r.State == chanstore.Open && err == nil && p.Equal(w)
-	})
+	rec, found, err := n.payableRecord(ctx, want)
 	if err != nil {
 		return nil, err
 	}
@@ -372,6 +367,47 @@ func (n *Node) openOut(ctx context.Context, p peer.ID) (*outChan, error) {
 	}
 	n.log.Info("paying on channel", "payee", p.String(), "channel_id", fmt.Sprintf("%x", rec.ChannelID[:]), "deposit", rec.Limit, "paid", rec.Voucher.Sent)
 	return c, nil
+}
+
+// payableRecord is our newest channel with parameters want, whatever its id, that can still be
+// paid on; false if there is none.
+func (n *Node) payableRecord(ctx context.Context, want ton.Params) (chanstore.Record, bool, error) {
+	for {
+		rec, found, err := n.newestRecord(ctx, func(r chanstore.Record) bool {
+			p, err := r.Params()
+			w := want
+			w.ChannelID = r.ChannelID
+			return r.Role == chanstore.Payer && r.State == chanstore.Open && err == nil && p.Equal(w)
+		})
+		if err != nil || !found {
+			return rec, false, err
+		}
+		if ok, err := n.resumable(ctx, rec); err != nil || ok {
+			return rec, ok, err
+		}
+	}
+}
+
+// resumable checks on chain that rec, a channel we pay on and hold as open, can still be paid
+// on; if not, it moves rec forward and reports false. A contract that is not on chain, or not
+// inited, is an open cut short by a crash before the deployment landed: it is marked closing,
+// so that the watcher closes it should the deployment land after all. A contract closed, or
+// closing alone, is marked so.
+func (n *Node) resumable(ctx context.Context, rec chanstore.Record) (bool, error) {
+	_, cs, err := n.onChain(ctx, rec)
+	switch {
+	case err != nil && !errors.Is(err, ledger.ErrNotFound):
+		return false, err
+	case err == nil && closedOnChain(cs, rec):
+		return false, n.setState(ctx, rec, chanstore.Closed)
+	case err == nil && cs.Quarantine != nil:
+		return false, n.setState(ctx, rec, chanstore.Closing)
+	case err == nil && cs.Inited:
+		return true, nil
+	}
+	n.log.Warn("a channel we opened is not on chain: its opening was cut short; using another",
+		"payee", counterparty(rec).String(), "channel_id", fmt.Sprintf("%x", rec.ChannelID[:]))
+	return false, n.setState(ctx, rec, chanstore.Closing)
 }
 
 // openOnLedger deploys and funds a new channel with parameters want and a fresh channel id.

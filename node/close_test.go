@@ -71,3 +71,47 @@ func TestPayerResumesStalledClose(t *testing.T) {
 		t.Fatalf("the close paid the proxy %d, the client had paid %d", after-before, paid.Paid)
 	}
 }
+
+// A payer that died while opening a channel holds a record of a channel that never reached
+// the chain. Its next payment must not try to resume that channel (the payee would refuse it
+// forever): the record is marked closing and payments go on over a channel that exists.
+func TestPayerSkipsAnOpenCutShort(t *testing.T) {
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, proxy := nw.Client, nw.Proxies[0]
+	ask := func(what string) {
+		t.Helper()
+		if r := post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","messages":[{"role":"user","content":"`+what+`"}]}`); r.status != 200 {
+			t.Fatalf("%s: %+v", what, r)
+		}
+	}
+	ask("before the crash")
+	orphan, err := node.OrphanChannel(ctx, client, proxy.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask("after the crash")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		states := map[string]string{}
+		var open node.ChannelStatus
+		for _, c := range client.Channels() {
+			states[c.ChannelID] = c.State
+			if c.Role == "payer" && c.State == "open" {
+				open = c
+			}
+		}
+		if states[orphan] != "closing" {
+			t.Fatalf("the channel cut short is %q, want closing: %+v", states[orphan], client.Channels())
+		}
+		if open.ChannelID == orphan {
+			t.Fatalf("the client pays on the channel cut short: %+v", open)
+		}
+		if open.ChannelID != "" && open.Paid > 0 && open.Owed == 0 {
+			return // paid in full on a channel that exists
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the client did not pay for its request: %+v", client.Channels())
+		}
+	}
+}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -27,4 +28,30 @@ func AbandonClose(ctx context.Context, n *Node, p peer.ID) error {
 	}
 	c.stop()
 	return n.markOut(ctx, c, chanstore.Closing)
+}
+
+// OrphanChannel stores a new channel to p as a payer does just before deploying it, and
+// forgets the channel in use: what a payer that died while opening a channel leaves behind.
+// It returns the new channel's id, in hex.
+func OrphanChannel(ctx context.Context, n *Node, p peer.ID) (string, error) {
+	ps := n.payments
+	ps.mu.Lock()
+	cur := ps.out[p]
+	delete(ps.out, p)
+	ps.mu.Unlock()
+	if cur == nil {
+		return "", errors.New("no channel to p")
+	}
+	cur.mu.Lock()
+	params, err := cur.rec.Params()
+	cur.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	params.ChannelID[0] ^= 0xff
+	rec, err := chanstore.NewRecord(chanstore.Payer, params, ps.cfg.Deposit, 0)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(params.ChannelID[:]), ps.store.Put(ctx, rec)
 }
