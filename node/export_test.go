@@ -18,11 +18,7 @@ func ForgetSealSessions(n *Node) { n.attest.opener = tee.NewOpener(n.attest.open
 // AbandonClose marks the channel n pays p on closing and takes it out of use, and starts no
 // close: what a payer that died in the middle of a close leaves behind.
 func AbandonClose(ctx context.Context, n *Node, p peer.ID) error {
-	ps := n.payments
-	ps.mu.Lock()
-	c := ps.out[p]
-	delete(ps.out, p)
-	ps.mu.Unlock()
+	c := forgetOut(n, p)
 	if c == nil {
 		return errors.New("no channel to abandon")
 	}
@@ -35,10 +31,7 @@ func AbandonClose(ctx context.Context, n *Node, p peer.ID) error {
 // It returns the new channel's id, in hex.
 func OrphanChannel(ctx context.Context, n *Node, p peer.ID) (string, error) {
 	ps := n.payments
-	ps.mu.Lock()
-	cur := ps.out[p]
-	delete(ps.out, p)
-	ps.mu.Unlock()
+	cur := forgetOut(n, p)
 	if cur == nil {
 		return "", errors.New("no channel to p")
 	}
@@ -54,4 +47,13 @@ func OrphanChannel(ctx context.Context, n *Node, p peer.ID) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(params.ChannelID[:]), ps.store.Put(ctx, rec)
+}
+
+// forgetOut takes the channel n pays p on out of n's memory, as a restart would.
+func forgetOut(n *Node, p peer.ID) *outChan {
+	n.payments.mu.Lock()
+	defer n.payments.mu.Unlock()
+	c := n.payments.out[p]
+	delete(n.payments.out, p)
+	return c
 }
