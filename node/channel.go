@@ -434,7 +434,13 @@ func (n *Node) openOnLedger(ctx context.Context, want ton.Params) (chanstore.Rec
 	body := ton.InitChannelBody(true, ps.key, want.ChannelID, ps.cfg.Deposit, 0)
 	value := ps.cfg.Deposit + want.Payments.ExcessFee + ps.cfg.OpenFee
 	if _, err := ps.ledger.OpenChannel(ctx, ps.wallet, addr, init, body, value); err != nil {
-		_ = ps.store.Delete(ctx, want.ChannelID, chanstore.Payer)
+		if errors.Is(err, ledger.ErrUnconfirmed) {
+			// The deposit may be on its way: keep the record, so the next attempt resumes the
+			// channel if it landed (and marks it closing if not; see resumable).
+			n.log.Warn("a channel's deployment was not confirmed; keeping its record", "channel", addr.String(), "err", err)
+		} else {
+			_ = ps.store.Delete(ctx, want.ChannelID, chanstore.Payer)
+		}
 		return chanstore.Record{}, fmt.Errorf("opening channel %s on the ledger: %w", addr, err)
 	}
 	n.log.Info("payment channel opened on the ledger", "channel", addr.String(), "deposit", ps.cfg.Deposit)

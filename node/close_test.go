@@ -2,13 +2,18 @@ package node_test
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/xssnick/tonutils-go/address"
+	"github.com/xssnick/tonutils-go/tlb"
+	"github.com/xssnick/tonutils-go/tvm/cell"
 
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/localnet"
+	"github.com/cocoon-mesh/cocoon/ton/ledger"
 )
 
 // A payer that died in the middle of a close leaves its channel marked closing and open on
@@ -113,5 +118,57 @@ func TestPayerSkipsAnOpenCutShort(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the client did not pay for its request: %+v", client.Channels())
 		}
+	}
+}
+
+// lostConfirmation is a ledger whose first OpenChannel goes through but reports
+// ErrUnconfirmed, as a chain does whose confirmation never arrived.
+type lostConfirmation struct {
+	ledger.Ledger
+	lost atomic.Pointer[address.Address] // the channel whose confirmation was lost
+}
+
+func (l *lostConfirmation) OpenChannel(ctx context.Context, from, channel *address.Address, init *tlb.StateInit, body *cell.Cell, value uint64) (ledger.Receipt, error) {
+	r, err := l.Ledger.OpenChannel(ctx, from, channel, init, body, value)
+	if err == nil && l.lost.CompareAndSwap(nil, channel) {
+		return ledger.Receipt{}, fmt.Errorf("%w: timed out waiting for the transaction", ledger.ErrUnconfirmed)
+	}
+	return r, err
+}
+
+// A payer whose channel deployment landed but was never confirmed keeps its record, and its
+// next attempt pays on that channel: the deposit is neither forgotten nor locked.
+func TestPayerKeepsAnUnconfirmedOpen(t *testing.T) {
+	var lc *lostConfirmation
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, NodeLedger: func(name string, dev ledger.Ledger) ledger.Ledger {
+		if name != "client" {
+			return dev
+		}
+		lc = &lostConfirmation{Ledger: dev}
+		return lc
+	}})
+	client := nw.Client
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r := post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","messages":[{"role":"user","content":"pay"}]}`)
+		if r.status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no request succeeded: %+v", r)
+		}
+	}
+	lost := lc.lost.Load()
+	if lost == nil {
+		t.Fatal("the client's open was never unconfirmed")
+	}
+	var payer []node.ChannelStatus
+	for _, c := range client.Channels() {
+		if c.Role == "payer" {
+			payer = append(payer, c)
+		}
+	}
+	// One channel: the unconfirmed one, resumed. Another would mean its deposit was forgotten.
+	if len(payer) != 1 || payer[0].State != "open" || payer[0].Address != lost.String() {
+		t.Fatalf("the client's channels after an unconfirmed open: %+v", payer)
 	}
 }

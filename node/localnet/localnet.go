@@ -59,6 +59,10 @@ type Options struct {
 	// LedgerNow is the development ledger's clock (default time.Now): a test moves it past a
 	// channel's quarantine instead of waiting for it.
 	LedgerNow func() time.Time
+	// NodeLedger, if set, is the ledger each node uses, given the node's name ("client",
+	// "proxy1", "worker2", ...) and the development ledger: a simulation wraps it to inject a
+	// chain's faults, such as a confirmation that never arrives.
+	NodeLedger func(name string, dev ledger.Ledger) ledger.Ledger
 }
 
 // DevPrices are the workers' prices when Options.Prices is zero and payments are on: nanoTON
@@ -78,7 +82,8 @@ type Net struct {
 	dir     string
 	tempDir bool
 	noTEE   bool
-	cfg     node.Config // every node's config before its role is set
+	wrap    func(string, ledger.Ledger) ledger.Ledger // Options.NodeLedger
+	cfg     node.Config                               // every node's config before its role is set
 	boot    []string
 	log     *slog.Logger
 	extra   []*node.Node // clients added by AddClient
@@ -121,7 +126,7 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 	if o.Proxies < 1 || o.Workers < 1 {
 		return nil, errors.New("localnet: need at least one proxy and one worker")
 	}
-	nw := &Net{dir: o.Dir, noTEE: o.NoTEE}
+	nw := &Net{dir: o.Dir, noTEE: o.NoTEE, wrap: o.NodeLedger}
 	if nw.dir == "" {
 		nw.dir, err = os.MkdirTemp("", "cocoon-localnet-")
 		if err != nil {
@@ -267,6 +272,9 @@ func (nw *Net) startNode(ctx context.Context, name string, cfg node.Config, be b
 			return nil, err
 		}
 		deps.Ledger, deps.Channels = nw.ledger, chanstore.New(ds)
+		if nw.wrap != nil {
+			deps.Ledger = nw.wrap(name, nw.ledger)
+		}
 	}
 	if nw.noTEE {
 		cfg.AllowUnattested = true

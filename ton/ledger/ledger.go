@@ -68,6 +68,9 @@ var (
 	ErrWrongOp           = errors.New("ledger: the message body is not the operation asked for")
 	ErrActions           = errors.New("ledger: the contract's out-actions could not be applied")
 	ErrCorrupt           = errors.New("ledger: corrupt account record")
+	// ErrUnconfirmed means the message may have gone out and may still land: a caller must
+	// not forget what it sent (a channel's deposit, say) on this error.
+	ErrUnconfirmed = errors.New("ledger: the message may have been sent; its outcome is not known")
 )
 
 // ExitError reports that the contract refused a message, with its exit code.

@@ -333,7 +333,7 @@ func (l *Lite) internal(ctx context.Context, op string, want uint64, from, chann
 	}
 	wtx, _, _, err := l.api.SendExternalMessageWaitTransaction(ctx, ext)
 	if err != nil {
-		return Receipt{}, fmt.Errorf("ledger: %s: wallet transaction: %w", op, err)
+		return Receipt{}, fmt.Errorf("ledger: %s: %w: wallet transaction: %w", op, ErrUnconfirmed, err)
 	}
 	hash, err := liteSentTo(wtx, channel)
 	if err != nil {
@@ -341,7 +341,7 @@ func (l *Lite) internal(ctx context.Context, op string, want uint64, from, chann
 	}
 	tx, err := l.awaitReceived(ctx, channel, hash, time.Unix(int64(wtx.Now), 0))
 	if err != nil {
-		return Receipt{}, fmt.Errorf("ledger: %s: %w", op, err)
+		return Receipt{}, fmt.Errorf("ledger: %s: %w: %w", op, ErrUnconfirmed, err)
 	}
 	return liteReceipt(op, tx)
 }

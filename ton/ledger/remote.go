@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -237,12 +238,15 @@ func (r *Remote) call(ctx context.Context, op, path string, req, resp any, rcpt 
 	hr.Header.Set("Content-Type", "application/json")
 	res, err := r.client.Do(hr)
 	if err != nil {
+		if oe, ok := errors.AsType[*net.OpError](err); !ok || oe.Op != "dial" {
+			err = fmt.Errorf("%w: %w", ErrUnconfirmed, err) // the request may have reached the ledger
+		}
 		return fail(op, err)
 	}
 	defer res.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBytes+1))
 	if err != nil {
-		return fail(op, fmt.Errorf("read answer: %w", err))
+		return fail(op, fmt.Errorf("%w: read answer: %w", ErrUnconfirmed, err))
 	}
 	if len(raw) > maxResponseBytes {
 		return fail(op, fmt.Errorf("answer over %d bytes", maxResponseBytes))

@@ -50,8 +50,19 @@ func TestRemoteErrors(t *testing.T) {
 
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
-	if _, err := NewRemote(dead.URL, nil).Now(ctx); err == nil || !strings.Contains(err.Error(), "remote now:") {
-		t.Fatalf("dead server: %v", err)
+	if _, err := NewRemote(dead.URL, nil).Now(ctx); err == nil || !strings.Contains(err.Error(), "remote now:") || errors.Is(err, ErrUnconfirmed) {
+		t.Fatalf("dead server: %v (a refused dial sent nothing, so it is not unconfirmed)", err)
+	}
+	// A connection lost after the request went out: the channel may be opening after all.
+	cut := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		c, _, err := rw.(http.Hijacker).Hijack()
+		if err == nil {
+			c.Close()
+		}
+	}))
+	defer cut.Close()
+	if _, err := NewRemote(cut.URL, cut.Client()).OpenChannel(ctx, w.walletA, w.channel, si, body, openValue); !errors.Is(err, ErrUnconfirmed) {
+		t.Fatalf("connection cut after the request: %v, want ErrUnconfirmed", err)
 	}
 	junk := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
 		http.Error(rw, "bad gateway", http.StatusBadGateway)
