@@ -404,11 +404,9 @@ func (n *Node) handleClose(ctx context.Context, s network.Stream, p []byte) (*wi
 		if err != nil || !bytes.Equal(rec.KeyB, key) {
 			return nil, nil, wire.Errorf(wire.CodeBadRequest, "no channel %x paying you", id[:])
 		}
-		c := n.outByID(remote, id)
-		if c == nil {
-			if c, err = newOutChan(remote, wire.Terms{}, n.payments.key, rec); err != nil {
-				return nil, nil, err
-			}
+		c, err := n.outOf(remote, rec)
+		if err != nil {
+			return nil, nil, err
 		}
 		if _, err := n.closeOut(ctx, c, closeTogether); err != nil {
 			return nil, nil, wire.Errorf(wire.CodePayment, "closing: %v", err)
@@ -690,25 +688,34 @@ func (n *Node) resumeClose(ctx context.Context, r chanstore.Record, cs ton.Stora
 	n.log.Warn("resuming a stalled close of a payment channel", "role", r.Role.String(), "peer", p.String(),
 		"channel_id", fmt.Sprintf("%x", r.ChannelID[:]), "closing_since", r.Updated)
 	if r.Role == chanstore.Payer {
-		c := n.outByID(p, r.ChannelID)
-		if c == nil {
-			var err error
-			if c, err = newOutChan(p, wire.Terms{}, n.payments.key, r); err != nil {
-				return err
-			}
+		c, err := n.outOf(p, r)
+		if err == nil {
+			_, err = n.closeOut(ctx, c, closeEither)
 		}
-		_, err := n.closeOut(ctx, c, closeEither)
 		return err
 	}
-	c := n.inByID(p, r.ChannelID)
-	if c == nil {
-		var err error
-		if c, err = newInChan(p, r); err != nil {
-			return err
-		}
+	c, err := n.inOf(p, r)
+	if err == nil {
+		_, err = n.closeIn(ctx, c, closeEither)
 	}
-	_, err := n.closeIn(ctx, c, closeEither)
 	return err
+}
+
+// outOf is the channel in memory we pay p on with rec's id (taken out of use), or else one
+// resumed from rec, for closing it.
+func (n *Node) outOf(p peer.ID, rec chanstore.Record) (*outChan, error) {
+	if c := n.outByID(p, rec.ChannelID); c != nil {
+		return c, nil
+	}
+	return newOutChan(p, wire.Terms{}, n.payments.key, rec)
+}
+
+// inOf is the channel in memory p pays us on with rec's id, or else one resumed from rec.
+func (n *Node) inOf(p peer.ID, rec chanstore.Record) (*inChan, error) {
+	if c := n.inByID(p, rec.ChannelID); c != nil {
+		return c, nil
+	}
+	return newInChan(p, rec)
 }
 
 // setState moves channel record r, and the channel in memory if any, forward to state st.
