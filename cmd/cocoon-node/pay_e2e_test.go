@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -112,6 +113,44 @@ func listChannels(t *testing.T, dir string) []listed {
 	return out
 }
 
+// The crash test's worker prices per token (--prices prompt,cached,completion,reasoning) and
+// the proxy's default commission of 50 per mille: what a served answer costs at each hop.
+const (
+	workerPromptPrice, workerCompletionPrice = 100, 400
+	clientPromptPrice, clientCompletionPrice = 105, 420 // +5%, exact: no rounding
+)
+
+// bill is what served answers cost, in nanoTON: the client pays the proxy, the proxy the
+// worker. Computed here from the usage each answer reports, not by the nodes' code.
+type bill struct{ client, worker uint64 }
+
+// billOf prices one answer's X-Cocoon-Usage ("prompt=P cached=C completion=N ..."); false if
+// the answer carried none (it failed or was cut).
+func billOf(t *testing.T, usage string) (bill, bool) {
+	if usage == "" {
+		return bill{}, false
+	}
+	var prompt, cached, completion, reasoning uint64
+	var estimated bool
+	if _, err := fmt.Sscanf(usage, "prompt=%d cached=%d completion=%d reasoning=%d estimated=%t",
+		&prompt, &cached, &completion, &reasoning, &estimated); err != nil || cached != 0 || reasoning != 0 {
+		t.Errorf("unexpected usage %q (%v)", usage, err)
+		return bill{}, false
+	}
+	return bill{client: prompt*clientPromptPrice + completion*clientCompletionPrice,
+		worker: prompt*workerPromptPrice + completion*workerCompletionPrice}, true
+}
+
+// paidOn sums what role's channels in cs have paid (payer) or been paid (payee).
+func paidOn(cs []node.ChannelStatus, role string) (sum uint64) {
+	for _, c := range cs {
+		if c.Role == role {
+			sum += c.Paid
+		}
+	}
+	return sum
+}
+
 // TestPaymentsSurviveKill9 runs a paying network of real processes on a shared development
 // ledger, kills the client, the worker and the proxy with SIGKILL at random points of streaming
 // traffic, restarts each on its data dir, and checks that every channel ends with payer and
@@ -120,6 +159,11 @@ func listChannels(t *testing.T, dir string) []listed {
 // acknowledged. After every kill, once traffic stops, each hop must agree again over the
 // running nodes' admin endpoints; while it runs, a monitor reads every live node's channels and
 // checks that no channel's paid or seqno ever goes down, across the restarts too.
+//
+// Request by request: what each hop paid in the end is what the answers served cost at the
+// quoted prices, to within what the kills allow (a killed payer loses at most one window of
+// value received and not yet paid; a cut answer costs at most a whole one), and after the
+// last restart every single answer raises each hop's payments by exactly its cost.
 func TestPaymentsSurviveKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 5 processes and restarts some of them")
@@ -150,19 +194,52 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 	args["worker"] = m.nodeArgs("worker", "worker", append([]string{"--bootstrap", boot, "--backend", echo.url,
 		"--model", "echo-test@v1:none=echo-test", "--prices", "100,50,400,400"}, pay...)...)
 	args["client"] = m.nodeArgs("client", "client", append([]string{"--bootstrap", boot, "--api", "127.0.0.1:0", "--min-proxies", "1"}, pay...)...)
-	post := func(body string) int {
+	// What every answer cost, as its usage shows. Served answers add to served. A streamed
+	// answer refused with an error status failed before its first token and must cost
+	// nothing, as must a request the client's port refused (the client was down). Any other
+	// (an answer cut by a kill, a non-streamed one that failed) may have been paid for in
+	// part: at most the dearest answer.
+	var acct struct {
+		sync.Mutex
+		served  bill
+		dearest bill
+		cut     int
+	}
+	post := func(body string) (int, bill) {
+		stream := strings.Contains(body, `"stream":true`)
 		resp, err := http.Post(*api.Load()+"/chat/completions", "application/json", strings.NewReader(body))
-		if err != nil {
-			return 0
+		var dial *net.OpError
+		if errors.As(err, &dial) && dial.Op == "dial" {
+			return 0, bill{}
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
+		code, usage := 0, ""
+		if err == nil {
+			if _, err = io.Copy(io.Discard, resp.Body); err == nil && resp.StatusCode == 200 {
+				usage = resp.Trailer.Get("X-Cocoon-Usage") + resp.Header.Get("X-Cocoon-Usage")
+			}
+			resp.Body.Close()
+			code = resp.StatusCode
+			if stream && code != 200 {
+				return code, bill{}
+			}
+		}
+		b, served := billOf(t, usage)
+		acct.Lock()
+		defer acct.Unlock()
+		if !served {
+			acct.cut++
+			return code, b
+		}
+		acct.served.client += b.client
+		acct.served.worker += b.worker
+		acct.dearest.client, acct.dearest.worker = max(acct.dearest.client, b.client), max(acct.dearest.worker, b.worker)
+		return code, b
 	}
 	restart("worker")
 	restart("client")
 	serving := func() bool {
-		return post(`{"model":"echo-test","messages":[{"role":"user","content":"are you up"}]}`) == 200
+		code, _ := post(`{"model":"echo-test","stream":true,"messages":[{"role":"user","content":"are you up"}]}`)
+		return code == 200
 	}
 	m.waitFor("the mesh serves a paid request", serving)
 
@@ -195,6 +272,7 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 	}()
 
 	var ok, failed atomic.Int64
+	kills := map[string]int{}
 	for round := range 6 {
 		victim := []string{"client", "worker", "proxy"}[round%3]
 		stopTraffic := make(chan struct{})
@@ -207,7 +285,7 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 						return
 					default:
 					}
-					code := post(`{"model":"echo-test","stream":true,"max_tokens":40,"messages":[{"role":"user","content":"` + strings.Repeat("pay as you go ", 8) + `"}]}`)
+					code, _ := post(`{"model":"echo-test","stream":true,"max_tokens":40,"messages":[{"role":"user","content":"` + strings.Repeat("pay as you go ", 8) + `"}]}`)
 					if code == 200 {
 						ok.Add(1)
 					} else {
@@ -219,6 +297,7 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 		}
 		time.Sleep(time.Duration(150+rand.IntN(400)) * time.Millisecond)
 		procs[victim].kill()
+		kills[victim]++
 		restart(victim)
 		m.waitFor("the mesh serves again after restarting the "+victim, serving)
 		close(stopTraffic)
@@ -230,14 +309,63 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 				agree(liveChannels(procs["proxy"]), liveChannels(procs["worker"]))
 		})
 	}
-	close(stopMonitor)
-	<-monitorDone
 	// Requests fail while a victim is down (the only proxy or worker, or the client itself).
-	t.Logf("%d streamed requests served, %d failed across 6 kills; %d channel observations never went back", ok.Load(), failed.Load(), observed.Load())
+	t.Logf("%d streamed requests served, %d failed across 6 kills", ok.Load(), failed.Load())
 	if ok.Load() == 0 {
 		t.Fatal("no request was served")
 	}
-	time.Sleep(time.Second) // the payers settle what their last answers left unpaid
+
+	// Every hop paid for what was served through the kills. A killed payer loses what it had
+	// received and not yet paid, at most the payee's window (256 completion tokens); a cut
+	// answer was paid as far as it was delivered, at most a whole answer.
+	hops := func() (client, proxy uint64) {
+		return paidOn(liveChannels(procs["client"]), "payer"), paidOn(liveChannels(procs["proxy"]), "payer")
+	}
+	settled := func() bill {
+		var last bill
+		m.waitFor("the payers settle", func() bool {
+			time.Sleep(300 * time.Millisecond) // longer than a payer's flush_after
+			c, p := hops()
+			now := bill{client: c, worker: p}
+			done := now == last && agree(liveChannels(procs["client"]), liveChannels(procs["proxy"])) &&
+				agree(liveChannels(procs["proxy"]), liveChannels(procs["worker"]))
+			last = now
+			return done
+		})
+		return last
+	}
+	paid := settled()
+	acct.Lock()
+	served, dearest, cut := acct.served, acct.dearest, uint64(acct.cut)
+	acct.Unlock()
+	within := func(hop string, paid, served uint64, payerKills int, window, dearest uint64) {
+		lo, hi := served-min(served, uint64(payerKills)*window), served+cut*dearest
+		t.Logf("%s: paid %d nanoTON for answers served worth %d (bounds %d..%d)", hop, paid, served, lo, hi)
+		if paid < lo || paid > hi {
+			t.Errorf("%s: paid %d nanoTON, outside %d..%d: answers served cost %d, the payer was killed %d times, %d answers were cut",
+				hop, paid, lo, hi, served, payerKills, cut)
+		}
+	}
+	within("client->proxy", paid.client, served.client, kills["client"], 256*clientCompletionPrice, dearest.client)
+	within("proxy->worker", paid.worker, served.worker, kills["proxy"], 256*workerCompletionPrice, dearest.worker)
+
+	// After the last restart, each answer raises each hop's payments by exactly its cost.
+	for i := range 5 {
+		before := paid
+		code, b := post(fmt.Sprintf(`{"model":"echo-test","stream":%t,"max_tokens":%d,"messages":[{"role":"user","content":"exact %s"}]}`,
+			i%2 == 0, 10+i*7, strings.Repeat("pay ", 3+i)))
+		if code != 200 || b == (bill{}) {
+			t.Fatalf("exact payment %d: status %d, usage %+v", i, code, b)
+		}
+		paid = settled()
+		if paid.client-before.client != b.client || paid.worker-before.worker != b.worker {
+			t.Errorf("answer %d cost %+v, but the client paid %d more and the proxy %d more",
+				i, b, paid.client-before.client, paid.worker-before.worker)
+		}
+	}
+	close(stopMonitor)
+	<-monitorDone
+	t.Logf("%d channel observations never went back", observed.Load())
 	for _, name := range []string{"client", "worker", "proxy"} {
 		procs[name].stop()
 	}
