@@ -55,6 +55,13 @@ func (n *Node) handleChannel(s network.Stream) {
 	case wire.FrameTerms:
 		reply(wire.FrameTerms, wire.AppendTerms(nil, &n.payments.terms))
 		return
+	case wire.FrameChannelNew:
+		var id ton.ChannelID
+		if id, err = wire.DecodeChannelNew(p); err == nil {
+			state = &wire.ChannelState{PayeeSemi: n.payments.emptySemi(id)}
+		} else {
+			err = wire.Errorf(wire.CodeBadRequest, "%v", err)
+		}
 	case wire.FrameChannelOpen:
 		state, err = n.openIn(ctx, s, p)
 	case wire.FramePay:
@@ -92,9 +99,16 @@ func (n *Node) channelState(c *inChan) wire.ChannelState {
 		st.Voucher, _ = c.rec.Voucher.MarshalBinary()
 	}
 	c.mu.Unlock()
-	semi := ton.SignSemiChannel(n.payments.key, ton.SemiChannel{ChannelID: c.id})
-	st.PayeeSemi = semi.Signature[:]
+	st.PayeeSemi = n.payments.emptySemi(c.id)
 	return st
+}
+
+// emptySemi is our signature, as payee, over our empty semichannel of channel id: a payee
+// never pays, so its semichannel stays empty and signing it for any channel commits to
+// nothing, while it lets the payer close the channel alone.
+func (ps *payState) emptySemi(id ton.ChannelID) []byte {
+	semi := ton.SignSemiChannel(ps.key, ton.SemiChannel{ChannelID: id})
+	return semi.Signature[:]
 }
 
 // acceptAny accepts voucher b on c or, if it is not c's, on a channel the same payer replaced
@@ -323,7 +337,7 @@ func (n *Node) openOut(ctx context.Context, p peer.ID) (*outChan, error) {
 		return nil, err
 	}
 	if !found {
-		if rec, err = n.openOnLedger(ctx, want); err != nil {
+		if rec, err = n.openOnLedger(ctx, p, want); err != nil {
 			return nil, err
 		}
 	}
@@ -410,11 +424,25 @@ func (n *Node) resumable(ctx context.Context, rec chanstore.Record) (bool, error
 	return false, n.setState(ctx, rec, chanstore.Closing)
 }
 
-// openOnLedger deploys and funds a new channel with parameters want and a fresh channel id.
-func (n *Node) openOnLedger(ctx context.Context, want ton.Params) (chanstore.Record, error) {
+// openOnLedger deploys and funds a new channel to payee p with parameters want and a fresh
+// channel id. The payee signs its empty semichannel first, and the record keeps it: should
+// the deployment land when nobody expects it any more (a crash, a lost confirmation), or the
+// payee vanish, we can still close the channel alone and get the deposit back.
+func (n *Node) openOnLedger(ctx context.Context, p peer.ID, want ton.Params) (chanstore.Record, error) {
 	ps := n.payments
 	if _, err := rand.Read(want.ChannelID[:]); err != nil {
 		return chanstore.Record{}, err
+	}
+	semi, err := n.channelCall(ctx, p, wire.FrameChannelNew, wire.AppendChannelNew(nil, want.ChannelID), wire.FrameChannelState)
+	if err != nil {
+		return chanstore.Record{}, fmt.Errorf("the payee's semichannel signature: %w", err)
+	}
+	st, err := wire.DecodeChannelState(semi)
+	if err != nil {
+		return chanstore.Record{}, err
+	}
+	if len(st.PayeeSemi) != 64 || !(ton.SemiChannel{ChannelID: want.ChannelID}).Cell().Verify(want.KeyB, st.PayeeSemi) {
+		return chanstore.Record{}, errors.New("the payee's semichannel signature does not check: not locking a deposit")
 	}
 	addr, err := want.Address()
 	if err != nil {
@@ -428,6 +456,7 @@ func (n *Node) openOnLedger(ctx context.Context, want ton.Params) (chanstore.Rec
 	if err != nil {
 		return chanstore.Record{}, err
 	}
+	copy(rec.PayeeSemi[:], st.PayeeSemi)
 	if err := ps.store.Put(ctx, rec); err != nil {
 		return chanstore.Record{}, err
 	}

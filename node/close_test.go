@@ -2,7 +2,9 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -170,5 +172,123 @@ func TestPayerKeepsAnUnconfirmedOpen(t *testing.T) {
 	// One channel: the unconfirmed one, resumed. Another would mean its deposit was forgotten.
 	if len(payer) != 1 || payer[0].State != "open" || payer[0].Address != lost.String() {
 		t.Fatalf("the client's channels after an unconfirmed open: %+v", payer)
+	}
+}
+
+// lateDeployment is a ledger whose first OpenChannel is held back and reported unconfirmed,
+// until land sends it: a deployment that lands long after its payer gave up on it.
+type lateDeployment struct {
+	ledger.Ledger
+	mu   sync.Mutex
+	held func(context.Context) (ledger.Receipt, error) // the deployment held back; nil once sent
+	addr *address.Address                              // its channel
+}
+
+func (l *lateDeployment) OpenChannel(ctx context.Context, from, channel *address.Address, init *tlb.StateInit, body *cell.Cell, value uint64) (ledger.Receipt, error) {
+	l.mu.Lock()
+	first := l.addr == nil
+	if first {
+		l.addr = channel
+		l.held = func(ctx context.Context) (ledger.Receipt, error) {
+			return l.Ledger.OpenChannel(ctx, from, channel, init, body, value)
+		}
+	}
+	l.mu.Unlock()
+	if first {
+		return ledger.Receipt{}, fmt.Errorf("%w: timed out waiting for the transaction", ledger.ErrUnconfirmed)
+	}
+	return l.Ledger.OpenChannel(ctx, from, channel, init, body, value)
+}
+
+// land sends the deployment held back and returns its channel.
+func (l *lateDeployment) land(ctx context.Context) (*address.Address, error) {
+	l.mu.Lock()
+	held, addr := l.held, l.addr
+	l.held = nil
+	l.mu.Unlock()
+	if held == nil {
+		return nil, errors.New("no deployment held back")
+	}
+	_, err := held(ctx)
+	return addr, err
+}
+
+// A deployment that lands after its payer moved to another channel leaves a deposit in a
+// channel the payee never heard of. The payer holds the payee's signature over its empty
+// semichannel from before the deployment, so its watcher closes the channel alone and the
+// deposit comes back after the quarantine.
+func TestPayerRecoversADeploymentThatLandedLate(t *testing.T) {
+	var late *lateDeployment
+	var skew atomic.Int64 // how far the ledger's clock is ahead of ours
+	const quarantine = time.Minute
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1,
+		LedgerNow: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
+		Tune: func(c *node.Config) {
+			c.Payments.Quarantine, c.Payments.ConditionalClose = quarantine, time.Second
+			c.Payments.WatchEvery = 100 * time.Millisecond
+		},
+		NodeLedger: func(name string, dev ledger.Ledger) ledger.Ledger {
+			if name != "client" {
+				return dev
+			}
+			late = &lateDeployment{Ledger: dev}
+			return late
+		}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	client := nw.Client
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r := post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","messages":[{"role":"user","content":"pay"}]}`)
+		if r.status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no request succeeded: %+v", r)
+		}
+	}
+	wallet := address.MustParseAddr(client.Status().Wallet)
+	landed, err := late.land(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	atLanding, err := nw.Ledger().Balance(ctx, wallet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := func() string {
+		for _, c := range client.Channels() {
+			if c.Role == "payer" && c.Address == landed.String() {
+				return c.State
+			}
+		}
+		return "missing"
+	}
+	// The watcher finds the channel closing and open on chain, the payee cannot co-sign a
+	// close of a channel it never heard of, so the client closes alone.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		cs, err := nw.Ledger().Channel(ctx, landed)
+		if err == nil && cs.Storage.Quarantine != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the client did not start closing the channel that landed late (%s): %+v, %v", state(), cs, err)
+		}
+	}
+	skew.Add(int64(quarantine + 3*time.Second))
+	for deadline := time.Now().Add(20 * time.Second); state() != "closed"; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the channel that landed late is %s, want closed", state())
+		}
+	}
+	after, err := nw.Ledger().Balance(ctx, wallet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two dispute fees went out with the close's messages; what their gas did not use came
+	// back with the deposit.
+	deposit, fees := client.Config().Payments.Deposit, 2*client.Config().Payments.DisputeFee
+	if after < atLanding+deposit-fees {
+		t.Fatalf("the client's wallet went from %d to %d once the late channel closed: want the deposit of %d back, less at most %d of fees",
+			atLanding, after, deposit, fees)
 	}
 }

@@ -30,8 +30,9 @@ const (
 
 	// Payments. On an inference stream the payee quotes the answer's prices before its first
 	// chunk, the payer sends vouchers as value arrives, and the payee bills when it waits for
-	// one. On the channel stream (/cocoon/channel/1.0.0) the payer asks for terms, opens or
-	// resumes a channel, or pays between requests; the payee answers with its channel state.
+	// one. On the channel stream (/cocoon/channel/1.0.0) the payer asks for terms, names a
+	// channel it is about to deploy, opens or resumes a channel, or pays between requests; the
+	// payee answers with its channel state.
 	FrameQuote        FrameType = 12 // payee to payer: the prices this answer is billed at
 	FramePay          FrameType = 13 // payer to payee: a voucher (ton.Voucher's encoding)
 	FrameBill         FrameType = 14 // payee to payer: pay what you received, I am waiting
@@ -39,6 +40,7 @@ const (
 	FrameChannelOpen  FrameType = 16 // channel stream: the payer opened or resumes a channel
 	FrameChannelState FrameType = 17 // channel stream: the payee's view of the channel
 	FrameChannelClose FrameType = 18 // channel stream: a cooperative close, signed by one side
+	FrameChannelNew   FrameType = 19 // channel stream: the id of a channel the payer is about to deploy
 )
 
 // String names the frame type for errors and logs.
@@ -78,6 +80,8 @@ func (t FrameType) String() string {
 		return "channel open"
 	case FrameChannelState:
 		return "channel state"
+	case FrameChannelNew:
+		return "channel new"
 	case FrameChannelClose:
 		return "channel close"
 	}

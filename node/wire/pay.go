@@ -142,6 +142,19 @@ func DecodeChannelOpen(p []byte) (ChannelOpen, error) {
 	return o, nil
 }
 
+// AppendChannelNew encodes the request a payer sends before it deploys channel id: the payee
+// answers with a ChannelState holding only its signature over its empty semichannel, so that
+// no deposit is ever locked in a channel its payer cannot close alone.
+func AppendChannelNew(b []byte, id ton.ChannelID) []byte { return append(b, id[:]...) }
+
+// DecodeChannelNew decodes a channel-new payload: exactly a channel id.
+func DecodeChannelNew(p []byte) (ton.ChannelID, error) {
+	d := fields.Dec{B: p, Bad: ErrMalformed}
+	var id ton.ChannelID
+	copy(id[:], d.Fixed("channel id", len(id)))
+	return id, d.Done()
+}
+
 // ChannelState is a payee's answer on the channel stream: the channel's limit (the deposit
 // read on chain), the newest voucher it accepted, if any, and its signature over its own empty
 // semichannel, which lets the payer close alone if the payee vanishes.

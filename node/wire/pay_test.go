@@ -55,6 +55,8 @@ func TestPaymentMessagesRefuseBadInput(t *testing.T) {
 	_, bad["open with a malformed voucher"] = DecodeChannelOpen(AppendChannelOpen(nil, &o))
 	_, bad["state with a malformed voucher"] = DecodeChannelState(AppendChannelState(nil, &ChannelState{Voucher: []byte{1}}))
 	_, bad["empty bill"] = DecodeBill(nil)
+	_, bad["short channel new"] = DecodeChannelNew(make([]byte, 31))
+	_, bad["long channel new"] = DecodeChannelNew(make([]byte, 33))
 	_, bad["state with a short semichannel signature"] = DecodeChannelState(AppendChannelState(nil, &ChannelState{PayeeSemi: []byte{1}}))
 	_, bad["close with a short signature"] = DecodeChannelClose(AppendChannelClose(nil, &ChannelClose{Signature: []byte{1, 2}}))
 	_, bad["close with a seqno past uint32"] = DecodeChannelClose(AppendChannelClose(nil, &ChannelClose{Close: ton.CooperativeClose{SeqnoA: 1 << 32}}))
@@ -73,7 +75,11 @@ func FuzzDecodePayments(f *testing.F) {
 	f.Add(AppendBill(nil, 77))
 	f.Add(AppendChannelState(nil, &ChannelState{Limit: 5, PayeeSemi: make([]byte, 64)}))
 	f.Add(AppendChannelClose(nil, &ChannelClose{Close: ton.CooperativeClose{BalanceA: 3, SeqnoA: 2}, Signature: make([]byte, 64)}))
+	f.Add(AppendChannelNew(nil, ton.ChannelID{1, 2, 3}))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if id, err := DecodeChannelNew(b); err == nil && !bytes.Equal(AppendChannelNew(nil, id), b) {
+			t.Fatal("channel new does not round-trip")
+		}
 		if q, err := DecodeQuote(b); err == nil && !bytes.Equal(AppendQuote(nil, &q), b) {
 			t.Fatal("quote does not round-trip")
 		}
