@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/cocoon-mesh/cocoon/node/wire"
+	"github.com/cocoon-mesh/cocoon/ton"
 )
 
 // apiHandler serves the OpenAI-compatible API of a client node, and the operator endpoints.
@@ -43,22 +45,62 @@ func (n *Node) authorize(next http.Handler) http.Handler {
 	})
 }
 
-// modelEntry is one model in /v1/models, with the mesh's extra fields.
+// modelEntry is one model in /v1/models, with the mesh's extra fields. Prices are those of
+// the cheapest worker serving the model, as this client pays them: with the commission of the
+// dearest proxy it pays, once it has learned it (when opening a channel).
 type modelEntry struct {
 	ID      string `json:"id"`
 	Object  string `json:"object"`
 	Created int64  `json:"created"`
 	OwnedBy string `json:"owned_by"`
-	// MinPrice is the lowest effective price among the workers serving it, nanoTON per completion token.
+	// MinPrice is what a completion token costs this client, nanoTON: what X-Cocoon-Max-Price caps.
 	MinPrice uint64 `json:"cocoon_min_price_nanoton"`
 	Workers  int    `json:"cocoon_workers"`
+	// Prices is what one token of each category costs this client, nanoTON.
+	Prices priceList `json:"cocoon_prices"`
+	// WorkerPrices, Coefficient and Commission are what Prices are made of: the worker's list
+	// prices, the per-mille coefficient it applies to them, and the proxy's per-mille
+	// commission on top (absent while no proxy's is known).
+	WorkerPrices priceList `json:"cocoon_worker_prices"`
+	Coefficient  uint32    `json:"cocoon_worker_coefficient"`
+	Commission   *uint32   `json:"cocoon_proxy_commission,omitempty"`
+}
+
+// priceList is nanoTON per token by category.
+type priceList struct {
+	Prompt     uint64 `json:"prompt"`
+	Cached     uint64 `json:"cached"`
+	Completion uint64 `json:"completion"`
+	Reasoning  uint64 `json:"reasoning"`
 }
 
 func (n *Node) handleModels(w http.ResponseWriter, _ *http.Request) {
 	models := n.Models()
+	commission, known := n.proxyCommission()
 	data := make([]modelEntry, 0, len(models))
 	for _, m := range models {
-		data = append(data, modelEntry{ID: m.Model, Object: "model", OwnedBy: "cocoon-mesh", MinPrice: m.MinPrice, Workers: m.Workers})
+		o := m.Cheapest
+		e := modelEntry{ID: m.Model, Object: "model", OwnedBy: "cocoon-mesh", MinPrice: m.MinPrice, Workers: m.Workers,
+			WorkerPrices: priceList{o.Prices.Prompt, o.Prices.Cached, o.Prices.Completion, o.Prices.Reasoning},
+			Coefficient:  o.Coefficient}
+		prices := o.Prices
+		if known {
+			e.Commission = &commission
+			if p, err := prices.WithCommission(commission); err == nil {
+				prices = p
+			}
+		}
+		// One token of each category, billed as answers are: coefficient applied, rounded up.
+		per := func(u ton.Usage) uint64 {
+			v, err := prices.Cost(u, o.Coefficient)
+			if err != nil {
+				return math.MaxUint64
+			}
+			return v
+		}
+		e.Prices = priceList{per(ton.Usage{Prompt: 1}), per(ton.Usage{Prompt: 1, Cached: 1}), per(ton.Usage{Completion: 1}), per(ton.Usage{Reasoning: 1})}
+		e.MinPrice = e.Prices.Completion
+		data = append(data, e)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
 }

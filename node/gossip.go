@@ -140,7 +140,7 @@ func (n *Node) observeAdvert(a *wire.Advert) {
 	}
 	info := routing.WorkerInfo{ID: a.Worker, MaxActive: int(a.MaxActive), Healthy: a.Healthy}
 	for _, o := range a.Offers {
-		info.Offers = append(info.Offers, routing.Offer{Model: o.Model, Price: a.EffectivePrice(o)})
+		info.Offers = append(info.Offers, routing.Offer{Model: o.Model, Price: a.EffectivePrice(o), Prices: o.Prices, Coefficient: a.Coefficient})
 	}
 	n.tableMu.Lock()
 	known := n.table.Has(a.Worker)

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -199,28 +200,52 @@ func TestAPIKeyAndTimeouts(t *testing.T) {
 	}
 }
 
+// /v1/models shows each model's prices by category as the client pays them: the cheapest
+// worker's list prices with its coefficient and the proxy's commission (50 per mille) applied,
+// each rounded up as answers are billed. The completion price is what the price cap compares.
 func TestModelsListsOffers(t *testing.T) {
-	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 2, Prices: wire.Prices{Completion: 3}})
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 2, Prices: wire.Prices{Prompt: 10, Cached: 5, Completion: 3, Reasoning: 7}})
 	resp, err := http.Get(nw.ClientURL() + "/models")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if !strings.Contains(string(b), `"id": "echo-test@v1:none"`) || !strings.Contains(string(b), `"cocoon_workers": 2`) ||
-		!strings.Contains(string(b), `"cocoon_min_price_nanoton": 3`) {
-		t.Fatalf("models: %s", b)
+	type prices struct{ Prompt, Cached, Completion, Reasoning uint64 }
+	var list struct {
+		Data []struct {
+			ID           string
+			Workers      int     `json:"cocoon_workers"`
+			MinPrice     uint64  `json:"cocoon_min_price_nanoton"`
+			Prices       prices  `json:"cocoon_prices"`
+			WorkerPrices prices  `json:"cocoon_worker_prices"`
+			Coefficient  uint32  `json:"cocoon_worker_coefficient"`
+			Commission   *uint32 `json:"cocoon_proxy_commission"`
+		}
 	}
-	// A price cap below every offer is refused with 402 and a reason.
-	req, _ := http.NewRequest("POST", nw.ClientURL()+"/chat/completions", strings.NewReader(`{"model":"echo-test","messages":[{"role":"user","content":"x"}]}`))
-	req.Header.Set("X-Cocoon-Max-Price", "2")
-	r, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || len(list.Data) != 1 {
+		t.Fatalf("models: %+v, %v", list, err)
 	}
-	r.Body.Close()
-	if r.StatusCode != http.StatusPaymentRequired {
-		t.Fatalf("price cap: status %d", r.StatusCode)
+	m := list.Data[0]
+	if m.ID != "echo-test@v1:none" || m.Workers != 2 || m.Coefficient != 1000 || m.Commission == nil || *m.Commission != 50 ||
+		m.WorkerPrices != (prices{10, 5, 3, 7}) || m.Prices != (prices{11, 6, 4, 8}) || m.MinPrice != 4 {
+		t.Fatalf("models: %+v (commission %v)", m, m.Commission)
+	}
+	capped := func(limit string) int {
+		req, _ := http.NewRequest("POST", nw.ClientURL()+"/chat/completions", strings.NewReader(`{"model":"echo-test","messages":[{"role":"user","content":"x"}]}`))
+		req.Header.Set("X-Cocoon-Max-Price", limit)
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		return r.StatusCode
+	}
+	// A price cap below every offer is refused with 402; one at the price shown is served.
+	if code := capped("3"); code != http.StatusPaymentRequired {
+		t.Fatalf("price cap under the price shown: status %d", code)
+	}
+	if code := capped("4"); code != http.StatusOK {
+		t.Fatalf("price cap at the price shown: status %d", code)
 	}
 }
 

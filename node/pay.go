@@ -457,6 +457,22 @@ func (n *Node) Channels() []ChannelStatus {
 	return st
 }
 
+// proxyCommission is the highest per-mille commission among the payees this node pays on a
+// channel (a client's proxies); false when it pays none yet.
+func (n *Node) proxyCommission() (uint32, bool) {
+	if n.payments == nil {
+		return 0, false
+	}
+	ps := n.payments
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	var c uint32
+	for _, o := range ps.out {
+		c = max(c, o.terms.Commission)
+	}
+	return c, len(ps.out) > 0
+}
+
 // counterparty is the peer on the other side of a channel: channel keys are identity keys.
 func counterparty(r chanstore.Record) peer.ID {
 	key := r.KeyB

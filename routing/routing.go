@@ -7,12 +7,19 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cocoon-mesh/cocoon/ton"
 )
 
 // Offer is one model a worker serves.
 type Offer struct {
 	Model string // full model identity "name@revision:hash"
 	Price uint64 // effective price in nanoTON per completion token (list price x worker coefficient, already multiplied by the caller)
+
+	// Prices and Coefficient are the worker's list prices per token by category and the
+	// per-mille coefficient it applies to them, for showing (routing reads only Price).
+	Prices      ton.Prices
+	Coefficient uint32
 }
 
 // WorkerInfo is what the proxy knows about a worker from its latest capacity advert.
@@ -51,8 +58,9 @@ type WorkerStatus struct {
 // ModelSummary describes one model as offered across all workers.
 type ModelSummary struct {
 	Model    string
-	MinPrice uint64
+	MinPrice uint64 // the lowest effective price per completion token
 	Workers  int
+	Cheapest Offer // the offer at MinPrice (of the least worker ID, among equals)
 }
 
 // Table is the proxy's view of the workers. It is not safe for concurrent
@@ -232,14 +240,17 @@ func (t *Table) Workers() []WorkerStatus {
 // it and how many workers offer it, sorted by model.
 func (t *Table) Models() []ModelSummary {
 	byModel := make(map[string]*ModelSummary)
+	cheapest := make(map[string]peer.ID)
 	for _, w := range t.workers {
 		for _, o := range w.offers { // one per model, so Workers counts each worker once
 			s, ok := byModel[o.Model]
 			if !ok {
-				s = &ModelSummary{Model: o.Model, MinPrice: o.Price}
+				s = &ModelSummary{Model: o.Model}
 				byModel[o.Model] = s
 			}
-			s.MinPrice = min(s.MinPrice, o.Price)
+			if id, seen := cheapest[o.Model]; !seen || o.Price < s.MinPrice || (o.Price == s.MinPrice && w.id < id) {
+				s.MinPrice, s.Cheapest, cheapest[o.Model] = o.Price, o.Offer, w.id
+			}
 			s.Workers++
 		}
 	}

@@ -438,10 +438,19 @@ func TestUpsert(t *testing.T) {
 
 func TestModels(t *testing.T) {
 	tb := New(Config{})
-	tb.Upsert(t0, info("w1", 1, of("llama@1:a", 5), of("qwen@2:b", 7)))
-	tb.Upsert(t0, info("w2", 1, of("llama@1:a", 3)))
-	tb.Upsert(t0, info("w3", 1, of("llama@2:c", 9)))
-	want := []ModelSummary{{"llama@1:a", 3, 2}, {"llama@2:c", 9, 1}, {"qwen@2:b", 7, 1}}
+	listed := func(o Offer, prompt uint64) Offer {
+		o.Prices.Prompt, o.Prices.Completion, o.Coefficient = prompt, o.Price, 1000
+		return o
+	}
+	tb.Upsert(t0, info("w1", 1, listed(of("llama@1:a", 5), 1), listed(of("qwen@2:b", 7), 2)))
+	tb.Upsert(t0, info("w2", 1, listed(of("llama@1:a", 3), 3)))
+	tb.Upsert(t0, info("w3", 1, listed(of("llama@2:c", 9), 4)))
+	tb.Upsert(t0, info("w4", 1, listed(of("llama@2:c", 9), 5))) // as cheap as w3: w3 is shown
+	want := []ModelSummary{
+		{"llama@1:a", 3, 2, listed(of("llama@1:a", 3), 3)},
+		{"llama@2:c", 9, 2, listed(of("llama@2:c", 9), 4)},
+		{"qwen@2:b", 7, 1, listed(of("qwen@2:b", 7), 2)},
+	}
 	if got := tb.Models(); !slices.Equal(got, want) {
 		t.Errorf("Models = %+v, want %+v", got, want)
 	}

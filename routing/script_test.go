@@ -114,8 +114,12 @@ func runCommand(t *testing.T, tb *Table, now *time.Time, line string) string {
 	case "workers":
 		var b strings.Builder
 		for _, w := range tb.Workers() {
-			fmt.Fprintf(&b, "%s running=%d/%d healthy=%t latency=%v failures=%d picks=%d seen=%v offers=%v\n",
-				string(w.ID), w.Running, w.MaxActive, w.Healthy, w.AvgLatency, w.Failures, w.Picks, w.LastSeen.Sub(t0), w.Offers)
+			offers := make([]string, len(w.Offers))
+			for i, o := range w.Offers {
+				offers[i] = fmt.Sprintf("{%s %d}", o.Model, o.Price)
+			}
+			fmt.Fprintf(&b, "%s running=%d/%d healthy=%t latency=%v failures=%d picks=%d seen=%v offers=[%s]\n",
+				string(w.ID), w.Running, w.MaxActive, w.Healthy, w.AvgLatency, w.Failures, w.Picks, w.LastSeen.Sub(t0), strings.Join(offers, " "))
 		}
 		return b.String()
 	case "models":

@@ -49,9 +49,10 @@ type Advert struct {
 	Offers       []Offer
 }
 
-// EffectivePrice is what a completion token costs at this worker: list price x coefficient.
+// EffectivePrice is what a completion token costs at this worker: list price x coefficient,
+// rounded up as billing rounds it (see Quote.Effective).
 func (a *Advert) EffectivePrice(o Offer) uint64 {
-	return o.Prices.Completion * uint64(a.Coefficient) / CoefficientOne
+	return Quote{Prices: o.Prices, Coefficient: a.Coefficient}.Effective()
 }
 
 func (a *Advert) appendBody(b []byte, pub []byte) []byte {
