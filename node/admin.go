@@ -3,6 +3,7 @@ package node
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -30,6 +31,7 @@ type channelOp func(ctx context.Context, p peer.ID) (any, error)
 func (n *Node) routeAdmin(mux *http.ServeMux) {
 	mux.HandleFunc("GET /cocoon/v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, n.Status()) })
 	mux.HandleFunc("GET /cocoon/v1/channels", n.handleChannels)
+	mux.HandleFunc("GET /cocoon/v1/wallet", n.handleWallet)
 	mux.HandleFunc("POST /cocoon/v1/channels/{peer}/open", func(w http.ResponseWriter, r *http.Request) { n.channelCommand(w, r, one(n.OpenChannel)) })
 	mux.HandleFunc("POST /cocoon/v1/channels/{peer}/topup", func(w http.ResponseWriter, r *http.Request) { n.channelCommand(w, r, one(n.TopUpChannel)) })
 	mux.HandleFunc("POST /cocoon/v1/channels/{peer}/close", n.handleCloseCommand)
@@ -40,7 +42,7 @@ func (n *Node) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	n.routeAdmin(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		apiError(w, http.StatusNotFound, "invalid_request_error", "not_found", "", fmt.Sprintf("no route for %s %s: this address serves GET /cocoon/v1/status, GET /cocoon/v1/channels and POST /cocoon/v1/channels/{peer}/open|topup|close", r.Method, r.URL.Path))
+		apiError(w, http.StatusNotFound, "invalid_request_error", "not_found", "", fmt.Sprintf("no route for %s %s: this address serves GET /cocoon/v1/status, GET /cocoon/v1/channels, GET /cocoon/v1/wallet and POST /cocoon/v1/channels/{peer}/open|topup|close", r.Method, r.URL.Path))
 	})
 	return n.authorize(mux)
 }
@@ -110,6 +112,39 @@ func (n *Node) channelCommand(w http.ResponseWriter, r *http.Request, op channel
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+// WalletStatus is the node's TON wallet, as GET /cocoon/v1/wallet shows it.
+type WalletStatus struct {
+	Address string `json:"address"`
+	Balance uint64 `json:"balance"` // nanoTON, as the node's ledger reads it now
+}
+
+// Wallet reads the balance of the node's wallet on its ledger.
+func (n *Node) Wallet(ctx context.Context) (WalletStatus, error) {
+	if n.payments == nil {
+		return WalletStatus{}, errors.New("payments are off: the node has no wallet in use")
+	}
+	bal, err := n.payments.ledger.Balance(ctx, n.payments.wallet)
+	if err != nil {
+		return WalletStatus{}, err
+	}
+	return WalletStatus{Address: n.payments.wallet.String(), Balance: bal}, nil
+}
+
+func (n *Node) handleWallet(w http.ResponseWriter, r *http.Request) {
+	if n.payments == nil {
+		paymentsOff(w)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), adminTimeout)
+	defer cancel()
+	ws, err := n.Wallet(ctx)
+	if err != nil {
+		apiError(w, http.StatusBadGateway, errorType(http.StatusBadGateway), "ledger", "", "reading the wallet's balance on the ledger: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, ws)
 }
 
 // paymentsOff answers a channel request on a node that has no ledger.

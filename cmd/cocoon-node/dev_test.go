@@ -60,6 +60,18 @@ func TestDevStartsServesAndStops(t *testing.T) {
 		t.Fatalf("request to the dev network: %v %v", err, resp)
 	}
 	resp.Body.Close()
+	// The operator commands reach the running client: its wallet on the dev ledger, funded
+	// at start, and its channels to both proxies.
+	node := strings.TrimSuffix(base, "/v1")
+	if got, err := runCmd("wallet", "balance", "--node", node); err != nil || !regexp.MustCompile(`^\S+ [1-9]\d* nanoTON \(\d+\.\d{9} TON\)\n$`).MatchString(got) {
+		t.Errorf("wallet balance --node: %q %v", got, err)
+	}
+	if got, err := runCmd("wallet", "address", "--node", node, "--ledger", "http://x"); err == nil {
+		t.Errorf("wallet address with --node and --ledger: %q, want a usage error", got)
+	}
+	if got, err := runCmd("channels", "list", "--node", node); err != nil || strings.Count(got, "payer ") != 2 {
+		t.Errorf("channels list --node:\n%s %v", got, err)
+	}
 	cancel() // what Ctrl-C does
 	select {
 	case err := <-done:

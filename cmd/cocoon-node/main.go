@@ -82,8 +82,9 @@ Usage:
                                check an answer's receipt offline (worker and proxy signatures)
   cocoon-node echo-backend     serve the echo test backend (repeats prompts; not a model)
   cocoon-node ledger [flags]   serve a development network's shared ledger (NOT real TON)
-  cocoon-node wallet address|balance
+  cocoon-node wallet address|balance [--node URL]
                                the node's TON wallet (key in its datastore) and its balance
+                               (from the running node at URL, or the stopped node's datastore)
   cocoon-node channels list [--node URL]
                                the node's payment channels: deposit, paid, state, seqno (from
                                the running node at URL, or the stopped node's datastore)

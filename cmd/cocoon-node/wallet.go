@@ -5,11 +5,13 @@ import (
 	"crypto/ed25519"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 
 	leveldb "github.com/ipfs/go-ds-leveldb"
 
+	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/ton"
 	"github.com/cocoon-mesh/cocoon/ton/ledger"
 )
@@ -23,6 +25,8 @@ func (m *Main) wallet(ctx context.Context, args []string) error {
 	cmd := args[0]
 	fs := flag.NewFlagSet("wallet "+cmd, flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
+	nodeURL := fs.String("node", "", "ask the running node at this URL (a client's API, a proxy's or worker's admin address) for its wallet, on its ledger")
+	apiKey := fs.String("api-key", "", "with --node: the node's bearer key (default $COCOON_API_KEY)")
 	dataDir := fs.String("data-dir", "", "the node's data directory (default ~/.cocoon); the node must not be running")
 	testnet := fs.Bool("testnet", false, "the testnet wallet address instead of mainnet's")
 	ledgerURL := fs.String("ledger", "", "balance: a development ledger's URL (cocoon-node ledger)")
@@ -32,6 +36,25 @@ func (m *Main) wallet(ctx context.Context, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	}
+	if *nodeURL != "" {
+		if *dataDir != "" || *testnet || *ledgerURL != "" || *tonConfig != "" {
+			return usageError("wallet: --node asks the running node, which knows its data dir, network and ledger: drop --data-dir, --testnet, --ledger and --ton-config")
+		}
+		c, err := newNodeClient(*nodeURL, *apiKey)
+		if err != nil {
+			return err
+		}
+		var ws node.WalletStatus
+		if err := c.call(ctx, http.MethodGet, "/cocoon/v1/wallet", &ws); err != nil {
+			return err
+		}
+		if cmd == "address" {
+			fmt.Fprintln(m.Stdout, ws.Address)
+		} else {
+			fmt.Fprintf(m.Stdout, "%s %d nanoTON (%s TON)\n", ws.Address, ws.Balance, formatTON(ws.Balance))
+		}
+		return nil
 	}
 	key, err := loadWalletKey(ctx, *dataDir)
 	if err != nil {
