@@ -36,8 +36,10 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Fatalf("%d results, %d progress calls; want 20 (5 modes x 2 stream modes x 2 concurrencies)", len(rep.Results), progressed)
 	}
 	seen := map[Mode]int{}
+	vouchers := map[Mode]float64{}
 	for _, r := range rep.Results {
 		seen[r.Mode]++
+		vouchers[r.Mode] += r.VouchersPerRequest * float64(r.Requests)
 		name := string(r.Mode) + " stream " + onOff(r.Stream)
 		if r.Errors != 0 || r.OK != 20 || r.Requests != 20 {
 			t.Errorf("%s c=%d: %d ok, %d errors (first: %s)", name, r.Concurrency, r.OK, r.Errors, r.FirstError)
@@ -59,6 +61,10 @@ func TestRunEndToEnd(t *testing.T) {
 		if seen[m] != 4 {
 			t.Errorf("mode %s has %d results, want 4", m, seen[m])
 		}
+	}
+	// Only the paying mesh signs vouchers, and they did.
+	if vouchers[Mesh] == 0 || vouchers[MeshClear] == 0 || vouchers[MeshUnpaid] != 0 || vouchers[Direct] != 0 || vouchers[HTTP2Hop] != 0 {
+		t.Errorf("vouchers signed per mode: %v", vouchers)
 	}
 	if len(rep.Comparisons) != 4 {
 		t.Errorf("%d comparisons, want 4", len(rep.Comparisons))

@@ -269,6 +269,9 @@ type Result struct {
 	// round's requests per second, when there were several.
 	Rounds   int       `json:"rounds"`
 	RoundRPS []float64 `json:"round_rps,omitempty"`
+	// VouchersPerRequest is, for a paying mesh, how many vouchers its payers signed per
+	// request (both hops together): each costs a signature, a check and two fsynced writes.
+	VouchersPerRequest float64 `json:"vouchers_per_request,omitempty"`
 }
 
 // Spread is the highest round's requests per second over the lowest's (1 for one round): well
@@ -314,7 +317,8 @@ func warm(ctx context.Context, c *Client, sc Scenario) error {
 // measured is one measured closed loop and the process CPU time it took.
 type measured struct {
 	loop
-	cpu time.Duration
+	cpu      time.Duration
+	vouchers uint64
 }
 
 // measure runs one measured closed loop of n requests.
@@ -333,8 +337,10 @@ func measure(ctx context.Context, c *Client, stream bool, conc, n int) (measured
 func result(sc Scenario, rounds []measured) Result {
 	r := Result{Mode: sc.Mode, Stream: sc.Stream, Concurrency: max(sc.Concurrency, 1), Rounds: len(rounds)}
 	var cpu time.Duration
+	var vouchers uint64
 	var lat, ttft []time.Duration
 	for _, m := range rounds {
+		vouchers += m.vouchers
 		r.Requests += len(m.samples) + m.errors
 		r.OK += len(m.samples)
 		r.Errors += m.errors
@@ -356,6 +362,9 @@ func result(sc Scenario, rounds []measured) Result {
 	}
 	if r.Wall > 0 {
 		r.CPUCores = float64(cpu) / float64(r.Wall)
+	}
+	if r.Requests > 0 {
+		r.VouchersPerRequest = float64(vouchers) / float64(r.Requests)
 	}
 	r.Latency, r.TTFT = Summarize(lat), Summarize(ttft)
 	return r

@@ -113,7 +113,7 @@ func Run(ctx context.Context, t *Targets, cfg Config) (*Report, error) {
 			if conc == 1 {
 				n = cfg.RequestsC1
 			}
-			results, err := runPair(ctx, clients, cfg, stream, conc, n)
+			results, err := runPair(ctx, clients, t.voucherCounters(), cfg, stream, conc, n)
 			if err != nil {
 				return nil, err
 			}
@@ -126,8 +126,9 @@ func Run(ctx context.Context, t *Targets, cfg Config) (*Report, error) {
 }
 
 // runPair measures every target at one stream mode and concurrency: n requests each, split
-// into rounds that run the targets back to back, in alternating order.
-func runPair(ctx context.Context, clients map[Mode]*Client, cfg Config, stream bool, conc, n int) ([]Result, error) {
+// into rounds that run the targets back to back, in alternating order. A target with a
+// voucher counter also gets the vouchers signed while it was measured.
+func runPair(ctx context.Context, clients map[Mode]*Client, vouchers map[Mode]func() uint64, cfg Config, stream bool, conc, n int) ([]Result, error) {
 	rounds := max(1, min(cfg.Rounds, n))
 	scs := map[Mode]Scenario{}
 	got := map[Mode][]measured{}
@@ -163,9 +164,16 @@ func runPair(ctx context.Context, clients map[Mode]*Client, cfg Config, stream b
 					return nil, err
 				}
 			}
+			var before uint64
+			if count := vouchers[m]; count != nil {
+				before = count()
+			}
 			meas, err := measure(ctx, clients[m], stream, conc, size)
 			if err != nil {
 				return nil, err
+			}
+			if count := vouchers[m]; count != nil {
+				meas.vouchers = count() - min(count(), before)
 			}
 			got[m] = append(got[m], meas)
 		}

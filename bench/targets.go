@@ -43,6 +43,8 @@ type Targets struct {
 	// URLs maps each started target to its OpenAI base URL (".../v1").
 	URLs map[Mode]string
 
+	clear *node.Node // MeshClear's client, on Net
+
 	servers []*http.Server
 	muteLog func()
 }
@@ -113,11 +115,10 @@ func StartTargets(ctx context.Context, cfg TargetsConfig) (_ *Targets, err error
 		}
 		progress(fmt.Sprintf("mesh: ready in %.1fs, client API at %s", time.Since(start).Seconds(), t.Net.ClientURL()))
 		if want[MeshClear] {
-			clear, err := t.Net.AddClient(ctx, func(c *node.Config) { c.DisableSealing = true })
-			if err != nil {
+			if t.clear, err = t.Net.AddClient(ctx, func(c *node.Config) { c.DisableSealing = true }); err != nil {
 				return nil, err
 			}
-			t.URLs[MeshClear] = "http://" + clear.APIAddr() + "/v1"
+			t.URLs[MeshClear] = "http://" + t.clear.APIAddr() + "/v1"
 			progress("mesh-clear: a second client that does not seal, at " + t.URLs[MeshClear])
 		}
 	}
@@ -135,6 +136,32 @@ func StartTargets(ctx context.Context, cfg TargetsConfig) (_ *Targets, err error
 		progress("mesh-unpaid: a second mesh without payment channels, client API at " + t.URLs[MeshUnpaid])
 	}
 	return t, nil
+}
+
+// voucherCounters count, for the paying mesh's targets, the vouchers its payers (clients and
+// proxies) have signed so far: the sum of their channels' seqnos. Scenarios run one at a
+// time, so the difference over one is its own, but for a few settled just after the one
+// before.
+func (t *Targets) voucherCounters() map[Mode]func() uint64 {
+	if t.Net == nil || t.Net.Ledger() == nil {
+		return nil
+	}
+	payers := append([]*node.Node{t.Net.Client}, t.Net.Proxies...)
+	if t.clear != nil {
+		payers = append(payers, t.clear)
+	}
+	count := func() uint64 {
+		var n uint64
+		for _, p := range payers {
+			for _, c := range p.Channels() {
+				if c.Role == "payer" {
+					n += c.Seqno
+				}
+			}
+		}
+		return n
+	}
+	return map[Mode]func() uint64{Mesh: count, MeshClear: count}
 }
 
 // newDirect is the direct baseline: the echo backend as the mesh's workers run it.

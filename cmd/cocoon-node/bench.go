@@ -25,6 +25,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	workers := fs.Int("workers", 2, "workers in the local mesh")
 	concFlag := fs.String("concurrency", "1,16,64", "concurrencies to measure, comma-separated")
 	streamFlag := fs.String("stream", "both", "stream modes to measure: both, on or off")
+	modesFlag := fs.String("modes", "all", "targets to measure, comma-separated: mesh, mesh-clear, mesh-unpaid, direct, http2hop (all: every one)")
 	requests := fs.Int("requests", 2000, "measured requests per scenario (at concurrency 1: at most 1000 unless given)")
 	rounds := fs.Int("rounds", 3, "split each scenario's requests into this many rounds, each running the targets back to back")
 	warmup := fs.Int("warmup", 50, "unmeasured requests before each scenario (at least 2x its concurrency; 0: none)")
@@ -51,6 +52,10 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 		return usageError(fmt.Sprintf("bench: unexpected argument %q", fs.Arg(0)))
 	}
 	conc, err := parseConcurrency(*concFlag)
+	if err != nil {
+		return err
+	}
+	modes, err := parseModes(*modesFlag)
 	if err != nil {
 		return err
 	}
@@ -98,11 +103,11 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	out := m.Stdout
 	start := time.Now()
 	say := func(msg string) { fmt.Fprintf(out, "  [%6.1fs] %s\n", time.Since(start).Seconds(), msg) }
-	fmt.Fprintf(out, "Starting the targets: a local mesh (%d proxies, %d workers, 1 client; worker max_active %d), "+
-		"a direct echo backend, and two ReverseProxy hops in front of it\n", *proxies, *workers, *maxActive)
+	fmt.Fprintf(out, "Starting the targets (%s): a local mesh (%d proxies, %d workers, 1 client; worker max_active %d), "+
+		"a direct echo backend, and two ReverseProxy hops in front of it, as the targets need\n", joinModes(modes), *proxies, *workers, *maxActive)
 	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	targets, err := bench.StartTargets(sctx, bench.TargetsConfig{
-		Proxies: *proxies, Workers: *workers, WorkerMaxActive: *maxActive, WindowTokens: uint32(*window), Logger: log, Progress: say,
+		Proxies: *proxies, Workers: *workers, WorkerMaxActive: *maxActive, WindowTokens: uint32(*window), Modes: modes, Logger: log, Progress: say,
 	})
 	cancel()
 	if err != nil {
@@ -126,7 +131,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 		c1 = fmt.Sprintf(", %d at concurrency 1", requestsC1)
 	}
 	fmt.Fprintf(out, "Measuring %d scenarios (%d requests each%s, in %d rounds)\n",
-		len(streams)*len(conc)*len(bench.Modes()), *requests, c1, *rounds)
+		len(streams)*len(conc)*len(modes), *requests, c1, *rounds)
 	rep, err := bench.Run(ctx, targets, bench.Config{
 		Concurrency: conc, Streams: streams, Requests: *requests, RequestsC1: requestsC1, Warmup: w, Rounds: *rounds,
 		Shape: bench.Shape{PromptWords: *promptWords, MaxTokens: *maxTokens},
@@ -175,6 +180,39 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 		return fmt.Errorf("bench: %d requests failed (see the table; --fail-on-error=false to ignore)", n)
 	}
 	return nil
+}
+
+// joinModes lists modes for a message.
+func joinModes(modes []bench.Mode) string {
+	s := make([]string, len(modes))
+	for i, m := range modes {
+		s[i] = string(m)
+	}
+	return strings.Join(s, ", ")
+}
+
+// parseModes reads "mesh,mesh-unpaid", or "all".
+func parseModes(s string) ([]bench.Mode, error) {
+	if strings.TrimSpace(s) == "all" {
+		return bench.Modes(), nil
+	}
+	var out []bench.Mode
+	for _, f := range strings.Split(s, ",") {
+		m := bench.Mode(strings.TrimSpace(f))
+		if m == "" {
+			continue
+		}
+		if !slices.Contains(bench.Modes(), m) {
+			return nil, usageError(fmt.Sprintf("--modes: %q is not a target: want mesh, mesh-clear, mesh-unpaid, direct or http2hop", m))
+		}
+		if !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		return nil, usageError("--modes: give at least one target")
+	}
+	return out, nil
 }
 
 // parseConcurrency reads "1,16,64".
