@@ -69,8 +69,10 @@ func TestRunEndToEnd(t *testing.T) {
 	if len(rep.Comparisons) != 4 {
 		t.Errorf("%d comparisons, want 4", len(rep.Comparisons))
 	}
-	if len(rep.Checks) != 2 { // c=1 latency and TTFT; no c=16 or c=64 here
-		t.Errorf("%d checks, want 2: %+v", len(rep.Checks), rep.Checks)
+	if len(rep.Checks) != 3 { // c=1 latency and TTFT, on-chain messages; no c=16 or c=64 here
+		t.Errorf("%d checks, want 3: %+v", len(rep.Checks), rep.Checks)
+	} else if c := rep.Checks[2]; !c.Pass || c.Value != "0" || !strings.Contains(c.Name, "served 160 requests") {
+		t.Errorf("on-chain check: %+v", c)
 	}
 	if rep.Failures() != 0 {
 		t.Errorf("%d failures", rep.Failures())

@@ -107,6 +107,7 @@ func Run(ctx context.Context, t *Targets, cfg Config) (*Report, error) {
 	if len(clients) == 0 {
 		return nil, fmt.Errorf("bench: no targets")
 	}
+	onChain := t.onChainMessages()
 	for _, stream := range cfg.Streams {
 		for _, conc := range cfg.Concurrency {
 			n := cfg.Requests
@@ -122,7 +123,24 @@ func Run(ctx context.Context, t *Targets, cfg Config) (*Report, error) {
 	}
 	rep.Comparisons = Compare(rep.Results)
 	rep.Checks = Checks(rep.Results)
+	if onChain != nil {
+		rep.Checks = append(rep.Checks, onChainCheck(rep.Results, onChain()))
+	}
 	return rep, nil
+}
+
+// onChainCheck is the target that a paying mesh sends no on-chain message while its channels
+// stay funded: messages were sent to the ledger during the run, its paid requests measured
+// in results (their warm-up requests paid too, and are not counted).
+func onChainCheck(results []Result, messages uint64) Check {
+	paid := 0
+	for _, r := range results {
+		if r.Mode == Mesh || r.Mode == MeshClear {
+			paid += r.Requests
+		}
+	}
+	return Check{Name: fmt.Sprintf("on-chain messages while the paying mesh served %d requests", paid),
+		Value: fmt.Sprint(messages), Target: "0: channels opened before, none topped up or closed", Pass: messages == 0}
 }
 
 // runPair measures every target at one stream mode and concurrency: n requests each, split

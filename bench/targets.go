@@ -138,6 +138,17 @@ func StartTargets(ctx context.Context, cfg TargetsConfig) (_ *Targets, err error
 	return t, nil
 }
 
+// onChainMessages returns a function that counts the messages the paying mesh's ledger took
+// since now; nil without a paying mesh.
+func (t *Targets) onChainMessages() func() uint64 {
+	if t.Net == nil || t.Net.Ledger() == nil {
+		return nil
+	}
+	l := t.Net.Ledger()
+	start := l.Messages()
+	return func() uint64 { return l.Messages() - start }
+}
+
 // voucherCounters count, for the paying mesh's targets, the vouchers its payers (clients and
 // proxies) have signed so far: the sum of their channels' seqnos. Scenarios run one at a
 // time, so the difference over one is its own, but for a few settled just after the one
