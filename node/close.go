@@ -635,6 +635,8 @@ func (n *Node) watch(ctx context.Context, r chanstore.Record) error {
 	case closedOnChain(cs, r):
 		n.log.Info("payment channel closed on chain", "role", r.Role.String(), "peer", counterparty(r).String(), "channel", addr.String(), "paid", r.Voucher.Sent)
 		return n.setState(ctx, r, chanstore.Closed)
+	case cs.Quarantine == nil && r.State == chanstore.Open:
+		return n.settleIdle(ctx, r)
 	case cs.Quarantine == nil:
 		return n.resumeClose(ctx, r, cs)
 	}
@@ -666,6 +668,24 @@ func (n *Node) watch(ctx context.Context, r chanstore.Record) error {
 	}
 	n.log.Info("payment channel closed after its quarantine", "role", r.Role.String(), "peer", counterparty(r).String(), "channel", addr.String(), "paid", q.StateA.Sent)
 	return n.setState(ctx, r, chanstore.Closed)
+}
+
+// settleIdle closes r, an open channel paying us, once it has gone PaymentConfig.SettleIdle
+// without a new voucher, if it paid us anything: together with the payer if it answers, else
+// alone. What it earned then reaches our wallet, whether or not the payer ever comes back.
+func (n *Node) settleIdle(ctx context.Context, r chanstore.Record) error {
+	idle := time.Since(r.Updated)
+	if r.Role != chanstore.Payee || !r.HasVoucher || r.Voucher.Sent == 0 || idle < n.cfg.Payments.SettleIdle || n.payments.closingHere(r.ChannelID) {
+		return nil
+	}
+	p := counterparty(r)
+	n.log.Info("closing an idle payment channel to collect what it paid", "payer", p.String(),
+		"channel_id", fmt.Sprintf("%x", r.ChannelID[:]), "paid", r.Voucher.Sent, "idle", idle.Round(time.Second))
+	c, err := n.inOf(p, r)
+	if err == nil {
+		_, err = n.closeIn(ctx, c, closeEither)
+	}
+	return err
 }
 
 // resumeClose finishes a close that stalled: r is marked closing but its contract is still

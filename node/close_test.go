@@ -292,3 +292,57 @@ func TestPayerRecoversADeploymentThatLandedLate(t *testing.T) {
 			atLanding, after, deposit, fees)
 	}
 }
+
+// A channel that has paid its payee and then gone quiet for payments.settle_idle is closed by
+// the payee, so its earnings reach its wallet even if the payer never comes back; the payer
+// opens a new channel when it next needs one.
+func TestPayeeSettlesAnIdleChannel(t *testing.T) {
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, Tune: func(c *node.Config) {
+		c.Payments.WatchEvery, c.Payments.SettleIdle = 100*time.Millisecond, time.Second
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	proxy, worker := nw.Proxies[0], nw.Workers[0]
+	wallet := address.MustParseAddr(worker.Status().Wallet)
+	before, err := nw.Ledger().Balance(ctx, wallet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(what string) {
+		t.Helper()
+		if r := post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","messages":[{"role":"user","content":"`+what+`"}]}`); r.status != 200 {
+			t.Fatalf("%s: %+v", what, r)
+		}
+	}
+	ask("pay for this, then go quiet")
+	var earned node.ChannelStatus
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		for _, c := range worker.Channels() {
+			if c.Role == "payee" && c.State == "closed" {
+				earned = c
+			}
+		}
+		if earned.ChannelID != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker did not close its idle channel: %+v", worker.Channels())
+		}
+	}
+	if earned.Paid == 0 {
+		t.Fatalf("closed a channel that paid nothing: %+v", earned)
+	}
+	after, err := nw.Ledger().Balance(ctx, wallet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after-before != earned.Paid {
+		t.Fatalf("the worker's wallet went up %d, the channel paid it %d", after-before, earned.Paid)
+	}
+	for _, c := range proxy.Channels() {
+		if c.Role == "payer" && c.ChannelID == earned.ChannelID && c.State != "closed" {
+			t.Fatalf("the proxy's side of the settled channel is %s: %+v", c.State, c)
+		}
+	}
+	ask("after the settlement") // on a new channel
+}

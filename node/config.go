@@ -133,6 +133,11 @@ type PaymentConfig struct {
 	// DisputeFee is the value sent for gas with a unilateral close or a challenge; what the gas
 	// does not use stays in the channel and is paid out to the payer with the rest.
 	DisputeFee uint64
+	// SettleIdle is how long a channel paying this node may go without a new voucher before
+	// the node closes it to collect what it was paid (with the payer if it answers, else alone):
+	// earnings never stay locked behind a payer that went away. The payer opens a new channel
+	// when it next needs one.
+	SettleIdle time.Duration
 	// WatchEvery is how often the node reads the contracts of its channels that are not closed,
 	// to notice closes, challenge an older state and finish a close after its quarantine.
 	WatchEvery time.Duration
@@ -173,6 +178,7 @@ func DefaultConfig() Config {
 			Deposit: Nano, OpenFee: Nano / 20, WindowTokens: 256, Commission: 50,
 			Quarantine: 12 * time.Hour, ConditionalClose: time.Minute, ExcessFee: Nano / 100,
 			FlushAfter: 100 * time.Millisecond, DisputeFee: Nano / 50, WatchEvery: 10 * time.Minute,
+			SettleIdle: 7 * 24 * time.Hour,
 		},
 	}
 }
@@ -308,6 +314,7 @@ func (p *PaymentConfig) fill(d PaymentConfig) {
 	fill(&p.FlushAfter, d.FlushAfter)
 	fill(&p.DisputeFee, d.DisputeFee)
 	fill(&p.WatchEvery, d.WatchEvery)
+	fill(&p.SettleIdle, d.SettleIdle)
 }
 
 // fill sets a field left at its zero value to its default.
@@ -331,6 +338,8 @@ func (p *PaymentConfig) validate() error {
 		return &ConfigError{"payments.conditional_close", p.ConditionalClose, "want at least a second"}
 	case p.WatchEvery < 0:
 		return &ConfigError{"payments.watch_every", p.WatchEvery, "want a positive interval"}
+	case p.SettleIdle < 0:
+		return &ConfigError{"payments.settle_idle", p.SettleIdle, "want a positive duration"}
 	case p.Deposit > 1<<62:
 		return &ConfigError{"payments.deposit", p.Deposit, "too large"}
 	}

@@ -68,6 +68,7 @@ type fileConfig struct {
 		Quarantine       duration `toml:"quarantine"`
 		ConditionalClose duration `toml:"conditional_close"`
 		WatchEvery       duration `toml:"watch_every"`
+		SettleIdle       duration `toml:"settle_idle"`
 		DisputeFee       uint64   `toml:"dispute_fee"`
 	} `toml:"payments"`
 
@@ -293,6 +294,9 @@ func (fc *fileConfig) resolve() (settings, error) {
 	}
 	if p.WatchEvery.Duration != 0 {
 		pc.WatchEvery = p.WatchEvery.Duration
+	}
+	if p.SettleIdle.Duration != 0 {
+		pc.SettleIdle = p.SettleIdle.Duration
 	}
 	if p.DisputeFee != 0 {
 		pc.DisputeFee = p.DisputeFee

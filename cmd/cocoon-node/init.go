@@ -88,6 +88,9 @@ conditional_close = "1m"
 # closes, challenge an older state, finish a close after its quarantine, and resume a close
 # that stalled (after 2 periods for a payer, 4 for a payee).
 watch_every = "10m"
+# A channel paying this node that goes this long without a new voucher is closed, so that what
+# it earned reaches the wallet even if its payer went away (the payer reopens when it needs to).
+settle_idle = "168h"
 # nanoTON sent for gas with a unilateral close or a challenge; the rest is paid out with the channel.
 dispute_fee = 20000000
 
