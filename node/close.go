@@ -670,17 +670,30 @@ func (n *Node) watch(ctx context.Context, r chanstore.Record) error {
 	return n.setState(ctx, r, chanstore.Closed)
 }
 
-// settleIdle closes r, an open channel paying us, once it has gone PaymentConfig.SettleIdle
-// without a new voucher, if it paid us anything: together with the payer if it answers, else
-// alone. What it earned then reaches our wallet, whether or not the payer ever comes back.
+// settleIdle closes r, an open channel, once it has gone idle: no new voucher for
+// PaymentConfig.SettleIdle. A payee closes a channel that paid it anything, so what it earned
+// reaches its wallet whether or not the payer ever comes back. A payer waits twice as long,
+// leaving the payee to settle first, and closes what is still open then (a payee that went
+// away, or one that was never paid), so its deposit comes back. Either asks the other side
+// to close together, and closes alone if it does not answer.
 func (n *Node) settleIdle(ctx context.Context, r chanstore.Record) error {
-	idle := time.Since(r.Updated)
-	if r.Role != chanstore.Payee || !r.HasVoucher || r.Voucher.Sent == 0 || idle < n.cfg.Payments.SettleIdle || n.payments.closingHere(r.ChannelID) {
+	idle, after := time.Since(r.Updated), n.cfg.Payments.SettleIdle
+	if r.Role == chanstore.Payer {
+		after *= 2
+	}
+	if idle < after || n.payments.closingHere(r.ChannelID) || (r.Role == chanstore.Payee && (!r.HasVoucher || r.Voucher.Sent == 0)) {
 		return nil
 	}
 	p := counterparty(r)
-	n.log.Info("closing an idle payment channel to collect what it paid", "payer", p.String(),
+	n.log.Info("closing an idle payment channel", "role", r.Role.String(), "peer", p.String(),
 		"channel_id", fmt.Sprintf("%x", r.ChannelID[:]), "paid", r.Voucher.Sent, "idle", idle.Round(time.Second))
+	if r.Role == chanstore.Payer {
+		c, err := n.outOf(p, r)
+		if err == nil {
+			_, err = n.closeOut(ctx, c, closeEither)
+		}
+		return err
+	}
 	c, err := n.inOf(p, r)
 	if err == nil {
 		_, err = n.closeIn(ctx, c, closeEither)

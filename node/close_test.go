@@ -295,14 +295,15 @@ func TestPayerRecoversADeploymentThatLandedLate(t *testing.T) {
 
 // A channel that has paid its payee and then gone quiet for payments.settle_idle is closed by
 // the payee, so its earnings reach its wallet even if the payer never comes back; the payer
-// opens a new channel when it next needs one.
-func TestPayeeSettlesAnIdleChannel(t *testing.T) {
-	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, Tune: func(c *node.Config) {
+// opens a new channel when it next needs one. A channel that paid nothing is closed by its
+// payer after twice as long, and its deposit leaves the contract.
+func TestIdleChannelsAreSettled(t *testing.T) {
+	nw := startNet(t, localnet.Options{Proxies: 2, Workers: 1, Tune: func(c *node.Config) {
 		c.Payments.WatchEvery, c.Payments.SettleIdle = 100*time.Millisecond, time.Second
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	proxy, worker := nw.Proxies[0], nw.Workers[0]
+	worker := nw.Workers[0]
 	wallet := address.MustParseAddr(worker.Status().Wallet)
 	before, err := nw.Ledger().Balance(ctx, wallet)
 	if err != nil {
@@ -314,24 +315,28 @@ func TestPayeeSettlesAnIdleChannel(t *testing.T) {
 			t.Fatalf("%s: %+v", what, r)
 		}
 	}
+	// One request: one proxy's channels pay, the other proxy's stay unpaid.
 	ask("pay for this, then go quiet")
-	var earned node.ChannelStatus
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		for _, c := range worker.Channels() {
-			if c.Role == "payee" && c.State == "closed" {
-				earned = c
+	closed := func(n *node.Node, role string, paid bool) (node.ChannelStatus, bool) {
+		for _, c := range n.Channels() {
+			if c.Role == role && c.State == "closed" && (c.Paid > 0) == paid {
+				return c, true
 			}
 		}
-		if earned.ChannelID != "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the worker did not close its idle channel: %+v", worker.Channels())
+		return node.ChannelStatus{}, false
+	}
+	wait := func(what string, n *node.Node, role string, paid bool) node.ChannelStatus {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if c, ok := closed(n, role, paid); ok {
+				return c
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %+v", what, n.Channels())
+			}
 		}
 	}
-	if earned.Paid == 0 {
-		t.Fatalf("closed a channel that paid nothing: %+v", earned)
-	}
+	earned := wait("the worker did not close its idle channel", worker, "payee", true)
 	after, err := nw.Ledger().Balance(ctx, wallet)
 	if err != nil {
 		t.Fatal(err)
@@ -339,10 +344,16 @@ func TestPayeeSettlesAnIdleChannel(t *testing.T) {
 	if after-before != earned.Paid {
 		t.Fatalf("the worker's wallet went up %d, the channel paid it %d", after-before, earned.Paid)
 	}
-	for _, c := range proxy.Channels() {
-		if c.Role == "payer" && c.ChannelID == earned.ChannelID && c.State != "closed" {
-			t.Fatalf("the proxy's side of the settled channel is %s: %+v", c.State, c)
-		}
+
+	// The client's channel to the proxy it did not use: closed by the client, its deposit
+	// out of the contract.
+	unused := wait("the client did not close its unused channel", nw.Client, "payer", false)
+	cs, err := nw.Ledger().Channel(ctx, address.MustParseAddr(unused.Address))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.Balance >= unused.Deposit/10 {
+		t.Fatalf("the unused channel's contract still holds %d of its deposit %d", cs.Balance, unused.Deposit)
 	}
 	ask("after the settlement") // on a new channel
 }

@@ -135,8 +135,9 @@ type PaymentConfig struct {
 	DisputeFee uint64
 	// SettleIdle is how long a channel paying this node may go without a new voucher before
 	// the node closes it to collect what it was paid (with the payer if it answers, else alone):
-	// earnings never stay locked behind a payer that went away. The payer opens a new channel
-	// when it next needs one.
+	// earnings never stay locked behind a payer that went away. A channel this node pays on is
+	// closed after twice as long, so a deposit never stays locked behind a payee that went away.
+	// The payer opens a new channel when it next needs one.
 	SettleIdle time.Duration
 	// WatchEvery is how often the node reads the contracts of its channels that are not closed,
 	// to notice closes, challenge an older state and finish a close after its quarantine.

@@ -29,7 +29,7 @@
 // and closes the old one together with its payee; either side can close alone with the newest
 // state it holds; and every node watches its unclosed channels' contracts, challenging an
 // older state, finishing a close after its quarantine, resuming a close that stalled, and
-// (as payee) closing a channel gone idle to collect what it paid.
+// closing a channel gone idle, so no earning or deposit stays locked.
 // Operators steer channels over the admin endpoints (admin.go).
 //
 // Cancellation is the stream itself: a caller keeps its write side open until it has the

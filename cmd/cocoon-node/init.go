@@ -89,7 +89,8 @@ conditional_close = "1m"
 # that stalled (after 2 periods for a payer, 4 for a payee).
 watch_every = "10m"
 # A channel paying this node that goes this long without a new voucher is closed, so that what
-# it earned reaches the wallet even if its payer went away (the payer reopens when it needs to).
+# it earned reaches the wallet even if its payer went away (the payer reopens when it needs to);
+# a channel this node pays on is closed after twice as long, to get its deposit back.
 settle_idle = "168h"
 # nanoTON sent for gas with a unilateral close or a challenge; the rest is paid out with the channel.
 dispute_fee = 20000000
