@@ -80,7 +80,7 @@ func (n *Node) handleModels(w http.ResponseWriter, _ *http.Request) {
 	data := make([]modelEntry, 0, len(models))
 	for _, m := range models {
 		o := m.Cheapest
-		e := modelEntry{ID: m.Model, Object: "model", OwnedBy: "cocoon-mesh", MinPrice: m.MinPrice, Workers: m.Workers,
+		e := modelEntry{ID: m.Model, Object: "model", OwnedBy: "cocoon-mesh", Workers: m.Workers,
 			WorkerPrices: priceList{o.Prices.Prompt, o.Prices.Cached, o.Prices.Completion, o.Prices.Reasoning},
 			Coefficient:  o.Coefficient}
 		prices := o.Prices
