@@ -687,18 +687,7 @@ func (n *Node) settleIdle(ctx context.Context, r chanstore.Record) error {
 	p := counterparty(r)
 	n.log.Info("closing an idle payment channel", "role", r.Role.String(), "peer", p.String(),
 		"channel_id", fmt.Sprintf("%x", r.ChannelID[:]), "paid", r.Voucher.Sent, "idle", idle.Round(time.Second))
-	if r.Role == chanstore.Payer {
-		c, err := n.outOf(p, r)
-		if err == nil {
-			_, err = n.closeOut(ctx, c, closeEither)
-		}
-		return err
-	}
-	c, err := n.inOf(p, r)
-	if err == nil {
-		_, err = n.closeIn(ctx, c, closeEither)
-	}
-	return err
+	return n.closeEither(ctx, p, r)
 }
 
 // resumeClose finishes a close that stalled: r is marked closing but its contract is still
@@ -720,6 +709,12 @@ func (n *Node) resumeClose(ctx context.Context, r chanstore.Record, cs ton.Stora
 	p := counterparty(r)
 	n.log.Warn("resuming a stalled close of a payment channel", "role", r.Role.String(), "peer", p.String(),
 		"channel_id", fmt.Sprintf("%x", r.ChannelID[:]), "closing_since", r.Updated)
+	return n.closeEither(ctx, p, r)
+}
+
+// closeEither closes channel record r with peer p from our side, payer or payee: together
+// if p answers, else alone.
+func (n *Node) closeEither(ctx context.Context, p peer.ID, r chanstore.Record) error {
 	if r.Role == chanstore.Payer {
 		c, err := n.outOf(p, r)
 		if err == nil {

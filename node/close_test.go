@@ -150,15 +150,7 @@ func TestPayerKeepsAnUnconfirmedOpen(t *testing.T) {
 		return lc
 	}})
 	client := nw.Client
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		r := post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","messages":[{"role":"user","content":"pay"}]}`)
-		if r.status == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no request succeeded: %+v", r)
-		}
-	}
+	servedOnce(t, nw)
 	lost := lc.lost.Load()
 	if lost == nil {
 		t.Fatal("the client's open was never unconfirmed")
@@ -237,15 +229,7 @@ func TestPayerRecoversADeploymentThatLandedLate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	client := nw.Client
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		r := post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","messages":[{"role":"user","content":"pay"}]}`)
-		if r.status == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no request succeeded: %+v", r)
-		}
-	}
+	servedOnce(t, nw)
 	wallet := address.MustParseAddr(client.Status().Wallet)
 	landed, err := late.land(ctx)
 	if err != nil {
@@ -356,4 +340,19 @@ func TestIdleChannelsAreSettled(t *testing.T) {
 		t.Fatalf("the unused channel's contract still holds %d of its deposit %d", cs.Balance, unused.Deposit)
 	}
 	ask("after the settlement") // on a new channel
+}
+
+// servedOnce asks nw's client until a request is served (and paid): the first attempts may
+// fail while a test's ledger misbehaves.
+func servedOnce(t *testing.T, nw *localnet.Net) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r := post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","messages":[{"role":"user","content":"pay"}]}`)
+		if r.status == 200 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no request succeeded: %+v", r)
+		}
+	}
 }
