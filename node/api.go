@@ -218,7 +218,7 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 	// as a cocoon_receipt field on the chunk that ends the answer (the one with a finish_reason,
 	// held back until the receipt arrives just after it) and on the usage chunk, if asked for.
 	var held []byte
-	w.Header().Set("Trailer", "X-Cocoon-Receipt, X-Cocoon-Worker, X-Cocoon-Worker-Tee, X-Cocoon-Usage")
+	w.Header().Set("Trailer", "X-Cocoon-Receipt, X-Cocoon-Worker, X-Cocoon-Worker-Tee, X-Cocoon-Usage, X-Cocoon-Cost")
 	res, err := n.infer(ctx, h, body, func(c *wire.Chunk, more bool) error {
 		// A streamed chunk is one or more server-sent events, written through as they came once
 		// their framing checks out, so a faulty worker cannot break the stream's framing.
@@ -284,6 +284,14 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 	hd.Set("X-Cocoon-Worker", res.fin.Worker)
 	hd.Set("X-Cocoon-Worker-Tee", res.workerTE)
 	hd.Set("X-Cocoon-Usage", usageHeader(&res.fin.Usage))
+	setCost(hd, res)
+}
+
+// setCost tells the caller what the answer cost, in nanoTON, when payments are on.
+func setCost(h http.Header, res *result) {
+	if res.paid {
+		h.Set("X-Cocoon-Cost", strconv.FormatUint(res.cost, 10))
+	}
 }
 
 // writeEvent writes one server-sent event carrying data, in one write.
@@ -349,10 +357,14 @@ func usageChunk(last []byte, ep wire.Endpoint, res *result) []byte {
 	if ep == wire.Completion {
 		object = "text_completion"
 	}
-	b, _ := json.Marshal(map[string]any{
+	m := map[string]any{
 		"id": meta.ID, "object": object, "created": meta.Created, "model": meta.Model,
 		"choices": []any{}, "usage": openAIUsage(&res.fin.Usage), "cocoon_receipt": res.receipt,
-	})
+	}
+	if res.paid {
+		m["cocoon_cost_nanoton"] = res.cost
+	}
+	b, _ := json.Marshal(m)
 	return b
 }
 
@@ -380,6 +392,7 @@ func (n *Node) setResultHeaders(h http.Header, res *result) {
 	h.Set("X-Cocoon-Worker-Tee", res.workerTE)
 	h.Set("X-Cocoon-Usage", usageHeader(&res.fin.Usage))
 	h.Set("X-Cocoon-Receipt", res.receipt)
+	setCost(h, res)
 }
 
 func usageHeader(u *wire.Usage) string {

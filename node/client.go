@@ -103,6 +103,8 @@ type result struct {
 	proxy    peer.ID
 	receipt  string // the countersigned receipt, as handed to API callers
 	workerTE string // what the worker's attestation established ("none" when unsealed and unchecked)
+	cost     uint64 // nanoTON the answer cost us, at the proxy's quote (payments on)
+	paid     bool   // payments are on: cost is what we pay for this answer
 }
 
 // infer sends one request into the mesh through a proxy and calls onChunk for each chunk of
@@ -289,7 +291,11 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 			if ex.session != nil {
 				ex.session.Confirm() // the worker holds the session: later bodies name it by ID
 			}
-			return true, &result{fin: fin, proxy: p, receipt: receipt, workerTE: ex.workerTE}, nil
+			res := &result{fin: fin, proxy: p, receipt: receipt, workerTE: ex.workerTE}
+			if meter != nil {
+				res.cost, res.paid = meter.tab.Charged(), true
+			}
+			return true, res, nil
 		case wire.FrameError:
 			c.finish()
 			we, err := wire.DecodeError(payload)

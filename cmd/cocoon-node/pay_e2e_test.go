@@ -212,10 +212,11 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 		if errors.As(err, &dial) && dial.Op == "dial" {
 			return 0, bill{}
 		}
-		code, usage := 0, ""
+		code, usage, cost := 0, "", ""
 		if err == nil {
 			if _, err = io.Copy(io.Discard, resp.Body); err == nil && resp.StatusCode == 200 {
 				usage = resp.Trailer.Get("X-Cocoon-Usage") + resp.Header.Get("X-Cocoon-Usage")
+				cost = resp.Trailer.Get("X-Cocoon-Cost") + resp.Header.Get("X-Cocoon-Cost")
 			}
 			resp.Body.Close()
 			code = resp.StatusCode
@@ -224,6 +225,9 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 			}
 		}
 		b, served := billOf(t, usage)
+		if served && cost != strconv.FormatUint(b.client, 10) {
+			t.Errorf("the client says an answer cost %q, its usage %q costs %d", cost, usage, b.client)
+		}
 		acct.Lock()
 		defer acct.Unlock()
 		if !served {

@@ -2,6 +2,7 @@ package localnet
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -89,10 +91,13 @@ func TestPaymentsFollowDelivery(t *testing.T) {
 
 	var mu sync.Mutex
 	var wantClient, wantWorker uint64 // what the completed requests cost at each hop
-	account := func(usage string) {
+	account := func(usage, cost string) {
 		u := usageOf(t, usage)
 		c, _ := clientPrices.Cost(u, wire.CoefficientOne)
 		w, _ := DevPrices.Cost(u, wire.CoefficientOne)
+		if cost != strconv.FormatUint(c, 10) { // what the client tells its caller
+			t.Errorf("X-Cocoon-Cost %q for usage %q, want %d", cost, usage, c)
+		}
 		mu.Lock()
 		wantClient += c
 		wantWorker += w
@@ -103,7 +108,11 @@ func TestPaymentsFollowDelivery(t *testing.T) {
 		wg.Go(func() {
 			words := strings.Repeat("token ", 5+i*7)
 			stream := i%2 == 1
-			body := fmt.Sprintf(`{"model":"echo-test","stream":%t,"max_tokens":%d,"messages":[{"role":"user","content":%q}]}`, stream, 10+i*9, words)
+			opts := ""
+			if stream && i%4 == 1 {
+				opts = `"stream_options":{"include_usage":true},`
+			}
+			body := fmt.Sprintf(`{"model":"echo-test","stream":%t,%s"max_tokens":%d,"messages":[{"role":"user","content":%q}]}`, stream, opts, 10+i*9, words)
 			resp, err := http.Post(nw.ClientURL()+"/chat/completions", "application/json", strings.NewReader(body))
 			if err != nil {
 				t.Error(err)
@@ -116,9 +125,13 @@ func TestPaymentsFollowDelivery(t *testing.T) {
 				return
 			}
 			if stream {
-				account(resp.Trailer.Get("X-Cocoon-Usage"))
+				account(resp.Trailer.Get("X-Cocoon-Usage"), resp.Trailer.Get("X-Cocoon-Cost"))
+				// Asked for usage, the stream's usage chunk carries the cost too.
+				if bytes.Contains([]byte(body), []byte(`"include_usage":true`)) && !bytes.Contains(b, []byte(`"cocoon_cost_nanoton":`+resp.Trailer.Get("X-Cocoon-Cost")+`,`)) {
+					t.Errorf("request %d: no cost %s in the usage chunk: %s", i, resp.Trailer.Get("X-Cocoon-Cost"), b)
+				}
 			} else {
-				account(resp.Header.Get("X-Cocoon-Usage"))
+				account(resp.Header.Get("X-Cocoon-Usage"), resp.Header.Get("X-Cocoon-Cost"))
 			}
 		})
 	}
