@@ -277,7 +277,8 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 
 	var ok, failed atomic.Int64
 	kills := map[string]int{}
-	for round := range 6 {
+	const rounds = 12 // each of the three killed four times
+	for round := range rounds {
 		victim := []string{"client", "worker", "proxy"}[round%3]
 		stopTraffic := make(chan struct{})
 		var wg sync.WaitGroup
@@ -314,7 +315,7 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 		})
 	}
 	// Requests fail while a victim is down (the only proxy or worker, or the client itself).
-	t.Logf("%d streamed requests served, %d failed across 6 kills", ok.Load(), failed.Load())
+	t.Logf("%d streamed requests served, %d failed across %d kills", ok.Load(), failed.Load(), rounds)
 	if ok.Load() == 0 {
 		t.Fatal("no request was served")
 	}
