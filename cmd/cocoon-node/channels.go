@@ -156,6 +156,7 @@ const channelsHeader = "ROLE\tCHANNEL\tADDRESS\tDEPOSIT (nanoTON)\tPAID\tLEFT\tS
 func (m *Main) printLive(chans []node.ChannelStatus) error {
 	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, channelsHeader+"\tOWED\tPEER")
+	var t totals
 	for _, c := range chans {
 		addr := c.Address
 		if addr == "" {
@@ -163,11 +164,44 @@ func (m *Main) printLive(chans []node.ChannelStatus) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%d\t%s\n", c.Role, c.ChannelID, addr, c.Deposit, c.Paid,
 			c.Deposit-min(c.Deposit, c.Paid), c.Seqno, c.State, c.Owed, c.Peer)
+		t.add(c.Role, c.Paid)
 	}
 	if len(chans) == 0 {
 		fmt.Fprintln(tw, "(no channels)")
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	t.write(m.Stdout)
+	return nil
+}
+
+// totals sums what a node's channels paid it and what it paid on them.
+type totals struct {
+	received, paid uint64
+	in, out        int
+}
+
+func (t *totals) add(role string, paid uint64) {
+	if role == "payee" {
+		t.received += paid
+		t.in++
+	} else {
+		t.out++
+		t.paid += paid
+	}
+}
+
+// write prints the totals under a listing: for a proxy, its margin too.
+func (t *totals) write(w io.Writer) {
+	if t.in+t.out == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nReceived %d nanoTON on %d channel(s) paying this node; paid %d nanoTON on %d channel(s) it pays", t.received, t.in, t.paid, t.out)
+	if t.in > 0 && t.out > 0 {
+		fmt.Fprintf(w, "; difference %d", int64(t.received)-int64(t.paid))
+	}
+	fmt.Fprintln(w, ".")
 }
 
 // listStored prints every payment channel a stopped node's datastore holds, as it was last
@@ -188,6 +222,7 @@ func (m *Main) listStored(ctx context.Context, dataDir string) error {
 	}
 	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, channelsHeader+"\tUPDATED")
+	var t totals
 	for _, r := range recs {
 		addr := "?"
 		if p, err := r.Params(); err == nil {
@@ -197,11 +232,16 @@ func (m *Main) listStored(ctx context.Context, dataDir string) error {
 		}
 		fmt.Fprintf(tw, "%s\t%x\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.Role, r.ChannelID[:], addr, r.Limit, r.Voucher.Sent,
 			r.Limit-min(r.Limit, r.Voucher.Sent), r.Voucher.Seqno, r.State, r.Updated.Format("2006-01-02 15:04:05"))
+		t.add(r.Role.String(), r.Voucher.Sent)
 	}
 	if len(recs) == 0 {
 		fmt.Fprintln(tw, "(no channels)")
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	t.write(m.Stdout)
+	return nil
 }
 
 // nodeClient calls a running node's operator endpoints.

@@ -153,6 +153,8 @@ func TestChannelsListFromNode(t *testing.T) {
 	f := newFakeNode(t, func(w http.ResponseWriter, _ *http.Request) {
 		writeTestJSON(w, 200, node.ChannelList{Channels: []node.ChannelStatus{
 			{Peer: p, Role: "payee", State: "closing", ChannelID: "abcd", Address: "EQx", Deposit: 1000, Paid: 300, Owed: 7, Seqno: 9},
+			{Peer: p, Role: "payee", State: "open", ChannelID: "abce", Address: "EQy", Deposit: 1000, Paid: 40, Seqno: 2},
+			{Peer: p, Role: "payer", State: "open", ChannelID: "abcf", Address: "EQz", Deposit: 500, Paid: 320, Seqno: 5},
 		}})
 	})
 	out, err := runCmd("channels", "list", "--node", f.URL)
@@ -160,11 +162,15 @@ func TestChannelsListFromNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "ROLE CHANNEL ADDRESS DEPOSIT (nanoTON) PAID LEFT SEQNO STATE OWED PEER" {
+	if len(lines) != 6 || strings.Join(strings.Fields(lines[0]), " ") != "ROLE CHANNEL ADDRESS DEPOSIT (nanoTON) PAID LEFT SEQNO STATE OWED PEER" {
 		t.Fatalf("table:\n%s", out)
 	}
 	if got := strings.Join(strings.Fields(lines[1]), " "); got != "payee abcd EQx 1000 300 700 9 closing 7 "+p {
 		t.Fatalf("row %q", got)
+	}
+	// What the channels paid this node, what it paid, and (a proxy's margin) the difference.
+	if lines[5] != "Received 340 nanoTON on 2 channel(s) paying this node; paid 320 nanoTON on 1 channel(s) it pays; difference 20." {
+		t.Fatalf("totals %q", lines[5])
 	}
 	if a := f.asked(); len(a) != 1 || a[0] != "GET /cocoon/v1/channels " {
 		t.Fatalf("asked %q", a)
@@ -208,7 +214,8 @@ func TestChannelsListFromDatastore(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(strings.Join(strings.Fields(lines[0]), " "), "ROLE CHANNEL ADDRESS DEPOSIT (nanoTON) PAID LEFT SEQNO STATE UPDATED") {
+	if len(lines) != 4 || !strings.HasPrefix(strings.Join(strings.Fields(lines[0]), " "), "ROLE CHANNEL ADDRESS DEPOSIT (nanoTON) PAID LEFT SEQNO STATE UPDATED") ||
+		lines[3] != "Received 0 nanoTON on 0 channel(s) paying this node; paid 250 nanoTON on 1 channel(s) it pays." {
 		t.Fatalf("table:\n%s", out)
 	}
 	f := strings.Fields(lines[1])
