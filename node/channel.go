@@ -288,12 +288,20 @@ func (n *Node) startOpening(p peer.ID, prep func(context.Context) error) *openin
 	return op
 }
 
-// awaitOpening waits for op, the attempt to open the channel to p.
+// awaitOpening waits for op, the attempt to open the channel to p. A wallet too poor to fund
+// the channel is a payment error (no other peer would do better); any other failure leaves p
+// unavailable for now.
 func (n *Node) awaitOpening(ctx context.Context, p peer.ID, op *opening) (*outChan, error) {
 	select {
 	case <-op.done:
-		if op.err != nil {
-			return nil, wire.Errorf(wire.CodePayment, "payment channel to %s: %v", p.String(), op.err)
+		switch {
+		case errors.Is(op.err, ledger.ErrInsufficientFunds):
+			ps := n.payments
+			return nil, wire.Errorf(wire.CodePayment, "this node's wallet %s cannot fund a payment channel to %s: %v. "+
+				"Each channel locks payments.deposit (%d nanoTON) plus fees: fund the wallet, or lower the deposit",
+				ps.wallet.String(), p.String(), op.err, ps.cfg.Deposit)
+		case op.err != nil:
+			return nil, wire.Errorf(wire.CodeUnavailable, "payment channel to %s: %v", p.String(), op.err)
 		}
 		return op.ch, nil
 	case <-ctx.Done():

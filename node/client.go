@@ -161,6 +161,10 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 			if ctx.Err() != nil {
 				return false, nil, context.Cause(ctx)
 			}
+			var we *wire.Error
+			if errors.As(err, &we) && we.Code == wire.CodePayment { // our wallet: no proxy can help
+				return false, nil, we
+			}
 			return false, nil, wire.Errorf(wire.CodeUnavailable, "%v", err)
 		}
 		defer payee.release()

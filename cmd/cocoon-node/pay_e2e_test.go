@@ -405,3 +405,39 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 	match(client, prx, "client->proxy")
 	match(prx, worker, "proxy->worker")
 }
+
+// A client whose wallet cannot fund a channel tells the app why, with 402 and what to do: the
+// wallet, what it holds, what a channel needs. No proxy would do better, so none is retried.
+func TestPoorClientIsToldToFundItsWallet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 4 processes")
+	}
+	lp, _ := startLedger(t, "ledger", t.TempDir())
+	m := &mesh{t: t, dir: t.TempDir(), network: fmt.Sprintf("poor-%d", time.Now().UnixNano())}
+	pay := func(fund string) []string { return []string{"--ledger", lp.url, "--dev-fund", fund} }
+	echo := start(t, "echo", "echo-backend", "--listen", "127.0.0.1:0")
+	proxy := start(t, "proxy", m.nodeArgs("proxy", "proxy", pay("100000000000")...)...)
+	boot := proxy.ready.Addrs[0]
+	start(t, "worker", m.nodeArgs("worker", "worker", append([]string{"--bootstrap", boot, "--backend", echo.url,
+		"--model", "echo-test@v1:none=echo-test", "--prices", "100,50,400,400"}, pay("100000000000")...)...)...)
+	client := start(t, "client", m.nodeArgs("client", "client", append([]string{"--bootstrap", boot, "--api", "127.0.0.1:0",
+		"--min-proxies", "1"}, pay("500000000")...)...)...) // half a TON: a channel locks one
+	var status int
+	var body string
+	m.waitFor("the client answers with a payment error", func() bool {
+		resp, err := http.Post("http://"+client.ready.API+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"echo-test","messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		status, body = resp.StatusCode, string(b)
+		return status != http.StatusServiceUnavailable && status != http.StatusNotFound // not connected, or no worker known, yet
+	})
+	if status != http.StatusPaymentRequired || !strings.Contains(body, `"payment_required"`) ||
+		!strings.Contains(body, "cannot fund a payment channel") || !strings.Contains(body, "holds 500000000") ||
+		!strings.Contains(body, "fund the wallet") {
+		t.Fatalf("status %d: %s", status, body)
+	}
+}
