@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/multiformats/go-multistream"
 	"github.com/xssnick/tonutils-go/address"
 
 	"github.com/cocoon-mesh/cocoon/node/wire"
@@ -274,14 +275,24 @@ func (n *Node) startOpening(p peer.ID, prep func(context.Context) error) *openin
 		if op.err == nil {
 			op.ch, op.err = n.openOut(ctx, p)
 		}
+		nopay := errors.Is(op.err, errTakesNoPayments)
 		ps.mu.Lock()
 		if op.err == nil {
 			ps.out[p] = op.ch
 		}
+		if nopay {
+			ps.nopay[p] = time.Now()
+		}
 		delete(ps.opening, p)
 		ps.mu.Unlock()
 		close(op.done)
-		if op.err != nil && n.ctx.Err() == nil {
+		switch {
+		case n.ctx.Err() != nil:
+		case nopay && n.cfg.Role == RoleProxy:
+			n.dropWorker(p, fmt.Sprintf("%v; retried in %s", errTakesNoPayments, noPaymentsFor))
+		case nopay:
+			n.log.Warn("not using a proxy that takes no payments", "proxy", p.String(), "retry_in", noPaymentsFor)
+		case op.err != nil:
 			n.log.Warn("cannot open a payment channel", "payee", p.String(), "err", op.err)
 		}
 	}()
@@ -309,6 +320,21 @@ func (n *Node) awaitOpening(ctx context.Context, p peer.ID, op *opening) (*outCh
 	}
 }
 
+// errTakesNoPayments is a peer that serves no channel protocol: its node has no ledger.
+var errTakesNoPayments = errors.New("it takes no payments (it runs without --ledger or --ton-config), and this node pays for what it uses")
+
+// noPaymentsFor is how long a peer found to take no payments is left alone before it is
+// tried again (it may have restarted with a ledger).
+const noPaymentsFor = 5 * time.Minute
+
+// takesNoPayments reports whether p was found to take no payments lately.
+func (ps *payState) takesNoPayments(p peer.ID) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	t, ok := ps.nopay[p]
+	return ok && time.Since(t) < noPaymentsFor
+}
+
 // ensureChannel opens or resumes the channel to p in the background, as soon as we connect,
 // so the first request does not wait for the ledger.
 func (n *Node) ensureChannel(ctx context.Context, p peer.ID) {
@@ -326,6 +352,9 @@ func (n *Node) openOut(ctx context.Context, p peer.ID) (*outChan, error) {
 		return nil, err
 	}
 	tp, err := n.channelCall(ctx, p, wire.FrameTerms, nil, wire.FrameTerms)
+	if errors.Is(err, multistream.ErrNotSupported[protocol.ID]{}) {
+		return nil, fmt.Errorf("%s: %w", p.String(), errTakesNoPayments)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("terms: %w", err)
 	}

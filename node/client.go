@@ -124,6 +124,10 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk ch
 			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s is distrusted: %v", p.String(), pa.err)
 			continue
 		}
+		if n.payments != nil && n.payments.takesNoPayments(p) {
+			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s: %v", p.String(), errTakesNoPayments)
+			continue
+		}
 		started, res, err := n.inferVia(ctx, p, h, body, onChunk)
 		if err == nil {
 			return res, nil

@@ -41,7 +41,8 @@ func serveHello(t *testing.T, h host.Host, bindTo crypto.PubKey) {
 // proxy's table, while the same peer's honest advert does (so the path is really exercised).
 // A second peer whose evidence binds someone else's key is refused at the handshake.
 func TestGossipRejectsBadAdverts(t *testing.T) {
-	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1})
+	// Without payments: a paying proxy would drop our fake worker, which takes none.
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, NoPayments: true})
 	proxy := nw.Proxies[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -441,3 +441,64 @@ func TestPoorClientIsToldToFundItsWallet(t *testing.T) {
 		t.Fatalf("status %d: %s", status, body)
 	}
 }
+
+// A paying proxy does not route to a worker that takes no payments (started without a ledger):
+// it drops it with a log line saying why, and every request goes to the worker it can pay. A
+// paying client likewise leaves alone a proxy that takes no payments.
+func TestPayingNodesSkipPeersThatTakeNoPayments(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 7 processes")
+	}
+	lp, _ := startLedger(t, "ledger", t.TempDir())
+	m := &mesh{t: t, dir: t.TempDir(), network: fmt.Sprintf("mixed-%d", time.Now().UnixNano())}
+	pay := []string{"--ledger", lp.url, "--dev-fund", "100000000000"}
+	paid := start(t, "echo-paid", "echo-backend", "--listen", "127.0.0.1:0")
+	free := start(t, "echo-free", "echo-backend", "--listen", "127.0.0.1:0")
+	proxy := start(t, "proxy", m.nodeArgs("proxy", "proxy", pay...)...)
+	boot := proxy.ready.Addrs[0]
+	worker := func(name string, be *proc, extra ...string) {
+		start(t, name, m.nodeArgs(name, "worker", append([]string{"--bootstrap", boot, "--backend", be.url,
+			"--model", "echo-test@v1:none=echo-test", "--prices", "100,50,400,400"}, extra...)...)...)
+	}
+	worker("worker-paid", paid, pay...)
+	worker("worker-free", free)                                                       // no ledger: takes no payments
+	start(t, "proxy-free", m.nodeArgs("proxy-free", "proxy", "--bootstrap", boot)...) // no ledger
+	client := start(t, "client", m.nodeArgs("client", "client", append([]string{"--bootstrap", boot, "--api", "127.0.0.1:0",
+		"--min-proxies", "2"}, pay...)...)...)
+	m.waitFor("the proxy drops the worker that takes no payments", func() bool {
+		return strings.Contains(proxy.logs.String(), "takes no payments")
+	})
+	m.waitFor("the client leaves alone the proxy that takes no payments", func() bool {
+		return strings.Contains(client.logs.String(), "not using a proxy that takes no payments")
+	})
+	dropped, skipped := len(proxy.logs.String()), len(client.logs.String())
+	for i := range 10 {
+		resp, err := http.Post("http://"+client.ready.API+"/v1/chat/completions", "application/json",
+			strings.NewReader(fmt.Sprintf(`{"model":"echo-test","messages":[{"role":"user","content":"paid %d"}]}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d %s", i, resp.StatusCode, b)
+		}
+	}
+	if !strings.Contains(proxy.logs.String(), "worker dropped") {
+		t.Errorf("no clear log line:\n%s", proxy.logs.String())
+	}
+	if after := proxy.logs.String()[dropped:]; strings.Contains(after, "failing over") {
+		t.Errorf("requests were still routed to the worker that takes no payments:\n%s", after)
+	}
+	if after := client.logs.String()[skipped:]; strings.Contains(after, "proxy failed") {
+		t.Errorf("requests were still sent to the proxy that takes no payments:\n%s", after)
+	}
+	m.echo = []*proc{free}
+	if n := m.echoStats().Requests; n != 0 {
+		t.Errorf("the worker that takes no payments got %d requests", n)
+	}
+	m.echo = []*proc{paid}
+	if n := m.echoStats().Completed; n < 10 {
+		t.Errorf("the paid worker completed %d requests, want 10", n)
+	}
+}
