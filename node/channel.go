@@ -275,23 +275,17 @@ func (n *Node) startOpening(p peer.ID, prep func(context.Context) error) *openin
 		if op.err == nil {
 			op.ch, op.err = n.openOut(ctx, p)
 		}
-		nopay := errors.Is(op.err, errTakesNoPayments)
 		ps.mu.Lock()
 		if op.err == nil {
 			ps.out[p] = op.ch
-		}
-		if nopay {
-			ps.nopay[p] = time.Now()
 		}
 		delete(ps.opening, p)
 		ps.mu.Unlock()
 		close(op.done)
 		switch {
 		case n.ctx.Err() != nil:
-		case nopay && n.cfg.Role == RoleProxy:
-			n.dropWorker(p, fmt.Sprintf("%v; retried in %s", errTakesNoPayments, noPaymentsFor))
-		case nopay:
-			n.log.Warn("not using a proxy that takes no payments", "proxy", p.String(), "retry_in", noPaymentsFor)
+		case errors.Is(op.err, errTakesNoPayments):
+			n.leaveAlone(p, errTakesNoPayments)
 		case op.err != nil:
 			n.log.Warn("cannot open a payment channel", "payee", p.String(), "err", op.err)
 		}
@@ -318,21 +312,6 @@ func (n *Node) awaitOpening(ctx context.Context, p peer.ID, op *opening) (*outCh
 	case <-ctx.Done():
 		return nil, context.Cause(ctx)
 	}
-}
-
-// errTakesNoPayments is a peer that serves no channel protocol: its node has no ledger.
-var errTakesNoPayments = errors.New("it takes no payments (it runs without --ledger or --ton-config), and this node pays for what it uses")
-
-// noPaymentsFor is how long a peer found to take no payments is left alone before it is
-// tried again (it may have restarted with a ledger).
-const noPaymentsFor = 5 * time.Minute
-
-// takesNoPayments reports whether p was found to take no payments lately.
-func (ps *payState) takesNoPayments(p peer.ID) bool {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	t, ok := ps.nopay[p]
-	return ok && time.Since(t) < noPaymentsFor
 }
 
 // ensureChannel opens or resumes the channel to p in the background, as soon as we connect,

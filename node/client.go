@@ -124,8 +124,8 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk ch
 			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s is distrusted: %v", p.String(), pa.err)
 			continue
 		}
-		if n.payments != nil && n.payments.takesNoPayments(p) {
-			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s: %v", p.String(), errTakesNoPayments)
+		if n.mismatch.has(p) {
+			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s does not match this node's payments: left alone for now", p.String())
 			continue
 		}
 		started, res, err := n.inferVia(ctx, p, h, body, onChunk)
@@ -139,6 +139,11 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk ch
 			if err == nil {
 				return res, nil
 			}
+		}
+		if !started && n.payments == nil && asWireError(err).Code == wire.CodePayment {
+			n.leaveAlone(p, errDemandsPayment)
+			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s: %v", p.String(), errDemandsPayment)
+			continue
 		}
 		lastErr = err
 		if started || ctx.Err() != nil || !asWireError(err).Code.Retryable() {

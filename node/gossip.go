@@ -159,7 +159,7 @@ func (n *Node) observeAdvert(a *wire.Advert) {
 // attestation verified (or it offers none, where unattested workers are allowed). A worker not
 // seen yet is attested in the background, and its advert admitted once that succeeds.
 func (n *Node) admitWorker(a *wire.Advert) bool {
-	if n.payments != nil && n.payments.takesNoPayments(a.Worker) {
+	if n.mismatch.has(a.Worker) {
 		return false // dropped with a log line when found out
 	}
 	if pa := n.cachedAttestation(a.Worker); pa != nil {

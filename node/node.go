@@ -65,7 +65,8 @@ type Node struct {
 
 	attest *attestState // this node's attestation and its peers'
 
-	payments *payState // nil: payments off
+	payments *payState  // nil: payments off
+	mismatch mismatches // peers whose payments do not match ours, left alone for a while
 
 	worker *workerState // workers only
 	client *clientState // clients only

@@ -36,7 +36,6 @@ type payState struct {
 	old     map[peer.ID][]*inChan // channels a payer replaced with a newer one, until they close
 	opening map[peer.ID]*opening  // channels being opened or resumed, by payee
 	busy    map[ton.ChannelID]int // closes under way in this process, by channel
-	nopay   map[peer.ID]time.Time // peers found to take no payments, and when
 }
 
 // closing marks a close of channel id as under way in this process until done is called: the
@@ -103,8 +102,8 @@ func newPayState(cfg PaymentConfig, l ledger.Ledger, store *chanstore.Store, ide
 			WindowTokens: cfg.WindowTokens,
 		},
 		out: make(map[peer.ID]*outChan), in: make(map[peer.ID]*inChan), opening: make(map[peer.ID]*opening),
-		busy: make(map[ton.ChannelID]int), nopay: make(map[peer.ID]time.Time),
-		old: make(map[peer.ID][]*inChan),
+		busy: make(map[ton.ChannelID]int),
+		old:  make(map[peer.ID][]*inChan),
 	}, nil
 }
 

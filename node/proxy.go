@@ -134,6 +134,11 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 		if err == nil {
 			return
 		}
+		if !started && n.payments == nil && asWireError(err).Code == wire.CodePayment {
+			n.leaveAlone(d.Worker, errDemandsPayment)
+			lastErr = wire.Errorf(wire.CodeNoCapacity, "worker %s: %v", d.Worker.String(), errDemandsPayment)
+			continue
+		}
 		lastErr = err
 		if started || ctx.Err() != nil || !asWireError(err).Code.Retryable() {
 			break

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -442,18 +443,21 @@ func TestPoorClientIsToldToFundItsWallet(t *testing.T) {
 	}
 }
 
-// A paying proxy does not route to a worker that takes no payments (started without a ledger):
-// it drops it with a log line saying why, and every request goes to the worker it can pay. A
-// paying client likewise leaves alone a proxy that takes no payments.
-func TestPayingNodesSkipPeersThatTakeNoPayments(t *testing.T) {
+// Nodes whose payments do not match leave each other alone, with a log line saying why. A
+// paying proxy does not route to a worker that takes no payments (started without a ledger),
+// and a paying client does not use such a proxy: every request goes where it can be paid.
+// Likewise a proxy without a ledger drops a worker that demands payment, and a client without
+// one skips a proxy that does: its requests go to the free proxy and the free worker.
+func TestNodesSkipPeersWhosePaymentsDoNotMatch(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts 7 processes")
+		t.Skip("starts 8 processes")
 	}
 	lp, _ := startLedger(t, "ledger", t.TempDir())
 	m := &mesh{t: t, dir: t.TempDir(), network: fmt.Sprintf("mixed-%d", time.Now().UnixNano())}
 	pay := []string{"--ledger", lp.url, "--dev-fund", "100000000000"}
 	paid := start(t, "echo-paid", "echo-backend", "--listen", "127.0.0.1:0")
-	free := start(t, "echo-free", "echo-backend", "--listen", "127.0.0.1:0")
+	// Slow, so that concurrent requests keep it busy and its proxy tries the other worker too.
+	free := start(t, "echo-free", "echo-backend", "--listen", "127.0.0.1:0", "--token-delay", "20ms")
 	proxy := start(t, "proxy", m.nodeArgs("proxy", "proxy", pay...)...)
 	boot := proxy.ready.Addrs[0]
 	worker := func(name string, be *proc, extra ...string) {
@@ -461,15 +465,15 @@ func TestPayingNodesSkipPeersThatTakeNoPayments(t *testing.T) {
 			"--model", "echo-test@v1:none=echo-test", "--prices", "100,50,400,400"}, extra...)...)...)
 	}
 	worker("worker-paid", paid, pay...)
-	worker("worker-free", free)                                                       // no ledger: takes no payments
-	start(t, "proxy-free", m.nodeArgs("proxy-free", "proxy", "--bootstrap", boot)...) // no ledger
+	worker("worker-free", free)                                                                    // no ledger: takes no payments
+	proxyFree := start(t, "proxy-free", m.nodeArgs("proxy-free", "proxy", "--bootstrap", boot)...) // no ledger
 	client := start(t, "client", m.nodeArgs("client", "client", append([]string{"--bootstrap", boot, "--api", "127.0.0.1:0",
 		"--min-proxies", "2"}, pay...)...)...)
 	m.waitFor("the proxy drops the worker that takes no payments", func() bool {
 		return strings.Contains(proxy.logs.String(), "takes no payments")
 	})
 	m.waitFor("the client leaves alone the proxy that takes no payments", func() bool {
-		return strings.Contains(client.logs.String(), "not using a proxy that takes no payments")
+		return strings.Contains(client.logs.String(), "not using a proxy whose payments do not match ours")
 	})
 	dropped, skipped := len(proxy.logs.String()), len(client.logs.String())
 	for i := range 10 {
@@ -500,5 +504,42 @@ func TestPayingNodesSkipPeersThatTakeNoPayments(t *testing.T) {
 	m.echo = []*proc{paid}
 	if n := m.echoStats().Completed; n < 10 {
 		t.Errorf("the paid worker completed %d requests, want 10", n)
+	}
+
+	// The other way round: a client without a ledger, connected to both proxies.
+	freeClient := start(t, "client-free", m.nodeArgs("client-free", "client", "--bootstrap", boot, "--api", "127.0.0.1:0", "--min-proxies", "2")...)
+	m.waitFor("the free client is served", func() bool {
+		resp, err := http.Post("http://"+freeClient.ready.API+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"echo-test","messages":[{"role":"user","content":"free"}]}`))
+		if err != nil {
+			return false
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	var wg sync.WaitGroup
+	for i := range 10 { // at once: the free proxy routes some to the idle, paid worker first
+		wg.Go(func() {
+			resp, err := http.Post("http://"+freeClient.ready.API+"/v1/chat/completions", "application/json",
+				strings.NewReader(fmt.Sprintf(`{"model":"echo-test","stream":true,"messages":[{"role":"user","content":"free %d"}]}`, i)))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || bytes.Contains(b, []byte(`"error"`)) {
+				t.Errorf("free request %d: %d %s", i, resp.StatusCode, b)
+			}
+		})
+	}
+	wg.Wait()
+	m.echo = []*proc{free}
+	if n := m.echoStats().Completed; n < 10 {
+		t.Errorf("the free worker completed %d requests, want at least 10", n)
+	}
+	if !strings.Contains(proxyFree.logs.String(), "demands payment") {
+		t.Errorf("the free proxy never said why it dropped the paid worker:\n%s", proxyFree.logs.String())
 	}
 }
