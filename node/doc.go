@@ -29,8 +29,9 @@
 // and closes the old one together with its payee; either side can close alone with the newest
 // state it holds; and every node watches its unclosed channels' contracts, challenging an
 // older state, finishing a close after its quarantine, resuming a close that stalled, and
-// closing a channel gone idle, so no earning or deposit stays locked.
-// Operators steer channels over the admin endpoints (admin.go).
+// closing a channel gone idle, so no earning or deposit stays locked. Peers whose payments do
+// not match ours (one side has a ledger, the other not) are left alone for a while
+// (mismatch.go). Operators steer channels over the admin endpoints (admin.go).
 //
 // Cancellation is the stream itself: a caller keeps its write side open until it has the
 // answer, so a callee that sees its read side end knows the caller went away, stops, and ends
