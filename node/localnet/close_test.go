@@ -71,6 +71,16 @@ func TestChannelLifecycle(t *testing.T) {
 		t.Fatalf("channel %s did not close at the %s: %+v", id, n.Config().Role, n.Channels())
 		return node.ChannelStatus{}
 	}
+	// paidOut waits until payee and payer both hold channel c as closed, then checks that the
+	// payee's wallet rose from before by exactly what c had paid it.
+	paidOut := func(what string, payee, payer *node.Node, c node.ChannelStatus, before uint64) {
+		t.Helper()
+		ended(payee, c.ChannelID)
+		ended(payer, c.ChannelID)
+		if got := balance(payee) - before; got != c.Paid {
+			t.Fatalf("%s paid the %s %d, it held %d", what, payee.Config().Role, got, c.Paid)
+		}
+	}
 	contract := func(c node.ChannelStatus) ton.Storage {
 		t.Helper()
 		st, err := nw.Ledger().Channel(ctx, address.MustParseAddr(c.Address))
@@ -114,11 +124,7 @@ func TestChannelLifecycle(t *testing.T) {
 	if _, err := worker.CloseChannel(ctx, proxy.ID(), false); err != nil {
 		t.Fatal(err)
 	}
-	ended(worker, w1.ChannelID)
-	ended(proxy, w1.ChannelID)
-	if got := balance(worker) - workerBefore; got != w1.Paid {
-		t.Fatalf("the close paid the worker %d, it held %d", got, w1.Paid)
-	}
+	paidOut("the close", worker, proxy, w1, workerBefore)
 	pay(3)
 
 	// 3. The worker closes alone: its newest voucher goes into quarantine, and the watcher
@@ -171,11 +177,7 @@ func TestChannelLifecycle(t *testing.T) {
 	}
 	proxyBefore = balance(proxy)
 	quarantineOver()
-	ended(proxy, c2.ChannelID)
-	ended(client, c2.ChannelID)
-	if got := balance(proxy) - proxyBefore; got != c2.Paid {
-		t.Fatalf("after the challenge the proxy got %d, it held %d", got, c2.Paid)
-	}
+	paidOut("after the challenge, the close", proxy, client, c2, proxyBefore)
 
 	// 5. A payer closes alone, with the payee's semichannel signature it got at open.
 	pay(2)
@@ -185,11 +187,7 @@ func TestChannelLifecycle(t *testing.T) {
 		t.Fatalf("payer closing alone: %+v %v", st, err)
 	}
 	quarantineOver()
-	ended(proxy, w3.ChannelID)
-	ended(worker, w3.ChannelID)
-	if got := balance(worker) - workerBefore; got != w3.Paid {
-		t.Fatalf("the payer's close paid the worker %d, it held %d", got, w3.Paid)
-	}
+	paidOut("the payer's close", worker, proxy, w3, workerBefore)
 
 	// 6. A close co-signed and never submitted: a payer (the test, with the proxy's identity)
 	// proposes a close, the worker co-signs it, and nothing reaches the chain, as if the proxy
@@ -214,11 +212,7 @@ func TestChannelLifecycle(t *testing.T) {
 	if c := channelByID(worker, w4.ChannelID); c.State != "closing" {
 		t.Fatalf("after co-signing, the worker's channel is %q", c.State)
 	}
-	ended(worker, w4.ChannelID)
-	ended(proxy, w4.ChannelID)
-	if got := balance(worker) - workerBefore; got != w4.Paid {
-		t.Fatalf("the resumed close paid the worker %d, it held %d", got, w4.Paid)
-	}
+	paidOut("the resumed close", worker, proxy, w4, workerBefore)
 	pay(1) // the proxy pays on a new channel
 }
 
