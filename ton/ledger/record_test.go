@@ -75,11 +75,7 @@ func TestAccountRecordRoundTrip(t *testing.T) {
 
 func TestCorruptRecordFailsLoad(t *testing.T) {
 	ctx := context.Background()
-	store, err := leveldb.NewDatastore(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := tempStore(t)
 	a := sampleAccounts(t)[1]
 	rec := encodeAccount(a)
 	rec[len(rec)-3] ^= 0xff // inside the data BOC
@@ -120,11 +116,7 @@ func FuzzDecodeAccount(f *testing.F) {
 
 func TestForeignCodeRefused(t *testing.T) {
 	ctx := context.Background()
-	store, err := leveldb.NewDatastore(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := tempStore(t)
 	a := sampleAccounts(t)[1]
 	a.code = cell.BeginCell().MustStoreUInt(0xdead, 16).EndCell() // persisted by someone else
 	if err := store.Put(ctx, a.key.dsKey(), encodeAccount(a)); err != nil {
@@ -143,4 +135,15 @@ func TestForeignCodeRefused(t *testing.T) {
 	if l.Messages() != 0 {
 		t.Fatal("a refused message reached the TVM")
 	}
+}
+
+// tempStore is an empty on-disk datastore, closed when the test ends.
+func tempStore(t *testing.T) *leveldb.Datastore {
+	t.Helper()
+	store, err := leveldb.NewDatastore(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
 }
