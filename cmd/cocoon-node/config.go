@@ -182,6 +182,14 @@ type teeSettings struct {
 	noCollateral bool   // verify quotes' signatures only: the TCB status stays unknown
 }
 
+// override replaces *dst with v, a value from the file, unless v is zero: not set there.
+func override[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
+	}
+}
+
 // resolve turns the file config into settings over the defaults.
 func (fc *fileConfig) resolve() (settings, error) {
 	s := settings{node: node.DefaultConfig(), host: node.DefaultHostConfig(), backendNames: map[string]string{}}
@@ -189,40 +197,27 @@ func (fc *fileConfig) resolve() (settings, error) {
 		s.node = node.LocalConfig()
 	}
 	n := &s.node
-	setStr := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
-	}
 	if fc.Role != "" {
 		n.Role = node.Role(fc.Role)
 	}
-	setStr(&n.Network, fc.Network)
+	override(&n.Network, fc.Network)
 	if fc.DHTMode != "" {
 		n.DHTMode = discovery.Mode(fc.DHTMode)
 	}
 	if fc.Bootstrap != nil {
 		n.Bootstrap = fc.Bootstrap
 	}
-	if fc.MinProxies != 0 {
-		n.MinProxies = fc.MinProxies
-	}
-	setStr(&n.APIAddr, fc.Client.APIAddr)
+	override(&n.MinProxies, fc.MinProxies)
+	override(&n.APIAddr, fc.Client.APIAddr)
 	n.AdminAddr = fc.Admin.Addr
 	key, err := fc.apiKey()
 	if err != nil {
 		return s, err
 	}
-	setStr(&n.APIKey, key)
-	if fc.Client.MaxPrice != 0 {
-		n.MaxPrice = fc.Client.MaxPrice
-	}
-	if fc.Worker.MaxActive != 0 {
-		n.MaxActive = fc.Worker.MaxActive
-	}
-	if fc.Worker.PriceCoefficient != 0 {
-		n.Coefficient = fc.Worker.PriceCoefficient
-	}
+	override(&n.APIKey, key)
+	override(&n.MaxPrice, fc.Client.MaxPrice)
+	override(&n.MaxActive, fc.Worker.MaxActive)
+	override(&n.Coefficient, fc.Worker.PriceCoefficient)
 	for _, m := range fc.Worker.Models {
 		n.Models = append(n.Models, node.ModelConfig{ID: m.ID, Prices: wire.Prices{
 			Prompt: m.Prices.Prompt, Cached: m.Prices.Cached, Completion: m.Prices.Completion, Reasoning: m.Prices.Reasoning}})
@@ -238,27 +233,17 @@ func (fc *fileConfig) resolve() (settings, error) {
 	}
 	s.backendURL, s.backendKey = fc.Worker.BackendURL, fc.Worker.BackendAPIKey
 	s.modelFile, s.tokenizerFile = fc.Worker.ModelFile, fc.Worker.TokenizerFile
-	if fc.Limits.MaxBodyBytes != 0 {
-		n.MaxBodyBytes = fc.Limits.MaxBodyBytes
-	}
-	if fc.Limits.MaxTokens != 0 {
-		n.MaxTokens = fc.Limits.MaxTokens
-	}
-	if fc.Limits.RequestTimeout.Duration != 0 {
-		n.RequestTimeout = fc.Limits.RequestTimeout.Duration
-	}
+	override(&n.MaxBodyBytes, fc.Limits.MaxBodyBytes)
+	override(&n.MaxTokens, fc.Limits.MaxTokens)
+	override(&n.RequestTimeout, fc.Limits.RequestTimeout.Duration)
 	if fc.Listen != nil {
 		s.host.Listen = fc.Listen
 	}
 	h := &s.host
-	for _, p := range []struct {
-		dst *int
-		v   int
-	}{{&h.ConnsLow, fc.Host.ConnsLow}, {&h.ConnsHigh, fc.Host.ConnsHigh}, {&h.MaxConns, fc.Host.MaxConns}, {&h.MaxStreams, fc.Host.MaxStreams}} {
-		if p.v != 0 {
-			*p.dst = p.v
-		}
-	}
+	override(&h.ConnsLow, fc.Host.ConnsLow)
+	override(&h.ConnsHigh, fc.Host.ConnsHigh)
+	override(&h.MaxConns, fc.Host.MaxConns)
+	override(&h.MaxStreams, fc.Host.MaxStreams)
 	if s.dataDir, err = dataDirOr(fc.DataDir); err != nil {
 		s.dataDir = ".cocoon" // no home directory: beside the working directory
 	}
@@ -277,34 +262,16 @@ func (fc *fileConfig) resolve() (settings, error) {
 	s.pay = paySettings{ledgerURL: p.Ledger, tonConfig: p.TONConfig, devFund: p.DevFund}
 	pc := &n.Payments
 	pc.Testnet = p.Testnet
-	if p.Deposit != 0 {
-		pc.Deposit = p.Deposit
-	}
-	if p.WindowTokens != 0 {
-		pc.WindowTokens = p.WindowTokens
-	}
-	if p.Commission != 0 {
-		pc.Commission = p.Commission
-	}
-	if p.Quarantine.Duration != 0 {
-		pc.Quarantine = p.Quarantine.Duration
-	}
-	if p.ConditionalClose.Duration != 0 {
-		pc.ConditionalClose = p.ConditionalClose.Duration
-	}
-	if p.WatchEvery.Duration != 0 {
-		pc.WatchEvery = p.WatchEvery.Duration
-	}
-	if p.SettleIdle.Duration != 0 {
-		pc.SettleIdle = p.SettleIdle.Duration
-	}
-	if p.DisputeFee != 0 {
-		pc.DisputeFee = p.DisputeFee
-	}
+	override(&pc.Deposit, p.Deposit)
+	override(&pc.WindowTokens, p.WindowTokens)
+	override(&pc.Commission, p.Commission)
+	override(&pc.Quarantine, p.Quarantine.Duration)
+	override(&pc.ConditionalClose, p.ConditionalClose.Duration)
+	override(&pc.WatchEvery, p.WatchEvery.Duration)
+	override(&pc.SettleIdle, p.SettleIdle.Duration)
+	override(&pc.DisputeFee, p.DisputeFee)
 	n.AllowUnattested = fc.TEE.AllowUnattested
-	if fc.TEE.AttestTTL.Duration != 0 {
-		n.AttestTTL = fc.TEE.AttestTTL.Duration
-	}
+	override(&n.AttestTTL, fc.TEE.AttestTTL.Duration)
 	return s, nil
 }
 
