@@ -351,8 +351,8 @@ func liteSentTo(wtx *tlb.Transaction, dest *address.Address) ([]byte, error) {
 	if wtx == nil {
 		return nil, errors.New("no transaction")
 	}
-	if d, ok := liteOrdinary(wtx.Description); ok {
-		if vmPhase, ok := liteComputeVM(d.ComputePhase.Phase); ok && !vmPhase.Success {
+	if d, ok := liteAs[tlb.TransactionDescriptionOrdinary](wtx.Description); ok {
+		if vmPhase, ok := liteAs[tlb.ComputePhaseVM](d.ComputePhase.Phase); ok && !vmPhase.Success {
 			return nil, fmt.Errorf("the wallet failed with exit code %d", vmPhase.Details.ExitCode)
 		}
 	}
@@ -431,33 +431,23 @@ func liteRejectedExit(err error) (int64, bool) {
 	return code, perr == nil
 }
 
-func liteOrdinary(d any) (tlb.TransactionDescriptionOrdinary, bool) {
-	switch v := d.(type) {
-	case tlb.TransactionDescriptionOrdinary:
+// liteAs reads a tlb union member that tonutils-go hands over either as T or as *T.
+func liteAs[T any](v any) (T, bool) {
+	switch v := v.(type) {
+	case T:
 		return v, true
-	case *tlb.TransactionDescriptionOrdinary:
+	case *T:
 		if v != nil {
 			return *v, true
 		}
 	}
-	return tlb.TransactionDescriptionOrdinary{}, false
-}
-
-func liteComputeVM(p any) (tlb.ComputePhaseVM, bool) {
-	switch v := p.(type) {
-	case tlb.ComputePhaseVM:
-		return v, true
-	case *tlb.ComputePhaseVM:
-		if v != nil {
-			return *v, true
-		}
-	}
-	return tlb.ComputePhaseVM{}, false
+	var zero T
+	return zero, false
 }
 
 // liteReceipt describes the channel's transaction, or the refusal it records.
 func liteReceipt(op string, tx *tlb.Transaction) (Receipt, error) {
-	d, ok := liteOrdinary(tx.Description)
+	d, ok := liteAs[tlb.TransactionDescriptionOrdinary](tx.Description)
 	if !ok {
 		return Receipt{}, fmt.Errorf("ledger: %s: not an ordinary transaction (%T)", op, tx.Description)
 	}
@@ -465,7 +455,7 @@ func liteReceipt(op string, tx *tlb.Transaction) (Receipt, error) {
 	if fee := tx.TotalFees.Coins.Nano(); fee.IsUint64() {
 		rcpt.Fee = fee.Uint64()
 	}
-	vmPhase, ok := liteComputeVM(d.ComputePhase.Phase)
+	vmPhase, ok := liteAs[tlb.ComputePhaseVM](d.ComputePhase.Phase)
 	if !ok {
 		return rcpt, fmt.Errorf("%w: %s: the compute phase was skipped (%v)", ErrRefused, op, d.ComputePhase.Phase)
 	}
