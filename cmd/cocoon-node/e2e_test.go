@@ -258,8 +258,12 @@ func (m *mesh) modelWorkers() int {
 	return 0
 }
 
-func (m *mesh) post(path, body string) (int, []byte, http.Header) {
-	resp, err := http.Post(m.api+path, "application/json", strings.NewReader(body))
+func (m *mesh) post(path, body string) (int, []byte, http.Header) { return post(m.api, path, body) }
+
+// post sends body to the API at base (".../v1") and returns the status (0 and the error's text
+// when no answer came), the answer and its headers with any trailers.
+func post(base, path, body string) (int, []byte, http.Header) {
+	resp, err := http.Post(base+path, "application/json", strings.NewReader(body))
 	if err != nil {
 		return 0, []byte(err.Error()), nil
 	}

@@ -206,7 +206,7 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 		dearest bill
 		cut     int
 	}
-	post := func(body string) (int, bill) {
+	ask := func(body string) (int, bill) {
 		stream := strings.Contains(body, `"stream":true`)
 		resp, err := http.Post(*api.Load()+"/chat/completions", "application/json", strings.NewReader(body))
 		var dial *net.OpError
@@ -243,7 +243,7 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 	restart("worker")
 	restart("client")
 	serving := func() bool {
-		code, _ := post(`{"model":"echo-test","stream":true,"messages":[{"role":"user","content":"are you up"}]}`)
+		code, _ := ask(`{"model":"echo-test","stream":true,"messages":[{"role":"user","content":"are you up"}]}`)
 		return code == 200
 	}
 	m.waitFor("the mesh serves a paid request", serving)
@@ -291,7 +291,7 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 						return
 					default:
 					}
-					code, _ := post(`{"model":"echo-test","stream":true,"max_tokens":40,"messages":[{"role":"user","content":"` + strings.Repeat("pay as you go ", 8) + `"}]}`)
+					code, _ := ask(`{"model":"echo-test","stream":true,"max_tokens":40,"messages":[{"role":"user","content":"` + strings.Repeat("pay as you go ", 8) + `"}]}`)
 					if code == 200 {
 						ok.Add(1)
 					} else {
@@ -358,7 +358,7 @@ func TestPaymentsSurviveKill9(t *testing.T) {
 	// After the last restart, each answer raises each hop's payments by exactly its cost.
 	for i := range 5 {
 		before := paid
-		code, b := post(fmt.Sprintf(`{"model":"echo-test","stream":%t,"max_tokens":%d,"messages":[{"role":"user","content":"exact %s"}]}`,
+		code, b := ask(fmt.Sprintf(`{"model":"echo-test","stream":%t,"max_tokens":%d,"messages":[{"role":"user","content":"exact %s"}]}`,
 			i%2 == 0, 10+i*7, strings.Repeat("pay ", 3+i)))
 		if code != 200 || b == (bill{}) {
 			t.Fatalf("exact payment %d: status %d, usage %+v", i, code, b)
@@ -426,15 +426,11 @@ func TestPoorClientIsToldToFundItsWallet(t *testing.T) {
 	var status int
 	var body string
 	m.waitFor("the client answers with a payment error", func() bool {
-		resp, err := http.Post("http://"+client.ready.API+"/v1/chat/completions", "application/json",
-			strings.NewReader(`{"model":"echo-test","messages":[{"role":"user","content":"hi"}]}`))
-		if err != nil {
-			return false
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		status, body = resp.StatusCode, string(b)
-		return status != http.StatusServiceUnavailable && status != http.StatusNotFound // not connected, or no worker known, yet
+		var b []byte
+		status, b, _ = post("http://"+client.ready.API+"/v1", "/chat/completions", `{"model":"echo-test","messages":[{"role":"user","content":"hi"}]}`)
+		body = string(b)
+		// Not yet connected, or no worker known yet:
+		return status != 0 && status != http.StatusServiceUnavailable && status != http.StatusNotFound
 	})
 	if status != http.StatusPaymentRequired || !strings.Contains(body, `"payment_required"`) ||
 		!strings.Contains(body, "cannot fund a payment channel") || !strings.Contains(body, "holds 500000000") ||
@@ -477,15 +473,9 @@ func TestNodesSkipPeersWhosePaymentsDoNotMatch(t *testing.T) {
 	})
 	dropped, skipped := len(proxy.logs.String()), len(client.logs.String())
 	for i := range 10 {
-		resp, err := http.Post("http://"+client.ready.API+"/v1/chat/completions", "application/json",
-			strings.NewReader(fmt.Sprintf(`{"model":"echo-test","messages":[{"role":"user","content":"paid %d"}]}`, i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("request %d: %d %s", i, resp.StatusCode, b)
+		if code, b, _ := post("http://"+client.ready.API+"/v1", "/chat/completions",
+			fmt.Sprintf(`{"model":"echo-test","messages":[{"role":"user","content":"paid %d"}]}`, i)); code != 200 {
+			t.Fatalf("request %d: %d %s", i, code, b)
 		}
 	}
 	if !strings.Contains(proxy.logs.String(), "worker dropped") {
@@ -508,29 +498,18 @@ func TestNodesSkipPeersWhosePaymentsDoNotMatch(t *testing.T) {
 
 	// The other way round: a client without a ledger, connected to both proxies.
 	freeClient := start(t, "client-free", m.nodeArgs("client-free", "client", "--bootstrap", boot, "--api", "127.0.0.1:0", "--min-proxies", "2")...)
+	freeAPI := "http://" + freeClient.ready.API + "/v1"
 	m.waitFor("the free client is served", func() bool {
-		resp, err := http.Post("http://"+freeClient.ready.API+"/v1/chat/completions", "application/json",
-			strings.NewReader(`{"model":"echo-test","messages":[{"role":"user","content":"free"}]}`))
-		if err != nil {
-			return false
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == 200
+		code, _, _ := post(freeAPI, "/chat/completions", `{"model":"echo-test","messages":[{"role":"user","content":"free"}]}`)
+		return code == 200
 	})
 	var wg sync.WaitGroup
 	for i := range 10 { // at once: the free proxy routes some to the idle, paid worker first
 		wg.Go(func() {
-			resp, err := http.Post("http://"+freeClient.ready.API+"/v1/chat/completions", "application/json",
-				strings.NewReader(fmt.Sprintf(`{"model":"echo-test","stream":true,"messages":[{"role":"user","content":"free %d"}]}`, i)))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || bytes.Contains(b, []byte(`"error"`)) {
-				t.Errorf("free request %d: %d %s", i, resp.StatusCode, b)
+			code, b, _ := post(freeAPI, "/chat/completions",
+				fmt.Sprintf(`{"model":"echo-test","stream":true,"messages":[{"role":"user","content":"free %d"}]}`, i))
+			if code != 200 || bytes.Contains(b, []byte(`"error"`)) {
+				t.Errorf("free request %d: %d %s", i, code, b)
 			}
 		})
 	}
