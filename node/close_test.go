@@ -28,29 +28,19 @@ func TestPayerResumesStalledClose(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	client, proxy := nw.Client, nw.Proxies[0]
-	if r := post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","messages":[{"role":"user","content":"pay for this"}]}`); r.status != 200 {
-		t.Fatalf("request: %+v", r)
-	}
+	served(t, nw, "pay for this")
 	find := func(n *node.Node, role, state string) (node.ChannelStatus, bool) {
-		for _, c := range n.Channels() {
-			if c.Role == role && c.State == state {
-				return c, true
-			}
-		}
-		return node.ChannelStatus{}, false
+		return channelWhere(n, func(c node.ChannelStatus) bool { return c.Role == role && c.State == state })
 	}
 	var paid node.ChannelStatus
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	eventually(t, 10*time.Second, func() bool {
 		c, ok1 := find(client, "payer", "open")
 		p, ok2 := find(proxy, "payee", "open")
-		if ok1 && ok2 && c.Paid > 0 && c.Paid == p.Paid {
-			paid = c
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("payments did not settle: client %+v, proxy %+v", client.Channels(), proxy.Channels())
-		}
-	}
+		paid = c
+		return ok1 && ok2 && c.Paid > 0 && c.Paid == p.Paid
+	}, func() string {
+		return fmt.Sprintf("payments did not settle: client %+v, proxy %+v", client.Channels(), proxy.Channels())
+	})
 	wallet := address.MustParseAddr(proxy.Status().Wallet)
 	before, err := nw.Ledger().Balance(ctx, wallet)
 	if err != nil {
@@ -60,16 +50,13 @@ func TestPayerResumesStalledClose(t *testing.T) {
 	if err := node.AbandonClose(ctx, client, proxy.ID()); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	eventually(t, 10*time.Second, func() bool {
 		c, ok1 := find(client, "payer", "closed")
 		p, ok2 := find(proxy, "payee", "closed")
-		if ok1 && ok2 && c.ChannelID == paid.ChannelID && p.ChannelID == paid.ChannelID {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the stalled close was not resumed: client %+v, proxy %+v", client.Channels(), proxy.Channels())
-		}
-	}
+		return ok1 && ok2 && c.ChannelID == paid.ChannelID && p.ChannelID == paid.ChannelID
+	}, func() string {
+		return fmt.Sprintf("the stalled close was not resumed: client %+v, proxy %+v", client.Channels(), proxy.Channels())
+	})
 	after, err := nw.Ledger().Balance(ctx, wallet)
 	if err != nil {
 		t.Fatal(err)
@@ -87,18 +74,12 @@ func TestPayerSkipsAnOpenCutShort(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	client, proxy := nw.Client, nw.Proxies[0]
-	ask := func(what string) {
-		t.Helper()
-		if r := post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","messages":[{"role":"user","content":"`+what+`"}]}`); r.status != 200 {
-			t.Fatalf("%s: %+v", what, r)
-		}
-	}
-	ask("before the crash")
+	served(t, nw, "before the crash")
 	orphan, err := node.OrphanChannel(ctx, client, proxy.ID())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ask("after the crash")
+	served(t, nw, "after the crash")
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		states := map[string]string{}
 		var open node.ChannelStatus
@@ -249,21 +230,17 @@ func TestPayerRecoversADeploymentThatLandedLate(t *testing.T) {
 	}
 	// The watcher finds the channel closing and open on chain, the payee cannot co-sign a
 	// close of a channel it never heard of, so the client closes alone.
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		cs, err := nw.Ledger().Channel(ctx, landed)
-		if err == nil && cs.Storage.Quarantine != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the client did not start closing the channel that landed late (%s): %+v, %v", state(), cs, err)
-		}
-	}
+	var cs ledger.ChannelState
+	eventually(t, 20*time.Second, func() bool {
+		cs, err = nw.Ledger().Channel(ctx, landed)
+		return err == nil && cs.Storage.Quarantine != nil
+	}, func() string {
+		return fmt.Sprintf("the client did not start closing the channel that landed late (%s): %+v, %v", state(), cs, err)
+	})
 	skew.Add(int64(quarantine + 3*time.Second))
-	for deadline := time.Now().Add(20 * time.Second); state() != "closed"; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the channel that landed late is %s, want closed", state())
-		}
-	}
+	eventually(t, 20*time.Second, func() bool { return state() == "closed" }, func() string {
+		return fmt.Sprintf("the channel that landed late is %s, want closed", state())
+	})
 	after, err := nw.Ledger().Balance(ctx, wallet)
 	if err != nil {
 		t.Fatal(err)
@@ -293,32 +270,16 @@ func TestIdleChannelsAreSettled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ask := func(what string) {
-		t.Helper()
-		if r := post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","messages":[{"role":"user","content":"`+what+`"}]}`); r.status != 200 {
-			t.Fatalf("%s: %+v", what, r)
-		}
-	}
 	// One request: one proxy's channels pay, the other proxy's stay unpaid.
-	ask("pay for this, then go quiet")
-	closed := func(n *node.Node, role string, paid bool) (node.ChannelStatus, bool) {
-		for _, c := range n.Channels() {
-			if c.Role == role && c.State == "closed" && (c.Paid > 0) == paid {
-				return c, true
-			}
-		}
-		return node.ChannelStatus{}, false
-	}
-	wait := func(what string, n *node.Node, role string, paid bool) node.ChannelStatus {
+	served(t, nw, "pay for this, then go quiet")
+	wait := func(what string, n *node.Node, role string, paid bool) (c node.ChannelStatus) {
 		t.Helper()
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			if c, ok := closed(n, role, paid); ok {
-				return c
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %+v", what, n.Channels())
-			}
-		}
+		eventually(t, 15*time.Second, func() bool {
+			var ok bool
+			c, ok = channelWhere(n, func(ch node.ChannelStatus) bool { return ch.Role == role && ch.State == "closed" && (ch.Paid > 0) == paid })
+			return ok
+		}, func() string { return fmt.Sprintf("%s: %+v", what, n.Channels()) })
+		return c
 	}
 	earned := wait("the worker did not close its idle channel", worker, "payee", true)
 	after, err := nw.Ledger().Balance(ctx, wallet)
@@ -339,20 +300,45 @@ func TestIdleChannelsAreSettled(t *testing.T) {
 	if cs.Balance >= unused.Deposit/10 {
 		t.Fatalf("the unused channel's contract still holds %d of its deposit %d", cs.Balance, unused.Deposit)
 	}
-	ask("after the settlement") // on a new channel
+	served(t, nw, "after the settlement") // on a new channel
 }
 
 // servedOnce asks nw's client until a request is served (and paid): the first attempts may
 // fail while a test's ledger misbehaves.
 func servedOnce(t *testing.T, nw *localnet.Net) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		r := post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","messages":[{"role":"user","content":"pay"}]}`)
-		if r.status == 200 {
-			return
-		}
+	var r result
+	eventually(t, 20*time.Second, func() bool {
+		r = post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","messages":[{"role":"user","content":"pay"}]}`)
+		return r.status == 200
+	}, func() string { return fmt.Sprintf("no request succeeded: %+v", r) })
+}
+
+// served asks nw's client for a chat answer about what, which must be served.
+func served(t *testing.T, nw *localnet.Net, what string) {
+	t.Helper()
+	if r := post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","messages":[{"role":"user","content":"`+what+`"}]}`); r.status != 200 {
+		t.Fatalf("%s: %+v", what, r)
+	}
+}
+
+// eventually polls done until it holds, and fails the test with failed's message once d has
+// passed without it.
+func eventually(t *testing.T, d time.Duration, done func() bool, failed func() string) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !done(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no request succeeded: %+v", r)
+			t.Fatal(failed())
 		}
 	}
+}
+
+// channelWhere is n's first channel that match accepts.
+func channelWhere(n *node.Node, match func(node.ChannelStatus) bool) (node.ChannelStatus, bool) {
+	for _, c := range n.Channels() {
+		if match(c) {
+			return c, true
+		}
+	}
+	return node.ChannelStatus{}, false
 }
