@@ -191,7 +191,8 @@ func runPair(ctx context.Context, clients map[Mode]*Client, vouchers map[Mode]fu
 				return nil, err
 			}
 			if count := vouchers[m]; count != nil {
-				meas.vouchers = count() - min(count(), before)
+				after := count()
+				meas.vouchers = after - min(after, before)
 			}
 			got[m] = append(got[m], meas)
 		}
