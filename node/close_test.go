@@ -276,7 +276,9 @@ func TestIdleChannelsAreSettled(t *testing.T) {
 		t.Helper()
 		eventually(t, 15*time.Second, func() bool {
 			var ok bool
-			c, ok = channelWhere(n, func(ch node.ChannelStatus) bool { return ch.Role == role && ch.State == "closed" && (ch.Paid > 0) == paid })
+			c, ok = channelWhere(n, func(ch node.ChannelStatus) bool {
+				return ch.Role == role && ch.State == "closed" && (ch.Paid > 0) == paid
+			})
 			return ok
 		}, func() string { return fmt.Sprintf("%s: %+v", what, n.Channels()) })
 		return c
