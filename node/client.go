@@ -140,7 +140,7 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk ch
 				return res, nil
 			}
 		}
-		if !started && n.payments == nil && asWireError(err).Code == wire.CodePayment {
+		if !started && n.demandsPayment(err) {
 			n.leaveAlone(p, errDemandsPayment)
 			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s: %v", p.String(), errDemandsPayment)
 			continue

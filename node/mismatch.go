@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cocoon-mesh/cocoon/node/wire"
 )
 
 // Payments on one side and not on the other make a pair of nodes useless to each other: a
@@ -48,6 +50,12 @@ func (m *mismatches) has(p peer.ID) bool {
 	defer m.mu.Unlock()
 	t, ok := m.at[p]
 	return ok && time.Since(t) < mismatchFor
+}
+
+// demandsPayment reports whether err, a peer's refusal, was for want of a payment channel
+// while this node has no ledger to open one.
+func (n *Node) demandsPayment(err error) bool {
+	return n.payments == nil && asWireError(err).Code == wire.CodePayment
 }
 
 // leaveAlone marks p as not matching our payments, for why, and stops using it: a proxy drops

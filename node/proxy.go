@@ -134,7 +134,7 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 		if err == nil {
 			return
 		}
-		if !started && n.payments == nil && asWireError(err).Code == wire.CodePayment {
+		if !started && n.demandsPayment(err) {
 			n.leaveAlone(d.Worker, errDemandsPayment)
 			lastErr = wire.Errorf(wire.CodeNoCapacity, "worker %s: %v", d.Worker.String(), errDemandsPayment)
 			continue
