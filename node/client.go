@@ -287,7 +287,7 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 			}
 			started = true
 		case wire.FrameFinal:
-			c.finish()
+			meter.finish(c)
 			fin, err := wire.DecodeFinal(payload)
 			if err != nil {
 				return true, nil, wire.Errorf(wire.CodeWorkerFailed, "malformed final message: %v", err)
@@ -310,7 +310,7 @@ func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []by
 			}
 			return true, res, nil
 		case wire.FrameError:
-			c.finish()
+			meter.finish(c)
 			we, err := wire.DecodeError(payload)
 			if err != nil {
 				return started, nil, wire.Errorf(wire.CodeWorkerFailed, "malformed error message: %v", err)

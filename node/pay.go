@@ -121,6 +121,8 @@ type outChan struct {
 	meter *ton.Meter
 	flush *time.Timer // a pending settle (nil: none)
 	acked uint64      // the highest seqno the payee confirmed holding on the channel stream
+	due   *dueVoucher // the newest answer that found a voucher due while one was being paid
+	ahead bool        // payAhead is signing and persisting a voucher in the background
 
 	active  int           // answers being paid for on the channel
 	closing bool          // no new answers: the channel is being replaced or closed
@@ -185,6 +187,17 @@ func (c *outChan) receive(value, every uint64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.meter.Receive(value, every)
+}
+
+// latest is the encoding of the newest durable voucher (nil: none yet).
+func (c *outChan) latest() ([]byte, error) {
+	c.mu.Lock()
+	v, ok := c.rec.Voucher, c.rec.HasVoucher
+	c.mu.Unlock()
+	if !ok {
+		return nil, nil
+	}
+	return v.MarshalBinary()
 }
 
 // left is what the deposit still covers beyond what was received.
@@ -577,6 +590,7 @@ type metering struct {
 	ch    *outChan
 	tab   *ton.Tab
 	every uint64
+	due   *dueVoucher // the last voucher this answer had paid ahead (nil: none)
 }
 
 // newMetering starts metering an answer quoted at q on c (nil when payments are off).
@@ -588,18 +602,80 @@ func (n *Node) newMetering(c *outChan, q wire.Quote) *metering {
 	return &metering{n: n, ch: c, tab: tab, every: c.every(tab)}
 }
 
-// chunk records tokens received and returns a durable voucher to send when one is due.
+// chunk records tokens received and, when a voucher is due, has one paid ahead of the answer.
 func (m *metering) chunk(ctx context.Context, c *call, tokens uint32) error {
 	v, err := m.tab.Chunk(uint64(tokens))
 	if err != nil {
 		return m.send(ctx, c, nil, err)
 	}
-	if !m.ch.receive(v, m.every) {
-		return nil
+	if m.ch.receive(v, m.every) {
+		m.due = &dueVoucher{ctx: ctx, c: c, every: m.every, done: make(chan struct{})}
+		m.n.payAhead(m.ch, m.due)
 	}
-	// Persisted on the node's context: a voucher signed as the request is cancelled is kept.
-	vb, err := m.n.pay(m.n.ctx, m.ch, false, m.every)
-	return m.send(ctx, c, vb, err)
+	return nil
+}
+
+// dueVoucher is an answer that found a voucher due: the stream it goes out on, and the
+// answer's voucher spacing.
+type dueVoucher struct {
+	ctx   context.Context
+	c     *call
+	every uint64
+	done  chan struct{} // closed once the voucher was sent on c, or left to another stream
+}
+
+// finish closes the answer's stream c once a voucher paid ahead on it went out: the payee
+// reads its caller's frames until then, so the voucher arrives on the stream that earned it.
+func (m *metering) finish(c *call) {
+	if m == nil || m.due == nil {
+		c.finish()
+		return
+	}
+	go func(d *dueVoucher) {
+		<-d.done
+		c.finish()
+	}(m.due)
+}
+
+// payAhead signs, persists and sends a due voucher in the background, so an answer never
+// waits on the disk for a payment its payee does not need yet (it is paid a quarter window
+// early). One runs per channel at a time; value received meanwhile is paid when it ends, on
+// the newest due answer's stream. A voucher that finds its stream gone, or a failure, is left
+// to settleLater; a payee that runs short meanwhile bills, and billNow pays in line.
+func (n *Node) payAhead(ch *outChan, d *dueVoucher) {
+	ch.mu.Lock()
+	if ch.due != nil {
+		close(ch.due.done) // the newer answer's voucher covers it
+	}
+	ch.due = d
+	if ch.ahead {
+		ch.mu.Unlock()
+		return
+	}
+	ch.ahead = true
+	ch.mu.Unlock()
+	go func() {
+		for {
+			ch.mu.Lock()
+			d := ch.due
+			ch.due = nil
+			if d == nil {
+				ch.ahead = false
+				ch.mu.Unlock()
+				return
+			}
+			ch.mu.Unlock()
+			// Persisted on the node's context: a voucher signed as the request is cancelled is kept.
+			vb, err := n.pay(n.ctx, ch, false, d.every)
+			if err != nil && n.ctx.Err() == nil {
+				n.log.Warn("cannot pay ahead on channel", "payee", ch.peer.String(), "err", err)
+			}
+			if err != nil || (vb != nil && (d.ctx.Err() != nil || d.c.send(wire.FramePay, vb) != nil)) {
+				n.settleLater(ch)
+			}
+			close(d.done)
+		}
+	}()
 }
 
 // final records the rest of the answer's cost; what is unpaid is settled shortly after.
@@ -616,6 +692,9 @@ func (m *metering) final(u wire.Usage) error {
 // billNow pays everything received on the answer's stream c, because the payee is waiting.
 func (m *metering) billNow(ctx context.Context, c *call) error {
 	vb, err := m.n.pay(ctx, m.ch, true, 0)
+	if err == nil && vb == nil {
+		vb, err = m.ch.latest() // all paid, perhaps on a stream the payee has not read yet
+	}
 	return m.send(ctx, c, vb, err)
 }
 

@@ -276,7 +276,7 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 			}
 			started = true
 		case wire.FrameFinal:
-			c.finish()
+			meter.finish(c)
 			fin, usage, err := n.countersign(p, &h, d.Worker, pa, body, answerHash.Sum())
 			if err != nil {
 				return true, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.String(), err)
@@ -293,7 +293,7 @@ func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, b
 			out.close()
 			return true, firstToken, nil
 		case wire.FrameError:
-			c.finish()
+			meter.finish(c)
 			if meter != nil {
 				n.settleLater(payee)
 			}

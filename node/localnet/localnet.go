@@ -63,6 +63,9 @@ type Options struct {
 	// "proxy1", "worker2", ...) and the development ledger: a simulation wraps it to inject a
 	// chain's faults, such as a confirmation that never arrives.
 	NodeLedger func(name string, dev ledger.Ledger) ledger.Ledger
+	// NodeStore, if set, wraps each node's datastore, given the node's name: a test slows or
+	// holds a node's disk.
+	NodeStore func(name string, d datastore.Batching) datastore.Batching
 }
 
 // DevPrices are the workers' prices when Options.Prices is zero and payments are on: nanoTON
@@ -82,8 +85,9 @@ type Net struct {
 	dir     string
 	tempDir bool
 	noTEE   bool
-	wrap    func(string, ledger.Ledger) ledger.Ledger // Options.NodeLedger
-	cfg     node.Config                               // every node's config before its role is set
+	wrap    func(string, ledger.Ledger) ledger.Ledger           // Options.NodeLedger
+	wrapDS  func(string, datastore.Batching) datastore.Batching // Options.NodeStore
+	cfg     node.Config                                         // every node's config before its role is set
 	boot    []string
 	log     *slog.Logger
 	extra   []*node.Node // clients added by AddClient
@@ -126,7 +130,7 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 	if o.Proxies < 1 || o.Workers < 1 {
 		return nil, errors.New("localnet: need at least one proxy and one worker")
 	}
-	nw := &Net{dir: o.Dir, noTEE: o.NoTEE, wrap: o.NodeLedger}
+	nw := &Net{dir: o.Dir, noTEE: o.NoTEE, wrap: o.NodeLedger, wrapDS: o.NodeStore}
 	if nw.dir == "" {
 		nw.dir, err = os.MkdirTemp("", "cocoon-localnet-")
 		if err != nil {
@@ -248,7 +252,11 @@ func (nw *Net) startNode(ctx context.Context, name string, cfg node.Config, be b
 		return nil, fmt.Errorf("localnet: %s datastore: %w", name, err)
 	}
 	nw.stores = append(nw.stores, ds)
-	key, err := node.LoadOrCreateIdentity(ctx, ds)
+	var d datastore.Batching = ds
+	if nw.wrapDS != nil {
+		d = nw.wrapDS(name, ds)
+	}
+	key, err := node.LoadOrCreateIdentity(ctx, d)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +269,7 @@ func (nw *Net) startNode(ctx context.Context, name string, cfg node.Config, be b
 	nw.hosts = append(nw.hosts, h)
 	deps := node.Deps{Host: h, Backend: be, Logger: log.With("node", name)}
 	if nw.ledger != nil {
-		wk, err := ton.LoadOrCreateWalletKey(ctx, ds)
+		wk, err := ton.LoadOrCreateWalletKey(ctx, d)
 		if err != nil {
 			return nil, err
 		}
@@ -271,7 +279,7 @@ func (nw *Net) startNode(ctx context.Context, name string, cfg node.Config, be b
 		if err := nw.ledger.Fund(ctx, deps.Wallet, DevFunds); err != nil {
 			return nil, err
 		}
-		deps.Ledger, deps.Channels = nw.ledger, chanstore.New(ds)
+		deps.Ledger, deps.Channels = nw.ledger, chanstore.New(d)
 		if nw.wrap != nil {
 			deps.Ledger = nw.wrap(name, nw.ledger)
 		}

@@ -1,0 +1,133 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-datastore"
+
+	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/node/localnet"
+)
+
+// A payer's disk that stalls does not stall its answers: a voucher due mid-answer is signed
+// and made durable beside the answer, which goes on within the payee's window, and is sent
+// once it is on disk. Nothing goes out unpaid for good: once the disk is back, the payee
+// holds a voucher for the whole answer.
+func TestAnswersDoNotWaitForTheirVoucher(t *testing.T) {
+	disk := &heldDisk{}
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1,
+		NodeStore: func(name string, d datastore.Batching) datastore.Batching {
+			if name != "client" {
+				return d
+			}
+			disk.Batching = d
+			return disk
+		}})
+	client, proxy := nw.Client, nw.Proxies[0]
+	served(t, nw, "open the channel")
+	settled := func() (node.ChannelStatus, node.ChannelStatus, bool) {
+		c, ok1 := channelWhere(client, func(c node.ChannelStatus) bool { return c.Role == "payer" && c.State == "open" })
+		p, ok2 := channelWhere(proxy, func(c node.ChannelStatus) bool { return c.Role == "payee" && c.State == "open" })
+		return c, p, ok1 && ok2 && c.Owed == 0 && p.Owed == 0 && c.Paid == p.Paid
+	}
+	var before node.ChannelStatus
+	eventually(t, 10*time.Second, func() bool {
+		var ok bool
+		before, _, ok = settled()
+		return ok
+	}, func() string { return fmt.Sprintf("the first answer was not settled: %+v", client.Channels()) })
+
+	// 120 completion tokens: past a quarter of the default 256-token window, so a voucher falls
+	// due mid-answer, and within the window, so the proxy never has to wait for it.
+	disk.hold()
+	prompt := strings.TrimSpace(strings.Repeat("word ", 120))
+	done := make(chan result, 1)
+	go func() {
+		done <- post(t, nw.ClientURL()+"/chat/completions", "",
+			`{"model":"echo-test","stream":true,"max_tokens":120,"messages":[{"role":"user","content":"`+prompt+`"}]}`)
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(20 * time.Second):
+		disk.release()
+		t.Fatal("the answer waited for the held disk: it finished only once the disk was released")
+	}
+	if r.status != 200 || !strings.Contains(r.body, "[DONE]") {
+		disk.release()
+		t.Fatalf("answer: %+v", r)
+	}
+	if disk.waits.Load() == 0 {
+		disk.release()
+		t.Fatal("no voucher write was held: the answer never fell due for a voucher")
+	}
+	if _, p, _ := settled(); p.Paid != before.Paid {
+		disk.release()
+		t.Fatalf("the proxy was paid %d before the client's voucher was durable (before: %d)", p.Paid, before.Paid)
+	}
+
+	disk.release()
+	eventually(t, 10*time.Second, func() bool {
+		c, _, ok := settled()
+		return ok && c.Paid > before.Paid
+	}, func() string { return fmt.Sprintf("the answer was not paid once the disk was back: %+v", client.Channels()) })
+}
+
+// heldDisk is a datastore whose commits of payer channel records wait while it is held.
+type heldDisk struct {
+	datastore.Batching
+	mu    sync.Mutex
+	held  chan struct{} // closed on release; nil while not held
+	waits atomic.Int32  // commits that waited
+}
+
+func (d *heldDisk) hold() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.held = make(chan struct{})
+}
+
+func (d *heldDisk) release() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.held != nil {
+		close(d.held)
+		d.held = nil
+	}
+}
+
+func (d *heldDisk) Batch(ctx context.Context) (datastore.Batch, error) {
+	b, err := d.Batching.Batch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &heldBatch{Batch: b, d: d}, nil
+}
+
+type heldBatch struct {
+	datastore.Batch
+	d     *heldDisk
+	payer bool
+}
+
+func (b *heldBatch) Put(ctx context.Context, k datastore.Key, v []byte) error {
+	b.payer = b.payer || strings.HasPrefix(k.String(), "/chan/payer/")
+	return b.Batch.Put(ctx, k, v)
+}
+
+func (b *heldBatch) Commit(ctx context.Context) error {
+	b.d.mu.Lock()
+	held := b.d.held
+	b.d.mu.Unlock()
+	if b.payer && held != nil {
+		b.d.waits.Add(1)
+		<-held
+	}
+	return b.Batch.Commit(ctx)
+}
