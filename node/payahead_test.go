@@ -76,7 +76,9 @@ func TestAnswersDoNotWaitForTheirVoucher(t *testing.T) {
 	eventually(t, 10*time.Second, func() bool {
 		c, _, ok := settled()
 		return ok && c.Paid > before.Paid
-	}, func() string { return fmt.Sprintf("the answer was not paid once the disk was back: %+v", client.Channels()) })
+	}, func() string {
+		return fmt.Sprintf("the answer was not paid once the disk was back: %+v", client.Channels())
+	})
 }
 
 // heldDisk is a datastore whose commits of payer channel records wait while it is held.
