@@ -208,9 +208,25 @@ func watchCaller(r *wire.Reader, cancel context.CancelFunc, bodies chan<- lateBo
 
 // answer writes an inference answer back to the caller.
 type answer struct {
-	s   network.Stream
-	w   *wire.Writer
-	buf []byte
+	s       network.Stream
+	w       *wire.Writer
+	buf     []byte
+	watched chan struct{} // closed when a caller watcher that takes vouchers ends (nil: none)
+}
+
+// watch starts the caller watcher (see watchCaller). One that takes vouchers keeps the stream
+// open for reading after the answer ends, until the caller closes it or drainTimeout passes:
+// the voucher for the answer's last tokens follows its final frame.
+func (a *answer) watch(r *wire.Reader, cancel context.CancelFunc, bodies chan<- lateBody, pay func([]byte)) {
+	if pay == nil {
+		go watchCaller(r, cancel, bodies, nil)
+		return
+	}
+	a.watched = make(chan struct{})
+	go func(ended chan struct{}) {
+		watchCaller(r, cancel, bodies, pay)
+		close(ended)
+	}(a.watched)
 }
 
 func newAnswer(s network.Stream) *answer { return &answer{s: s, w: wire.NewWriter(s)} }
@@ -246,10 +262,23 @@ func (a *answer) fail(err error) {
 	a.close()
 }
 
-// close ends the stream once the answer is written.
+// close ends the stream once the answer is written; a watched one once its watcher ended.
 func (a *answer) close() {
-	a.s.Close()
 	a.w.Release()
+	if a.watched == nil {
+		a.s.Close()
+		return
+	}
+	_ = a.s.CloseWrite()
+	go func() {
+		t := time.NewTimer(drainTimeout)
+		defer t.Stop()
+		select {
+		case <-a.watched:
+		case <-t.C:
+		}
+		a.s.Close()
+	}()
 }
 
 // asWireError classifies any error as a wire error.

@@ -609,7 +609,7 @@ func (m *metering) chunk(ctx context.Context, c *call, tokens uint32) error {
 		return m.send(ctx, c, nil, err)
 	}
 	if m.ch.receive(v, m.every) {
-		m.due = &dueVoucher{ctx: ctx, c: c, every: m.every, done: make(chan struct{})}
+		m.due = &dueVoucher{c: c, every: m.every, done: make(chan struct{})}
 		m.n.payAhead(m.ch, m.due)
 	}
 	return nil
@@ -618,7 +618,6 @@ func (m *metering) chunk(ctx context.Context, c *call, tokens uint32) error {
 // dueVoucher is an answer that found a voucher due: the stream it goes out on, and the
 // answer's voucher spacing.
 type dueVoucher struct {
-	ctx   context.Context
 	c     *call
 	every uint64
 	done  chan struct{} // closed once the voucher was sent on c, or left to another stream
@@ -631,6 +630,7 @@ func (m *metering) finish(c *call) {
 		c.finish()
 		return
 	}
+	c.stop() // the answer is whole: the request ending no longer closes the call
 	go func(d *dueVoucher) {
 		<-d.done
 		c.finish()
@@ -670,7 +670,8 @@ func (n *Node) payAhead(ch *outChan, d *dueVoucher) {
 			if err != nil && n.ctx.Err() == nil {
 				n.log.Warn("cannot pay ahead on channel", "payee", ch.peer.String(), "err", err)
 			}
-			if err != nil || (vb != nil && (d.ctx.Err() != nil || d.c.send(wire.FramePay, vb) != nil)) {
+			// A cancelled answer's call is closed for writing: the send fails.
+			if err != nil || (vb != nil && d.c.send(wire.FramePay, vb) != nil) {
 				n.settleLater(ch)
 			}
 			close(d.done)

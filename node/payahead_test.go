@@ -133,3 +133,31 @@ func (b *heldBatch) Commit(ctx context.Context) error {
 	}
 	return b.Batch.Commit(ctx)
 }
+
+// A voucher for a non-streamed answer falls due as its one chunk arrives and goes out after
+// the answer's final frame: the payee keeps reading until the payer closes the stream, so
+// the voucher arrives there, with no bill and no settling over the channel protocol (here
+// held off for an hour).
+func TestVouchersFollowTheWholeAnswer(t *testing.T) {
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, Tune: func(c *node.Config) {
+		c.Payments.FlushAfter = time.Hour
+	}})
+	prompt := strings.TrimSpace(strings.Repeat("word ", 120))
+	if r := post(t, nw.ClientURL()+"/chat/completions", "",
+		`{"model":"echo-test","max_tokens":120,"messages":[{"role":"user","content":"`+prompt+`"}]}`); r.status != 200 {
+		t.Fatalf("answer: %+v", r)
+	}
+	for _, hop := range []struct {
+		name         string
+		payer, payee *node.Node
+	}{{"client to proxy", nw.Client, nw.Proxies[0]}, {"proxy to worker", nw.Proxies[0], nw.Workers[0]}} {
+		var paid, held node.ChannelStatus
+		eventually(t, 10*time.Second, func() bool {
+			paid, _ = channelWhere(hop.payer, func(c node.ChannelStatus) bool { return c.Role == "payer" })
+			held, _ = channelWhere(hop.payee, func(c node.ChannelStatus) bool { return c.Role == "payee" })
+			return paid.Paid > 0 && held.Paid == paid.Paid
+		}, func() string {
+			return fmt.Sprintf("%s: the payee holds %d (seqno %d), the payer signed %d (seqno %d)", hop.name, held.Paid, held.Seqno, paid.Paid, paid.Seqno)
+		})
+	}
+}

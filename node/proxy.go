@@ -104,9 +104,9 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 	}
 	var bodies *bodySource
 	if h.Sealed {
-		bodies = &bodySource{s: s, r: r, cancel: cancel, ch: make(chan lateBody, 1), pay: n.voucherSink(payer)}
+		bodies = &bodySource{out: out, r: r, cancel: cancel, ch: make(chan lateBody, 1), pay: n.voucherSink(payer)}
 	} else {
-		go watchCaller(r, cancel, nil, n.voucherSink(payer))
+		out.watch(r, cancel, nil, n.voucherSink(payer))
 	}
 
 	var tried []peer.ID
@@ -328,7 +328,7 @@ func (n *Node) routeClient(ctx context.Context, worker peer.ID, pa *peerAttest, 
 // does the caller watcher start, to notice the client leaving and to pass on the body of a
 // failover's second route.
 type bodySource struct {
-	s        network.Stream
+	out      *answer // the answer to the client, on the stream the bodies come on
 	r        *wire.Reader
 	cancel   context.CancelFunc
 	ch       chan lateBody
@@ -340,15 +340,15 @@ type bodySource struct {
 func (b *bodySource) watch() {
 	if !b.watching {
 		b.watching = true
-		go watchCaller(b.r, b.cancel, b.ch, b.pay)
+		b.out.watch(b.r, b.cancel, b.ch, b.pay)
 	}
 }
 
 func (b *bodySource) next(ctx context.Context) (lateBody, error) {
 	if !b.watching {
-		_ = b.s.SetReadDeadline(time.Now().Add(requestReadTimeout))
+		_ = b.out.s.SetReadDeadline(time.Now().Add(requestReadTimeout))
 		t, p, err := b.r.ReadFrame()
-		_ = b.s.SetReadDeadline(time.Time{})
+		_ = b.out.s.SetReadDeadline(time.Time{})
 		b.watch()
 		switch {
 		case err != nil:

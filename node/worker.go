@@ -250,7 +250,7 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 
 	ctx, cancel := context.WithTimeout(n.ctx, h.Timeout)
 	defer cancel()
-	go watchCaller(r, cancel, nil, n.voucherSink(payer))
+	out.watch(r, cancel, nil, n.voucherSink(payer))
 	// The receipt names the proxy by the key its connection authenticated, and by its
 	// attestation if it has one (handshake cached after the first request on a connection).
 	proxyKey, err := crypto.MarshalPublicKey(s.Conn().RemotePublicKey())
