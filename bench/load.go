@@ -272,6 +272,9 @@ type Result struct {
 	// VouchersPerRequest is, for a paying mesh, how many vouchers its payers signed per
 	// request (both hops together): each costs a signature, a check and two fsynced writes.
 	VouchersPerRequest float64 `json:"vouchers_per_request,omitempty"`
+	// WaitsPerRequest is, for a paying mesh, how many answers per request a payee held back
+	// until a voucher came, because the payer was a whole credit window behind.
+	WaitsPerRequest float64 `json:"payment_waits_per_request,omitempty"`
 }
 
 // Spread is the highest round's requests per second over the lowest's (1 for one round): well
@@ -317,8 +320,8 @@ func warm(ctx context.Context, c *Client, sc Scenario) error {
 // measured is one measured closed loop and the process CPU time it took.
 type measured struct {
 	loop
-	cpu      time.Duration
-	vouchers uint64
+	cpu time.Duration
+	pay payCount // a paying mesh's vouchers and payment waits during the loop
 }
 
 // measure runs one measured closed loop of n requests.
@@ -337,10 +340,11 @@ func measure(ctx context.Context, c *Client, stream bool, conc, n int) (measured
 func result(sc Scenario, rounds []measured) Result {
 	r := Result{Mode: sc.Mode, Stream: sc.Stream, Concurrency: max(sc.Concurrency, 1), Rounds: len(rounds)}
 	var cpu time.Duration
-	var vouchers uint64
+	var pay payCount
 	var lat, ttft []time.Duration
 	for _, m := range rounds {
-		vouchers += m.vouchers
+		pay.vouchers += m.pay.vouchers
+		pay.waits += m.pay.waits
 		r.Requests += len(m.samples) + m.errors
 		r.OK += len(m.samples)
 		r.Errors += m.errors
@@ -364,7 +368,8 @@ func result(sc Scenario, rounds []measured) Result {
 		r.CPUCores = float64(cpu) / float64(r.Wall)
 	}
 	if r.Requests > 0 {
-		r.VouchersPerRequest = float64(vouchers) / float64(r.Requests)
+		r.VouchersPerRequest = float64(pay.vouchers) / float64(r.Requests)
+		r.WaitsPerRequest = float64(pay.waits) / float64(r.Requests)
 	}
 	r.Latency, r.TTFT = Summarize(lat), Summarize(ttft)
 	return r

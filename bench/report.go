@@ -214,17 +214,17 @@ func FormatRatio(r float64, ok bool) string {
 
 // WriteTable writes one line per result, then the first error of each failing scenario.
 func WriteTable(w io.Writer, results []Result) {
-	fmt.Fprintf(w, "%-9s %-6s %5s %10s %9s %9s %9s %9s %8s %6s %7s %9s\n",
-		"mode", "stream", "conc", "req/s", "p50 ms", "p99 ms", "ttft p50", "ttft p99", "cpu/req", "cores", "errors", "vouch/req")
+	fmt.Fprintf(w, "%-9s %-6s %5s %10s %9s %9s %9s %9s %8s %6s %7s %9s %9s\n",
+		"mode", "stream", "conc", "req/s", "p50 ms", "p99 ms", "ttft p50", "ttft p99", "cpu/req", "cores", "errors", "vouch/req", "waits/req")
 	for _, r := range results {
-		vouchers := "-"
+		vouchers, waits := "-", "-"
 		if r.VouchersPerRequest > 0 {
-			vouchers = fmt.Sprintf("%.2f", r.VouchersPerRequest)
+			vouchers, waits = fmt.Sprintf("%.2f", r.VouchersPerRequest), fmt.Sprintf("%.2f", r.WaitsPerRequest)
 		}
-		fmt.Fprintf(w, "%-9s %-6s %5d %10.1f %9s %9s %9s %9s %8s %6.2f %7d %9s\n",
+		fmt.Fprintf(w, "%-9s %-6s %5d %10.1f %9s %9s %9s %9s %8s %6.2f %7d %9s %9s\n",
 			r.Mode, onOff(r.Stream), r.Concurrency, r.RPS,
 			FormatMs(r.Latency.P50), FormatMs(r.Latency.P99), FormatMs(r.TTFT.P50), FormatMs(r.TTFT.P99),
-			fmt.Sprintf("%.0fµs", float64(r.CPUPerRequest)/float64(time.Microsecond)), r.CPUCores, r.Errors, vouchers)
+			fmt.Sprintf("%.0fµs", float64(r.CPUPerRequest)/float64(time.Microsecond)), r.CPUCores, r.Errors, vouchers, waits)
 	}
 	for _, r := range results {
 		if r.Errors > 0 {

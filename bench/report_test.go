@@ -115,6 +115,7 @@ func TestWriteTableAndChecks(t *testing.T) {
 	r.CPUPerRequest = 250 * time.Microsecond
 	r.CPUCores = 1.93
 	r.VouchersPerRequest = 0.875
+	r.WaitsPerRequest = 0.125
 	steady := res(Direct, false, 1, 10, ms(0.1), ms(0.1), 0)
 	steady.RoundRPS = []float64{10, 12.9}
 	jumpy := res(HTTP2Hop, false, 64, 10, ms(0.1), ms(0.1), 0)
@@ -125,11 +126,11 @@ func TestWriteTableAndChecks(t *testing.T) {
 	var b strings.Builder
 	WriteTable(&b, []Result{r, steady, jumpy, small})
 	want := "" +
-		"mode      stream  conc      req/s    p50 ms    p99 ms  ttft p50  ttft p99  cpu/req  cores  errors vouch/req\n" +
-		"mesh      on        16     1234.6     1.500     3.000     0.750     1.500    250µs   1.93       3      0.88\n" +
-		"direct    off        1       10.0     0.100     0.200     0.100     0.200      0µs   0.00       0         -\n" +
-		"http2hop  off       64       10.0     0.100     0.200     0.100     0.200      0µs   0.00       0         -\n" +
-		"direct    on         1       10.0     0.100     0.200     0.100     0.200      0µs   0.00       0         -\n" +
+		"mode      stream  conc      req/s    p50 ms    p99 ms  ttft p50  ttft p99  cpu/req  cores  errors vouch/req waits/req\n" +
+		"mesh      on        16     1234.6     1.500     3.000     0.750     1.500    250µs   1.93       3      0.88      0.12\n" +
+		"direct    off        1       10.0     0.100     0.200     0.100     0.200      0µs   0.00       0         -         -\n" +
+		"http2hop  off       64       10.0     0.100     0.200     0.100     0.200      0µs   0.00       0         -         -\n" +
+		"direct    on         1       10.0     0.100     0.200     0.100     0.200      0µs   0.00       0         -         -\n" +
 		"  mesh stream on c=16: 3 of 100 requests failed; first error: HTTP 503: busy\n" +
 		"  note: http2hop stream off c=64: req/s differed 2.2x between its 3 rounds (900 to 2000): " +
 		"the machine's speed changed during the run; read its ratios with care\n"

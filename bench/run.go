@@ -114,7 +114,7 @@ func Run(ctx context.Context, t *Targets, cfg Config) (*Report, error) {
 			if conc == 1 {
 				n = cfg.RequestsC1
 			}
-			results, err := runPair(ctx, clients, t.voucherCounters(), cfg, stream, conc, n)
+			results, err := runPair(ctx, clients, t.payCounters(), cfg, stream, conc, n)
 			if err != nil {
 				return nil, err
 			}
@@ -145,8 +145,8 @@ func onChainCheck(results []Result, messages uint64) Check {
 
 // runPair measures every target at one stream mode and concurrency: n requests each, split
 // into rounds that run the targets back to back, in alternating order. A target with a
-// voucher counter also gets the vouchers signed while it was measured.
-func runPair(ctx context.Context, clients map[Mode]*Client, vouchers map[Mode]func() uint64, cfg Config, stream bool, conc, n int) ([]Result, error) {
+// payment counter also gets what its channels counted while it was measured.
+func runPair(ctx context.Context, clients map[Mode]*Client, pays map[Mode]func() payCount, cfg Config, stream bool, conc, n int) ([]Result, error) {
 	rounds := max(1, min(cfg.Rounds, n))
 	scs := map[Mode]Scenario{}
 	got := map[Mode][]measured{}
@@ -182,17 +182,17 @@ func runPair(ctx context.Context, clients map[Mode]*Client, vouchers map[Mode]fu
 					return nil, err
 				}
 			}
-			var before uint64
-			if count := vouchers[m]; count != nil {
+			var before payCount
+			if count := pays[m]; count != nil {
 				before = count()
 			}
 			meas, err := measure(ctx, clients[m], stream, conc, size)
 			if err != nil {
 				return nil, err
 			}
-			if count := vouchers[m]; count != nil {
+			if count := pays[m]; count != nil {
 				after := count()
-				meas.vouchers = after - min(after, before)
+				meas.pay = payCount{after.vouchers - min(after.vouchers, before.vouchers), after.waits - min(after.waits, before.waits)}
 			}
 			got[m] = append(got[m], meas)
 		}

@@ -149,30 +149,36 @@ func (t *Targets) onChainMessages() func() uint64 {
 	return func() uint64 { return l.Messages() - start }
 }
 
-// voucherCounters count, for the paying mesh's targets, the vouchers its payers (clients and
-// proxies) have signed so far: the sum of their channels' seqnos. Scenarios run one at a
+// payCount is what a paying mesh's channels counted so far: the vouchers its payers (clients
+// and proxies) signed, the sum of their channels' seqnos, and the answers its payees (proxies
+// and workers) held back until a voucher came, because the payer was a whole window behind.
+type payCount struct{ vouchers, waits uint64 }
+
+// payCounters count, for the paying mesh's targets, what payCount says. Scenarios run one at a
 // time, so the difference over one is its own, but for a few settled just after the one
 // before.
-func (t *Targets) voucherCounters() map[Mode]func() uint64 {
+func (t *Targets) payCounters() map[Mode]func() payCount {
 	if t.Net == nil || t.Net.Ledger() == nil {
 		return nil
 	}
-	payers := append([]*node.Node{t.Net.Client}, t.Net.Proxies...)
+	nodes := append(append([]*node.Node{t.Net.Client}, t.Net.Proxies...), t.Net.Workers...)
 	if t.clear != nil {
-		payers = append(payers, t.clear)
+		nodes = append(nodes, t.clear)
 	}
-	count := func() uint64 {
-		var n uint64
-		for _, p := range payers {
+	count := func() payCount {
+		var n payCount
+		for _, p := range nodes {
 			for _, c := range p.Channels() {
 				if c.Role == "payer" {
-					n += c.Seqno
+					n.vouchers += c.Seqno
+				} else {
+					n.waits += uint64(c.Waits)
 				}
 			}
 		}
 		return n
 	}
-	return map[Mode]func() uint64{Mesh: count, MeshClear: count}
+	return map[Mode]func() payCount{Mesh: count, MeshClear: count}
 }
 
 // newDirect is the direct baseline: the echo backend as the mesh's workers run it.

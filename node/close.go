@@ -592,7 +592,9 @@ func (c *outChan) status() ChannelStatus {
 func (c *inChan) status() ChannelStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return channelStatus(c.peer, c.rec, c.credit.Owed(), c.credit.Delivered(), c.bad)
+	s := channelStatus(c.peer, c.rec, c.credit.Owed(), c.credit.Delivered(), c.bad)
+	s.Waits = c.waits
+	return s
 }
 
 // watchChannels follows, every PaymentConfig.WatchEvery, the contracts of the channels that

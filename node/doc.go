@@ -22,10 +22,12 @@
 // Payments (pay.go, channel.go), when the node has a ledger: the client pays each proxy and
 // the proxy each worker over a TON payment channel opened on /cocoon/channel/1.0.0. On the
 // inference stream the payee quotes the answer's prices before its first chunk, the payer
-// sends cumulative vouchers as value arrives (every quarter of the payee's credit window), and
-// the payee sends each chunk only within that window, billing and waiting when the payer is
-// behind. Every voucher is durable (ton/chanstore) before a payer sends it and before a payee
-// counts it. After opening (close.go): a payer whose deposit runs low moves to a new channel
+// sends cumulative vouchers as value arrives (every quarter of the payee's credit window; each
+// signed and made durable beside the answer, which never waits on the disk for it), and the
+// payee sends each chunk only within that window, billing and waiting when the payer is
+// behind; it reads its caller until the caller closes, so the voucher for an answer's last
+// tokens arrives after the final frame. Every voucher is durable (ton/chanstore) before a payer
+// sends it and before a payee counts it. After opening (close.go): a payer whose deposit runs low moves to a new channel
 // and closes the old one together with its payee; either side can close alone with the newest
 // state it holds; and every node watches its unclosed channels' contracts, challenging an
 // older state, finishing a close after its quarantine, resuming a close that stalled, and

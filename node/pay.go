@@ -273,6 +273,7 @@ type inChan struct {
 	credit *ton.Credit
 	paid   chan struct{}
 	bad    int  // vouchers refused
+	waits  int  // answers that waited for a voucher: the payer was a whole window behind
 	closed bool // a close was signed or started: no more vouchers, no more credit
 }
 
@@ -351,6 +352,9 @@ func (n *Node) reserve(ctx context.Context, c *inChan, cost, window uint64, bill
 		}
 		err := c.credit.Reserve(cost, window)
 		owed, paid := c.credit.Owed(), c.paid
+		if err != nil && !billed {
+			c.waits++
+		}
 		c.mu.Unlock()
 		if err == nil {
 			return nil
@@ -422,6 +426,7 @@ type ChannelStatus struct {
 	Seqno     uint64 `json:"seqno"`   // the newest durable voucher's seqno
 	Delivered uint64 `json:"delivered,omitempty"`
 	Refused   int    `json:"refused_vouchers,omitempty"`
+	Waits     int    `json:"payment_waits,omitempty"` // payee: answers that waited for a voucher
 }
 
 // Channels lists this node's payment channels, closed ones included, as last made durable and,

@@ -67,9 +67,9 @@ func TestAnswersDoNotWaitForTheirVoucher(t *testing.T) {
 		disk.release()
 		t.Fatal("no voucher write was held: the answer never fell due for a voucher")
 	}
-	if _, p, _ := settled(); p.Paid != before.Paid {
+	if _, p, _ := settled(); p.Paid != before.Paid || p.Waits != 0 {
 		disk.release()
-		t.Fatalf("the proxy was paid %d before the client's voucher was durable (before: %d)", p.Paid, before.Paid)
+		t.Fatalf("the proxy was paid %d before the client's voucher was durable (before: %d), or held back %d chunks", p.Paid, before.Paid, p.Waits)
 	}
 
 	disk.release()
@@ -159,5 +159,36 @@ func TestVouchersFollowTheWholeAnswer(t *testing.T) {
 		}, func() string {
 			return fmt.Sprintf("%s: the payee holds %d (seqno %d), the payer signed %d (seqno %d)", hop.name, held.Paid, held.Seqno, paid.Paid, paid.Seqno)
 		})
+	}
+}
+
+// A payee whose payer falls a whole credit window behind holds its answer back until a
+// voucher comes, and counts each such wait: with a 16-token window, a 120-token answer waits
+// at both hops, is served whole, and is paid in full.
+func TestPayeesWaitWhenTheWindowBinds(t *testing.T) {
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, Tune: func(c *node.Config) {
+		c.Payments.WindowTokens = 16
+	}})
+	prompt := strings.TrimSpace(strings.Repeat("word ", 120))
+	r := post(t, nw.ClientURL()+"/chat/completions", "",
+		`{"model":"echo-test","stream":true,"max_tokens":120,"messages":[{"role":"user","content":"`+prompt+`"}]}`)
+	if r.status != 200 || strings.Count(r.body, "word") != 120 {
+		t.Fatalf("answer: %+v", r)
+	}
+	for _, hop := range []struct {
+		name         string
+		payer, payee *node.Node
+	}{{"client to proxy", nw.Client, nw.Proxies[0]}, {"proxy to worker", nw.Proxies[0], nw.Workers[0]}} {
+		var paid, held node.ChannelStatus
+		eventually(t, 10*time.Second, func() bool {
+			paid, _ = channelWhere(hop.payer, func(c node.ChannelStatus) bool { return c.Role == "payer" })
+			held, _ = channelWhere(hop.payee, func(c node.ChannelStatus) bool { return c.Role == "payee" })
+			return held.Paid > 0 && held.Paid == paid.Paid && held.Delivered == held.Paid
+		}, func() string {
+			return fmt.Sprintf("%s: not paid in full: payer %+v, payee %+v", hop.name, paid, held)
+		})
+		if held.Waits == 0 {
+			t.Errorf("%s: a 120-token answer never waited for payment in a 16-token window", hop.name)
+		}
 	}
 }
