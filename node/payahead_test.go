@@ -63,10 +63,10 @@ func TestAnswersDoNotWaitForTheirVoucher(t *testing.T) {
 		disk.release()
 		t.Fatalf("answer: %+v", r)
 	}
-	if disk.waits.Load() == 0 {
+	eventually(t, 10*time.Second, func() bool { return disk.waits.Load() > 0 }, func() string {
 		disk.release()
-		t.Fatal("no voucher write was held: the answer never fell due for a voucher")
-	}
+		return "no voucher write was held: the answer never fell due for a voucher"
+	})
 	if _, p, _ := settled(); p.Paid != before.Paid || p.Waits != 0 {
 		disk.release()
 		t.Fatalf("the proxy was paid %d before the client's voucher was durable (before: %d), or held back %d chunks", p.Paid, before.Paid, p.Waits)
