@@ -635,6 +635,12 @@ func (m *metering) finish(c *call) {
 		c.finish()
 		return
 	}
+	select {
+	case <-m.due.done: // sent already
+		c.finish()
+		return
+	default:
+	}
 	c.stop() // the answer is whole: the request ending no longer closes the call
 	go func(d *dueVoucher) {
 		<-d.done
