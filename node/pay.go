@@ -272,9 +272,12 @@ type inChan struct {
 	payee  *ton.Payee
 	credit *ton.Credit
 	paid   chan struct{}
-	bad    int  // vouchers refused
-	waits  int  // answers that waited for a voucher: the payer was a whole window behind
-	closed bool // a close was signed or started: no more vouchers, no more credit
+	bad    int // vouchers refused
+	waits  int // answers that waited for a voucher: the payer was a whole window behind
+	// waitLogged is when waits was last logged, at waitsLogged.
+	waitLogged  time.Time
+	waitsLogged int
+	closed      bool // a close was signed or started: no more vouchers, no more credit
 }
 
 // newInChan resumes being paid on rec.
@@ -337,6 +340,9 @@ func (n *Node) accept(ctx context.Context, c *inChan, b []byte) error {
 // errChannelClosing refuses vouchers and answers on a channel being closed.
 var errChannelClosing = wire.Errorf(wire.CodePayment, "the payment channel is closing: open a new one")
 
+// waitLogEvery spaces the log lines saying a channel's answers wait for payment.
+const waitLogEvery = time.Minute
+
 // paymentWait bounds how long an answer waits for a payer that fell behind.
 const paymentWait = 10 * time.Second
 
@@ -352,10 +358,19 @@ func (n *Node) reserve(ctx context.Context, c *inChan, cost, window uint64, bill
 		}
 		err := c.credit.Reserve(cost, window)
 		owed, paid := c.credit.Owed(), c.paid
+		report := 0
 		if err != nil && !billed {
 			c.waits++
+			if now := time.Now(); now.Sub(c.waitLogged) >= waitLogEvery {
+				report, c.waitLogged, c.waitsLogged = c.waits-c.waitsLogged, now, c.waits
+			}
 		}
 		c.mu.Unlock()
+		if report > 0 {
+			n.log.Info("answers wait for payment: the payer is a whole credit window behind",
+				"payer", c.peer.String(), "waits", report, "window_tokens", n.cfg.Payments.WindowTokens,
+				"hint", "many answers at once on one channel outgrow the window; raise payments.window_tokens to serve them without waiting")
+		}
 		if err == nil {
 			return nil
 		}

@@ -1,8 +1,10 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -166,9 +168,10 @@ func TestVouchersFollowTheWholeAnswer(t *testing.T) {
 // voucher comes, and counts each such wait: with a 16-token window, a 120-token answer waits
 // at both hops, is served whole, and is paid in full.
 func TestPayeesWaitWhenTheWindowBinds(t *testing.T) {
+	var logs lockedBuffer
 	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, Tune: func(c *node.Config) {
 		c.Payments.WindowTokens = 16
-	}})
+	}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	prompt := strings.TrimSpace(strings.Repeat("word ", 120))
 	r := post(t, nw.ClientURL()+"/chat/completions", "",
 		`{"model":"echo-test","stream":true,"max_tokens":120,"messages":[{"role":"user","content":"`+prompt+`"}]}`)
@@ -191,4 +194,26 @@ func TestPayeesWaitWhenTheWindowBinds(t *testing.T) {
 			t.Errorf("%s: a 120-token answer never waited for payment in a 16-token window", hop.name)
 		}
 	}
+	// Each payee tells its operator, once a minute at most, with the knob to turn.
+	if n := strings.Count(logs.String(), "answers wait for payment"); n != 2 || !strings.Contains(logs.String(), "payments.window_tokens") {
+		t.Errorf("%d log lines about waiting for payment, want one per payee:\n%s", n, logs.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that many goroutines may write to.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
