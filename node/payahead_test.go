@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/ipfs/go-datastore"
 
+	"github.com/cocoon-mesh/cocoon/internal/syncbuf"
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/localnet"
 )
@@ -149,26 +149,34 @@ func TestVouchersFollowTheWholeAnswer(t *testing.T) {
 		`{"model":"echo-test","max_tokens":120,"messages":[{"role":"user","content":"`+prompt+`"}]}`); r.status != 200 {
 		t.Fatalf("answer: %+v", r)
 	}
+	eachHop(t, nw, func(paid, held node.ChannelStatus) bool { return paid.Paid > 0 && held.Paid == paid.Paid })
+}
+
+// eachHop waits until both hops of nw (client to its one proxy, proxy to its one worker) have
+// the payer's and the payee's channel in a state ok accepts, and returns the payees' channels.
+func eachHop(t *testing.T, nw *localnet.Net, ok func(paid, held node.ChannelStatus) bool) map[string]node.ChannelStatus {
+	t.Helper()
+	held := map[string]node.ChannelStatus{}
 	for _, hop := range []struct {
 		name         string
 		payer, payee *node.Node
 	}{{"client to proxy", nw.Client, nw.Proxies[0]}, {"proxy to worker", nw.Proxies[0], nw.Workers[0]}} {
-		var paid, held node.ChannelStatus
+		var paid, in node.ChannelStatus
 		eventually(t, 10*time.Second, func() bool {
 			paid, _ = channelWhere(hop.payer, func(c node.ChannelStatus) bool { return c.Role == "payer" })
-			held, _ = channelWhere(hop.payee, func(c node.ChannelStatus) bool { return c.Role == "payee" })
-			return paid.Paid > 0 && held.Paid == paid.Paid
-		}, func() string {
-			return fmt.Sprintf("%s: the payee holds %d (seqno %d), the payer signed %d (seqno %d)", hop.name, held.Paid, held.Seqno, paid.Paid, paid.Seqno)
-		})
+			in, _ = channelWhere(hop.payee, func(c node.ChannelStatus) bool { return c.Role == "payee" })
+			return ok(paid, in)
+		}, func() string { return fmt.Sprintf("%s: payer %+v, payee %+v", hop.name, paid, in) })
+		held[hop.name] = in
 	}
+	return held
 }
 
 // A payee whose payer falls a whole credit window behind holds its answer back until a
 // voucher comes, and counts each such wait: with a 16-token window, a 120-token answer waits
 // at both hops, is served whole, and is paid in full.
 func TestPayeesWaitWhenTheWindowBinds(t *testing.T) {
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, Tune: func(c *node.Config) {
 		c.Payments.WindowTokens = 16
 	}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -178,42 +186,16 @@ func TestPayeesWaitWhenTheWindowBinds(t *testing.T) {
 	if r.status != 200 || strings.Count(r.body, "word") != 120 {
 		t.Fatalf("answer: %+v", r)
 	}
-	for _, hop := range []struct {
-		name         string
-		payer, payee *node.Node
-	}{{"client to proxy", nw.Client, nw.Proxies[0]}, {"proxy to worker", nw.Proxies[0], nw.Workers[0]}} {
-		var paid, held node.ChannelStatus
-		eventually(t, 10*time.Second, func() bool {
-			paid, _ = channelWhere(hop.payer, func(c node.ChannelStatus) bool { return c.Role == "payer" })
-			held, _ = channelWhere(hop.payee, func(c node.ChannelStatus) bool { return c.Role == "payee" })
-			return held.Paid > 0 && held.Paid == paid.Paid && held.Delivered == held.Paid
-		}, func() string {
-			return fmt.Sprintf("%s: not paid in full: payer %+v, payee %+v", hop.name, paid, held)
-		})
+	paidInFull := func(paid, held node.ChannelStatus) bool {
+		return held.Paid > 0 && held.Paid == paid.Paid && held.Delivered == held.Paid
+	}
+	for hop, held := range eachHop(t, nw, paidInFull) {
 		if held.Waits == 0 {
-			t.Errorf("%s: a 120-token answer never waited for payment in a 16-token window", hop.name)
+			t.Errorf("%s: a 120-token answer never waited for payment in a 16-token window", hop)
 		}
 	}
 	// Each payee tells its operator, once a minute at most, with the knob to turn.
 	if n := strings.Count(logs.String(), "answers wait for payment"); n != 2 || !strings.Contains(logs.String(), "payments.window_tokens") {
 		t.Errorf("%d log lines about waiting for payment, want one per payee:\n%s", n, logs.String())
 	}
-}
-
-// lockedBuffer is a bytes.Buffer that many goroutines may write to.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,36 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/cocoon-mesh/cocoon/internal/syncbuf"
 )
 
-// syncBuffer is a bytes.Buffer safe to write from the command and read from the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestDevStartsServesAndStops(t *testing.T) {
-	var out syncBuffer
+	var out syncbuf.Buffer
 	m := &Main{Stdout: &out, Stderr: &out}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cocoon-mesh/cocoon/internal/syncbuf"
 )
 
 var binaryPath string // built once by TestMain
@@ -48,26 +50,7 @@ type proc struct {
 	ready ready
 	url   string // echo backends: base URL
 	done  chan struct{}
-	logs  *lockedBuffer
-}
-
-// lockedBuffer lets the process write its log while the test reads it. The buffer is a
-// named field, not embedded: an embedded one would lend its unlocked ReadFrom to os/exec.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs  *syncbuf.Buffer
 }
 
 // start runs the binary with args and waits until it is ready: its ready file exists (nodes)
@@ -80,7 +63,7 @@ func start(t *testing.T, name string, args ...string) *proc {
 // startEnv is start with extra environment variables.
 func startEnv(t *testing.T, name string, env []string, args ...string) *proc {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	p := &proc{name: name, done: make(chan struct{}), logs: logs}
 	p.cmd = exec.Command(binaryPath, args...)
 	p.cmd.Env = append(os.Environ(), env...)
