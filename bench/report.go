@@ -279,13 +279,17 @@ func WriteChecks(w io.Writer, cs []Check) {
 // Write writes the whole report: the environment, the table, the ratios and the targets.
 func (r *Report) Write(w io.Writer) {
 	e := r.Env
-	fmt.Fprintf(w, "\nCocoon mesh bench: %s %s/%s, %d CPUs (GOMAXPROCS %d); mesh of %d proxies and %d workers (max_active %d);\n"+
+	window := ""
+	if e.WindowTokens > 0 {
+		window = fmt.Sprintf(", credit window %d tokens", e.WindowTokens)
+	}
+	fmt.Fprintf(w, "\nCocoon mesh bench: %s %s/%s, %d CPUs (GOMAXPROCS %d); mesh of %d proxies and %d workers (max_active %d%s);\n"+
 		"prompt %d words, max_tokens %d; echo test backend (repeats the prompt, not a model), no token delay;\n"+
 		"each scenario's requests in %d round(s), every round running the targets back to back, in reverse order on odd rounds\n"+
 		"(mesh: prompts sealed to the workers; mesh-clear: the same mesh through a client that does not seal).\n"+
 		"Everything runs in this one process: load generator, mesh nodes, backends and HTTP hops share the CPUs;\n"+
 		"cpu/req is the process's CPU time per request, cores its CPU time over wall time.\n\n",
-		e.GoVersion, e.OS, e.Arch, e.NumCPU, e.GOMAXPROCS, e.Proxies, e.Workers, e.MaxActive, e.PromptWords, e.MaxTokens, max(e.Rounds, 1))
+		e.GoVersion, e.OS, e.Arch, e.NumCPU, e.GOMAXPROCS, e.Proxies, e.Workers, e.MaxActive, window, e.PromptWords, e.MaxTokens, max(e.Rounds, 1))
 	WriteTable(w, r.Results)
 	if len(r.Comparisons) > 0 {
 		fmt.Fprintf(w, "\nRatios from this run (req/s of mesh over baseline; +x = mesh p50 minus baseline p50):\n")

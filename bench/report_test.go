@@ -160,7 +160,7 @@ func TestWriteTableAndChecks(t *testing.T) {
 
 func TestReportWriteAndFailures(t *testing.T) {
 	rep := &Report{
-		Env:     Env{GoVersion: "go1.x", OS: "linux", Arch: "amd64", NumCPU: 2, GOMAXPROCS: 2, Proxies: 2, Workers: 2, MaxActive: 16, PromptWords: 16, MaxTokens: 16},
+		Env:     Env{GoVersion: "go1.x", OS: "linux", Arch: "amd64", NumCPU: 2, GOMAXPROCS: 2, Proxies: 2, Workers: 2, MaxActive: 16, WindowTokens: 256, PromptWords: 16, MaxTokens: 16},
 		Results: []Result{res(Mesh, false, 1, 100, ms(1), ms(1), 2), res(Direct, false, 1, 200, ms(0.5), ms(0.5), 1)},
 	}
 	rep.Comparisons, rep.Checks = Compare(rep.Results), Checks(rep.Results)
@@ -169,7 +169,7 @@ func TestReportWriteAndFailures(t *testing.T) {
 		t.Errorf("Failures = %d, want 3", n)
 	}
 	s := rep.String()
-	for _, want := range []string{"mesh of 2 proxies and 2 workers (max_active 16)", "Ratios from this run", "PASS  added p50 latency",
+	for _, want := range []string{"mesh of 2 proxies and 2 workers (max_active 16, credit window 256 tokens)", "Ratios from this run", "PASS  added p50 latency",
 		"idle proxy: RSS 40.0 MiB with 0 workers, 50.0 MiB with 100 workers (102 KiB per worker; peak 51.0 MiB)"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("report lacks %q:\n%s", want, s)

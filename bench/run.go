@@ -50,18 +50,21 @@ func (c Config) withDefaults() Config {
 
 // Env describes where a run happened, so its numbers can be read in context.
 type Env struct {
-	GoVersion   string `json:"go_version"`
-	OS          string `json:"os"`
-	Arch        string `json:"arch"`
-	NumCPU      int    `json:"num_cpu"`
-	GOMAXPROCS  int    `json:"gomaxprocs"`
-	Proxies     int    `json:"proxies,omitempty"`
-	Workers     int    `json:"workers,omitempty"`
-	MaxActive   int    `json:"worker_max_active,omitempty"` // 0: the node default
-	PromptWords int    `json:"prompt_words"`
-	MaxTokens   int    `json:"max_tokens"`
-	Rounds      int    `json:"rounds"`
-	Time        string `json:"time"`
+	GoVersion  string `json:"go_version"`
+	OS         string `json:"os"`
+	Arch       string `json:"arch"`
+	NumCPU     int    `json:"num_cpu"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	Proxies    int    `json:"proxies,omitempty"`
+	Workers    int    `json:"workers,omitempty"`
+	MaxActive  int    `json:"worker_max_active,omitempty"` // 0: the node default
+	// WindowTokens is the payees' credit window in tokens (0: the mesh does not pay). The
+	// vouchers per request, and so what payments cost, follow it.
+	WindowTokens uint32 `json:"window_tokens,omitempty"`
+	PromptWords  int    `json:"prompt_words"`
+	MaxTokens    int    `json:"max_tokens"`
+	Rounds       int    `json:"rounds"`
+	Time         string `json:"time"`
 }
 
 // Report is the outcome of a run.
@@ -95,6 +98,9 @@ func Run(ctx context.Context, t *Targets, cfg Config) (*Report, error) {
 	if t.Net != nil {
 		rep.Env.Proxies, rep.Env.Workers = len(t.Net.Proxies), len(t.Net.Workers)
 		rep.Env.MaxActive = t.Net.Workers[0].Config().MaxActive
+		if t.Net.Ledger() != nil {
+			rep.Env.WindowTokens = t.Net.Workers[0].Config().Payments.WindowTokens
+		}
 	}
 	maxConc := slices.Max(cfg.Concurrency)
 	clients := map[Mode]*Client{}
