@@ -76,7 +76,8 @@ dev_fund = 0
 # new channel and closes the old one.
 deposit = 1000000000
 # A payee's credit window, in completion tokens at each answer's price: it stops serving a payer
-# that owes more. Larger windows wait less for vouchers and risk more.
+# that owes more. Larger windows wait less for vouchers and risk more; a channel carrying many
+# answers at once can outgrow this one (the log says when answers wait for payment).
 window_tokens = 256
 # A proxy's commission on workers' prices, per mille.
 commission = 50
