@@ -560,11 +560,7 @@ func (n *Node) markIn(ctx context.Context, c *inChan, st chanstore.State) error 
 
 // onChain reads the contract of rec's channel.
 func (n *Node) onChain(ctx context.Context, rec chanstore.Record) (*address.Address, ton.Storage, error) {
-	params, err := rec.Params()
-	if err != nil {
-		return nil, ton.Storage{}, err
-	}
-	addr, err := params.Address()
+	addr, err := rec.Address()
 	if err != nil {
 		return nil, ton.Storage{}, err
 	}

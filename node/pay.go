@@ -531,10 +531,8 @@ func keyPeer(k ed25519.PublicKey) peer.ID {
 func channelStatus(p peer.ID, rec chanstore.Record, owed, delivered uint64, bad int) ChannelStatus {
 	s := ChannelStatus{Peer: p.String(), Role: rec.Role.String(), State: rec.State.String(), ChannelID: fmt.Sprintf("%x", rec.ChannelID[:]),
 		Deposit: rec.Limit, Paid: rec.Voucher.Sent, Owed: owed, Seqno: rec.Voucher.Seqno, Delivered: delivered, Refused: bad}
-	if params, err := rec.Params(); err == nil {
-		if a, err := params.Address(); err == nil {
-			s.Address = a.String()
-		}
+	if a, err := rec.Address(); err == nil {
+		s.Address = a.String()
 	}
 	return s
 }

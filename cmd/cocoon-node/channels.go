@@ -225,10 +225,8 @@ func (m *Main) listStored(ctx context.Context, dataDir string) error {
 	var t totals
 	for _, r := range recs {
 		addr := "?"
-		if p, err := r.Params(); err == nil {
-			if a, err := p.Address(); err == nil {
-				addr = a.String()
-			}
+		if a, err := r.Address(); err == nil {
+			addr = a.String()
 		}
 		fmt.Fprintf(tw, "%s\t%x\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.Role, r.ChannelID[:], addr, r.Limit, r.Voucher.Sent,
 			r.Limit-min(r.Limit, r.Voucher.Sent), r.Voucher.Seqno, r.State, r.Updated.Format("2006-01-02 15:04:05"))

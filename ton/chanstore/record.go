@@ -131,6 +131,15 @@ func (r Record) Params() (ton.Params, error) {
 	}, nil
 }
 
+// Address is the channel contract's address, which its parameters fix.
+func (r Record) Address() (*address.Address, error) {
+	p, err := r.Params()
+	if err != nil {
+		return nil, err
+	}
+	return p.Address()
+}
+
 // VerifyVoucher reports whether v carries the payer's (KeyA) signature on this channel.
 func (r Record) VerifyVoucher(v ton.Voucher) bool { return v.Verify(r.KeyA, r.ChannelID) }
 

@@ -66,9 +66,9 @@ func TestPutGetListReopen(t *testing.T) {
 			t.Fatalf("record %d: updates %d at %v", i, r.Updates, r.Updated)
 		}
 	}
-	if p, err := got[0].Params(); err != nil {
+	if a, err := got[0].Address(); err != nil {
 		t.Fatal(err)
-	} else if a, _ := p.Address(); !a.Equals(must(testParams(1).Address())) {
+	} else if !a.Equals(must(testParams(1).Address())) {
 		t.Fatal("reopened record rebuilds another channel address")
 	}
 	if _, err := s.Get(ctx, testParams(99).ChannelID, Payer); !errors.Is(err, ErrNotFound) {
