@@ -166,7 +166,13 @@ func (m *Main) printLive(chans []node.ChannelStatus) error {
 			c.Deposit-min(c.Deposit, c.Paid), c.Seqno, c.State, c.Owed, c.Peer)
 		t.add(c.Role, c.Paid)
 	}
-	if len(chans) == 0 {
+	return m.endListing(tw, len(chans), &t)
+}
+
+// endListing ends a listing of n channels: a line saying there are none, the table, then the
+// totals.
+func (m *Main) endListing(tw *tabwriter.Writer, n int, t *totals) error {
+	if n == 0 {
 		fmt.Fprintln(tw, "(no channels)")
 	}
 	if err := tw.Flush(); err != nil {
@@ -232,14 +238,7 @@ func (m *Main) listStored(ctx context.Context, dataDir string) error {
 			r.Limit-min(r.Limit, r.Voucher.Sent), r.Voucher.Seqno, r.State, r.Updated.Format("2006-01-02 15:04:05"))
 		t.add(r.Role.String(), r.Voucher.Sent)
 	}
-	if len(recs) == 0 {
-		fmt.Fprintln(tw, "(no channels)")
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	t.write(m.Stdout)
-	return nil
+	return m.endListing(tw, len(recs), &t)
 }
 
 // nodeClient calls a running node's operator endpoints.
