@@ -195,10 +195,10 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 
 	if !req.Stream {
 		var answer []byte
-		res, err := n.infer(ctx, h, body, func(c *wire.Chunk, _ bool) error {
+		res, err := n.infer(ctx, h, body, answerSink{chunk: func(c *wire.Chunk, _ bool) error {
 			answer = append(answer, c.Data...)
 			return nil
-		})
+		}, reset: func() { answer = answer[:0] }})
 		if err != nil {
 			writeWireError(w, err)
 			return
@@ -219,7 +219,7 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 	// held back until the receipt arrives just after it) and on the usage chunk, if asked for.
 	var held []byte
 	w.Header().Set("Trailer", "X-Cocoon-Receipt, X-Cocoon-Worker, X-Cocoon-Worker-Tee, X-Cocoon-Usage, X-Cocoon-Cost")
-	res, err := n.infer(ctx, h, body, func(c *wire.Chunk, more bool) error {
+	res, err := n.infer(ctx, h, body, answerSink{chunk: func(c *wire.Chunk, more bool) error {
 		// A streamed chunk is one or more server-sent events, written through as they came once
 		// their framing checks out, so a faulty worker cannot break the stream's framing.
 		if !bytes.HasPrefix(c.Data, []byte("data: ")) || !bytes.HasSuffix(c.Data, []byte("\n\n")) {
@@ -254,7 +254,7 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 			flusher.Flush()
 		}
 		return nil
-	})
+	}})
 	if err != nil {
 		if !started {
 			writeWireError(w, err)

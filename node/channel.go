@@ -182,11 +182,17 @@ func (n *Node) openIn(ctx context.Context, s network.Stream, p []byte) (*wire.Ch
 	if err != nil {
 		return nil, err
 	}
+	var newest ton.Voucher
 	if len(o.Voucher) > 0 { // the payer's newest: higher than ours if we lost one (we never do)
 		if err := n.acceptNew(ctx, c, o.Voucher); err != nil {
 			n.log.Warn("payer presented a voucher that does not check", "payer", payer.String(), "err", err)
+		} else {
+			newest, _ = ton.DecodeVoucher(o.Voucher)
 		}
 	}
+	// A payer resumes a channel it holds no state of in memory: it restarted, and received
+	// nothing since its newest voucher. Whatever we count beyond that never reached it.
+	n.writeOff(c, newest, "the payer resumed the channel after a restart")
 	st := n.channelState(c)
 	return &st, nil
 }

@@ -589,7 +589,7 @@ func (c *inChan) status() ChannelStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := channelStatus(c.peer, c.rec, c.credit.Owed(), c.credit.Delivered(), c.bad)
-	s.Waits = c.waits
+	s.Waits, s.WrittenOff, s.Disputes = c.waits, c.credit.WrittenOff(), c.disputes
 	return s
 }
 

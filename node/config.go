@@ -87,6 +87,13 @@ type Config struct {
 	HopMargin time.Duration
 	// MaxAttempts bounds how many workers (at a proxy) or proxies (at a client) one request tries.
 	MaxAttempts int
+	// FirstTokenTimeout bounds the wait for a streamed answer's first chunk from a worker: past
+	// it the proxy fails over to the next worker (a client gives its proxy MaxAttempts times
+	// as long, plus StallTimeout). StallTimeout bounds any silence of a callee, before the
+	// first token or after it: a working callee sends a progress frame after StallTimeout/3
+	// without output, so one that sends nothing for StallTimeout has stopped, and the request
+	// fails over (nothing reached the caller yet) or ends with an error.
+	FirstTokenTimeout, StallTimeout time.Duration
 
 	// AllowUnattested lets a proxy route to workers that offer no attestation, and a client
 	// send them prompts, in the clear. Off by default: only attested workers get work.
@@ -173,6 +180,8 @@ func DefaultConfig() Config {
 		RequestTimeout:    10 * time.Minute,
 		HopMargin:         50 * time.Millisecond,
 		MaxAttempts:       3,
+		FirstTokenTimeout: 30 * time.Second,
+		StallTimeout:      15 * time.Second,
 		AttestTTL:         time.Hour,
 		ReceiptCheckEvery: 16,
 		Payments: PaymentConfig{
@@ -240,6 +249,8 @@ func (c *Config) validate() error {
 	fill(&c.MaxBodyBytes, d.MaxBodyBytes)
 	fill(&c.MaxChunkBytes, d.MaxChunkBytes)
 	fill(&c.MaxAttempts, d.MaxAttempts)
+	fill(&c.FirstTokenTimeout, d.FirstTokenTimeout)
+	fill(&c.StallTimeout, d.StallTimeout)
 	fill(&c.ReceiptCheckEvery, d.ReceiptCheckEvery)
 	fill(&c.MaxTokens, d.MaxTokens)
 	fill(&c.Coefficient, d.Coefficient)
@@ -294,6 +305,12 @@ func (c *Config) validate() error {
 	}
 	if c.MaxAttempts < 1 {
 		return &ConfigError{"max_attempts", c.MaxAttempts, "want at least 1"}
+	}
+	if c.StallTimeout < 300*time.Millisecond {
+		return &ConfigError{"stall_timeout", c.StallTimeout, "want at least 300ms: heartbeats fill silences a third of it long"}
+	}
+	if c.FirstTokenTimeout < c.StallTimeout/3 {
+		return &ConfigError{"first_token_timeout", c.FirstTokenTimeout, "want at least a third of stall_timeout"}
 	}
 	if c.HopMargin*4 > c.RequestTimeout {
 		return &ConfigError{"hop_margin", c.HopMargin, "must be well below request_timeout"}

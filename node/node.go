@@ -43,6 +43,8 @@ type Deps struct {
 	Channels *chanstore.Store
 	// Wallet is the node's TON wallet: it funds the channels it pays on and receives payouts.
 	Wallet *address.Address
+	// Faults make a worker misbehave on purpose (adversarial tests, simulations); nil: honest.
+	Faults *Faults
 }
 
 // Node is one running peer of the mesh.
@@ -70,6 +72,7 @@ type Node struct {
 
 	worker *workerState // workers only
 	client *clientState // clients only
+	faults *Faults      // nil: an honest node
 
 	api   *http.Server
 	apiLn net.Listener
@@ -93,7 +96,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if cfg.Role == RoleWorker && deps.Backend == nil {
 		return nil, errors.New("node: a worker needs a model backend")
 	}
-	n := &Node{cfg: cfg, h: deps.Host, idStr: deps.Host.ID().String(), log: deps.Logger, now: deps.Now}
+	n := &Node{cfg: cfg, h: deps.Host, idStr: deps.Host.ID().String(), log: deps.Logger, now: deps.Now, faults: deps.Faults}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}

@@ -182,6 +182,13 @@ func newOutChan(p peer.ID, terms wire.Terms, key ed25519.PrivateKey, rec chansto
 // billed at tab: a quarter of the payee's window, so the payee never waits on a paying payer.
 func (c *outChan) every(tab *ton.Tab) uint64 { return tab.Per(uint64(c.terms.WindowTokens) / 4) }
 
+// refuse takes back value received that we refused.
+func (c *outChan) refuse(value uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.meter.Refuse(value)
+}
+
 // receive records value received and reports whether a voucher is due.
 func (c *outChan) receive(value, every uint64) bool {
 	c.mu.Lock()
@@ -267,13 +274,15 @@ type inChan struct {
 	peer peer.ID
 	id   ton.ChannelID // rec's, fixed: read without mu to find the channel
 
-	mu     sync.Mutex
-	rec    chanstore.Record
-	payee  *ton.Payee
-	credit *ton.Credit
-	paid   chan struct{}
-	bad    int // vouchers refused
-	waits  int // answers that waited for a voucher: the payer was a whole window behind
+	mu       sync.Mutex
+	rec      chanstore.Record
+	payee    *ton.Payee
+	credit   *ton.Credit
+	paid     chan struct{}
+	window   uint64 // the credit window of the latest answer billed, nanoTON: what bounds a write-off
+	disputes int    // write-offs refused: the payer disputed more than it is trusted with
+	bad      int    // vouchers refused
+	waits    int    // answers that waited for a voucher: the payer was a whole window behind
 	// waitLogged is when waits was last logged, at waitsLogged.
 	waitLogged  time.Time
 	waitsLogged int
@@ -442,6 +451,11 @@ type ChannelStatus struct {
 	Delivered uint64 `json:"delivered,omitempty"`
 	Refused   int    `json:"refused_vouchers,omitempty"`
 	Waits     int    `json:"payment_waits,omitempty"` // payee: answers that waited for a voucher
+	// WrittenOff is what a payee wrote off as never received by its payer (a broken stream, a
+	// restart), nanoTON, and not paid since; Disputes counts the write-offs it refused because
+	// they went beyond what it takes on trust.
+	WrittenOff uint64 `json:"written_off,omitempty"`
+	Disputes   int    `json:"refused_write_offs,omitempty"`
 }
 
 // Channels lists this node's payment channels, closed ones included, as last made durable and,
@@ -537,12 +551,18 @@ func channelStatus(p peer.ID, rec chanstore.Record, owed, delivered uint64, bad 
 	return s
 }
 
-// voucherSink is what a request's caller watcher does with vouchers arriving on the stream:
-// accept them on c (nil when payments are off).
-func (n *Node) voucherSink(c *inChan) func([]byte) {
+// payerFrames is what a request's caller watcher does with the vouchers its payer sends on the
+// stream: accept them on c, and write off what a settling one shows never arrived (nothing
+// when payments are off, c nil).
+func (n *Node) payerFrames(c *inChan) callerFrames {
 	if c == nil {
-		return nil
+		return callerFrames{}
 	}
+	return callerFrames{pay: n.voucherSink(c), settled: func(p []byte) { n.settled(n.ctx, c, p) }}
+}
+
+// voucherSink accepts the vouchers arriving on c.
+func (n *Node) voucherSink(c *inChan) func([]byte) {
 	return func(p []byte) {
 		switch err := n.accept(n.ctx, c, p); {
 		case err == nil, n.ctx.Err() != nil:
@@ -555,14 +575,24 @@ func (n *Node) voucherSink(c *inChan) func([]byte) {
 }
 
 // billing is a payee's side of one answer: the tab it keeps at the quoted prices, and the
-// channel it is paid on. A nil *billing (payments off) lets everything through.
+// channel it is paid on. A nil *billing (payments off) lets everything through. The answer's
+// handler bills as it sends; a refusal from the payer (on the caller watcher) takes back what
+// was counted beyond what the payer accepted, and bills nothing more.
 type billing struct {
 	n      *Node
 	ch     *inChan
-	tab    *ton.Tab
 	window uint64
 	bill   func(owed uint64) error // asks the payer for a voucher
+
+	mu       sync.Mutex
+	tab      *ton.Tab
+	reserved uint64 // value counted as delivered on the channel for this answer
+	last     uint64 // the latest charge's value, until the next one
+	dead     bool   // refused: nothing more is billed
 }
+
+// errRefused ends billing for an answer its payer refused.
+var errRefused = wire.Errorf(wire.CodeCancelled, "the caller refused the answer")
 
 // newBilling starts an answer billed at q on channel c (nil when payments are off).
 func (n *Node) newBilling(c *inChan, q wire.Quote, bill func(owed uint64) error) *billing {
@@ -570,7 +600,11 @@ func (n *Node) newBilling(c *inChan, q wire.Quote, bill func(owed uint64) error)
 		return nil
 	}
 	tab := ton.NewTab(q.Prices, q.Coefficient)
-	return &billing{n: n, ch: c, tab: tab, window: tab.Per(uint64(n.cfg.Payments.WindowTokens)), bill: bill}
+	window := tab.Per(uint64(n.cfg.Payments.WindowTokens))
+	c.mu.Lock()
+	c.window = window
+	c.mu.Unlock()
+	return &billing{n: n, ch: c, tab: tab, window: window, bill: bill}
 }
 
 // chunk charges tokens completion tokens, waiting for payment if the payer is behind.
@@ -578,11 +612,7 @@ func (b *billing) chunk(ctx context.Context, tokens uint32) error {
 	if b == nil {
 		return nil
 	}
-	v, err := b.tab.Chunk(uint64(tokens))
-	if err != nil {
-		return wire.Errorf(wire.CodeInternal, "billing: %v", err)
-	}
-	return b.n.reserve(ctx, b.ch, v, b.window, b.bill)
+	return b.charge(ctx, func(t *ton.Tab) (uint64, error) { return t.Chunk(uint64(tokens)) })
 }
 
 // final charges the rest of the answer's cost for its usage.
@@ -590,11 +620,63 @@ func (b *billing) final(ctx context.Context, u wire.Usage) error {
 	if b == nil {
 		return nil
 	}
-	v, err := b.tab.Final(tonUsage(u))
+	return b.charge(ctx, func(t *ton.Tab) (uint64, error) { return t.Final(tonUsage(u)) })
+}
+
+// charge reserves on the channel what f charges on the tab.
+func (b *billing) charge(ctx context.Context, f func(*ton.Tab) (uint64, error)) error {
+	b.mu.Lock()
+	if b.dead {
+		b.mu.Unlock()
+		return errRefused
+	}
+	v, err := f(b.tab)
+	b.mu.Unlock()
 	if err != nil {
 		return wire.Errorf(wire.CodeInternal, "billing: %v", err)
 	}
-	return b.n.reserve(ctx, b.ch, v, b.window, b.bill)
+	if err := b.n.reserve(ctx, b.ch, v, b.window, b.bill); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reserved, b.last = b.reserved+v, v
+	if b.dead { // refused while we waited: what this reserved goes back too
+		b.ch.release(v)
+	}
+	return nil
+}
+
+// unsent takes back the latest charge: what it paid for never went out (the stream broke), so
+// the payer is not asked for it.
+func (b *billing) unsent() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.dead && b.last > 0 {
+		b.reserved -= b.last
+		b.ch.release(b.last)
+		b.last = 0
+	}
+}
+
+// refused takes back what the answer counted beyond the value of its first tokens completion
+// tokens, the part the payer accepted, and stops billing it.
+func (b *billing) refused(tokens uint64) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.dead {
+		return
+	}
+	b.dead = true
+	if accepted := b.tab.Per(tokens); b.reserved > accepted {
+		b.ch.release(b.reserved - accepted)
+	}
 }
 
 func tonUsage(u wire.Usage) ton.Usage {
@@ -609,6 +691,7 @@ type metering struct {
 	tab   *ton.Tab
 	every uint64
 	due   *dueVoucher // the last voucher this answer had paid ahead (nil: none)
+	taken uint64      // value of this answer received on the channel
 }
 
 // newMetering starts metering an answer quoted at q on c (nil when payments are off).
@@ -620,12 +703,26 @@ func (n *Node) newMetering(c *outChan, q wire.Quote) *metering {
 	return &metering{n: n, ch: c, tab: tab, every: c.every(tab)}
 }
 
+// refuse takes back, from what the channel received, the value of this answer beyond its first
+// tokens completion tokens: we refused the rest, and pay only for the part we accepted (what
+// was paid already stays paid; the payee, told the same count, agrees).
+func (m *metering) refuse(tokens uint64) {
+	if m == nil {
+		return
+	}
+	if accepted := m.tab.Per(tokens); m.taken > accepted {
+		m.ch.refuse(m.taken - accepted)
+		m.taken = accepted
+	}
+}
+
 // chunk records tokens received and, when a voucher is due, has one paid ahead of the answer.
 func (m *metering) chunk(ctx context.Context, c *call, tokens uint32) error {
 	v, err := m.tab.Chunk(uint64(tokens))
 	if err != nil {
 		return m.send(ctx, c, nil, err)
 	}
+	m.taken += v
 	if m.ch.receive(v, m.every) {
 		m.due = &dueVoucher{c: c, every: m.every, done: make(chan struct{})}
 		m.n.payAhead(m.ch, m.due)
@@ -709,18 +806,25 @@ func (m *metering) final(u wire.Usage) error {
 	if err != nil {
 		return err
 	}
+	m.taken += v
 	m.ch.receive(v, ^uint64(0))
 	m.n.settleLater(m.ch)
 	return nil
 }
 
 // billNow pays everything received on the answer's stream c, because the payee is waiting.
+// The voucher goes as settled: it pays all we received, so whatever else the payee counts as
+// owed never reached us (a stream broke, or we restarted), and it may write that off.
 func (m *metering) billNow(ctx context.Context, c *call) error {
 	vb, err := m.n.pay(ctx, m.ch, true, 0)
 	if err == nil && vb == nil {
 		vb, err = m.ch.latest() // all paid, perhaps on a stream the payee has not read yet
 	}
-	return m.send(ctx, c, vb, err)
+	if err != nil || vb == nil {
+		return m.send(ctx, c, vb, err)
+	}
+	_ = c.send(wire.FrameSettled, vb) // a cancelled request takes nothing more: settle pays later
+	return nil
 }
 
 // send passes a durable voucher on the answer's stream c. A cancelled request's stream takes

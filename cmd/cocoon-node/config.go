@@ -83,9 +83,11 @@ type fileConfig struct {
 	} `toml:"worker"`
 
 	Limits struct {
-		MaxBodyBytes   int      `toml:"max_body_bytes"`
-		MaxTokens      uint32   `toml:"max_tokens"`
-		RequestTimeout duration `toml:"request_timeout"`
+		MaxBodyBytes      int      `toml:"max_body_bytes"`
+		MaxTokens         uint32   `toml:"max_tokens"`
+		RequestTimeout    duration `toml:"request_timeout"`
+		FirstTokenTimeout duration `toml:"first_token_timeout"`
+		StallTimeout      duration `toml:"stall_timeout"`
 	} `toml:"limits"`
 
 	Host struct {
@@ -236,6 +238,8 @@ func (fc *fileConfig) resolve() (settings, error) {
 	override(&n.MaxBodyBytes, fc.Limits.MaxBodyBytes)
 	override(&n.MaxTokens, fc.Limits.MaxTokens)
 	override(&n.RequestTimeout, fc.Limits.RequestTimeout.Duration)
+	override(&n.FirstTokenTimeout, fc.Limits.FirstTokenTimeout.Duration)
+	override(&n.StallTimeout, fc.Limits.StallTimeout.Duration)
 	if fc.Listen != nil {
 		s.host.Listen = fc.Listen
 	}

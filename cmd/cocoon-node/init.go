@@ -150,6 +150,13 @@ max_body_bytes = 4194304
 max_tokens = 32768
 # Time a request gets when the caller sets none.
 request_timeout = "10m"
+# A streamed answer's first chunk must come from a worker within this, or the proxy tries the
+# next worker (a client gives its proxy max_attempts times as long).
+first_token_timeout = "30s"
+# The longest a worker or proxy may send nothing, before the first token or after it: a
+# working one sends a heartbeat after a third of it. A stopped or hung one fails the request
+# over (nothing sent yet) or ends it with an error.
+stall_timeout = "15s"
 
 [host]
 # Connection manager water marks: above conns_high, unprotected connections are trimmed to

@@ -66,6 +66,9 @@ type Options struct {
 	// NodeStore, if set, wraps each node's datastore, given the node's name: a test slows or
 	// holds a node's disk.
 	NodeStore func(name string, d datastore.Batching) datastore.Batching
+	// WorkerFaults, if set, makes the i-th worker misbehave as WorkerFaults[i] says (nil or
+	// missing: honest).
+	WorkerFaults []*node.Faults
 }
 
 // DevPrices are the workers' prices when Options.Prices is zero and payments are on: nanoTON
@@ -168,7 +171,7 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 	for i := range o.Proxies {
 		c := cfg
 		c.Role, c.Bootstrap = node.RoleProxy, boot
-		nd, err := nw.startNode(ctx, fmt.Sprintf("proxy%d", i+1), c, nil, o.Logger)
+		nd, err := nw.startNode(ctx, fmt.Sprintf("proxy%d", i+1), c, nil, nil, o.Logger)
 		if err != nil {
 			return nil, err
 		}
@@ -200,7 +203,11 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 		}
 		c := cfg
 		c.Role, c.Bootstrap = node.RoleWorker, boot
-		nd, err := nw.startNode(ctx, fmt.Sprintf("worker%d", i+1), c, be, o.Logger)
+		var faults *node.Faults
+		if i < len(o.WorkerFaults) {
+			faults = o.WorkerFaults[i]
+		}
+		nd, err := nw.startNode(ctx, fmt.Sprintf("worker%d", i+1), c, be, faults, o.Logger)
 		if err != nil {
 			return nil, err
 		}
@@ -210,7 +217,7 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 	nw.cfg, nw.boot, nw.log = cfg, boot, o.Logger
 	c := cfg
 	c.Role, c.Bootstrap, c.APIAddr = node.RoleClient, boot, o.APIAddr
-	nw.Client, err = nw.startNode(ctx, "client", c, nil, o.Logger)
+	nw.Client, err = nw.startNode(ctx, "client", c, nil, nil, o.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +236,7 @@ func (nw *Net) AddClient(ctx context.Context, tune func(*node.Config)) (*node.No
 	if tune != nil {
 		tune(&c)
 	}
-	nd, err := nw.startNode(ctx, fmt.Sprintf("client%d", len(nw.extra)+2), c, nil, nw.log)
+	nd, err := nw.startNode(ctx, fmt.Sprintf("client%d", len(nw.extra)+2), c, nil, nil, nw.log)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +253,7 @@ func (nw *Net) AddClient(ctx context.Context, tune func(*node.Config)) (*node.No
 }
 
 // startNode builds one node on its own loopback host with its own datastore.
-func (nw *Net) startNode(ctx context.Context, name string, cfg node.Config, be backend.Backend, log *slog.Logger) (*node.Node, error) {
+func (nw *Net) startNode(ctx context.Context, name string, cfg node.Config, be backend.Backend, faults *node.Faults, log *slog.Logger) (*node.Node, error) {
 	ds, err := leveldb.NewDatastore(filepath.Join(nw.dir, name), nil)
 	if err != nil {
 		return nil, fmt.Errorf("localnet: %s datastore: %w", name, err)
@@ -267,7 +274,7 @@ func (nw *Net) startNode(ctx context.Context, name string, cfg node.Config, be b
 		return nil, err
 	}
 	nw.hosts = append(nw.hosts, h)
-	deps := node.Deps{Host: h, Backend: be, Logger: log.With("node", name)}
+	deps := node.Deps{Host: h, Backend: be, Logger: log.With("node", name), Faults: faults}
 	if nw.ledger != nil {
 		wk, err := ton.LoadOrCreateWalletKey(ctx, d)
 		if err != nil {
