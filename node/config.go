@@ -119,9 +119,15 @@ type Config struct {
 // PaymentConfig configures a node's TON payment channels: clients pay proxies, proxies pay
 // workers, each over a channel of its own, voucher by voucher as tokens arrive.
 type PaymentConfig struct {
-	// Deposit is what a payer locks in each new channel, nanoTON: the most it can spend there
-	// before the channel must be reopened.
-	Deposit uint64
+	// Deposit is the most a payer locks in one channel, nanoTON: the most it can spend there
+	// before it moves to a new one. FirstDeposit is what its first channel to a payee locks;
+	// each later one locks twice what the payee was paid before, up to Deposit (default
+	// Deposit/100: at 400 nanoTON a token, 25,000 tokens). UnearnedCap bounds what channels
+	// not closed yet to payees that were never paid lock together (default 16 x
+	// FirstDeposit); UnearnedIdle is how long such a channel may go without a voucher before
+	// the payer closes it (default an hour), freeing the cap.
+	Deposit, FirstDeposit, UnearnedCap uint64
+	UnearnedIdle                       time.Duration
 	// OpenFee is the value sent with a channel's deployment beyond deposit and ExcessFee, for
 	// the gas of the init message.
 	OpenFee uint64
@@ -188,7 +194,7 @@ func DefaultConfig() Config {
 			Deposit: Nano, OpenFee: Nano / 20, WindowTokens: 256, Commission: 50,
 			Quarantine: 12 * time.Hour, ConditionalClose: time.Minute, ExcessFee: Nano / 100,
 			FlushAfter: 100 * time.Millisecond, DisputeFee: Nano / 50, WatchEvery: 10 * time.Minute,
-			SettleIdle: 7 * 24 * time.Hour,
+			SettleIdle: 7 * 24 * time.Hour, UnearnedIdle: time.Hour,
 		},
 	}
 }
@@ -324,6 +330,9 @@ func (c *Config) validate() error {
 // fill takes zero fields from d.
 func (p *PaymentConfig) fill(d PaymentConfig) {
 	fill(&p.Deposit, d.Deposit)
+	fill(&p.FirstDeposit, p.Deposit/100)
+	fill(&p.UnearnedCap, 16*p.FirstDeposit)
+	fill(&p.UnearnedIdle, d.UnearnedIdle)
 	fill(&p.OpenFee, d.OpenFee)
 	fill(&p.ExcessFee, d.ExcessFee)
 	fill(&p.WindowTokens, d.WindowTokens)
@@ -360,6 +369,10 @@ func (p *PaymentConfig) validate() error {
 		return &ConfigError{"payments.settle_idle", p.SettleIdle, "want a positive duration"}
 	case p.Deposit > 1<<62:
 		return &ConfigError{"payments.deposit", p.Deposit, "too large"}
+	case p.FirstDeposit > p.Deposit:
+		return &ConfigError{"payments.first_deposit", p.FirstDeposit, fmt.Sprintf("want at most payments.deposit (%d)", p.Deposit)}
+	case p.UnearnedCap < p.FirstDeposit:
+		return &ConfigError{"payments.unearned_cap", p.UnearnedCap, fmt.Sprintf("want at least payments.first_deposit (%d): else no new payee ever gets a channel", p.FirstDeposit)}
 	}
 	return nil
 }

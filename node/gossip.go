@@ -148,9 +148,11 @@ func (n *Node) observeAdvert(a *wire.Advert) {
 	n.tableMu.Unlock()
 	if !known && n.cfg.Role == RoleProxy {
 		n.h.ConnManager().Protect(a.Worker, workerTag)
+		// Its payment channel opens with the first request routed to it: a worker that never
+		// gets one locks none of our deposit.
 		n.log.Info("worker joined", "worker", a.Worker.String(), "models", len(a.Offers), "max_active", a.MaxActive, "healthy", a.Healthy)
-		if n.payments != nil { // open (or resume) the channel we pay it on before its first request
-			n.wg.Go(func() { n.ensureChannel(n.ctx, a.Worker) })
+		if n.payments != nil {
+			n.wg.Go(func() { n.checkTakesPayments(n.ctx, a.Worker) })
 		}
 	}
 }

@@ -243,9 +243,12 @@ type Status struct {
 	// TEE is this node's own attestation; Attestations what each peer's handshake established.
 	TEE          string            `json:"tee"`
 	Attestations map[string]string `json:"attestations,omitempty"`
-	// Wallet is the node's TON wallet and Channels its payment channels, when payments are on.
+	// Wallet is the node's TON wallet and Channels its payment channels, when payments are on;
+	// Locked is what its open channels lock as a payer, and how much of it for payees that have
+	// earned nothing yet (capped by payments.unearned_cap).
 	Wallet   string          `json:"wallet,omitempty"`
 	Channels []ChannelStatus `json:"channels,omitempty"`
+	Locked   *Locked         `json:"locked,omitempty"`
 }
 
 // Models summarises the models offered by the workers this node knows of.
@@ -293,6 +296,8 @@ func (n *Node) Status() Status {
 	if n.payments != nil {
 		st.Wallet = n.payments.wallet.String()
 		st.Channels = n.Channels()
+		l := n.Locked(n.ctx)
+		st.Locked = &l
 	}
 	if n.worker != nil {
 		st.Active = int(n.worker.active.Load())

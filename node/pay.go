@@ -30,6 +30,8 @@ type payState struct {
 	wallet *address.Address   // dest_A of channels we pay, dest_B of those paying us
 	terms  wire.Terms         // what we ask of channels paying us
 
+	depositMu sync.Mutex // sizes a new channel's deposit and stores its record, one at a time
+
 	mu      sync.Mutex
 	out     map[peer.ID]*outChan  // channels we pay on, by payee
 	in      map[peer.ID]*inChan   // channels paying us, by payer
@@ -205,6 +207,13 @@ func (c *outChan) latest() ([]byte, error) {
 		return nil, nil
 	}
 	return v.MarshalBinary()
+}
+
+// limit is the channel's deposit.
+func (c *outChan) limit() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rec.Limit
 }
 
 // left is what the deposit still covers beyond what was received.

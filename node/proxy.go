@@ -125,6 +125,7 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 func (n *Node) serve(ctx context.Context, h wire.Header, body []byte, preset []wire.Sealed, bodies *bodySource, out *answer, payer *inChan) error {
 	tried := slices.Clone(h.Exclude)
 	var lastErr error
+	skips := 0 // workers passed over for want of a channel: not attempts
 	for attempt := 0; attempt < n.cfg.MaxAttempts; attempt++ {
 		n.tableMu.Lock()
 		d, err := n.table.Pick(n.now(), routing.Request{Model: h.Model, MaxPrice: h.MaxPrice, Exclude: tried})
@@ -146,6 +147,12 @@ func (n *Node) serve(ctx context.Context, h wire.Header, body []byte, preset []w
 		if err == nil {
 			return nil
 		}
+		if errors.Is(err, errUnearnedCap) && skips < maxSkips {
+			skips++
+			attempt--
+			lastErr = err
+			continue
+		}
 		if !rl.started && n.demandsPayment(err) {
 			n.leaveAlone(d.Worker, errDemandsPayment)
 			lastErr = wire.Errorf(wire.CodeNoCapacity, "worker %s: %v", d.Worker.String(), errDemandsPayment)
@@ -165,11 +172,20 @@ func (n *Node) serve(ctx context.Context, h wire.Header, body []byte, preset []w
 	return lastErr
 }
 
+// maxSkips bounds the workers one request passes over for want of a payment channel.
+const maxSkips = 32
+
 // ended reports an attempt's outcome to the routing table, and says so when it ejects the
-// worker.
+// worker. An attempt that ended before the worker had a say (the client left, or we would not
+// open it a channel) tells nothing about the worker.
 func (n *Node) ended(w peer.ID, latency time.Duration, err error) {
 	n.tableMu.Lock()
-	ejected := n.table.End(n.now(), w, latency, !workerFault(err))
+	var ejected time.Duration
+	if errors.Is(err, context.Canceled) || errors.Is(err, errUnearnedCap) {
+		n.table.Drop(n.now(), w)
+	} else {
+		ejected = n.table.End(n.now(), w, latency, !workerFault(err))
+	}
 	n.tableMu.Unlock()
 	if ejected > 0 {
 		n.log.Warn("worker ejected from routing after failing repeatedly", "worker", w.String(), "for", ejected, "last_err", err)
@@ -214,6 +230,9 @@ func (rl *relay) run(ctx context.Context, h wire.Header, body []byte, preset []w
 	}
 	if rl.payer != nil {
 		if rl.payee, err = n.payOn(ctx, d.Worker); err != nil {
+			if errors.Is(err, errUnearnedCap) {
+				return err
+			}
 			return wire.Errorf(wire.CodeWorkerFailed, "%v", err)
 		}
 		defer rl.payee.release()
@@ -553,7 +572,7 @@ func (n *Node) countersign(p []byte, h *wire.Header, worker peer.ID, pa *peerAtt
 // workerFault reports whether err counts against the worker: a bad request or a client that
 // went away is nobody's failure but the caller's.
 func workerFault(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, errUnearnedCap) {
 		return false
 	}
 	c := asWireError(err).Code

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -247,4 +248,52 @@ func TestChannelsReconcileWhatNeverArrived(t *testing.T) {
 			t.Logf("served %v after the loss", took.Round(time.Millisecond))
 		})
 	}
+}
+
+// A flood of fresh worker identities that never serve cannot lock a proxy's deposits: a
+// channel opens only with a request routed to a worker, the first one to a worker locks
+// payments.first_deposit, and all those to workers that earned nothing lock at most
+// payments.unearned_cap. Every request is still served, by the worker that earns.
+func TestSybilWorkersLockAtMostTheCap(t *testing.T) {
+	var logs syncbuf.Buffer
+	const sybils = 8
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Tune: func(c *node.Config) { c.Payments.UnearnedCap = 4 * c.Payments.Deposit / 100 }})
+	proxy := nw.Proxies[0]
+	if l := proxy.Status().Locked; l == nil || l.Total != 0 {
+		t.Fatalf("the proxy locked %+v for workers before any request", l)
+	}
+	served(t, nw, "the honest worker earns something first")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for range sybils {
+		if _, err := nw.AddWorker(ctx, &node.Faults{Reset: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 30 {
+		body := fmt.Sprintf(`{"model":"echo-test","messages":[{"role":"user","content":"request %d"}]}`, i)
+		if r := post(t, nw.ClientURL()+"/chat/completions", "", body); r.status != 200 {
+			t.Fatalf("request %d: %d %s", i, r.status, r.body)
+		}
+	}
+	cfg := proxy.Config().Payments
+	l := proxy.Status().Locked
+	unearned := 0
+	for _, c := range proxy.Channels() {
+		if c.Role == "payer" && c.State != "closed" && c.Paid == 0 {
+			unearned++
+		}
+		if c.Role == "payer" && c.Deposit > cfg.FirstDeposit {
+			t.Errorf("a channel to a new worker locks %d, over payments.first_deposit %d", c.Deposit, cfg.FirstDeposit)
+		}
+	}
+	if l.Unearned > cfg.UnearnedCap || uint64(unearned)*cfg.FirstDeposit > cfg.UnearnedCap || unearned == 0 {
+		t.Errorf("%d channels to workers that earned nothing lock %d, cap %d", unearned, l.Unearned, cfg.UnearnedCap)
+	}
+	if !strings.Contains(logs.String(), "the cap is reached") {
+		t.Errorf("the proxy never said it reached the cap (%d channels unearned):\n%s", unearned, logs.String())
+	}
+	t.Logf("%d sybil workers: %d channels opened to workers that earned nothing, %d nanoTON locked for them (cap %d), %d in all",
+		sybils, unearned, l.Unearned, cfg.UnearnedCap, l.Total)
 }

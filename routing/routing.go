@@ -236,6 +236,15 @@ func (t *Table) End(now time.Time, id peer.ID, latency time.Duration, ok bool) (
 	return 0
 }
 
+// Drop records that a request to id ended with no word on the worker (the caller went away,
+// or the proxy would not send it): it no longer runs, and nothing else changes.
+func (t *Table) Drop(now time.Time, id peer.ID) {
+	t.observe(now)
+	if w, ok := t.workers[id]; ok && w.running > 0 {
+		w.running--
+	}
+}
+
 // Len is the number of workers known.
 func (t *Table) Len() int { return len(t.workers) }
 

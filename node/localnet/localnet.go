@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/node/backend/echo"
 	"github.com/cocoon-mesh/cocoon/node/wire"
+	"github.com/cocoon-mesh/cocoon/routing"
 	"github.com/cocoon-mesh/cocoon/tee"
 	"github.com/cocoon-mesh/cocoon/ton"
 	"github.com/cocoon-mesh/cocoon/ton/chanstore"
@@ -85,20 +87,21 @@ type Net struct {
 	Echo             []*echo.Server // the test backends, when no BackendURL was given
 	BackendURLs      []string       // each worker's backend base URL
 
-	dir     string
-	tempDir bool
-	noTEE   bool
-	wrap    func(string, ledger.Ledger) ledger.Ledger           // Options.NodeLedger
-	wrapDS  func(string, datastore.Batching) datastore.Batching // Options.NodeStore
-	cfg     node.Config                                         // every node's config before its role is set
-	boot    []string
-	log     *slog.Logger
-	extra   []*node.Node // clients added by AddClient
-	hosts   []host.Host
-	ledger  *ledger.Embedded // nil without payments
-	stores  []datastore.Batching
-	servers []*http.Server
-	closed  sync.Once
+	dir                   string
+	tempDir               bool
+	noTEE                 bool
+	wrap                  func(string, ledger.Ledger) ledger.Ledger           // Options.NodeLedger
+	wrapDS                func(string, datastore.Batching) datastore.Batching // Options.NodeStore
+	cfg                   node.Config                                         // every node's config before its role is set
+	modelID, backendModel string                                              // what workers advertise, and their backends' name for it
+	boot                  []string
+	log                   *slog.Logger
+	extra                 []*node.Node // clients added by AddClient
+	hosts                 []host.Host
+	ledger                *ledger.Embedded // nil without payments
+	stores                []datastore.Batching
+	servers               []*http.Server
+	closed                sync.Once
 }
 
 // Start brings the network up and returns when the client sees every proxy it wants and every
@@ -214,7 +217,7 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 		nw.Workers = append(nw.Workers, nd)
 		progress(fmt.Sprintf("worker %d/%d up: %s serving %s", i+1, o.Workers, nd.ID(), o.ModelID))
 	}
-	nw.cfg, nw.boot, nw.log = cfg, boot, o.Logger
+	nw.cfg, nw.boot, nw.log, nw.modelID, nw.backendModel = cfg, boot, o.Logger, o.ModelID, o.BackendModel
 	c := cfg
 	c.Role, c.Bootstrap, c.APIAddr = node.RoleClient, boot, o.APIAddr
 	nw.Client, err = nw.startNode(ctx, "client", c, nil, nil, o.Logger)
@@ -247,6 +250,36 @@ func (nw *Net) AddClient(ctx context.Context, tune func(*node.Config)) (*node.No
 		case <-ctx.Done():
 			return nil, fmt.Errorf("localnet: added client not ready: %w", ctx.Err())
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nd, nil
+}
+
+// AddWorker starts one more worker with its own echo backend, misbehaving as faults says (nil:
+// honest), and returns once every proxy routes to it.
+func (nw *Net) AddWorker(ctx context.Context, faults *node.Faults) (*node.Node, error) {
+	url, err := nw.startEcho(0)
+	if err != nil {
+		return nil, err
+	}
+	be, err := backend.NewHTTP(backend.HTTPConfig{BaseURL: url, Models: map[string]string{nw.modelID: nw.backendModel}})
+	if err != nil {
+		return nil, err
+	}
+	c := nw.cfg
+	c.Role, c.Bootstrap = node.RoleWorker, nw.boot
+	nd, err := nw.startNode(ctx, fmt.Sprintf("worker%d", len(nw.Workers)+1), c, be, faults, nw.log)
+	if err != nil {
+		return nil, err
+	}
+	nw.Workers = append(nw.Workers, nd)
+	for _, p := range nw.Proxies {
+		for !slices.ContainsFunc(p.Status().Workers, func(w routing.WorkerStatus) bool { return w.ID == nd.ID() && w.Healthy }) {
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("localnet: added worker not routed to: %w", ctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
 		}
 	}
 	return nd, nil
@@ -360,9 +393,10 @@ func (nw *Net) waitReady(ctx context.Context, progress func(string)) error {
 		if listed == len(nw.Workers) {
 			say(fmt.Sprintf("client lists the model offered by %d workers", listed))
 		}
-		paying := nw.ledger == nil || (payers(nw.Client) >= wantProxies && allPay(nw.Proxies, len(nw.Workers)))
+		// Proxies open a worker's channel with the first request routed to it.
+		paying := nw.ledger == nil || payers(nw.Client) >= wantProxies
 		if nw.ledger != nil && paying {
-			say("payment channels open: client to proxies, proxies to workers")
+			say("payment channels open: client to proxies (proxies open theirs to workers with the first request)")
 		}
 		if proxiesOK && routed == len(nw.Proxies) && listed == len(nw.Workers) && paying {
 			return nil
@@ -425,14 +459,4 @@ func payers(n *node.Node) int {
 		}
 	}
 	return k
-}
-
-// allPay reports whether every proxy pays on at least want channels.
-func allPay(proxies []*node.Node, want int) bool {
-	for _, p := range proxies {
-		if payers(p) < want {
-			return false
-		}
-	}
-	return true
 }
