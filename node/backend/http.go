@@ -269,7 +269,7 @@ func (h *HTTP) whole(ctx, callCtx context.Context, r Request, resp *http.Respons
 	if err := ctx.Err(); err != nil {
 		return Usage{}, fmt.Errorf("backend: aborted: %w", err)
 	}
-	line, _ := compactLine(data) // data passed json.Valid, so it compacts
+	line, _ := compactLine(data) // data is valid JSON (decode checked it), so it compacts
 	if err := emit(Chunk{Data: line, Tokens: u.Completion}); err != nil {
 		return Usage{}, err
 	}
@@ -309,7 +309,7 @@ func (h *HTTP) stream(ctx, callCtx context.Context, cancel context.CancelFunc, r
 			return errStopped
 		}
 		var a answer
-		if err := a.decodeEvent(data); err != nil {
+		if err := a.decode(data); err != nil {
 			return err
 		}
 		if a.failed() {

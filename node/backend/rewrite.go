@@ -14,9 +14,10 @@ type field struct {
 	value  []byte
 }
 
-// objectFields splits a JSON object, which the caller has checked with json.Valid, into its
-// members, in order. The bytes of keys and values are sub-slices of obj, exactly as written, so
-// re-emitting them changes nothing (encoding/json would compact and HTML-escape them).
+// objectFields splits a JSON object into its members, in order, and fails unless obj is one
+// valid JSON object (the scanner validates every value it steps over). The bytes of keys and
+// values are sub-slices of obj, exactly as written, so re-emitting them changes nothing
+// (encoding/json would compact and HTML-escape them).
 // Duplicate keys are refused: different JSON parsers keep the first or the last one, and that
 // ambiguity would let a client smuggle a second "model" past the rewrite.
 func objectFields(obj []byte) ([]field, error) {
@@ -27,7 +28,7 @@ func objectFields(obj []byte) ([]field, error) {
 	var fields []field
 	var seen map[string]bool // only for objects with many members: a scan is cheaper below that
 	var err error
-	_, serr := eachMember(obj, i, func(rawKey, value []byte) {
+	serr := eachMemberOf(obj, func(rawKey, value []byte) {
 		if err != nil {
 			return
 		}
@@ -112,9 +113,6 @@ func appendObject(dst []byte, fields []field) []byte {
 // max_completion_tokens (the limit the request was routed and priced with). Errors are *Error
 // with status 400.
 func rewriteBody(body []byte, model string, stream bool, maxTokens uint32) ([]byte, error) {
-	if !json.Valid(body) {
-		return nil, errorf(400, "request body is not valid JSON")
-	}
 	fields, err := objectFields(body)
 	if err != nil {
 		return nil, err
