@@ -63,7 +63,7 @@ func BenchmarkRewriteBody(b *testing.B) {
 	body := chatBody(words(64))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := rewriteBody(body, serverModel, true, 0); err != nil {
+		if _, _, err := rewriteBody(Request{Endpoint: Chat, Body: body, Stream: true}, serverModel); err != nil {
 			b.Fatal(err)
 		}
 	}

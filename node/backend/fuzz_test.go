@@ -94,7 +94,7 @@ func FuzzRewriteBody(f *testing.F) {
 		f.Add([]byte(s), false)
 	}
 	f.Fuzz(func(t *testing.T, in []byte, stream bool) {
-		out, err := rewriteBody(in, "srv", stream, 0)
+		out, _, err := rewriteBody(Request{Endpoint: Chat, Body: in, Stream: stream}, "srv")
 		if err != nil {
 			var be *Error
 			if !errors.As(err, &be) || be.Status != 400 {
