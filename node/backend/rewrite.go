@@ -14,6 +14,10 @@ type field struct {
 	value  []byte
 }
 
+// maxFields bounds the members of an object objectFields splits, and so its memory: no OpenAI
+// request has more than a few dozen.
+const maxFields = 1024
+
 // objectFields splits a JSON object into its members, in order, and fails unless obj is one
 // valid JSON object (the scanner validates every value it steps over). The bytes of keys and
 // values are sub-slices of obj, exactly as written, so re-emitting them changes nothing
@@ -49,6 +53,10 @@ func objectFields(obj []byte) ([]field, error) {
 		}
 		if dup {
 			err = errorf(400, "duplicate field %q in request body", key)
+			return
+		}
+		if len(fields) == maxFields {
+			err = errorf(400, "request body has more than %d fields in one object", maxFields)
 			return
 		}
 		fields = append(fields, field{key: key, rawKey: rawKey, value: value})
