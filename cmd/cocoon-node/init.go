@@ -132,7 +132,9 @@ price_coefficient = 1000
 backend_url = "http://127.0.0.1:8000/v1"
 backend_api_key = ""
 # With backend_url = "embedded", the built-in engine serves a llama2.c-format checkpoint; the
-# model's id must pin the first 16 hex digits of the file's SHA-256.
+# model's id must pin the first 16 hex digits of the file's SHA-256. It refuses a prompt that
+# cannot fit the model's context before tokenizing it (the built-in model: 128 tokens, at most
+# 1,270 bytes) and a body over 6 x those bytes + 64 KiB.
 # model_file = "model.bin"
 # tokenizer_file = "tokenizer.bin"
 
