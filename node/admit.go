@@ -50,6 +50,7 @@ const (
 	refusedRate    refusal = iota // over Config.AdmitRate
 	refusedPending                // the admission queue is full
 	refusedTable                  // the worker table is full (Config.MaxWorkers)
+	rejectedAdvert                // not a refusal: an invalid advert, counted for the log alike
 	refusals
 )
 
@@ -207,7 +208,7 @@ func (ad *admissions) finish(p peer.ID, kind admitKind) *wire.Advert {
 	return a
 }
 
-// note counts a refusal; see quietCount.
+// note counts a refusal (or a rejected advert); see quietCount.
 func (ad *admissions) note(why refusal, now time.Time) (int, bool) {
 	ad.mu.Lock()
 	defer ad.mu.Unlock()

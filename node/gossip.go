@@ -92,7 +92,9 @@ func (n *Node) validateAdvert(_ context.Context, from peer.ID, m *pubsub.Message
 		n.log.Debug("advert ignored", "from", from.String(), "err", err)
 		return pubsub.ValidationIgnore
 	default:
-		n.log.Warn("advert rejected", "from", from.String(), "err", err)
+		if count, ok := n.admit.note(rejectedAdvert, n.now()); ok {
+			n.log.Warn("advert rejected", "from", from.String(), "err", err, "count", count)
+		}
 		return pubsub.ValidationReject
 	}
 	if !known && !n.admitNew(a) {

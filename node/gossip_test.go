@@ -95,7 +95,7 @@ func (c *clock) advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 
 // gossipNode is a node of role on a loopback host, with a hand-moved clock and its log in
 // logs, not started: tests call its validator and admissions themselves.
-func gossipNode(t *testing.T, role Role, tweak func(*Config)) (*Node, *clock, *syncbuf.Buffer) {
+func gossipNode(t testing.TB, role Role, tweak func(*Config)) (*Node, *clock, *syncbuf.Buffer) {
 	t.Helper()
 	key, _, _ := crypto.GenerateEd25519Key(nil)
 	hc := DefaultHostConfig()
@@ -123,7 +123,7 @@ func gossipNode(t *testing.T, role Role, tweak func(*Config)) (*Node, *clock, *s
 
 // advertMsg is a capacity message as pubsub hands it to the validator: published by the
 // advert's worker, signed with key.
-func advertMsg(t *testing.T, key crypto.PrivKey, at time.Time, addrs []ma.Multiaddr) *pubsub.Message {
+func advertMsg(t testing.TB, key crypto.PrivKey, at time.Time, addrs []ma.Multiaddr) *pubsub.Message {
 	t.Helper()
 	id, _ := peer.IDFromPrivateKey(key)
 	b, err := wire.SignAdvert(&wire.Advert{Worker: id, Time: at, Addrs: addrs, MaxActive: 4, Coefficient: 1000,
@@ -391,4 +391,36 @@ func TestClientTableIsBounded(t *testing.T) {
 	if len(c.h.Peerstore().PeersWithAddrs()) > 1 {
 		t.Fatal("a client put advertised addresses in its peerstore: it never dials workers")
 	}
+}
+
+// FuzzValidateAdvert feeds the capacity validator arbitrary messages: it never panics, accepts
+// only a valid advert of the peer that published it, and whatever it does not accept leaves
+// the table, the admissions and the attestation cache as they were.
+func FuzzValidateAdvert(f *testing.F) {
+	p, clk, _ := gossipNode(f, RoleProxy, nil) // not started: what is queued stays queued
+	key, _, _ := crypto.GenerateEd25519Key(nil)
+	good := advertMsg(f, key, clk.now(), []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/1")})
+	f.Add([]byte(good.GetFrom()), good.GetData())
+	f.Add([]byte("not a peer id"), []byte{})
+	f.Add([]byte(good.GetFrom()), good.GetData()[:len(good.GetData())/2])
+	state := func() [3]int {
+		p.attest.mu.Lock()
+		defer p.attest.mu.Unlock()
+		return [3]int{p.table.Len(), pendingAdmissions(p), len(p.attest.peers)}
+	}
+	f.Fuzz(func(t *testing.T, from, data []byte) {
+		before := state()
+		m := &pubsub.Message{Message: &pb.Message{From: from, Data: data}}
+		r := p.validateAdvert(context.Background(), "", m)
+		if r != pubsub.ValidationAccept {
+			if after := state(); after != before {
+				t.Fatalf("%v advert changed the state: %v -> %v", r, before, after)
+			}
+			return
+		}
+		a, ok := m.ValidatorData.(*wire.Advert)
+		if !ok || string(a.Worker) != string(from) {
+			t.Fatalf("accepted an advert for %v published by %x", a, from)
+		}
+	})
 }
