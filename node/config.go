@@ -114,6 +114,21 @@ type Config struct {
 	// Payments configures payment channels; they are on when the node is given a ledger
 	// (Deps.Ledger).
 	Payments PaymentConfig
+
+	// MaxWorkers bounds the worker table (a proxy's routing table, a client's model list):
+	// adverts of further workers are refused, and logged, until some expire.
+	MaxWorkers int
+	// AdmitRate and AdmitBurst bound how fast workers not yet known are taken in from gossip
+	// (per second, and at once): a proxy dials each to attest it, a client lists it. Adverts
+	// of unknown workers beyond that are ignored, not forwarded; known workers always pass,
+	// and a worker connected to a proxy is admitted over its connection without a token.
+	AdmitRate  float64
+	AdmitBurst int
+	// MaxAttestations bounds the cache of peers' handshakes. Entries expire (failed and
+	// unreachable ones within minutes); past the cap, expired and failed ones are evicted
+	// first, a trusted one never (a handshake past the cap then goes uncached). Keep it above
+	// the host's connection limit.
+	MaxAttestations int
 }
 
 // PaymentConfig configures a node's TON payment channels: clients pay proxies, proxies pay
@@ -196,6 +211,10 @@ func DefaultConfig() Config {
 			FlushAfter: 100 * time.Millisecond, DisputeFee: Nano / 50, WatchEvery: 10 * time.Minute,
 			SettleIdle: 7 * 24 * time.Hour, UnearnedIdle: time.Hour,
 		},
+		MaxWorkers:      4096,
+		AdmitRate:       16,
+		AdmitBurst:      64,
+		MaxAttestations: 8192,
 	}
 }
 
@@ -261,6 +280,10 @@ func (c *Config) validate() error {
 	fill(&c.MaxTokens, d.MaxTokens)
 	fill(&c.Coefficient, d.Coefficient)
 	fill(&c.APIAddr, d.APIAddr)
+	fill(&c.MaxWorkers, d.MaxWorkers)
+	fill(&c.AdmitRate, d.AdmitRate)
+	fill(&c.AdmitBurst, d.AdmitBurst)
+	fill(&c.MaxAttestations, d.MaxAttestations)
 	c.Payments.fill(d.Payments)
 
 	switch c.Role {
@@ -324,7 +347,25 @@ func (c *Config) validate() error {
 	if c.AdvertMaxAge < c.AdvertInterval {
 		return &ConfigError{"advert_max_age", c.AdvertMaxAge, "must be at least advert_interval"}
 	}
+	if err := c.validateGossip(); err != nil {
+		return err
+	}
 	return c.Payments.validate()
+}
+
+// validateGossip checks the bounds on what gossip may make a node hold.
+func (c *Config) validateGossip() error {
+	switch {
+	case c.MaxWorkers < 1:
+		return &ConfigError{"gossip.max_workers", c.MaxWorkers, "want at least 1"}
+	case !(c.AdmitRate > 0) || c.AdmitRate > 1e6: // !(>0) also refuses NaN
+		return &ConfigError{"gossip.admit_rate", c.AdmitRate, "want new workers per second, above 0 (default 16)"}
+	case c.AdmitBurst < 1:
+		return &ConfigError{"gossip.admit_burst", c.AdmitBurst, "want at least 1 (default 64)"}
+	case c.MaxAttestations < 16:
+		return &ConfigError{"tee.max_attestations", c.MaxAttestations, "want at least 16, above host.max_conns (default 8192)"}
+	}
+	return nil
 }
 
 // fill takes zero fields from d.

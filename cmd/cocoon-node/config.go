@@ -55,6 +55,7 @@ type fileConfig struct {
 		PCCSURL         string   `toml:"pccs_url"`
 		NoCollateral    bool     `toml:"no_collateral"`
 		AttestTTL       duration `toml:"attest_ttl"`
+		MaxAttestations int      `toml:"max_attestations"`
 	} `toml:"tee"`
 
 	Payments struct {
@@ -96,6 +97,12 @@ type fileConfig struct {
 		MaxConns   int `toml:"max_conns"`
 		MaxStreams int `toml:"max_streams"`
 	} `toml:"host"`
+
+	Gossip struct {
+		MaxWorkers int     `toml:"max_workers"`
+		AdmitRate  float64 `toml:"admit_rate"`
+		AdmitBurst int     `toml:"admit_burst"`
+	} `toml:"gossip"`
 }
 
 type fileModel struct {
@@ -276,6 +283,10 @@ func (fc *fileConfig) resolve() (settings, error) {
 	override(&pc.DisputeFee, p.DisputeFee)
 	n.AllowUnattested = fc.TEE.AllowUnattested
 	override(&n.AttestTTL, fc.TEE.AttestTTL.Duration)
+	override(&n.MaxAttestations, fc.TEE.MaxAttestations)
+	override(&n.MaxWorkers, fc.Gossip.MaxWorkers)
+	override(&n.AdmitRate, fc.Gossip.AdmitRate)
+	override(&n.AdmitBurst, fc.Gossip.AdmitBurst)
 	return s, nil
 }
 

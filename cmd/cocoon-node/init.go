@@ -122,6 +122,9 @@ pccs_url = ""
 no_collateral = false
 # How long a peer's verified attestation is used before it is checked again.
 attest_ttl = "1h"
+# Most peers' handshakes kept. Failed ones expire within a minute and are evicted first past
+# the cap, trusted ones never (beyond it handshakes run uncached): keep it above host.max_conns.
+max_attestations = 8192
 
 [worker]
 # Requests run at once.
@@ -168,6 +171,16 @@ conns_high = 1000
 # Resource manager caps for the whole node; refusals are logged.
 max_conns = 4096
 max_streams = 65536
+
+[gossip]
+# Most workers a proxy routes to, or a client lists; adverts of more are ignored (and logged).
+max_workers = 4096
+# Workers not yet known are taken in from capacity adverts at most this fast: admit_rate a
+# second, admit_burst at once (a proxy dials and attests each). Adverts of unknown workers
+# beyond that are ignored and not forwarded, so a flood of made-up identities stops here.
+# Known workers always pass, and a worker that connects to a proxy needs no share of this.
+admit_rate = 16
+admit_burst = 64
 `
 
 func renderDefaultConfig(role string) string {
