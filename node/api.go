@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 	"github.com/cocoon-mesh/cocoon/ton"
 )
@@ -198,7 +199,7 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 		res, err := n.infer(ctx, h, body, answerSink{chunk: func(c *wire.Chunk, _ bool) error {
 			answer = append(answer, c.Data...)
 			return nil
-		}, reset: func() { answer = answer[:0] }})
+		}, whole: func() error { return checked(backend.CheckAnswer(answer)) }, reset: func() { answer = answer[:0] }})
 		if err != nil {
 			writeWireError(w, err)
 			return
@@ -221,9 +222,10 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 	w.Header().Set("Trailer", "X-Cocoon-Receipt, X-Cocoon-Worker, X-Cocoon-Worker-Tee, X-Cocoon-Usage, X-Cocoon-Cost")
 	res, err := n.infer(ctx, h, body, answerSink{chunk: func(c *wire.Chunk, more bool) error {
 		// A streamed chunk is one or more server-sent events, written through as they came once
-		// their framing checks out, so a faulty worker cannot break the stream's framing.
-		if !bytes.HasPrefix(c.Data, []byte("data: ")) || !bytes.HasSuffix(c.Data, []byte("\n\n")) {
-			return wire.Errorf(wire.CodeWorkerFailed, "worker sent a stream chunk that is not server-sent events")
+		// they check out (each one JSON object on one line), so a faulty worker can neither
+		// break the stream's framing nor have garbage served.
+		if err := checked(backend.CheckEvents(c.Data)); err != nil {
+			return err
 		}
 		if !started {
 			hd := w.Header()
@@ -285,6 +287,18 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 	hd.Set("X-Cocoon-Worker-Tee", res.workerTE)
 	hd.Set("X-Cocoon-Usage", usageHeader(&res.fin.Usage))
 	setCost(hd, res)
+}
+
+// checked makes a failed check of what a worker sent the worker's failure, refusing its answer.
+func checked(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if be := (*backend.Error)(nil); errors.As(err, &be) {
+		msg = be.Message
+	}
+	return wire.Errorf(wire.CodeWorkerFailed, "%s", msg)
 }
 
 // setCost tells the caller what the answer cost, in nanoTON, when payments are on.

@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 
+	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 )
 
@@ -15,8 +16,9 @@ import (
 //     adds tokens of its own); cached tokens are at most the prompt's, reasoning tokens at most
 //     the completion's.
 //
-// The worker holds its backend's reports to the same rules (backend.Usage checks), so an
-// honest worker never claims what a proxy refuses.
+// The worker holds its backend's reports to the same rules (backend.CheckUsage), so an honest
+// worker never claims what a proxy refuses. A prompt's images must come inline (data URLs),
+// as their bytes: an image named by URL is tokens no byte of the request pays for.
 type claims struct {
 	maxTokens uint64 // the request's max_tokens (0: none set)
 	bodyBytes uint64 // the request body as the callee got it (sealed, if it went sealed)
@@ -24,8 +26,9 @@ type claims struct {
 	bytes     uint64 // bytes of answer so far
 }
 
-// promptSlack is the prompt tokens a chat template may add beyond one per byte of request.
-const promptSlack = 256
+// promptSlack is the prompt tokens a chat template may add beyond one per byte of request: the
+// same slack a worker's backend holds its model server's reports to.
+const promptSlack = backend.PromptSlack
 
 // newClaims starts checking the answer to request h with a body of bodyBytes.
 func newClaims(h *wire.Header, bodyBytes int) *claims {

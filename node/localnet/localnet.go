@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -407,6 +408,37 @@ func (nw *Net) waitReady(ctx context.Context, progress func(string)) error {
 				len(st.Proxies), wantProxies, routed, len(nw.Proxies), ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// OpenAllChannels sends requests through the client until every proxy pays every worker on a
+// channel (a proxy opens a worker's channel with the first request it routes there), so that
+// measurements that follow open none. Without payments it returns at once.
+func (nw *Net) OpenAllChannels(ctx context.Context) error {
+	if nw.ledger == nil {
+		return nil
+	}
+	body := `{"model":"` + nw.modelID + `","max_tokens":1,"messages":[{"role":"user","content":"open the channels"}]}`
+	for {
+		open := 0
+		for _, p := range nw.Proxies {
+			if payers(p) >= len(nw.Workers) {
+				open++
+			}
+		}
+		if open == len(nw.Proxies) {
+			return nil
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, nw.ClientURL()+"/chat/completions", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("localnet: opening the proxies' channels: %w", err)
+		}
+		resp.Body.Close()
 	}
 }
 
