@@ -64,6 +64,9 @@ type fileConfig struct {
 		Testnet          bool     `toml:"testnet"`
 		DevFund          uint64   `toml:"dev_fund"`
 		Deposit          uint64   `toml:"deposit"`
+		FirstDeposit     uint64   `toml:"first_deposit"`
+		UnearnedCap      uint64   `toml:"unearned_cap"`
+		UnearnedIdle     duration `toml:"unearned_idle"`
 		WindowTokens     uint32   `toml:"window_tokens"`
 		Commission       uint32   `toml:"commission"`
 		Quarantine       duration `toml:"quarantine"`
@@ -274,6 +277,9 @@ func (fc *fileConfig) resolve() (settings, error) {
 	pc := &n.Payments
 	pc.Testnet = p.Testnet
 	override(&pc.Deposit, p.Deposit)
+	override(&pc.FirstDeposit, p.FirstDeposit)
+	override(&pc.UnearnedCap, p.UnearnedCap)
+	override(&pc.UnearnedIdle, p.UnearnedIdle.Duration)
 	override(&pc.WindowTokens, p.WindowTokens)
 	override(&pc.Commission, p.Commission)
 	override(&pc.Quarantine, p.Quarantine.Duration)

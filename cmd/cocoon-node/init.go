@@ -72,9 +72,18 @@ ton_config = ""
 testnet = false
 # Development ledger only: have its faucet fund this node's wallet with this many nanoTON.
 dev_fund = 0
-# What a payer locks in each new channel, nanoTON (1 TON). Under a quarter left, it moves to a
+# The most a payer locks in one channel, nanoTON (1 TON). Under a quarter left, it moves to a
 # new channel and closes the old one.
 deposit = 1000000000
+# Deposits follow trust: the first channel to a payee locks first_deposit (deposit/100 unless
+# set: 0.01 TON), each later one twice what the payee earned before, up to deposit. A proxy
+# opens a worker's channel with the first request it routes there. Channels to payees that
+# have earned nothing lock at most unearned_cap together (16 x first_deposit unless set), and
+# are closed after unearned_idle without a voucher, so a flood of fresh worker identities
+# cannot lock this node's wallet. (An operator's 'channels open' or 'topup' locks deposit.)
+first_deposit = 0
+unearned_cap = 0
+unearned_idle = "1h"
 # A payee's credit window, in completion tokens at each answer's price: it stops serving a payer
 # that owes more. Larger windows wait less for vouchers and risk more; a channel carrying many
 # answers at once can outgrow this one (the log says when answers wait for payment).
