@@ -300,23 +300,8 @@ func (c *Config) validate() error {
 	if _, err := c.bootstrapPeers(); err != nil {
 		return err
 	}
-	if c.Role == RoleWorker {
-		if len(c.Models) == 0 {
-			return &ConfigError{"models", "[]", "a worker must serve at least one model"}
-		}
-		seen := map[string]bool{}
-		for _, m := range c.Models {
-			if _, err := wire.ParseModelID(m.ID); err != nil {
-				return &ConfigError{"models.id", m.ID, err.Error()}
-			}
-			if seen[m.ID] {
-				return &ConfigError{"models.id", m.ID, "listed twice"}
-			}
-			seen[m.ID] = true
-		}
-		if len(c.Models) > wire.MaxAdvertModels {
-			return &ConfigError{"models", len(c.Models), fmt.Sprintf("at most %d models per worker", wire.MaxAdvertModels)}
-		}
+	if err := c.validateModels(); err != nil {
+		return err
 	}
 	if c.AdminAddr != "" {
 		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
@@ -335,14 +320,8 @@ func (c *Config) validate() error {
 	if c.MaxAttempts < 1 {
 		return &ConfigError{"max_attempts", c.MaxAttempts, "want at least 1"}
 	}
-	if c.StallTimeout < 300*time.Millisecond {
-		return &ConfigError{"stall_timeout", c.StallTimeout, "want at least 300ms: heartbeats fill silences a third of it long"}
-	}
-	if c.FirstTokenTimeout < c.StallTimeout/3 {
-		return &ConfigError{"first_token_timeout", c.FirstTokenTimeout, "want at least a third of stall_timeout"}
-	}
-	if c.HopMargin*4 > c.RequestTimeout {
-		return &ConfigError{"hop_margin", c.HopMargin, "must be well below request_timeout"}
+	if err := c.validateWaits(); err != nil {
+		return err
 	}
 	if c.AdvertMaxAge < c.AdvertInterval {
 		return &ConfigError{"advert_max_age", c.AdvertMaxAge, "must be at least advert_interval"}
@@ -364,6 +343,43 @@ func (c *Config) validateGossip() error {
 		return &ConfigError{"gossip.admit_burst", c.AdmitBurst, "want at least 1 (default 64)"}
 	case c.MaxAttestations < 16:
 		return &ConfigError{"tee.max_attestations", c.MaxAttestations, "want at least 16, above host.max_conns (default 8192)"}
+	}
+	return nil
+}
+
+// validateModels checks a worker's models.
+func (c *Config) validateModels() error {
+	if c.Role != RoleWorker {
+		return nil
+	}
+	if len(c.Models) == 0 {
+		return &ConfigError{"models", "[]", "a worker must serve at least one model"}
+	}
+	seen := map[string]bool{}
+	for _, m := range c.Models {
+		if _, err := wire.ParseModelID(m.ID); err != nil {
+			return &ConfigError{"models.id", m.ID, err.Error()}
+		}
+		if seen[m.ID] {
+			return &ConfigError{"models.id", m.ID, "listed twice"}
+		}
+		seen[m.ID] = true
+	}
+	if len(c.Models) > wire.MaxAdvertModels {
+		return &ConfigError{"models", len(c.Models), fmt.Sprintf("at most %d models per worker", wire.MaxAdvertModels)}
+	}
+	return nil
+}
+
+// validateWaits checks the bounds on how long a request and its hops may take.
+func (c *Config) validateWaits() error {
+	switch {
+	case c.StallTimeout < 300*time.Millisecond:
+		return &ConfigError{"stall_timeout", c.StallTimeout, "want at least 300ms: heartbeats fill silences a third of it long"}
+	case c.FirstTokenTimeout < c.StallTimeout/3:
+		return &ConfigError{"first_token_timeout", c.FirstTokenTimeout, "want at least a third of stall_timeout"}
+	case c.HopMargin*4 > c.RequestTimeout:
+		return &ConfigError{"hop_margin", c.HopMargin, "must be well below request_timeout"}
 	}
 	return nil
 }
