@@ -156,7 +156,7 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, sink answe
 				return at.res, nil
 			}
 		}
-		if w := at.ex.worker; w != "" && workerFault(err) && len(h.Exclude) < wire.MaxExclude && !slices.Contains(h.Exclude, w) {
+		if w := at.ex.worker; w != "" && workerFault(err) && !at.proxyFault && len(h.Exclude) < wire.MaxExclude && !slices.Contains(h.Exclude, w) {
 			h.Exclude = append(slices.Clip(h.Exclude), w) // wherever we ask next, not that worker
 		}
 		if !at.started && n.demandsPayment(err) {
@@ -197,8 +197,9 @@ type attempt struct {
 	ex    exchange
 	pre   map[peer.ID]exchange // the workers the body went presealed to
 
-	started bool // a chunk reached the sink: trying elsewhere would duplicate output
-	res     *result
+	started    bool // a chunk reached the sink: trying elsewhere would duplicate output
+	proxyFault bool // the proxy, not its worker, made the attempt fail
+	res        *result
 }
 
 // run makes the attempt: nil once the answer is whole, checked and taken (a.res).
@@ -354,7 +355,37 @@ func (a *attempt) quote(payload []byte) error {
 		a.c.abort()
 		return wire.Errorf(wire.CodePriceTooHigh, "proxy %s quoted %d nanoTON per completion token, over the cap of %d", a.p.String(), q.Effective(), a.h.MaxPrice)
 	}
+	if err := a.n.checkProxyQuote(q, a.ex.worker, a.h.Model, a.payee); err != nil {
+		// The proxy's own doing: it is distrusted, and the worker is not to blame.
+		a.proxyFault = true
+		a.n.distrust(a.p, err)
+		return a.refuse(err)
+	}
 	a.meter = a.n.newMetering(a.payee, q)
+	return nil
+}
+
+// checkProxyQuote holds a proxy's quote to the prices the worker serving us advertised, with
+// the proxy's commission on them: a proxy takes its commission, and no more. Where we do not
+// know the worker (the request went unsealed) or its advert, the price cap alone bounds it.
+func (n *Node) checkProxyQuote(q wire.Quote, worker peer.ID, model string, payee *outChan) error {
+	if worker == "" {
+		return nil
+	}
+	n.tableMu.Lock()
+	o, ok := n.table.Offer(worker, model)
+	n.tableMu.Unlock()
+	if !ok {
+		return nil
+	}
+	want, err := o.Prices.WithCommission(payee.terms.Commission)
+	if err != nil {
+		return err
+	}
+	if q.Prices != want || q.Coefficient != o.Coefficient {
+		return fmt.Errorf("quoted %v at coefficient %d: the worker advertises %v at %d, and the proxy's commission is %d per mille",
+			q.Prices, q.Coefficient, o.Prices, o.Coefficient, payee.terms.Commission)
+	}
 	return nil
 }
 

@@ -9,13 +9,14 @@ import (
 	"github.com/cocoon-mesh/cocoon/node/wire"
 )
 
-// Faults make a worker misbehave on purpose, in its real code path: the adversarial tests run
-// rogue workers with them, and simulations their adversaries. A nil *Faults is an honest
-// worker; cmd/cocoon-node sets them only in a binary built for the adversarial tests (build
-// tag rogue). Each field is one misbehaviour, applied to every request.
+// Faults make a node misbehave on purpose, in its real code path: the adversarial tests run
+// rogue workers and proxies with them, and simulations their adversaries. A nil *Faults is an
+// honest node; cmd/cocoon-node sets them only in a binary built for the adversarial tests
+// (build tag rogue). Each field is one misbehaviour, applied to every request; all but
+// QuoteFactor are a worker's.
 type Faults struct {
-	// QuoteFactor quotes every answer at this multiple of the prices the worker advertises
-	// (0 or 1: as advertised).
+	// QuoteFactor quotes every answer at this multiple of the honest prices: a worker's
+	// advertised prices, a proxy's with its commission (0 or 1: honest).
 	QuoteFactor uint64
 	// ClaimTokens makes every chunk claim this many completion tokens, whatever it carries.
 	ClaimTokens uint32

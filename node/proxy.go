@@ -361,6 +361,7 @@ func (rl *relay) quote(p []byte) error {
 	if err != nil {
 		return rl.refuse(err)
 	}
+	cq.client = rl.n.faults.quote(cq.client)
 	rl.meter = rl.n.newMetering(rl.payee, cq.worker)
 	rl.bill = rl.n.newBilling(rl.payer, cq.client, func(owed uint64) error {
 		return rl.out.raw(wire.FrameBill, wire.AppendBill(nil, owed), true)

@@ -17,7 +17,7 @@ import (
 // (worker2) that misbehaves as f says, with the client and proxy logging to logs.
 func rogueNet(t *testing.T, f *node.Faults, logs *syncbuf.Buffer, tune func(*node.Config)) *localnet.Net {
 	t.Helper()
-	return startNet(t, localnet.Options{Proxies: 1, Workers: 2, WorkerFaults: []*node.Faults{nil, f},
+	return startNet(t, localnet.Options{Proxies: 1, Workers: 2, Faults: map[string]*node.Faults{"worker2": f},
 		Logger: slog.New(slog.NewTextHandler(logs, nil)), Tune: tune})
 }
 
@@ -193,7 +193,7 @@ func TestHungAndStalledWorkersCostOnlyTheBounds(t *testing.T) {
 	})
 	t.Run("stall mid-stream", func(t *testing.T) {
 		var logs syncbuf.Buffer
-		nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, WorkerFaults: []*node.Faults{{StallAfter: 2}}, EchoTokenDelay: 20 * time.Millisecond,
+		nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, Faults: map[string]*node.Faults{"worker1": {StallAfter: 2}}, EchoTokenDelay: 20 * time.Millisecond,
 			Logger: slog.New(slog.NewTextHandler(&logs, nil)), Tune: tune})
 		start := time.Now()
 		r := post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","stream":true,"messages":[{"role":"user","content":"one two three four five six"}]}`)
@@ -296,4 +296,27 @@ func TestSybilWorkersLockAtMostTheCap(t *testing.T) {
 	}
 	t.Logf("%d sybil workers: %d channels opened to workers that earned nothing, %d nanoTON locked for them (cap %d), %d in all",
 		sybils, unearned, l.Unearned, cfg.UnearnedCap, l.Total)
+}
+
+// A proxy that quotes its client more than the worker's advertised prices with its commission
+// is refused before the client pays it anything: the client takes its requests to the honest
+// proxy, and pays the rogue nothing.
+func TestClientRefusesAProxyThatOvercharges(t *testing.T) {
+	var logs syncbuf.Buffer
+	nw := startNet(t, localnet.Options{Proxies: 2, Workers: 1, Faults: map[string]*node.Faults{"proxy2": {QuoteFactor: 3}},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	rogue := nw.Proxies[1]
+	for i := range 8 {
+		body := fmt.Sprintf(`{"model":"echo-test","stream":%t,"messages":[{"role":"user","content":"request %d"}]}`, i%2 == 0, i)
+		if r := post(t, nw.ClientURL()+"/chat/completions", "", body); r.status != 200 || strings.Contains(r.body, `"error"`) {
+			t.Fatalf("request %d: %d %s", i, r.status, r.body)
+		}
+	}
+	held := settledAndAgreed(t, nw)
+	if got := paidTo(held, rogue); got != 0 {
+		t.Errorf("the overcharging proxy was paid %d nanoTON", got)
+	}
+	if !strings.Contains(logs.String(), "the proxy's commission is") {
+		t.Errorf("the client never said why it refused the proxy's quote:\n%s", logs.String())
+	}
 }

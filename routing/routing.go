@@ -300,6 +300,15 @@ func (t *Table) Models() []ModelSummary {
 	return out
 }
 
+// Offer is worker id's offer for model (matched as Pick matches it), if it has one.
+func (t *Table) Offer(id peer.ID, model string) (Offer, bool) {
+	w, ok := t.workers[id]
+	if !ok {
+		return Offer{}, false
+	}
+	return w.match(model)
+}
+
 // Has reports whether id is in the table.
 func (t *Table) Has(id peer.ID) bool {
 	_, ok := t.workers[id]

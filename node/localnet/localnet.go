@@ -69,9 +69,9 @@ type Options struct {
 	// NodeStore, if set, wraps each node's datastore, given the node's name: a test slows or
 	// holds a node's disk.
 	NodeStore func(name string, d datastore.Batching) datastore.Batching
-	// WorkerFaults, if set, makes the i-th worker misbehave as WorkerFaults[i] says (nil or
-	// missing: honest).
-	WorkerFaults []*node.Faults
+	// Faults makes the nodes it names ("proxy1", "worker2", ...) misbehave as it says; the
+	// others are honest.
+	Faults map[string]*node.Faults
 }
 
 // DevPrices are the workers' prices when Options.Prices is zero and payments are on: nanoTON
@@ -175,7 +175,7 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 	for i := range o.Proxies {
 		c := cfg
 		c.Role, c.Bootstrap = node.RoleProxy, boot
-		nd, err := nw.startNode(ctx, fmt.Sprintf("proxy%d", i+1), c, nil, nil, o.Logger)
+		nd, err := nw.startNode(ctx, fmt.Sprintf("proxy%d", i+1), c, nil, o.Faults[fmt.Sprintf("proxy%d", i+1)], o.Logger)
 		if err != nil {
 			return nil, err
 		}
@@ -207,11 +207,8 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 		}
 		c := cfg
 		c.Role, c.Bootstrap = node.RoleWorker, boot
-		var faults *node.Faults
-		if i < len(o.WorkerFaults) {
-			faults = o.WorkerFaults[i]
-		}
-		nd, err := nw.startNode(ctx, fmt.Sprintf("worker%d", i+1), c, be, faults, o.Logger)
+		name := fmt.Sprintf("worker%d", i+1)
+		nd, err := nw.startNode(ctx, name, c, be, o.Faults[name], o.Logger)
 		if err != nil {
 			return nil, err
 		}
