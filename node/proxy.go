@@ -112,7 +112,9 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 	} else {
 		out.watch(r, cancelCause, frames)
 	}
-	out.fail(n.serve(ctx, h, body, preset, bodies, out, payer))
+	if err := n.serve(ctx, h, body, preset, bodies, out, payer); err != nil {
+		out.fail(err)
+	}
 }
 
 // serve runs a client's request on one worker after another until one serves it (nil), the
