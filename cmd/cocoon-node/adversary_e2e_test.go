@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -374,4 +375,53 @@ func TestSybilWorkersLockBoundedDeposits(t *testing.T) {
 		}
 	}
 	t.Logf("%d sybils: the proxy locks %d in all, %d for workers that earned nothing", sybils, st.Locked.Total, st.Locked.Unearned)
+}
+
+// A worker process stopped with SIGSTOP costs its callers the stall bound (1 s here), not the
+// request's timeout: the requests it was streaming end with an error event saying it stalled,
+// those sent after fail over to the other worker, and once it runs again (SIGCONT) every
+// channel settles with nothing lost.
+func TestStoppedWorkerCostsTheStallBound(t *testing.T) {
+	a := startAdvNet(t, nil)
+	second := start(t, "second", a.workerArgs("second")...)
+	a.rogues["second"] = second // not a rogue: counted among the nodes whose channels must agree
+	a.waitFor("the client sees both workers", func() bool { return a.modelWorkers() == 2 })
+	slow := `{"model":"echo-test","stream":true,"max_tokens":3000,"messages":[{"role":"user","content":"` + strings.Repeat("word ", 3000) + `"}]}`
+	type answer struct {
+		body   []byte
+		worker string
+		took   time.Duration
+	}
+	answers := make(chan answer, 4)
+	for range 4 {
+		go func() {
+			start := time.Now()
+			_, b, h := a.post("/chat/completions", slow)
+			answers <- answer{b, h.Get("X-Cocoon-Worker"), time.Since(start)}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // streaming now (3000 words at 1 ms each take 3 s)
+	victim := a.honest
+	if err := victim.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	var cut []time.Duration
+	for range 4 {
+		r := <-answers
+		if bytes.Contains(r.body, []byte(`"error"`)) {
+			cut = append(cut, time.Since(stopped).Round(time.Millisecond))
+			if !bytes.Contains(r.body, []byte("stalled")) {
+				t.Errorf("a cut answer does not say the worker stalled: %.300s", r.body[max(0, len(r.body)-300):])
+			}
+		}
+	}
+	t.Logf("%d of 4 streams were on the stopped worker; they ended %v after the SIGSTOP", len(cut), cut)
+	if failed, byStopped := a.ask(6, 2, func(int) bool { return true }); len(failed) > 0 {
+		t.Errorf("requests sent while the worker is stopped failed: %v %v", failed, byStopped)
+	}
+	if err := victim.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	a.settled()
 }
