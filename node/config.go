@@ -107,6 +107,10 @@ type Config struct {
 	// Payments configures payment channels; they are on when the node is given a ledger
 	// (Deps.Ledger).
 	Payments PaymentConfig
+
+	// HTTP guards the client API and the admin endpoints: allowed Host names and browser
+	// origins, the local token, timeouts and a cap on connections.
+	HTTP HTTPConfig
 }
 
 // PaymentConfig configures a node's TON payment channels: clients pay proxies, proxies pay
@@ -181,6 +185,10 @@ func DefaultConfig() Config {
 			FlushAfter: 100 * time.Millisecond, DisputeFee: Nano / 50, WatchEvery: 10 * time.Minute,
 			SettleIdle: 7 * 24 * time.Hour,
 		},
+		// 512 connections stay well below the descriptors a process gets (Go raises the soft
+		// limit to the hard one: often 1M on Linux, 10240 on macOS; 20000 where this was
+		// measured), leaving the rest to libp2p.
+		HTTP: HTTPConfig{MaxConns: 512, BodyTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: time.Minute},
 	}
 }
 
@@ -245,6 +253,7 @@ func (c *Config) validate() error {
 	fill(&c.Coefficient, d.Coefficient)
 	fill(&c.APIAddr, d.APIAddr)
 	c.Payments.fill(d.Payments)
+	c.HTTP.fill(d.HTTP)
 
 	switch c.Role {
 	case RoleClient, RoleProxy, RoleWorker:
@@ -300,6 +309,9 @@ func (c *Config) validate() error {
 	}
 	if c.AdvertMaxAge < c.AdvertInterval {
 		return &ConfigError{"advert_max_age", c.AdvertMaxAge, "must be at least advert_interval"}
+	}
+	if err := c.HTTP.validate(); err != nil {
+		return err
 	}
 	return c.Payments.validate()
 }
