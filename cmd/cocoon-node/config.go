@@ -88,6 +88,15 @@ type fileConfig struct {
 		RequestTimeout duration `toml:"request_timeout"`
 	} `toml:"limits"`
 
+	HTTP struct {
+		AllowedHosts   []string `toml:"allowed_hosts"`
+		AllowedOrigins []string `toml:"allowed_origins"`
+		MaxConns       int      `toml:"max_conns"`
+		BodyTimeout    duration `toml:"body_timeout"`
+		WriteTimeout   duration `toml:"write_timeout"`
+		IdleTimeout    duration `toml:"idle_timeout"`
+	} `toml:"http"`
+
 	Host struct {
 		ConnsLow   int `toml:"conns_low"`
 		ConnsHigh  int `toml:"conns_high"`
@@ -236,6 +245,7 @@ func (fc *fileConfig) resolve() (settings, error) {
 	override(&n.MaxBodyBytes, fc.Limits.MaxBodyBytes)
 	override(&n.MaxTokens, fc.Limits.MaxTokens)
 	override(&n.RequestTimeout, fc.Limits.RequestTimeout.Duration)
+	fc.resolveHTTP(&n.HTTP)
 	if fc.Listen != nil {
 		s.host.Listen = fc.Listen
 	}
@@ -273,6 +283,15 @@ func (fc *fileConfig) resolve() (settings, error) {
 	n.AllowUnattested = fc.TEE.AllowUnattested
 	override(&n.AttestTTL, fc.TEE.AttestTTL.Duration)
 	return s, nil
+}
+
+// resolveHTTP reads the [http] section over the defaults in hc.
+func (fc *fileConfig) resolveHTTP(hc *node.HTTPConfig) {
+	hc.AllowedHosts, hc.AllowedOrigins = fc.HTTP.AllowedHosts, fc.HTTP.AllowedOrigins
+	override(&hc.MaxConns, fc.HTTP.MaxConns)
+	override(&hc.BodyTimeout, fc.HTTP.BodyTimeout.Duration)
+	override(&hc.WriteTimeout, fc.HTTP.WriteTimeout.Duration)
+	override(&hc.IdleTimeout, fc.HTTP.IdleTimeout.Duration)
 }
 
 // apiKey is the node's one bearer key, which guards a client's API and any node's admin
