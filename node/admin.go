@@ -166,7 +166,7 @@ func (n *Node) startAdmin() error {
 	n.adminLn = ln
 	n.admin = n.serveHTTP("admin", ln, n.adminHandler())
 	if a, ok := ln.Addr().(*net.TCPAddr); n.cfg.APIKey == "" && (!ok || !a.IP.IsLoopback()) {
-		n.log.Warn("admin endpoints listen beyond loopback with no api_key: whoever reaches them can close this node's channels", "addr", ln.Addr().String())
+		n.log.Warn("admin endpoints listen beyond loopback with no api_key: only the local token guards this node's channel commands", "addr", ln.Addr().String())
 	}
 	n.log.Info("admin endpoints listening", "url", "http://"+ln.Addr().String()+"/cocoon/v1")
 	return nil

@@ -171,6 +171,10 @@ func (n *Node) serveHTTP(what string, ln net.Listener, h http.Handler) *http.Ser
 		MaxHeaderBytes:    maxHeaderBytes,
 		ConnState:         capped.track,
 	}
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() && len(n.cfg.HTTP.AllowedHosts) == 0 {
+		n.log.Warn("HTTP server listens beyond loopback: requests naming this machine otherwise than by the listen address are refused; list the names callers use in [http] allowed_hosts",
+			"server", what, "addr", ln.Addr().String())
+	}
 	n.wg.Go(func() {
 		if err := srv.Serve(capped); err != nil && err != http.ErrServerClosed {
 			n.log.Error(what+" server stopped", "err", err)
