@@ -186,8 +186,8 @@ func DefaultConfig() Config {
 			SettleIdle: 7 * 24 * time.Hour,
 		},
 		// 512 connections stay well below the descriptors a process gets (Go raises the soft
-		// limit to the hard one: often 1M on Linux, 10240 on macOS; 20000 where this was
-		// measured), leaving the rest to libp2p.
+		// limit to the hard one at start, ulimit -Hn: 20000 where this was measured; on macOS
+		// to kern.maxfilesperproc), leaving the rest to libp2p.
 		HTTP: HTTPConfig{MaxConns: 512, BodyTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: time.Minute},
 	}
 }

@@ -118,6 +118,11 @@ func (l *connCap) logCap(now time.Time) {
 // track is the server's ConnState hook: it follows each connection's state, and forgets it
 // once closed. A connection already evicted stays forgotten.
 func (l *connCap) track(c net.Conn, s http.ConnState) {
+	if s == http.StateIdle {
+		// The answer is out: lift its write deadline, so the server's own answer to the next
+		// request (a 400 for bad headers) does not find it passed.
+		_ = c.SetWriteDeadline(time.Time{})
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e, ok := l.conns[c]
@@ -128,13 +133,6 @@ func (l *connCap) track(c net.Conn, s http.ConnState) {
 	case s != e.state:
 		l.conns[c] = connEntry{s, time.Now()}
 	}
-}
-
-// open is how many connections the cap counts.
-func (l *connCap) open() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.conns)
 }
 
 // refuse answers c 503 and closes it, in the background and within refuseWait. Reading what
