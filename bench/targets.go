@@ -110,6 +110,9 @@ func StartTargets(ctx context.Context, cfg TargetsConfig) (_ *Targets, err error
 		if err != nil {
 			return nil, err
 		}
+		if err := t.Net.OpenAllChannels(ctx); err != nil {
+			return nil, err
+		}
 		if want[Mesh] {
 			t.URLs[Mesh] = t.Net.ClientURL()
 		}

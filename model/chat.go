@@ -10,6 +10,9 @@ type Message struct {
 // ChatStop is where an answer generated from ChatPrompt ends: the start of the next turn.
 const ChatStop = "<|"
 
+// ChatOpen ends every ChatPrompt: the assistant's turn, open for the model to write.
+const ChatOpen = "<|assistant|>\n"
+
 // ChatPrompt renders a chat in the template the project's models are trained on:
 //
 //	<|system|>
@@ -18,21 +21,25 @@ const ChatStop = "<|"
 //	Hello
 //	<|assistant|>
 //
-// ending with the assistant's turn open. Roles other than system, user and assistant are
-// written as user turns.
+// ending with the assistant's turn open (ChatOpen). Roles other than system, user and assistant
+// are written as user turns.
 func ChatPrompt(msgs []Message) string {
 	var b strings.Builder
 	for _, m := range msgs {
-		role := m.Role
-		switch role {
-		case "system", "user", "assistant":
-		default:
-			role = "user"
-		}
-		b.WriteString("<|" + role + "|>\n")
-		b.WriteString(m.Content)
-		b.WriteString("\n")
+		b.WriteString(ChatTurn(m))
 	}
-	b.WriteString("<|assistant|>\n")
+	b.WriteString(ChatOpen)
 	return b.String()
+}
+
+// ChatTurn renders one message as ChatPrompt writes it, so a caller can build (and bound) a
+// prompt a turn at a time.
+func ChatTurn(m Message) string {
+	role := m.Role
+	switch role {
+	case "system", "user", "assistant":
+	default:
+		role = "user"
+	}
+	return "<|" + role + "|>\n" + m.Content + "\n"
 }

@@ -16,12 +16,13 @@ import (
 // valid UTF-8 or not, encodes and decodes back to itself. No prefix space and no BOS/EOS are
 // added: the caller adds what its chat template needs.
 type Tokenizer struct {
-	pieces [][]byte
-	text   [][]byte // what each piece decodes to: "<0xXX>" pieces decode to their byte
-	scores []float32
-	index  map[string]int // piece as written -> token (for "<s>" and the like)
-	byText map[string]int // what a token decodes to -> token; merging works on this
-	bytes  [256]int       // token of each raw byte, -1 where the vocabulary has none
+	pieces  [][]byte
+	text    [][]byte // what each piece decodes to: "<0xXX>" pieces decode to their byte
+	scores  []float32
+	index   map[string]int // piece as written -> token (for "<s>" and the like)
+	byText  map[string]int // what a token decodes to -> token; merging works on this
+	bytes   [256]int       // token of each raw byte, -1 where the vocabulary has none
+	longest int            // bytes of the longest piece's text
 }
 
 // maxPiece bounds one piece, and maxTokenizerVocab the vocabulary, of a tokenizer file.
@@ -99,6 +100,9 @@ func (t *Tokenizer) finish() {
 			t.byText[string(p)] = id
 		}
 	}
+	for _, text := range t.text {
+		t.longest = max(t.longest, len(text))
+	}
 	for _, id := range fallback {
 		if _, dup := t.byText[string(t.text[id])]; !dup {
 			t.byText[string(t.text[id])] = id
@@ -120,6 +124,11 @@ func (t *Tokenizer) Lookup(piece string) (int, bool) {
 
 // Vocab is the number of pieces.
 func (t *Tokenizer) Vocab() int { return len(t.pieces) }
+
+// LongestPiece is the most bytes one token decodes to. Encode splits text into pieces, so
+// text of n bytes takes at least n / LongestPiece tokens: a bound on a prompt's tokens known
+// before it is encoded.
+func (t *Tokenizer) LongestPiece() int { return t.longest }
 
 // Encode splits text into tokens. It fails only if the vocabulary lacks a byte of text.
 func (t *Tokenizer) Encode(text []byte) ([]int, error) {

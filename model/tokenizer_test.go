@@ -140,3 +140,19 @@ func BenchmarkEncode10KB(b *testing.B) {
 		}
 	}
 }
+
+func TestLongestPieceBoundsTokens(t *testing.T) {
+	tk := testTokenizer()
+	if tk.LongestPiece() != 3 { // "abc" and "hé"; "<0xXX>" pieces decode to one byte
+		t.Fatalf("longest piece %d, want 3", tk.LongestPiece())
+	}
+	for _, in := range []string{"abcabcabc", "hé hé", "\xff\xfe", " abc"} {
+		ids, err := tk.Encode([]byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids)*tk.LongestPiece() < len(in) {
+			t.Errorf("%q: %d tokens of at most %d bytes cannot make %d bytes", in, len(ids), tk.LongestPiece(), len(in))
+		}
+	}
+}

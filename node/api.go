@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 	"github.com/cocoon-mesh/cocoon/ton"
 )
@@ -173,10 +174,10 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 
 	if !req.Stream {
 		var answer []byte
-		res, err := n.infer(ctx, h, body, func(c *wire.Chunk, _ bool) error {
+		res, err := n.infer(ctx, h, body, answerSink{chunk: func(c *wire.Chunk, _ bool) error {
 			answer = append(answer, c.Data...)
 			return nil
-		})
+		}, whole: func() error { return checked(backend.CheckAnswer(answer)) }, reset: func() { answer = answer[:0] }})
 		if err != nil {
 			writeWireError(w, err)
 			return
@@ -197,11 +198,12 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 	// held back until the receipt arrives just after it) and on the usage chunk, if asked for.
 	var held []byte
 	w.Header().Set("Trailer", "X-Cocoon-Receipt, X-Cocoon-Worker, X-Cocoon-Worker-Tee, X-Cocoon-Usage, X-Cocoon-Cost")
-	res, err := n.infer(ctx, h, body, func(c *wire.Chunk, more bool) error {
+	res, err := n.infer(ctx, h, body, answerSink{chunk: func(c *wire.Chunk, more bool) error {
 		// A streamed chunk is one or more server-sent events, written through as they came once
-		// their framing checks out, so a faulty worker cannot break the stream's framing.
-		if !bytes.HasPrefix(c.Data, []byte("data: ")) || !bytes.HasSuffix(c.Data, []byte("\n\n")) {
-			return wire.Errorf(wire.CodeWorkerFailed, "worker sent a stream chunk that is not server-sent events")
+		// they check out (each one JSON object on one line), so a faulty worker can neither
+		// break the stream's framing nor have garbage served.
+		if err := checked(backend.CheckEvents(c.Data)); err != nil {
+			return err
 		}
 		if !started {
 			hd := w.Header()
@@ -232,7 +234,7 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 			flusher.Flush()
 		}
 		return nil
-	})
+	}})
 	if err != nil {
 		if !started {
 			writeWireError(w, err)
@@ -263,6 +265,18 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 	hd.Set("X-Cocoon-Worker-Tee", res.workerTE)
 	hd.Set("X-Cocoon-Usage", usageHeader(&res.fin.Usage))
 	setCost(hd, res)
+}
+
+// checked makes a failed check of what a worker sent the worker's failure, refusing its answer.
+func checked(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if be := (*backend.Error)(nil); errors.As(err, &be) {
+		msg = be.Message
+	}
+	return wire.Errorf(wire.CodeWorkerFailed, "%s", msg)
 }
 
 // setCost tells the caller what the answer cost, in nanoTON, when payments are on.

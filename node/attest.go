@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -33,6 +34,10 @@ const (
 	unreachableAttestTTL = 2 * time.Second
 )
 
+// attestSweepEvery is how often expired handshakes leave the cache: a peer that never
+// connected (its handshake failed or could not run) has no disconnect to clear its entry.
+const attestSweepEvery = 10 * time.Second
+
 // attestState is the node's own attestation and what it learnt of its peers'.
 type attestState struct {
 	provider tee.Provider // nil: this node runs outside a TEE
@@ -45,7 +50,8 @@ type attestState struct {
 	signer   *batchSigner // signs receipts, many at a time under load
 
 	mu    sync.Mutex
-	peers map[peer.ID]*peerAttest
+	peers map[peer.ID]*peerAttest // at most Config.MaxAttestations; see makeRoom
+	full  quietCount              // handshakes left uncached because the cache was full
 }
 
 // peerAttest is one handshake's outcome. done is closed once the fields are set; after that
@@ -132,6 +138,11 @@ func (n *Node) startAttest() {
 		<-ctx.Done()
 		n.h.Network().StopNotify(nb)
 	})
+	n.every(attestSweepEvery, func() {
+		n.attest.mu.Lock()
+		n.attest.sweep(n.now(), n.cfg.AttestTTL)
+		n.attest.mu.Unlock()
+	})
 	switch {
 	case n.attest.provider == nil:
 		n.log.Info("running outside a TEE: this node offers no attestation")
@@ -182,14 +193,61 @@ func (n *Node) cachedAttestation(p peer.ID) *peerAttest {
 	return pa
 }
 
-func (n *Node) attestTTL(pa *peerAttest) time.Duration {
+func (n *Node) attestTTL(pa *peerAttest) time.Duration { return attestTTL(pa, n.cfg.AttestTTL) }
+
+// attestTTL is how long a finished handshake is used: good is Config.AttestTTL.
+func attestTTL(pa *peerAttest, good time.Duration) time.Duration {
 	switch {
 	case pa.unreached:
 		return unreachableAttestTTL
-	case pa.err != nil && !errors.Is(pa.err, tee.ErrNotAttested):
+	case pa.refused():
 		return failedAttestTTL
 	}
-	return n.cfg.AttestTTL
+	return good
+}
+
+// refused reports whether the peer's handshake ran and its hello was refused (or the peer was
+// distrusted since); an unattested peer is not refused, whatever the node's policy on those.
+func (pa *peerAttest) refused() bool {
+	return pa.err != nil && !pa.unreached && !errors.Is(pa.err, tee.ErrNotAttested)
+}
+
+// finished reports whether pa's handshake is over (its fields are set).
+func (pa *peerAttest) finished() bool {
+	select {
+	case <-pa.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// sweep drops the finished handshakes that expired; a.mu is held.
+func (a *attestState) sweep(now time.Time, good time.Duration) {
+	maps.DeleteFunc(a.peers, func(_ peer.ID, pa *peerAttest) bool {
+		return pa.finished() && now.Sub(pa.at) >= attestTTL(pa, good)
+	})
+}
+
+// makeRoom evicts handshakes until the cache holds fewer than limit, and reports whether it
+// does: first the expired, then those that could not run, then refusals (distrusted peers
+// stay). Trusted entries are never evicted: there is one per connected peer, which the
+// connection limit bounds, and each leaves when its peer disconnects. a.mu is held.
+func (a *attestState) makeRoom(now time.Time, good time.Duration, limit int) bool {
+	if len(a.peers) < limit {
+		return true
+	}
+	a.sweep(now, good)
+	for _, evict := range []func(*peerAttest) bool{
+		func(pa *peerAttest) bool { return pa.unreached },
+		func(pa *peerAttest) bool { return pa.refused() && !pa.distrusted },
+	} {
+		if len(a.peers) < limit {
+			return true
+		}
+		maps.DeleteFunc(a.peers, func(_ peer.ID, pa *peerAttest) bool { return pa.finished() && evict(pa) })
+	}
+	return len(a.peers) < limit
 }
 
 // peerAttestation returns p's handshake: cached, or fetched now (one fetch per peer at a
@@ -216,8 +274,20 @@ func (n *Node) peerAttestation(ctx context.Context, p peer.ID) (*peerAttest, err
 	}
 	if pa == nil {
 		pa = &peerAttest{done: make(chan struct{})}
-		n.attest.peers[p] = pa
+		_, replaces := n.attest.peers[p]
+		cached := replaces || n.attest.makeRoom(n.now(), n.cfg.AttestTTL, n.cfg.MaxAttestations)
+		if cached {
+			n.attest.peers[p] = pa
+		}
+		count, logNow := 0, false
+		if !cached {
+			count, logNow = n.attest.full.note(n.now(), refusalLogEvery)
+		}
 		n.attest.mu.Unlock()
+		if logNow {
+			n.log.Warn("attestation cache full of trusted, distrusted and running handshakes: new ones run uncached", "uncached", count,
+				"max_attestations", n.cfg.MaxAttestations, "fix", "raise tee.max_attestations above host.max_conns")
+		}
 		n.fetchAttestation(p, pa)
 		return pa, nil
 	}
@@ -241,6 +311,9 @@ func (n *Node) fetchAttestation(p peer.ID, pa *peerAttest) {
 	res.unreached = res.err != nil && res.hello == nil
 	if res.err == nil {
 		res.sealID = wire.SealKeyID(res.att.SealKey)
+	}
+	if res.refused() {
+		res.hello, res.key = nil, nil // nothing reads a refused peer's hello: do not hold it
 	}
 	switch {
 	case res.unreached:
@@ -311,11 +384,13 @@ func (n *Node) verifyHello(raw, key []byte) (tee.Attestation, error) {
 }
 
 // distrust marks p as refused for failedAttestTTL, as a failed handshake would: a peer caught
-// cheating gets no work until it attests again.
+// cheating gets no work until it attests again. The mark is kept even past the cache's cap
+// (only a connected peer can be caught, so there are few).
 func (n *Node) distrust(p peer.ID, why error) {
 	pa := &peerAttest{done: make(chan struct{}), at: n.now(), err: fmt.Errorf("distrusted: %w", why), distrusted: true}
 	close(pa.done)
 	n.attest.mu.Lock()
+	n.attest.makeRoom(n.now(), n.cfg.AttestTTL, n.cfg.MaxAttestations)
 	n.attest.peers[p] = pa
 	n.attest.mu.Unlock()
 	n.log.Warn("peer distrusted", "peer", p.String(), "err", why)

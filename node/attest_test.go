@@ -2,12 +2,15 @@ package node
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cocoon-mesh/cocoon/node/wire"
 	"github.com/cocoon-mesh/cocoon/tee"
@@ -73,6 +76,96 @@ func TestAttestationCacheAndRefresh(t *testing.T) {
 			t.Fatal("the handshake outlived the connection")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The handshake cache stays under Config.MaxAttestations: handshakes that could not run and
+// refusals make room for new ones, trusted and distrusted entries never do (past the cap a
+// handshake runs uncached, with the same outcome), and entries leave once they expire, with
+// no disconnect needed.
+func TestAttestationCacheIsBounded(t *testing.T) {
+	a := attestPeer(t, true)
+	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	a.now = clk.now
+	a.cfg.MaxAttestations = 4
+	size := func() int { a.attest.mu.Lock(); defer a.attest.mu.Unlock(); return len(a.attest.peers) }
+	ctx := context.Background()
+	attested := func() *Node {
+		z := attestPeer(t, true)
+		connect(t, a.h, z.h)
+		if pa, err := a.peerAttestation(ctx, z.h.ID()); err != nil || pa.err != nil {
+			t.Fatalf("honest handshake: %v %v", err, pa.err)
+		}
+		return z
+	}
+	z1, z2 := attested(), attested()
+
+	liar, other := attestPeer(t, true), attestPeer(t, true)
+	liar.h.SetStreamHandler(AttestProtocol, other.handleAttest) // a hello binding another key
+	connect(t, a.h, liar.h)
+	if pa, _ := a.peerAttestation(ctx, liar.h.ID()); !pa.refused() || pa.hello != nil || pa.key != nil {
+		t.Fatalf("impostor's handshake: refused %v, hello kept %v", pa.refused(), pa.hello != nil)
+	}
+	for i := range 20 { // peers with no address: their handshakes cannot run
+		key, _, _ := crypto.GenerateEd25519Key(nil)
+		id, _ := peer.IDFromPrivateKey(key)
+		if pa, _ := a.peerAttestation(ctx, id); !pa.unreached {
+			t.Fatalf("unreachable peer %d: %v", i, pa.err)
+		}
+		if n := size(); n > 4 {
+			t.Fatalf("%d entries after %d unreachable peers, cap 4", n, i+1)
+		}
+	}
+	for _, z := range []*Node{z1, z2} {
+		if a.cachedAttestation(z.h.ID()) == nil {
+			t.Fatal("a trusted entry was evicted")
+		}
+	}
+	a.distrust(liar.h.ID(), errors.New("bad receipt"))
+	z3 := attested() // takes the place of the last unreachable peer
+	if n := size(); n != 4 || a.cachedAttestation(z3.h.ID()) == nil || !a.cachedAttestation(liar.h.ID()).distrusted {
+		t.Fatalf("%d entries; want z1-z3 and the distrusted one", n)
+	}
+	z4 := attested() // nothing left to evict
+	if n := size(); n != 4 || a.cachedAttestation(z4.h.ID()) != nil {
+		t.Fatalf("%d entries, z4 cached %v: a full cache of trusted entries must run z4 uncached", n, a.cachedAttestation(z4.h.ID()) != nil)
+	}
+
+	sweep := func() int {
+		a.attest.mu.Lock()
+		a.attest.sweep(a.now(), a.cfg.AttestTTL)
+		a.attest.mu.Unlock()
+		return size()
+	}
+	clk.advance(failedAttestTTL)
+	if n := sweep(); n != 3 {
+		t.Fatalf("%d entries once the distrust expired, want the 3 trusted", n)
+	}
+	clk.advance(a.cfg.AttestTTL)
+	if n := sweep(); n != 0 {
+		t.Fatalf("%d entries once every handshake expired", n)
+	}
+}
+
+// Status lists at most maxStatusAttestations handshakes, trusted ones first, and counts them
+// all by outcome.
+func TestStatusSummarisesAttestations(t *testing.T) {
+	a, z := attestPeer(t, true), attestPeer(t, true)
+	connect(t, a.h, z.h)
+	ctx := context.Background()
+	a.peerAttestation(ctx, z.h.ID())
+	const unreachable = 100
+	for range unreachable {
+		key, _, _ := crypto.GenerateEd25519Key(nil)
+		id, _ := peer.IDFromPrivateKey(key)
+		a.peerAttestation(ctx, id)
+	}
+	st := a.Status()
+	if len(st.Attestations) != maxStatusAttestations || st.Attestations[z.h.ID().String()] != "simulated (INSECURE)" {
+		t.Fatalf("status lists %d attestations (want %d), the attested peer as %q", len(st.Attestations), maxStatusAttestations, st.Attestations[z.h.ID().String()])
+	}
+	if c := st.AttestationCounts; c["unreached"] != unreachable || c["simulated (INSECURE)"] != 1 || len(c) != 2 {
+		t.Fatalf("attestation counts %v", c)
 	}
 }
 

@@ -182,11 +182,17 @@ func (n *Node) openIn(ctx context.Context, s network.Stream, p []byte) (*wire.Ch
 	if err != nil {
 		return nil, err
 	}
+	var newest ton.Voucher
 	if len(o.Voucher) > 0 { // the payer's newest: higher than ours if we lost one (we never do)
 		if err := n.acceptNew(ctx, c, o.Voucher); err != nil {
 			n.log.Warn("payer presented a voucher that does not check", "payer", payer.String(), "err", err)
+		} else {
+			newest, _ = ton.DecodeVoucher(o.Voucher)
 		}
 	}
+	// A payer resumes a channel it holds no state of in memory: it restarted, and received
+	// nothing since its newest voucher. Whatever we count beyond that never reached it.
+	n.writeOff(c, newest, "the payer resumed the channel after a restart")
 	st := n.channelState(c)
 	return &st, nil
 }
@@ -244,22 +250,24 @@ func (ps *payState) params(id ton.ChannelID, keyA, keyB []byte, destA, destB *ad
 }
 
 // channelTo returns the channel this node pays payee p on, resuming it from the store or
-// opening a new one on the ledger when there is none. Concurrent callers share one attempt.
-func (n *Node) channelTo(ctx context.Context, p peer.ID) (*outChan, error) {
+// opening a new one on the ledger when there is none, which locks the whole Deposit if full
+// (an operator asked for it), else what p's earnings earn it (see depositFor). Concurrent
+// callers share one attempt.
+func (n *Node) channelTo(ctx context.Context, p peer.ID, full bool) (*outChan, error) {
 	ps := n.payments
 	ps.mu.Lock()
 	if c := ps.out[p]; c != nil {
 		ps.mu.Unlock()
 		return c, nil
 	}
-	op := n.startOpening(p, nil)
+	op := n.startOpening(p, nil, full)
 	ps.mu.Unlock()
 	return n.awaitOpening(ctx, p, op)
 }
 
 // startOpening returns the attempt under way to open or resume the channel to p, or starts
 // one that runs prep first. The caller holds ps.mu.
-func (n *Node) startOpening(p peer.ID, prep func(context.Context) error) *opening {
+func (n *Node) startOpening(p peer.ID, prep func(context.Context) error, full bool) *opening {
 	ps := n.payments
 	if op := ps.opening[p]; op != nil {
 		return op
@@ -273,7 +281,7 @@ func (n *Node) startOpening(p peer.ID, prep func(context.Context) error) *openin
 			op.err = prep(ctx)
 		}
 		if op.err == nil {
-			op.ch, op.err = n.openOut(ctx, p)
+			op.ch, op.err = n.openOut(ctx, p, full)
 		}
 		ps.mu.Lock()
 		if op.err == nil {
@@ -305,6 +313,8 @@ func (n *Node) awaitOpening(ctx context.Context, p peer.ID, op *opening) (*outCh
 			return nil, wire.Errorf(wire.CodePayment, "this node's wallet %s cannot fund a payment channel to %s: %v. "+
 				"Each channel locks payments.deposit (%d nanoTON) plus fees: fund the wallet, or lower the deposit",
 				ps.wallet.String(), p.String(), op.err, ps.cfg.Deposit)
+		case errors.Is(op.err, errUnearnedCap):
+			return nil, op.err
 		case op.err != nil:
 			return nil, wire.Errorf(wire.CodeUnavailable, "payment channel to %s: %v", p.String(), op.err)
 		}
@@ -318,13 +328,13 @@ func (n *Node) awaitOpening(ctx context.Context, p peer.ID, op *opening) (*outCh
 // so the first request does not wait for the ledger.
 func (n *Node) ensureChannel(ctx context.Context, p peer.ID) {
 	if n.payments != nil {
-		_, _ = n.channelTo(ctx, p)
+		_, _ = n.channelTo(ctx, p, false)
 	}
 }
 
 // openOut resumes our newest channel to p under its current terms, or opens a new one: the
 // record is durable before the deposit leaves the wallet, so a crash cannot lose track of it.
-func (n *Node) openOut(ctx context.Context, p peer.ID) (*outChan, error) {
+func (n *Node) openOut(ctx context.Context, p peer.ID, full bool) (*outChan, error) {
 	ps := n.payments
 	keyB, err := ed25519Key(n.h.Peerstore().PubKey(p))
 	if err != nil {
@@ -353,7 +363,7 @@ func (n *Node) openOut(ctx context.Context, p peer.ID) (*outChan, error) {
 		return nil, err
 	}
 	if !found {
-		if rec, err = n.openOnLedger(ctx, p, want); err != nil {
+		if rec, err = n.openOnLedger(ctx, p, want, full); err != nil {
 			return nil, err
 		}
 	}
@@ -444,7 +454,7 @@ func (n *Node) resumable(ctx context.Context, rec chanstore.Record) (bool, error
 // channel id. The payee signs its empty semichannel first, and the record keeps it: should
 // the deployment land when nobody expects it any more (a crash, a lost confirmation), or the
 // payee vanish, we can still close the channel alone and get the deposit back.
-func (n *Node) openOnLedger(ctx context.Context, p peer.ID, want ton.Params) (chanstore.Record, error) {
+func (n *Node) openOnLedger(ctx context.Context, p peer.ID, want ton.Params, full bool) (chanstore.Record, error) {
 	ps := n.payments
 	if _, err := rand.Read(want.ChannelID[:]); err != nil {
 		return chanstore.Record{}, err
@@ -468,16 +478,27 @@ func (n *Node) openOnLedger(ctx context.Context, p peer.ID, want ton.Params) (ch
 	if err != nil {
 		return chanstore.Record{}, err
 	}
-	rec, err := chanstore.NewRecord(chanstore.Payer, want, ps.cfg.Deposit, 0)
+	// The deposit is chosen and the record stored in one step, so channels opened at once
+	// cannot together pass the cap on what is locked for payees that earned nothing.
+	ps.depositMu.Lock()
+	deposit, err := ps.cfg.Deposit, error(nil)
+	if !full {
+		deposit, err = n.depositFor(ctx, p)
+	}
+	var rec chanstore.Record
+	if err == nil {
+		rec, err = chanstore.NewRecord(chanstore.Payer, want, deposit, 0)
+	}
+	if err == nil {
+		copy(rec.PayeeSemi[:], st.PayeeSemi)
+		err = ps.store.Put(ctx, rec)
+	}
+	ps.depositMu.Unlock()
 	if err != nil {
 		return chanstore.Record{}, err
 	}
-	copy(rec.PayeeSemi[:], st.PayeeSemi)
-	if err := ps.store.Put(ctx, rec); err != nil {
-		return chanstore.Record{}, err
-	}
-	body := ton.InitChannelBody(true, ps.key, want.ChannelID, ps.cfg.Deposit, 0)
-	value := ps.cfg.Deposit + want.Payments.ExcessFee + ps.cfg.OpenFee
+	body := ton.InitChannelBody(true, ps.key, want.ChannelID, deposit, 0)
+	value := deposit + want.Payments.ExcessFee + ps.cfg.OpenFee
 	if _, err := ps.ledger.OpenChannel(ctx, ps.wallet, addr, init, body, value); err != nil {
 		if errors.Is(err, ledger.ErrUnconfirmed) {
 			// The deposit may be on its way: keep the record, so the next attempt resumes the
@@ -488,7 +509,7 @@ func (n *Node) openOnLedger(ctx context.Context, p peer.ID, want ton.Params) (ch
 		}
 		return chanstore.Record{}, fmt.Errorf("opening channel %s on the ledger: %w", addr, err)
 	}
-	n.log.Info("payment channel opened on the ledger", "channel", addr.String(), "deposit", ps.cfg.Deposit)
+	n.log.Info("payment channel opened on the ledger", "channel", addr.String(), "deposit", deposit)
 	return rec, nil
 }
 

@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -87,8 +89,20 @@ func (n *Node) APIAddr() string {
 }
 
 // chunkFunc receives one chunk of an answer; more reports that the next frame is already
-// read, so the receiver can hold its flush. c.Data is valid only during the call.
+// read, so the receiver can hold its flush. c.Data is valid only during the call. A *wire.Error
+// refuses the chunk (its content is not a valid answer); any other error means the receiver
+// is gone.
 type chunkFunc func(c *wire.Chunk, more bool) error
+
+// answerSink takes an answer: each chunk as it comes, and the whole once it ended, when whole
+// (if set) may still refuse it with a *wire.Error (a non-streamed answer is judged whole).
+// reset, if set, forgets the chunks taken so far: the answer was not passed on yet (it is not
+// streamed), so a failed one can be asked for again elsewhere.
+type answerSink struct {
+	chunk chunkFunc
+	whole func() error
+	reset func()
+}
 
 // result is what a finished request leaves besides its chunks.
 type result struct {
@@ -100,9 +114,10 @@ type result struct {
 	paid     bool   // payments are on: cost is what we pay for this answer
 }
 
-// infer sends one request into the mesh through a proxy and calls onChunk for each chunk of
-// the answer, in order. While no chunk has arrived, a failing proxy is replaced by the next.
-func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk chunkFunc) (*result, error) {
+// infer sends one request into the mesh through a proxy and hands the answer to sink, chunk by
+// chunk. While no chunk has reached sink, a failing proxy is replaced by the next, and a worker
+// whose answer we refused is excluded from the next attempts.
+func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, sink answerSink) (*result, error) {
 	proxies := n.keeper.Proxies()
 	if len(proxies) == 0 {
 		return nil, wire.Errorf(wire.CodeUnavailable,
@@ -111,7 +126,7 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk ch
 	first := int(n.client.next.Add(1))
 	var lastErr error
 	resent := false
-	for i := 0; i < min(n.cfg.MaxAttempts, len(proxies)); i++ {
+	for i := 0; i < n.cfg.MaxAttempts; i++ {
 		p := proxies[(first+i)%len(proxies)]
 		if pa := n.cachedAttestation(p); pa != nil && pa.distrusted {
 			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s is distrusted: %v", p.String(), pa.err)
@@ -121,202 +136,328 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, onChunk ch
 			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s does not match this node's payments: left alone for now", p.String())
 			continue
 		}
-		started, res, err := n.inferVia(ctx, p, h, body, onChunk)
+		at := &attempt{n: n, p: p, h: h, body: body, sink: sink}
+		err := at.run(ctx)
 		if err == nil {
-			return res, nil
+			return at.res, nil
 		}
-		if !started && !resent && asWireError(err).Code == wire.CodeSealSession {
-			// The worker lost our session (inferVia unconfirmed it): once more, with its key.
+		if !at.started && !resent && asWireError(err).Code == wire.CodeSealSession {
+			// The worker lost our session (the attempt unconfirmed it): once more, with its key.
 			resent = true
-			started, res, err = n.inferVia(ctx, p, h, body, onChunk)
-			if err == nil {
-				return res, nil
+			at = &attempt{n: n, p: p, h: h, body: body, sink: sink}
+			if err = at.run(ctx); err == nil {
+				return at.res, nil
 			}
 		}
-		if !started && n.demandsPayment(err) {
+		if w := at.ex.worker; w != "" && workerFault(err) && !at.proxyFault && len(h.Exclude) < wire.MaxExclude && !slices.Contains(h.Exclude, w) {
+			h.Exclude = append(slices.Clip(h.Exclude), w) // wherever we ask next, not that worker
+		}
+		if !at.started && n.demandsPayment(err) {
 			n.leaveAlone(p, errDemandsPayment)
 			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s: %v", p.String(), errDemandsPayment)
 			continue
 		}
 		lastErr = err
-		if started || ctx.Err() != nil || !asWireError(err).Code.Retryable() {
+		if ctx.Err() != nil || !asWireError(err).Code.Retryable() {
 			break
 		}
-		n.log.Warn("proxy failed before the first token; trying another", "proxy", p.String(), "request", h.ID, "err", err)
+		if at.started {
+			if sink.reset == nil {
+				break
+			}
+			sink.reset() // nothing reached our caller yet: ask again from the start
+		}
+		n.log.Warn("proxy failed before the answer reached our caller; trying another", "proxy", p.String(), "request", h.ID, "err", err)
 	}
 	return nil, lastErr
 }
 
-// inferVia runs one attempt through proxy p. Unless sealing is off, the proxy first names the
-// worker it chose (a route frame, again on each failover); the body is sealed to that worker's
-// attested key, and the answer's chunks are opened as they come.
-func (n *Node) inferVia(ctx context.Context, p peer.ID, h wire.Header, body []byte, onChunk chunkFunc) (started bool, res *result, err error) {
+// attempt is one try of a client's request through proxy p. Unless sealing is off, the proxy
+// first names the worker it chose (a route frame, again on each failover); the body is sealed
+// to that worker's attested key, and the answer's chunks are opened as they come. Every claim
+// the answer makes is checked before it is paid for; an answer that fails a check is refused,
+// and the proxy told so, with the tokens we took before it.
+type attempt struct {
+	n     *Node
+	p     peer.ID
+	h     wire.Header
+	body  []byte
+	sink  answerSink
+	c     *call
+	payee *outChan  // the channel we pay proxy p on
+	meter *metering // what we owe the proxy for this answer
+	claim *claims
+	ex    exchange
+	pre   map[peer.ID]exchange // the workers the body went presealed to
+
+	started    bool // a chunk reached the sink: trying elsewhere would duplicate output
+	proxyFault bool // the proxy, not its worker, made the attempt fail
+	res        *result
+}
+
+// run makes the attempt: nil once the answer is whole, checked and taken (a.res).
+func (a *attempt) run(ctx context.Context) error {
+	n, p := a.n, a.p
 	left, err := n.timeLeft(ctx)
 	if err != nil {
-		return false, nil, err
+		return err
 	}
-	h.Timeout = left
-	h.Sealed = !n.cfg.DisableSealing
-	var payee *outChan // the channel we pay proxy p on
+	a.h.Timeout = left
+	a.h.Sealed = !n.cfg.DisableSealing
 	if n.payments != nil {
-		if payee, err = n.payOn(ctx, p); err != nil {
+		if a.payee, err = n.payOn(ctx, p); err != nil {
 			if ctx.Err() != nil {
-				return false, nil, context.Cause(ctx)
+				return context.Cause(ctx)
 			}
 			var we *wire.Error
 			if errors.As(err, &we) && we.Code == wire.CodePayment { // our wallet: no proxy can help
-				return false, nil, we
+				return we
 			}
-			return false, nil, wire.Errorf(wire.CodeUnavailable, "%v", err)
+			return wire.Errorf(wire.CodeUnavailable, "%v", err)
 		}
-		defer payee.release()
-		defer n.settleLater(payee)
+		defer a.payee.release()
+		defer n.settleLater(a.payee)
 	}
-	var meter *metering // what we owe the proxy for this answer
-	first := body
-	var presealed map[peer.ID]exchange
-	if h.Sealed {
+	first := a.body
+	if a.h.Sealed {
 		// Sealed to the workers this proxy routed us to before, if any; otherwise the body is
 		// sent once the proxy's route names the worker.
-		first, presealed, err = n.preseal(p, &h, body)
-		if err != nil {
-			return false, nil, err
+		if first, a.pre, err = n.preseal(p, &a.h, a.body); err != nil {
+			return err
 		}
 	}
-	c, err := n.openCall(ctx, p, &h, first)
+	a.c, err = n.openCall(ctx, p, "proxy", &a.h, first)
 	if err != nil {
 		if ctx.Err() != nil {
-			return false, nil, context.Cause(ctx)
+			return context.Cause(ctx)
 		}
 		if n.h.Network().Connectedness(p) != network.Connected {
 			n.keeper.Lost(p)
 		}
-		return false, nil, wire.Errorf(wire.CodeUnavailable, "cannot reach proxy %s: %v", p.String(), err)
+		return wire.Errorf(wire.CodeUnavailable, "cannot reach proxy %s: %v", p.String(), err)
 	}
-	ex := exchange{sent: sha256.Sum256(body), hash: tee.NewAnswerHash(), workerTE: "unchecked"}
+	a.ex = exchange{sent: sha256.Sum256(a.body), hash: tee.NewAnswerHash(), workerTE: "unchecked"}
+	a.claim = newClaims(&a.h, len(a.body))
 	for {
-		t, payload, err := c.next()
-		if err != nil {
-			c.abort()
-			if ctx.Err() != nil {
-				return started, nil, context.Cause(ctx)
-			}
-			return started, nil, wire.Errorf(wire.CodeUnavailable, "proxy %s stopped answering: %v", p.String(), err)
-		}
-		if payee != nil && meter == nil && (t == wire.FrameChunk || t == wire.FrameFinal) {
-			c.abort()
-			return started, nil, wire.Errorf(wire.CodeWorkerFailed, "proxy %s answered without a quote", p.String())
-		}
-		switch t {
-		case wire.FrameQuote:
-			q, err := wire.DecodeQuote(payload)
-			switch {
-			case err != nil || payee == nil || meter != nil:
-				err = wire.Errorf(wire.CodeWorkerFailed, "proxy %s sent a bad or unexpected quote", p.String())
-			case h.MaxPrice != 0 && q.Effective() > h.MaxPrice:
-				err = wire.Errorf(wire.CodePriceTooHigh, "proxy %s quoted %d nanoTON per completion token, over the cap of %d", p.String(), q.Effective(), h.MaxPrice)
-			}
-			if err != nil {
-				c.abort()
-				return started, nil, err
-			}
-			meter = n.newMetering(payee, q)
-		case wire.FrameBill:
-			if meter == nil {
-				c.abort()
-				return started, nil, wire.Errorf(wire.CodeWorkerFailed, "proxy %s: %v", p.String(), unexpected(t))
-			}
-			if err := meter.billNow(ctx, c); err != nil {
-				c.abort()
-				return started, nil, err
-			}
-		case wire.FrameRoute:
-			if !h.Sealed || started {
-				c.abort()
-				return started, nil, wire.Errorf(wire.CodeWorkerFailed, "proxy %s: %v", p.String(), unexpected(t))
-			}
-			if err := n.sealTo(c, p, payload, &h, body, &ex); err != nil {
-				c.abort()
-				return false, nil, err
-			}
-		case wire.FrameChosen:
-			w, err := peer.IDFromBytes(payload)
-			chosen, ok := presealed[w]
-			if err != nil || !ok || started {
-				c.abort()
-				return started, nil, wire.Errorf(wire.CodeWorkerFailed, "proxy %s chose a worker the body was not sealed to", p.String())
-			}
-			chosen.hash, chosen.plain, chosen.sent = tee.NewAnswerHash(), ex.plain, sha256.Sum256(chosen.sentBody)
-			ex = chosen
-		case wire.FrameChunk:
-			ch, err := wire.DecodeChunk(payload)
-			if err == nil {
-				ex.hash.Add(ch.Data)
-				if ex.answer != nil {
-					ex.plain, err = ex.answer.Open(ex.plain[:0], ch.Data)
-					ch.Data = ex.plain
-				}
-			}
-			if err != nil {
-				c.abort()
-				return started, nil, wire.Errorf(wire.CodeWorkerFailed, "bad chunk: %v", err)
-			}
-			if meter != nil {
-				if err := meter.chunk(ctx, c, ch.Tokens); err != nil {
-					c.abort()
-					return started, nil, err
-				}
-			}
-			if ctx.Err() != nil {
-				continue // cancelled: the last chunks are read and paid for, not passed on
-			}
-			if err := onChunk(&ch, c.r.Buffered()); err != nil {
-				c.abort()
-				var we *wire.Error
-				if errors.As(err, &we) {
-					return true, nil, we // the chunk itself was bad
-				}
-				return true, nil, context.Canceled // our caller is gone
-			}
-			started = true
-		case wire.FrameFinal:
-			meter.finish(c)
-			fin, err := wire.DecodeFinal(payload)
-			if err != nil {
-				return true, nil, wire.Errorf(wire.CodeWorkerFailed, "malformed final message: %v", err)
-			}
-			if meter != nil {
-				if err := meter.final(fin.Usage); err != nil {
-					return true, nil, wire.Errorf(wire.CodeWorkerFailed, "billing: %v", err)
-				}
-			}
-			receipt, err := n.checkReceipt(&fin, &h, p, &ex)
-			if err != nil {
-				return true, nil, wire.Errorf(wire.CodeWorkerFailed, "the answer's receipt does not check: %v", err)
-			}
-			if ex.session != nil {
-				ex.session.Confirm() // the worker holds the session: later bodies name it by ID
-			}
-			res := &result{fin: fin, proxy: p, receipt: receipt, workerTE: ex.workerTE}
-			if meter != nil {
-				res.cost, res.paid = meter.tab.Charged(), true
-			}
-			return true, res, nil
-		case wire.FrameError:
-			meter.finish(c)
-			we, err := wire.DecodeError(payload)
-			if err != nil {
-				return started, nil, wire.Errorf(wire.CodeWorkerFailed, "malformed error message: %v", err)
-			}
-			if we.Code == wire.CodeSealSession && ex.session != nil {
-				ex.session.Unconfirm()
-			}
-			return started, nil, we
-		default:
-			c.abort()
-			return started, nil, wire.Errorf(wire.CodeWorkerFailed, "proxy %s: %v", p.String(), unexpected(t))
+		done, err := a.step(ctx)
+		if done || err != nil {
+			return err
 		}
 	}
+}
+
+// step handles the proxy's next frame; done reports that the answer ended well.
+func (a *attempt) step(ctx context.Context) (done bool, err error) {
+	c, p := a.c, a.p
+	t, payload, err := c.next()
+	if err != nil {
+		c.abort()
+		if ctx.Err() != nil {
+			return false, context.Cause(ctx)
+		}
+		if we := (*wire.Error)(nil); errors.As(err, &we) {
+			return false, we // a bound passed: the proxy stalled
+		}
+		return false, wire.Errorf(wire.CodeUnavailable, "proxy %s stopped answering: %v", p.String(), err)
+	}
+	if a.payee != nil && a.meter == nil && (t == wire.FrameChunk || t == wire.FrameFinal) {
+		return false, a.refuse(errors.New("answered without a quote"))
+	}
+	switch t {
+	case wire.FrameProgress:
+		return false, nil
+	case wire.FrameQuote:
+		return false, a.quote(payload)
+	case wire.FrameBill:
+		if a.meter == nil {
+			return false, a.refuse(unexpected(t))
+		}
+		if err := a.meter.billNow(ctx, c); err != nil {
+			c.abort()
+			return false, err
+		}
+		return false, nil
+	case wire.FrameRoute:
+		if !a.h.Sealed || a.started {
+			return false, a.refuse(unexpected(t))
+		}
+		if err := a.n.sealTo(c, p, payload, &a.h, a.body, &a.ex); err != nil {
+			c.abort()
+			return false, err
+		}
+		return false, nil
+	case wire.FrameChosen:
+		w, err := peer.IDFromBytes(payload)
+		chosen, ok := a.pre[w]
+		if err != nil || !ok || a.started {
+			return false, a.refuse(errors.New("chose a worker the body was not sealed to"))
+		}
+		chosen.hash, chosen.plain, chosen.sent = tee.NewAnswerHash(), a.ex.plain, sha256.Sum256(chosen.sentBody)
+		a.ex = chosen
+		return false, nil
+	case wire.FrameChunk:
+		return false, a.chunk(ctx, payload)
+	case wire.FrameFinal:
+		return true, a.final(payload)
+	case wire.FrameError:
+		a.meter.finish(c)
+		we, err := wire.DecodeError(payload)
+		if err != nil {
+			return false, wire.Errorf(wire.CodeWorkerFailed, "proxy %s sent a malformed error: %v", p.String(), err)
+		}
+		if we.Code == wire.CodeSealSession && a.ex.session != nil {
+			a.ex.session.Unconfirm()
+		}
+		return false, we
+	}
+	return false, a.refuse(unexpected(t))
+}
+
+// refuse refuses the answer for err, accepting the tokens taken so far, logs why, and returns
+// the failure: the worker's (the proxy passed on what it sent), so another may serve.
+func (a *attempt) refuse(err error) error {
+	c := a.c
+	why := err.Error()
+	if e := (*wire.Error)(nil); errors.As(err, &e) {
+		why = e.Message
+	}
+	we := wire.Errorf(wire.CodeWorkerFailed, "the answer from proxy %s (worker %s) was refused: %s", a.p.String(), a.workerName(), why)
+	c.reject(c.taken.Load(), we)
+	c.leave()
+	a.meter.refuse(c.taken.Load())
+	a.n.log.Warn("answer refused", "proxy", a.p.String(), "worker", a.workerName(), "request", a.h.ID, "err", err)
+	return we
+}
+
+// workerName is the worker serving the attempt, as far as we know it.
+func (a *attempt) workerName() string {
+	if a.ex.worker == "" {
+		return "unknown"
+	}
+	return a.ex.worker.String()
+}
+
+// quote takes the proxy's prices for the answer, within our cap. A quote before any chunk
+// replaces an earlier one: the proxy failed over to a worker with other prices.
+func (a *attempt) quote(payload []byte) error {
+	q, err := wire.DecodeQuote(payload)
+	switch {
+	case err != nil || a.payee == nil || (a.meter != nil && a.c.taken.Load() > 0):
+		return a.refuse(errors.New("a bad or unexpected quote"))
+	case a.h.MaxPrice != 0 && q.Effective() > a.h.MaxPrice:
+		a.c.abort()
+		return wire.Errorf(wire.CodePriceTooHigh, "proxy %s quoted %d nanoTON per completion token, over the cap of %d", a.p.String(), q.Effective(), a.h.MaxPrice)
+	}
+	if err := a.n.checkProxyQuote(q, a.ex.worker, a.h.Model, a.payee); err != nil {
+		// The proxy's own doing: it is distrusted, and the worker is not to blame.
+		a.proxyFault = true
+		a.n.distrust(a.p, err)
+		return a.refuse(err)
+	}
+	a.meter = a.n.newMetering(a.payee, q)
+	return nil
+}
+
+// checkProxyQuote holds a proxy's quote to the prices the worker serving us advertised, with
+// the proxy's commission on them: a proxy takes its commission, and no more. Where we do not
+// know the worker (the request went unsealed) or its advert, the price cap alone bounds it.
+func (n *Node) checkProxyQuote(q wire.Quote, worker peer.ID, model string, payee *outChan) error {
+	if worker == "" {
+		return nil
+	}
+	n.tableMu.Lock()
+	o, ok := n.table.Offer(worker, model)
+	n.tableMu.Unlock()
+	if !ok {
+		return nil
+	}
+	want, err := o.Prices.WithCommission(payee.terms.Commission)
+	if err != nil {
+		return err
+	}
+	if q.Prices != want || q.Coefficient != o.Coefficient {
+		return fmt.Errorf("quoted %v at coefficient %d: the worker advertises %v at %d, and the proxy's commission is %d per mille",
+			q.Prices, q.Coefficient, o.Prices, o.Coefficient, payee.terms.Commission)
+	}
+	return nil
+}
+
+// chunk opens a chunk, checks its claim, hands it to the sink and pays for it. A cancelled
+// request's last chunks are read and paid for, not handed on.
+func (a *attempt) chunk(ctx context.Context, payload []byte) error {
+	c := a.c
+	ch, err := wire.DecodeChunk(payload)
+	if err != nil {
+		return a.refuse(fmt.Errorf("a malformed chunk: %v", err))
+	}
+	a.ex.hash.Add(ch.Data)
+	if a.ex.answer != nil {
+		if a.ex.plain, err = a.ex.answer.Open(a.ex.plain[:0], ch.Data); err != nil {
+			return a.refuse(fmt.Errorf("a chunk that does not open: %v", err))
+		}
+		ch.Data = a.ex.plain
+	}
+	if err := a.claim.chunk(ch.Tokens, len(ch.Data)); err != nil {
+		return a.refuse(err)
+	}
+	if ctx.Err() == nil {
+		if err := a.sink.chunk(&ch, c.r.Buffered()); err != nil {
+			if we := (*wire.Error)(nil); errors.As(err, &we) {
+				return a.refuse(we) // the chunk itself was bad
+			}
+			c.abort()
+			a.started = true
+			return context.Canceled // our caller is gone
+		}
+		a.started = true
+	}
+	if a.meter != nil {
+		if err := a.meter.chunk(ctx, c, ch.Tokens); err != nil {
+			c.abort()
+			return err
+		}
+	}
+	c.taken.Add(uint64(ch.Tokens))
+	return nil
+}
+
+// final checks the end of the answer (its usage, the whole answer, the receipt) and takes it:
+// the rest of its cost is paid, and the proxy learns we took it when we close the stream.
+func (a *attempt) final(payload []byte) error {
+	fin, err := wire.DecodeFinal(payload)
+	if err != nil {
+		return a.refuse(fmt.Errorf("a malformed final message: %v", err))
+	}
+	if a.ex.worker == "" {
+		a.ex.worker, _ = peer.Decode(fin.Worker) // unsealed: the final names it
+	}
+	if err := a.claim.final(fin.Usage); err != nil {
+		return a.refuse(err)
+	}
+	if a.sink.whole != nil {
+		if err := a.sink.whole(); err != nil {
+			return a.refuse(err)
+		}
+	}
+	receipt, err := a.n.checkReceipt(&fin, &a.h, a.p, &a.ex)
+	if err != nil {
+		return a.refuse(fmt.Errorf("the receipt does not check: %v", err))
+	}
+	if a.meter != nil {
+		if err := a.meter.final(fin.Usage); err != nil {
+			a.meter.finish(a.c)
+			return wire.Errorf(wire.CodeWorkerFailed, "billing: %v", err)
+		}
+	}
+	a.meter.finish(a.c)
+	if a.ex.session != nil {
+		a.ex.session.Confirm() // the worker holds the session: later bodies name it by ID
+	}
+	a.res = &result{fin: fin, proxy: a.p, receipt: receipt, workerTE: a.ex.workerTE}
+	if a.meter != nil {
+		a.res.cost, a.res.paid = a.meter.tab.Charged(), true
+	}
+	return nil
 }
 
 // exchange is what a client checks an answer's receipt against.

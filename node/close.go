@@ -41,20 +41,22 @@ const lowDeposit = 4
 const replacedDrain = 15 * time.Minute
 
 // OpenChannel opens the channel this node pays peer p on, or resumes the open one, and
-// returns it. Channels open by themselves on first contact; this is for operators.
+// returns it. Channels open by themselves when first needed, locking what the payee's
+// earnings earn it; one an operator opens locks the whole payments.deposit.
 func (n *Node) OpenChannel(ctx context.Context, p peer.ID) (ChannelStatus, error) {
 	if n.payments == nil {
 		return ChannelStatus{}, errPaymentsOff
 	}
-	c, err := n.channelTo(ctx, p)
+	c, err := n.channelTo(ctx, p, true)
 	if err != nil {
 		return ChannelStatus{}, err
 	}
 	return c.status(), nil
 }
 
-// TopUpChannel moves the payments to p onto a freshly funded channel and closes the old one
-// cooperatively once its answers are paid (the contract takes no deposit after init).
+// TopUpChannel moves the payments to p onto a freshly funded channel, with the whole
+// payments.deposit, and closes the old one cooperatively once its answers are paid (the
+// contract takes no deposit after init).
 func (n *Node) TopUpChannel(ctx context.Context, p peer.ID) (ChannelStatus, error) {
 	if n.payments == nil {
 		return ChannelStatus{}, errPaymentsOff
@@ -65,9 +67,9 @@ func (n *Node) TopUpChannel(ctx context.Context, p peer.ID) (ChannelStatus, erro
 	var c *outChan
 	var err error
 	if old == nil {
-		c, err = n.channelTo(ctx, p)
+		c, err = n.channelTo(ctx, p, true)
 	} else {
-		c, err = n.rotate(ctx, p, old)
+		c, err = n.rotate(ctx, p, old, true)
 	}
 	if err != nil {
 		return ChannelStatus{}, err
@@ -168,7 +170,7 @@ func (n *Node) channelsWith(ctx context.Context, p peer.ID) ([]*outChan, []*inCh
 // when the answer ends. A channel whose deposit runs low is replaced in the background.
 func (n *Node) payOn(ctx context.Context, p peer.ID) (*outChan, error) {
 	for range 3 { // a channel being replaced refuses new answers: take the next one
-		c, err := n.channelTo(ctx, p)
+		c, err := n.channelTo(ctx, p, false)
 		if err != nil {
 			return nil, err
 		}
@@ -176,9 +178,9 @@ func (n *Node) payOn(ctx context.Context, p peer.ID) (*outChan, error) {
 			continue
 		}
 		left := c.left()
-		if left < n.cfg.Payments.Deposit/lowDeposit {
+		if left < c.limit()/lowDeposit {
 			n.wg.Go(func() {
-				if _, err := n.rotate(n.ctx, p, c); err != nil && n.ctx.Err() == nil {
+				if _, err := n.rotate(n.ctx, p, c, false); err != nil && n.ctx.Err() == nil {
 					n.log.Warn("cannot move to a new payment channel", "payee", p.String(), "err", err)
 				}
 			})
@@ -195,10 +197,10 @@ func (n *Node) payOn(ctx context.Context, p peer.ID) (*outChan, error) {
 // rotate replaces old, the channel paying p, with a freshly funded one, and closes old in the
 // background once its answers have ended. Callers wanting a channel to p meanwhile wait for
 // the new one: old is marked closing durably before anything looks for a channel to resume.
-func (n *Node) rotate(ctx context.Context, p peer.ID, old *outChan) (*outChan, error) {
+func (n *Node) rotate(ctx context.Context, p peer.ID, old *outChan, full bool) (*outChan, error) {
 	ps := n.payments
 	if _, first := old.stop(); !first {
-		return n.channelTo(ctx, p)
+		return n.channelTo(ctx, p, full)
 	}
 	done := ps.closing(old.id) // from before old is marked closing until its close ends
 	closing := func(ctx context.Context) error { return n.markOut(ctx, old, chanstore.Closing) }
@@ -206,7 +208,7 @@ func (n *Node) rotate(ctx context.Context, p peer.ID, old *outChan) (*outChan, e
 	var op *opening
 	if ps.out[p] == old {
 		delete(ps.out, p)
-		op = n.startOpening(p, closing)
+		op = n.startOpening(p, closing, full)
 	}
 	ps.mu.Unlock()
 	if op == nil { // old was already out of use: whatever pays p now is the new channel
@@ -220,7 +222,7 @@ func (n *Node) rotate(ctx context.Context, p peer.ID, old *outChan) (*outChan, e
 	if op != nil {
 		c, err = n.awaitOpening(ctx, p, op)
 	} else {
-		c, err = n.channelTo(ctx, p)
+		c, err = n.channelTo(ctx, p, full)
 	}
 	n.wg.Go(func() {
 		defer done()
@@ -589,7 +591,7 @@ func (c *inChan) status() ChannelStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := channelStatus(c.peer, c.rec, c.credit.Owed(), c.credit.Delivered(), c.bad)
-	s.Waits = c.waits
+	s.Waits, s.WrittenOff, s.Disputes = c.waits, c.credit.WrittenOff(), c.disputes
 	return s
 }
 
@@ -672,11 +674,15 @@ func (n *Node) watch(ctx context.Context, r chanstore.Record) error {
 // PaymentConfig.SettleIdle. A payee closes a channel that paid it anything, so what it earned
 // reaches its wallet whether or not the payer ever comes back. A payer waits twice as long,
 // leaving the payee to settle first, and closes what is still open then (a payee that went
-// away, or one that was never paid), so its deposit comes back. Either asks the other side
-// to close together, and closes alone if it does not answer.
+// away), so its deposit comes back; a channel that never paid anything it closes after
+// UnearnedIdle, so payees that earn nothing do not hold the unearned cap. Either asks the
+// other side to close together, and closes alone if it does not answer.
 func (n *Node) settleIdle(ctx context.Context, r chanstore.Record) error {
 	idle, after := time.Since(r.Updated), n.cfg.Payments.SettleIdle
-	if r.Role == chanstore.Payer {
+	switch {
+	case r.Role == chanstore.Payer && r.Voucher.Sent == 0:
+		after = min(2*after, n.cfg.Payments.UnearnedIdle) // its payee never earned on it: free the cap
+	case r.Role == chanstore.Payer:
 		after *= 2
 	}
 	if idle < after || n.payments.closingHere(r.ChannelID) || (r.Role == chanstore.Payee && (!r.HasVoucher || r.Voucher.Sent == 0)) {

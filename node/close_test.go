@@ -247,7 +247,13 @@ func TestPayerRecoversADeploymentThatLandedLate(t *testing.T) {
 	}
 	// Two dispute fees went out with the close's messages; what their gas did not use came
 	// back with the deposit.
-	deposit, fees := client.Config().Payments.Deposit, 2*client.Config().Payments.DisputeFee
+	var deposit uint64
+	for _, c := range client.Channels() {
+		if c.Address == landed.String() {
+			deposit = c.Deposit
+		}
+	}
+	fees := 2 * client.Config().Payments.DisputeFee
 	if after < atLanding+deposit-fees {
 		t.Fatalf("the client's wallet went from %d to %d once the late channel closed: want the deposit of %d back, less at most %d of fees",
 			atLanding, after, deposit, fees)

@@ -87,6 +87,13 @@ type Config struct {
 	HopMargin time.Duration
 	// MaxAttempts bounds how many workers (at a proxy) or proxies (at a client) one request tries.
 	MaxAttempts int
+	// FirstTokenTimeout bounds the wait for a streamed answer's first chunk from a worker: past
+	// it the proxy fails over to the next worker (a client gives its proxy MaxAttempts times
+	// as long, plus StallTimeout). StallTimeout bounds any silence of a callee, before the
+	// first token or after it: a working callee sends a progress frame after StallTimeout/3
+	// without output, so one that sends nothing for StallTimeout has stopped, and the request
+	// fails over (nothing reached the caller yet) or ends with an error.
+	FirstTokenTimeout, StallTimeout time.Duration
 
 	// AllowUnattested lets a proxy route to workers that offer no attestation, and a client
 	// send them prompts, in the clear. Off by default: only attested workers get work.
@@ -108,6 +115,21 @@ type Config struct {
 	// (Deps.Ledger).
 	Payments PaymentConfig
 
+	// MaxWorkers bounds the worker table (a proxy's routing table, a client's model list):
+	// adverts of further workers are refused, and logged, until some expire.
+	MaxWorkers int
+	// AdmitRate and AdmitBurst bound how fast workers not yet known are taken in from gossip
+	// (per second, and at once): a proxy dials each to attest it, a client lists it. Adverts
+	// of unknown workers beyond that are ignored, not forwarded; known workers always pass,
+	// and a worker connected to a proxy is admitted over its connection without a token.
+	AdmitRate  float64
+	AdmitBurst int
+	// MaxAttestations bounds the cache of peers' handshakes. Entries expire (failed and
+	// unreachable ones within minutes); past the cap, expired and failed ones are evicted
+	// first, a trusted one never (a handshake past the cap then goes uncached). Keep it above
+	// the host's connection limit.
+	MaxAttestations int
+
 	// HTTP guards the client API and the admin endpoints: allowed Host names and browser
 	// origins, the local token, timeouts and a cap on connections.
 	HTTP HTTPConfig
@@ -116,9 +138,15 @@ type Config struct {
 // PaymentConfig configures a node's TON payment channels: clients pay proxies, proxies pay
 // workers, each over a channel of its own, voucher by voucher as tokens arrive.
 type PaymentConfig struct {
-	// Deposit is what a payer locks in each new channel, nanoTON: the most it can spend there
-	// before the channel must be reopened.
-	Deposit uint64
+	// Deposit is the most a payer locks in one channel, nanoTON: the most it can spend there
+	// before it moves to a new one. FirstDeposit is what its first channel to a payee locks;
+	// each later one locks twice what the payee was paid before, up to Deposit (default
+	// Deposit/100: at 400 nanoTON a token, 25,000 tokens). UnearnedCap bounds what channels
+	// not closed yet to payees that were never paid lock together (default 16 x
+	// FirstDeposit); UnearnedIdle is how long such a channel may go without a voucher before
+	// the payer closes it (default an hour), freeing the cap.
+	Deposit, FirstDeposit, UnearnedCap uint64
+	UnearnedIdle                       time.Duration
 	// OpenFee is the value sent with a channel's deployment beyond deposit and ExcessFee, for
 	// the gas of the init message.
 	OpenFee uint64
@@ -177,14 +205,20 @@ func DefaultConfig() Config {
 		RequestTimeout:    10 * time.Minute,
 		HopMargin:         50 * time.Millisecond,
 		MaxAttempts:       3,
+		FirstTokenTimeout: 30 * time.Second,
+		StallTimeout:      15 * time.Second,
 		AttestTTL:         time.Hour,
 		ReceiptCheckEvery: 16,
 		Payments: PaymentConfig{
 			Deposit: Nano, OpenFee: Nano / 20, WindowTokens: 256, Commission: 50,
 			Quarantine: 12 * time.Hour, ConditionalClose: time.Minute, ExcessFee: Nano / 100,
 			FlushAfter: 100 * time.Millisecond, DisputeFee: Nano / 50, WatchEvery: 10 * time.Minute,
-			SettleIdle: 7 * 24 * time.Hour,
+			SettleIdle: 7 * 24 * time.Hour, UnearnedIdle: time.Hour,
 		},
+		MaxWorkers:      4096,
+		AdmitRate:       16,
+		AdmitBurst:      64,
+		MaxAttestations: 8192,
 		// 512 connections stay well below the descriptors a process gets (Go raises the soft
 		// limit to the hard one at start, ulimit -Hn: 20000 where this was measured; on macOS
 		// to kern.maxfilesperproc), leaving the rest to libp2p.
@@ -248,10 +282,16 @@ func (c *Config) validate() error {
 	fill(&c.MaxBodyBytes, d.MaxBodyBytes)
 	fill(&c.MaxChunkBytes, d.MaxChunkBytes)
 	fill(&c.MaxAttempts, d.MaxAttempts)
+	fill(&c.FirstTokenTimeout, d.FirstTokenTimeout)
+	fill(&c.StallTimeout, d.StallTimeout)
 	fill(&c.ReceiptCheckEvery, d.ReceiptCheckEvery)
 	fill(&c.MaxTokens, d.MaxTokens)
 	fill(&c.Coefficient, d.Coefficient)
 	fill(&c.APIAddr, d.APIAddr)
+	fill(&c.MaxWorkers, d.MaxWorkers)
+	fill(&c.AdmitRate, d.AdmitRate)
+	fill(&c.AdmitBurst, d.AdmitBurst)
+	fill(&c.MaxAttestations, d.MaxAttestations)
 	c.Payments.fill(d.Payments)
 	c.HTTP.fill(d.HTTP)
 
@@ -269,23 +309,8 @@ func (c *Config) validate() error {
 	if _, err := c.bootstrapPeers(); err != nil {
 		return err
 	}
-	if c.Role == RoleWorker {
-		if len(c.Models) == 0 {
-			return &ConfigError{"models", "[]", "a worker must serve at least one model"}
-		}
-		seen := map[string]bool{}
-		for _, m := range c.Models {
-			if _, err := wire.ParseModelID(m.ID); err != nil {
-				return &ConfigError{"models.id", m.ID, err.Error()}
-			}
-			if seen[m.ID] {
-				return &ConfigError{"models.id", m.ID, "listed twice"}
-			}
-			seen[m.ID] = true
-		}
-		if len(c.Models) > wire.MaxAdvertModels {
-			return &ConfigError{"models", len(c.Models), fmt.Sprintf("at most %d models per worker", wire.MaxAdvertModels)}
-		}
+	if err := c.validateModels(); err != nil {
+		return err
 	}
 	if c.AdminAddr != "" {
 		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
@@ -304,11 +329,14 @@ func (c *Config) validate() error {
 	if c.MaxAttempts < 1 {
 		return &ConfigError{"max_attempts", c.MaxAttempts, "want at least 1"}
 	}
-	if c.HopMargin*4 > c.RequestTimeout {
-		return &ConfigError{"hop_margin", c.HopMargin, "must be well below request_timeout"}
+	if err := c.validateWaits(); err != nil {
+		return err
 	}
 	if c.AdvertMaxAge < c.AdvertInterval {
 		return &ConfigError{"advert_max_age", c.AdvertMaxAge, "must be at least advert_interval"}
+	}
+	if err := c.validateGossip(); err != nil {
+		return err
 	}
 	if err := c.HTTP.validate(); err != nil {
 		return err
@@ -316,9 +344,64 @@ func (c *Config) validate() error {
 	return c.Payments.validate()
 }
 
+// validateGossip checks the bounds on what gossip may make a node hold.
+func (c *Config) validateGossip() error {
+	switch {
+	case c.MaxWorkers < 1:
+		return &ConfigError{"gossip.max_workers", c.MaxWorkers, "want at least 1"}
+	case !(c.AdmitRate > 0) || c.AdmitRate > 1e6: // !(>0) also refuses NaN
+		return &ConfigError{"gossip.admit_rate", c.AdmitRate, "want new workers per second, above 0 (default 16)"}
+	case c.AdmitBurst < 1:
+		return &ConfigError{"gossip.admit_burst", c.AdmitBurst, "want at least 1 (default 64)"}
+	case c.MaxAttestations < 16:
+		return &ConfigError{"tee.max_attestations", c.MaxAttestations, "want at least 16, above host.max_conns (default 8192)"}
+	}
+	return nil
+}
+
+// validateModels checks a worker's models.
+func (c *Config) validateModels() error {
+	if c.Role != RoleWorker {
+		return nil
+	}
+	if len(c.Models) == 0 {
+		return &ConfigError{"models", "[]", "a worker must serve at least one model"}
+	}
+	seen := map[string]bool{}
+	for _, m := range c.Models {
+		if _, err := wire.ParseModelID(m.ID); err != nil {
+			return &ConfigError{"models.id", m.ID, err.Error()}
+		}
+		if seen[m.ID] {
+			return &ConfigError{"models.id", m.ID, "listed twice"}
+		}
+		seen[m.ID] = true
+	}
+	if len(c.Models) > wire.MaxAdvertModels {
+		return &ConfigError{"models", len(c.Models), fmt.Sprintf("at most %d models per worker", wire.MaxAdvertModels)}
+	}
+	return nil
+}
+
+// validateWaits checks the bounds on how long a request and its hops may take.
+func (c *Config) validateWaits() error {
+	switch {
+	case c.StallTimeout < 300*time.Millisecond:
+		return &ConfigError{"stall_timeout", c.StallTimeout, "want at least 300ms: heartbeats fill silences a third of it long"}
+	case c.FirstTokenTimeout < c.StallTimeout/3:
+		return &ConfigError{"first_token_timeout", c.FirstTokenTimeout, "want at least a third of stall_timeout"}
+	case c.HopMargin*4 > c.RequestTimeout:
+		return &ConfigError{"hop_margin", c.HopMargin, "must be well below request_timeout"}
+	}
+	return nil
+}
+
 // fill takes zero fields from d.
 func (p *PaymentConfig) fill(d PaymentConfig) {
 	fill(&p.Deposit, d.Deposit)
+	fill(&p.FirstDeposit, p.Deposit/100)
+	fill(&p.UnearnedCap, 16*p.FirstDeposit)
+	fill(&p.UnearnedIdle, d.UnearnedIdle)
 	fill(&p.OpenFee, d.OpenFee)
 	fill(&p.ExcessFee, d.ExcessFee)
 	fill(&p.WindowTokens, d.WindowTokens)
@@ -355,6 +438,10 @@ func (p *PaymentConfig) validate() error {
 		return &ConfigError{"payments.settle_idle", p.SettleIdle, "want a positive duration"}
 	case p.Deposit > 1<<62:
 		return &ConfigError{"payments.deposit", p.Deposit, "too large"}
+	case p.FirstDeposit > p.Deposit:
+		return &ConfigError{"payments.first_deposit", p.FirstDeposit, fmt.Sprintf("want at most payments.deposit (%d)", p.Deposit)}
+	case p.UnearnedCap < p.FirstDeposit:
+		return &ConfigError{"payments.unearned_cap", p.UnearnedCap, fmt.Sprintf("want at least payments.first_deposit (%d): else no new payee ever gets a channel", p.FirstDeposit)}
 	}
 	return nil
 }

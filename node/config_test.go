@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,11 @@ func TestConfigValidate(t *testing.T) {
 		{"model twice", func(c *Config) { worker(c); c.Models = append(c.Models, c.Models[0]) }, "models.id"},
 		{"tiny body limit", func(c *Config) { c.MaxBodyBytes = 10 }, "max_body_bytes"},
 		{"hop margin too big", func(c *Config) { c.HopMargin = time.Minute; c.RequestTimeout = time.Minute }, "hop_margin"},
+		{"negative max workers", func(c *Config) { c.MaxWorkers = -1 }, "gossip.max_workers"},
+		{"negative admit rate", func(c *Config) { c.AdmitRate = -1 }, "gossip.admit_rate"},
+		{"NaN admit rate", func(c *Config) { c.AdmitRate = math.NaN() }, "gossip.admit_rate"},
+		{"negative admit burst", func(c *Config) { c.AdmitBurst = -5 }, "gossip.admit_burst"},
+		{"tiny attestation cache", func(c *Config) { c.MaxAttestations = 3 }, "tee.max_attestations"},
 	} {
 		cfg := DefaultConfig()
 		c.tweak(&cfg)

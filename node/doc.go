@@ -4,14 +4,28 @@
 //   - client: serves the OpenAI API on a local port (api.go) and sends each request over one
 //     libp2p stream to a proxy it found through the DHT (client.go);
 //   - proxy: announces itself in the DHT, keeps a table of workers fed by signed capacity
-//     adverts (gossip.go), and routes each request to a worker, failing over while no token
-//     has reached the client yet (proxy.go);
+//     adverts (gossip.go, admit.go), and routes each request to a worker, failing over while
+//     no token has reached the client yet (proxy.go);
 //   - worker: stays connected to a few proxies, publishes its capacity, and runs requests on
 //     its model backend (worker.go).
 //
-// The data path, top to bottom: HTTP request -> api.go handleCompletion -> client.go infer ->
-// [stream /cocoon/infer/1.0.0] -> proxy.go handleInfer -> forward -> [stream] -> worker.go
-// handleInfer -> backend.Generate -> chunks back along the same streams.
+// The data path, top to bottom: HTTP request -> api.go handleCompletion -> client.go infer
+// (an attempt per proxy) -> [stream /cocoon/infer/1.0.0] -> proxy.go handleProxyInfer ->
+// serve (a relay per worker) -> [stream] -> worker.go handleWorkerInfer -> job.run ->
+// backend.Generate -> chunks back along the same streams. The caller's side of each stream is
+// a call (call.go), the callee's an answer (answer.go).
+//
+// Every wait has a bound (call.go): a callee sends a progress frame after StallTimeout/3 of
+// silence, so a caller that hears nothing for StallTimeout, or gets no first chunk of a streamed
+// answer within FirstTokenTimeout, gives up on it: before the first token the request fails
+// over, after it the answer ends with an error saying the callee stalled.
+//
+// Every claim is checked (claims.go): a payer pays for no more completion tokens than the
+// request's max_tokens and the bytes that came, and for no more prompt tokens than the request
+// could hold; a proxy takes a worker's quote only at the prices its advert routed on. An answer
+// that fails a check, or that the client cannot open, decode or verify, is refused: the caller
+// sends a reject frame with the tokens it accepts, so both sides count the same, and the
+// refused worker's failure feeds routing (it ranks last at once, and is ejected after three).
 //
 // Confidentiality (attest.go): on each connection a node verifies its peer's attestation once
 // (tee.Verifier), proxies route only to attested workers, and a client seals each request body
@@ -26,18 +40,27 @@
 // signed and made durable beside the answer, which never waits on the disk for it), and the
 // payee sends each chunk only within that window, billing and waiting when the payer is
 // behind; it reads its caller until the caller closes, so the voucher for an answer's last
-// tokens arrives after the final frame. Every voucher is durable (ton/chanstore) before a payer
-// sends it and before a payee counts it. After opening (close.go): a payer whose deposit runs low moves to a new channel
-// and closes the old one together with its payee; either side can close alone with the newest
-// state it holds; and every node watches its unclosed channels' contracts, challenging an
-// older state, finishing a close after its quarantine, resuming a close that stalled, and
-// closing a channel gone idle, so no earning or deposit stays locked. Peers whose payments do
-// not match ours (one side has a ledger, the other not) are left alone for a while
-// (mismatch.go). Operators steer channels over the admin endpoints (admin.go).
+// tokens, and the caller's verdict on the answer, arrive after the final frame. A proxy bills
+// its client for each chunk before it counts it as owed to the worker. Every voucher is durable
+// (ton/chanstore) before a payer sends it and before a payee counts it. What a payee counted
+// that never reached its payer (a broken stream, a restart) is written off when they next meet
+// (reconcile.go), so a channel never jams. Deposits follow trust (deposit.go): a proxy opens a
+// worker's channel with its first request, small at first and growing with what it earned,
+// and caps what channels to payees that earned nothing lock. After opening (close.go): a payer
+// whose deposit runs low moves to a new channel and closes the old one together with its
+// payee; either side can close alone with the newest state it holds; and every node watches
+// its unclosed channels' contracts, challenging an older state, finishing a close after its
+// quarantine, resuming a close that stalled, and closing a channel gone idle, so no earning or
+// deposit stays locked. Peers whose payments do not match ours (one side has a ledger, the
+// other not) are left alone for a while (mismatch.go). Operators steer channels over the admin
+// endpoints (admin.go).
 //
 // Cancellation is the stream itself: a caller keeps its write side open until it has the
 // answer, so a callee that sees its read side end knows the caller went away, stops, and ends
 // its answer with an error, closing its own call to the next hop in turn. A cancelling caller
 // reads (and pays for) what was sent until that end, for up to two seconds, then resets. Each
 // hop shrinks the request's time left by HopMargin.
+//
+// Faults (faults.go) make a worker misbehave on purpose in this same code, for the adversarial
+// tests and simulations; a release binary cannot set them.
 package node

@@ -57,3 +57,18 @@ func forgetOut(n *Node, p peer.ID) *outChan {
 	delete(n.payments.out, p)
 	return c
 }
+
+// Drift counts value v as delivered to payer p on n's channel without sending it anywhere:
+// what an answer leaves behind when the stream carrying it breaks.
+func Drift(n *Node, p peer.ID, v uint64) error {
+	c, err := n.payerIn(p)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.credit.Reserve(v, ^uint64(0))
+}
+
+// ForgetPayer makes n lose its in-memory state of the channel it pays p on, as a restart would.
+func ForgetPayer(n *Node, p peer.ID) { forgetOut(n, p) }

@@ -76,20 +76,32 @@ func (n *Node) startGossip() error {
 
 // validateAdvert is the capacity topic's validator. Malformed, oversized, forged or
 // misattributed adverts are rejected (the forwarding peer is penalised); stale ones are
-// ignored, since delay is no proof of malice.
+// ignored, since delay is no proof of malice. Adverts of workers this node does not know are
+// taken in at Config.AdmitRate; beyond it they are ignored too, and so not forwarded: a flood
+// of fresh identities goes no further than that rate. It carries no penalty, as a forwarder
+// that knows a thousand workers this node has not heard of yet sends a flood too.
 func (n *Node) validateAdvert(_ context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+	known := n.knownWorker(m.GetFrom())
+	if !known && !n.mayAdmit() {
+		return pubsub.ValidationIgnore
+	}
 	a, err := n.checkAdvert(m.GetData(), m.GetFrom())
 	switch {
 	case err == nil:
-		m.ValidatorData = a
-		return pubsub.ValidationAccept
 	case errors.Is(err, wire.ErrStale) || errors.Is(err, wire.ErrFuture):
 		n.log.Debug("advert ignored", "from", from.String(), "err", err)
 		return pubsub.ValidationIgnore
 	default:
-		n.log.Warn("advert rejected", "from", from.String(), "err", err)
+		if count, ok := n.admit.note(rejectedAdvert, n.now()); ok {
+			n.log.Warn("advert rejected", "from", from.String(), "err", err, "count", count)
+		}
 		return pubsub.ValidationReject
 	}
+	if !known && !n.admitNew(a) {
+		return pubsub.ValidationIgnore
+	}
+	m.ValidatorData = a
+	return pubsub.ValidationAccept
 }
 
 // checkAdvert decodes an advert, verifies its signature, that it was published by the worker
@@ -127,54 +139,74 @@ func (n *Node) readAdverts(ctx context.Context) {
 	}
 }
 
-// observeAdvert puts a worker's advert into the table.
+// observeAdvert puts a worker's advert into the table; a proxy admits an unknown worker
+// first (see admitWorker).
 func (n *Node) observeAdvert(a *wire.Advert) {
 	if a.Worker == n.h.ID() {
 		return
 	}
-	// Adverts carry addresses so a proxy can dial a worker it only heard of through gossip
-	// (for the handshake first of all).
-	n.h.Peerstore().AddAddrs(a.Worker, a.Addrs, 2*n.cfg.WorkerTTL)
 	if n.cfg.Role == RoleProxy && !n.admitWorker(a) {
 		return
 	}
+	n.upsertWorker(a)
+}
+
+// upsertWorker adds a worker to the table, or refreshes it; a new one only while the table
+// has room (Config.MaxWorkers).
+func (n *Node) upsertWorker(a *wire.Advert) {
 	info := routing.WorkerInfo{ID: a.Worker, MaxActive: int(a.MaxActive), Healthy: a.Healthy}
 	for _, o := range a.Offers {
 		info.Offers = append(info.Offers, routing.Offer{Model: o.Model, Price: a.EffectivePrice(o), Prices: o.Prices, Coefficient: a.Coefficient})
 	}
 	n.tableMu.Lock()
 	known := n.table.Has(a.Worker)
-	n.table.Upsert(n.now(), info)
+	room := known || n.table.Len() < n.cfg.MaxWorkers
+	if room {
+		n.table.Upsert(n.now(), info)
+	}
 	n.tableMu.Unlock()
+	if !room {
+		n.refuse(refusedTable)
+		return
+	}
 	if !known && n.cfg.Role == RoleProxy {
 		n.h.ConnManager().Protect(a.Worker, workerTag)
+		// Its payment channel opens with the first request routed to it: a worker that never
+		// gets one locks none of our deposit.
 		n.log.Info("worker joined", "worker", a.Worker.String(), "models", len(a.Offers), "max_active", a.MaxActive, "healthy", a.Healthy)
-		if n.payments != nil { // open (or resume) the channel we pay it on before its first request
-			n.wg.Go(func() { n.ensureChannel(n.ctx, a.Worker) })
+		if n.payments != nil {
+			n.wg.Go(func() { n.checkTakesPayments(n.ctx, a.Worker) })
 		}
 	}
 }
 
 // admitWorker reports whether a proxy may put the advertising worker in its table: its
-// attestation verified (or it offers none, where unattested workers are allowed). A worker not
-// seen yet is attested in the background, and its advert admitted once that succeeds.
+// attestation verified (or it offers none, where unattested workers are allowed). A worker
+// without one is queued for the handshake (at most once), and its latest advert is admitted
+// once that succeeds (admitOne). One that is connected to us (its direct advert) is attested
+// over that connection; one heard of through gossip was queued by validateAdvert, within
+// Config.AdmitRate.
 func (n *Node) admitWorker(a *wire.Advert) bool {
 	if n.mismatch.has(a.Worker) {
 		return false // dropped with a log line when found out
 	}
-	if pa := n.cachedAttestation(a.Worker); pa != nil {
-		if pa.trusted(n.cfg.AllowUnattested) {
-			return true
-		}
+	switch pa := n.cachedAttestation(a.Worker); {
+	case pa == nil:
+	case pa.unreached:
+		return false // tried a moment ago; its next advert tries again
+	case pa.trusted(n.cfg.AllowUnattested):
+		return true
+	default:
 		n.dropWorker(a.Worker, "attestation refused: "+pa.err.Error())
 		return false
 	}
-	n.wg.Go(func() {
-		pa, err := n.peerAttestation(n.ctx, a.Worker)
-		if err == nil && pa.trusted(n.cfg.AllowUnattested) && n.ctx.Err() == nil {
-			n.observeAdvert(a)
-		}
-	})
+	kind := admitDial
+	if n.connected(a.Worker) {
+		kind = admitOverConn
+	}
+	if ok, why := n.admit.offer(a, kind, n.now()); !ok {
+		n.refuse(why)
+	}
 	return false
 }
 

@@ -1,12 +1,15 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/multiformats/go-multistream"
 
 	"github.com/cocoon-mesh/cocoon/node/wire"
 )
@@ -68,5 +71,16 @@ func (n *Node) leaveAlone(p peer.ID, why error) {
 		n.dropWorker(p, reason) // logs if the table had it
 	case first:
 		n.log.Warn("not using a proxy whose payments do not match ours", "proxy", p.String(), "reason", reason)
+	}
+}
+
+// checkTakesPayments asks a new worker for its payment terms, which locks nothing, and leaves
+// it alone if it takes no payments: found out now, not by the first request routed there.
+func (n *Node) checkTakesPayments(ctx context.Context, p peer.ID) {
+	ctx, cancel := context.WithTimeout(ctx, channelTimeout)
+	defer cancel()
+	_, err := n.channelCall(ctx, p, wire.FrameTerms, nil, wire.FrameTerms)
+	if errors.Is(err, multistream.ErrNotSupported[protocol.ID]{}) {
+		n.leaveAlone(p, errTakesNoPayments)
 	}
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -43,6 +45,8 @@ type Deps struct {
 	Channels *chanstore.Store
 	// Wallet is the node's TON wallet: it funds the channels it pays on and receives payouts.
 	Wallet *address.Address
+	// Faults make a worker misbehave on purpose (adversarial tests, simulations); nil: honest.
+	Faults *Faults
 }
 
 // Node is one running peer of the mesh.
@@ -62,6 +66,7 @@ type Node struct {
 	// Its owner is tableMu: every call on it happens under the lock, and nothing blocks there.
 	tableMu sync.Mutex
 	table   *routing.Table
+	admit   *admissions // workers being taken in from adverts
 
 	attest *attestState // this node's attestation and its peers'
 
@@ -70,6 +75,7 @@ type Node struct {
 
 	worker *workerState // workers only
 	client *clientState // clients only
+	faults *Faults      // nil: an honest node
 
 	api   *http.Server
 	apiLn net.Listener
@@ -93,7 +99,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if cfg.Role == RoleWorker && deps.Backend == nil {
 		return nil, errors.New("node: a worker needs a model backend")
 	}
-	n := &Node{cfg: cfg, h: deps.Host, idStr: deps.Host.ID().String(), log: deps.Logger, now: deps.Now}
+	n := &Node{cfg: cfg, h: deps.Host, idStr: deps.Host.ID().String(), log: deps.Logger, now: deps.Now, faults: deps.Faults}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -135,6 +141,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		return nil, err
 	}
 	n.table = routing.New(routing.Config{TTL: cfg.WorkerTTL})
+	n.admit = newAdmissions(cfg)
 	switch cfg.Role {
 	case RoleWorker:
 		n.worker = newWorkerState(cfg, deps.Backend)
@@ -175,6 +182,7 @@ func (n *Node) Start() error {
 	}
 	switch n.cfg.Role {
 	case RoleProxy:
+		n.startAdmissions()
 		return n.startProxy()
 	case RoleWorker:
 		return n.startWorker()
@@ -238,11 +246,17 @@ type Status struct {
 	Active  int                    `json:"active_requests,omitempty"`
 	Healthy *bool                  `json:"backend_healthy,omitempty"`
 	// TEE is this node's own attestation; Attestations what each peer's handshake established.
-	TEE          string            `json:"tee"`
-	Attestations map[string]string `json:"attestations,omitempty"`
-	// Wallet is the node's TON wallet and Channels its payment channels, when payments are on.
+	// Attestations lists at most maxStatusAttestations of them (trusted ones first);
+	// AttestationCounts counts all the node holds, by outcome.
+	TEE               string            `json:"tee"`
+	Attestations      map[string]string `json:"attestations,omitempty"`
+	AttestationCounts map[string]int    `json:"attestation_counts,omitempty"`
+	// Wallet is the node's TON wallet and Channels its payment channels, when payments are on;
+	// Locked is what its channels lock as a payer, and how much of it for payees that have
+	// earned nothing yet (capped by payments.unearned_cap).
 	Wallet   string          `json:"wallet,omitempty"`
 	Channels []ChannelStatus `json:"channels,omitempty"`
+	Locked   *Locked         `json:"locked,omitempty"`
 }
 
 // Models summarises the models offered by the workers this node knows of.
@@ -262,21 +276,7 @@ func (n *Node) Status() Status {
 	if n.attest.provider != nil {
 		st.TEE = n.attest.provider.Kind().String()
 	}
-	n.attest.mu.Lock()
-	for p, pa := range n.attest.peers {
-		select {
-		case <-pa.done:
-			if st.Attestations == nil {
-				st.Attestations = make(map[string]string)
-			}
-			st.Attestations[p.String()] = describeAttest(pa)
-			if pa.err != nil && !errors.Is(pa.err, tee.ErrNotAttested) {
-				st.Attestations[p.String()] += ": " + pa.err.Error()
-			}
-		default:
-		}
-	}
-	n.attest.mu.Unlock()
+	st.Attestations, st.AttestationCounts = n.attestSummary()
 	if n.keeper != nil {
 		for _, p := range n.keeper.Proxies() {
 			st.Proxies = append(st.Proxies, p.String())
@@ -290,6 +290,8 @@ func (n *Node) Status() Status {
 	if n.payments != nil {
 		st.Wallet = n.payments.wallet.String()
 		st.Channels = n.Channels()
+		l := n.Locked(n.ctx)
+		st.Locked = &l
 	}
 	if n.worker != nil {
 		st.Active = int(n.worker.active.Load())
@@ -297,4 +299,60 @@ func (n *Node) Status() Status {
 		st.Healthy = &h
 	}
 	return st
+}
+
+// maxStatusAttestations bounds the handshakes Status lists one by one.
+const maxStatusAttestations = 64
+
+// attestSummary lists the unexpired handshakes, trusted ones first, at most
+// maxStatusAttestations, and counts every entry of the cache by outcome.
+func (n *Node) attestSummary() (map[string]string, map[string]int) {
+	type entry struct {
+		p    peer.ID
+		pa   *peerAttest // finished: its fields no longer change
+		rank int
+		kind string
+	}
+	now := n.now()
+	counts := map[string]int{}
+	var list []entry
+	n.attest.mu.Lock()
+	for p, pa := range n.attest.peers {
+		e := entry{p: p, pa: pa, rank: 2}
+		switch {
+		case !pa.finished():
+			e.kind = "pending"
+		case now.Sub(pa.at) >= n.attestTTL(pa):
+			e.kind = "expired"
+		case pa.unreached:
+			e.kind = "unreached"
+		default:
+			e.kind = describeAttest(pa)
+		}
+		counts[e.kind]++
+		if e.kind == "pending" || e.kind == "expired" {
+			continue
+		}
+		switch {
+		case pa.err == nil:
+			e.rank = 0
+		case !pa.refused():
+			e.rank = 1
+		}
+		list = append(list, e)
+	}
+	n.attest.mu.Unlock()
+	if len(counts) == 0 {
+		return nil, nil
+	}
+	slices.SortFunc(list, func(a, b entry) int { return cmp.Or(cmp.Compare(a.rank, b.rank), cmp.Compare(a.p, b.p)) })
+	out := make(map[string]string, min(len(list), maxStatusAttestations))
+	for _, e := range list[:min(len(list), maxStatusAttestations)] {
+		text := e.kind
+		if e.pa.err != nil && !errors.Is(e.pa.err, tee.ErrNotAttested) {
+			text += ": " + e.pa.err.Error()
+		}
+		out[e.p.String()] = text
+	}
+	return out, counts
 }

@@ -30,6 +30,8 @@ type payState struct {
 	wallet *address.Address   // dest_A of channels we pay, dest_B of those paying us
 	terms  wire.Terms         // what we ask of channels paying us
 
+	depositMu sync.Mutex // sizes a new channel's deposit and stores its record, one at a time
+
 	mu      sync.Mutex
 	out     map[peer.ID]*outChan  // channels we pay on, by payee
 	in      map[peer.ID]*inChan   // channels paying us, by payer
@@ -182,6 +184,13 @@ func newOutChan(p peer.ID, terms wire.Terms, key ed25519.PrivateKey, rec chansto
 // billed at tab: a quarter of the payee's window, so the payee never waits on a paying payer.
 func (c *outChan) every(tab *ton.Tab) uint64 { return tab.Per(uint64(c.terms.WindowTokens) / 4) }
 
+// refuse takes back value received that we refused.
+func (c *outChan) refuse(value uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.meter.Refuse(value)
+}
+
 // receive records value received and reports whether a voucher is due.
 func (c *outChan) receive(value, every uint64) bool {
 	c.mu.Lock()
@@ -198,6 +207,13 @@ func (c *outChan) latest() ([]byte, error) {
 		return nil, nil
 	}
 	return v.MarshalBinary()
+}
+
+// limit is the channel's deposit.
+func (c *outChan) limit() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rec.Limit
 }
 
 // left is what the deposit still covers beyond what was received.
@@ -267,13 +283,15 @@ type inChan struct {
 	peer peer.ID
 	id   ton.ChannelID // rec's, fixed: read without mu to find the channel
 
-	mu     sync.Mutex
-	rec    chanstore.Record
-	payee  *ton.Payee
-	credit *ton.Credit
-	paid   chan struct{}
-	bad    int // vouchers refused
-	waits  int // answers that waited for a voucher: the payer was a whole window behind
+	mu       sync.Mutex
+	rec      chanstore.Record
+	payee    *ton.Payee
+	credit   *ton.Credit
+	paid     chan struct{}
+	window   uint64 // the credit window of the latest answer billed, nanoTON: what bounds a write-off
+	disputes int    // write-offs refused: the payer disputed more than it is trusted with
+	bad      int    // vouchers refused
+	waits    int    // answers that waited for a voucher: the payer was a whole window behind
 	// waitLogged is when waits was last logged, at waitsLogged.
 	waitLogged  time.Time
 	waitsLogged int
@@ -442,6 +460,11 @@ type ChannelStatus struct {
 	Delivered uint64 `json:"delivered,omitempty"`
 	Refused   int    `json:"refused_vouchers,omitempty"`
 	Waits     int    `json:"payment_waits,omitempty"` // payee: answers that waited for a voucher
+	// WrittenOff is what a payee wrote off as never received by its payer (a broken stream, a
+	// restart), nanoTON, and not paid since; Disputes counts the write-offs it refused because
+	// they went beyond what it takes on trust.
+	WrittenOff uint64 `json:"written_off,omitempty"`
+	Disputes   int    `json:"refused_write_offs,omitempty"`
 }
 
 // Channels lists this node's payment channels, closed ones included, as last made durable and,
@@ -537,12 +560,18 @@ func channelStatus(p peer.ID, rec chanstore.Record, owed, delivered uint64, bad 
 	return s
 }
 
-// voucherSink is what a request's caller watcher does with vouchers arriving on the stream:
-// accept them on c (nil when payments are off).
-func (n *Node) voucherSink(c *inChan) func([]byte) {
+// payerFrames is what a request's caller watcher does with the vouchers its payer sends on the
+// stream: accept them on c, and write off what a settling one shows never arrived (nothing
+// when payments are off, c nil).
+func (n *Node) payerFrames(c *inChan) callerFrames {
 	if c == nil {
-		return nil
+		return callerFrames{}
 	}
+	return callerFrames{pay: n.voucherSink(c), settled: func(p []byte) { n.settled(n.ctx, c, p) }}
+}
+
+// voucherSink accepts the vouchers arriving on c.
+func (n *Node) voucherSink(c *inChan) func([]byte) {
 	return func(p []byte) {
 		switch err := n.accept(n.ctx, c, p); {
 		case err == nil, n.ctx.Err() != nil:
@@ -552,189 +581,4 @@ func (n *Node) voucherSink(c *inChan) func([]byte) {
 			n.log.Warn("voucher refused", "payer", c.peer.String(), "err", err)
 		}
 	}
-}
-
-// billing is a payee's side of one answer: the tab it keeps at the quoted prices, and the
-// channel it is paid on. A nil *billing (payments off) lets everything through.
-type billing struct {
-	n      *Node
-	ch     *inChan
-	tab    *ton.Tab
-	window uint64
-	bill   func(owed uint64) error // asks the payer for a voucher
-}
-
-// newBilling starts an answer billed at q on channel c (nil when payments are off).
-func (n *Node) newBilling(c *inChan, q wire.Quote, bill func(owed uint64) error) *billing {
-	if c == nil {
-		return nil
-	}
-	tab := ton.NewTab(q.Prices, q.Coefficient)
-	return &billing{n: n, ch: c, tab: tab, window: tab.Per(uint64(n.cfg.Payments.WindowTokens)), bill: bill}
-}
-
-// chunk charges tokens completion tokens, waiting for payment if the payer is behind.
-func (b *billing) chunk(ctx context.Context, tokens uint32) error {
-	if b == nil {
-		return nil
-	}
-	v, err := b.tab.Chunk(uint64(tokens))
-	if err != nil {
-		return wire.Errorf(wire.CodeInternal, "billing: %v", err)
-	}
-	return b.n.reserve(ctx, b.ch, v, b.window, b.bill)
-}
-
-// final charges the rest of the answer's cost for its usage.
-func (b *billing) final(ctx context.Context, u wire.Usage) error {
-	if b == nil {
-		return nil
-	}
-	v, err := b.tab.Final(tonUsage(u))
-	if err != nil {
-		return wire.Errorf(wire.CodeInternal, "billing: %v", err)
-	}
-	return b.n.reserve(ctx, b.ch, v, b.window, b.bill)
-}
-
-func tonUsage(u wire.Usage) ton.Usage {
-	return ton.Usage{Prompt: uint64(u.Prompt), Cached: uint64(min(u.Cached, u.Prompt)), Completion: uint64(u.Completion), Reasoning: uint64(u.Reasoning)}
-}
-
-// metering is a payer's side of one answer: the tab it keeps at the quoted prices, on the
-// channel it pays on. A nil *metering (payments off) pays nothing.
-type metering struct {
-	n     *Node
-	ch    *outChan
-	tab   *ton.Tab
-	every uint64
-	due   *dueVoucher // the last voucher this answer had paid ahead (nil: none)
-}
-
-// newMetering starts metering an answer quoted at q on c (nil when payments are off).
-func (n *Node) newMetering(c *outChan, q wire.Quote) *metering {
-	if c == nil {
-		return nil
-	}
-	tab := ton.NewTab(q.Prices, q.Coefficient)
-	return &metering{n: n, ch: c, tab: tab, every: c.every(tab)}
-}
-
-// chunk records tokens received and, when a voucher is due, has one paid ahead of the answer.
-func (m *metering) chunk(ctx context.Context, c *call, tokens uint32) error {
-	v, err := m.tab.Chunk(uint64(tokens))
-	if err != nil {
-		return m.send(ctx, c, nil, err)
-	}
-	if m.ch.receive(v, m.every) {
-		m.due = &dueVoucher{c: c, every: m.every, done: make(chan struct{})}
-		m.n.payAhead(m.ch, m.due)
-	}
-	return nil
-}
-
-// dueVoucher is an answer that found a voucher due: the stream it goes out on, and the
-// answer's voucher spacing.
-type dueVoucher struct {
-	c     *call
-	every uint64
-	done  chan struct{} // closed once the voucher was sent on c, or left to another stream
-}
-
-// finish closes the answer's stream c once a voucher paid ahead on it went out: the payee
-// reads its caller's frames until then, so the voucher arrives on the stream that earned it.
-func (m *metering) finish(c *call) {
-	if m == nil || m.due == nil {
-		c.finish()
-		return
-	}
-	select {
-	case <-m.due.done: // sent already
-		c.finish()
-		return
-	default:
-	}
-	c.stop() // the answer is whole: the request ending no longer closes the call
-	go func(d *dueVoucher) {
-		<-d.done
-		c.finish()
-	}(m.due)
-}
-
-// payAhead signs, persists and sends a due voucher in the background, so an answer never
-// waits on the disk for a payment its payee does not need yet (it is paid a quarter window
-// early). One runs per channel at a time; value received meanwhile is paid when it ends, on
-// the newest due answer's stream. A voucher that finds its stream gone, or a failure, is left
-// to settleLater; a payee that runs short meanwhile bills, and billNow pays in line.
-func (n *Node) payAhead(ch *outChan, d *dueVoucher) {
-	ch.mu.Lock()
-	if ch.due != nil {
-		close(ch.due.done) // the newer answer's voucher covers it
-	}
-	ch.due = d
-	if ch.ahead {
-		ch.mu.Unlock()
-		return
-	}
-	ch.ahead = true
-	ch.mu.Unlock()
-	go func() {
-		for {
-			ch.mu.Lock()
-			d := ch.due
-			ch.due = nil
-			if d == nil {
-				ch.ahead = false
-				ch.mu.Unlock()
-				return
-			}
-			ch.mu.Unlock()
-			// Persisted on the node's context: a voucher signed as the request is cancelled is kept.
-			vb, err := n.pay(n.ctx, ch, false, d.every)
-			if err != nil && n.ctx.Err() == nil {
-				n.log.Warn("cannot pay ahead on channel", "payee", ch.peer.String(), "err", err)
-			}
-			// A cancelled answer's call is closed for writing: the send fails.
-			if err != nil || (vb != nil && d.c.send(wire.FramePay, vb) != nil) {
-				n.settleLater(ch)
-			}
-			close(d.done)
-		}
-	}()
-}
-
-// final records the rest of the answer's cost; what is unpaid is settled shortly after.
-func (m *metering) final(u wire.Usage) error {
-	v, err := m.tab.Final(tonUsage(u))
-	if err != nil {
-		return err
-	}
-	m.ch.receive(v, ^uint64(0))
-	m.n.settleLater(m.ch)
-	return nil
-}
-
-// billNow pays everything received on the answer's stream c, because the payee is waiting.
-func (m *metering) billNow(ctx context.Context, c *call) error {
-	vb, err := m.n.pay(ctx, m.ch, true, 0)
-	if err == nil && vb == nil {
-		vb, err = m.ch.latest() // all paid, perhaps on a stream the payee has not read yet
-	}
-	return m.send(ctx, c, vb, err)
-}
-
-// send passes a durable voucher on the answer's stream c. A cancelled request's stream takes
-// no more frames (or is gone): settle sends the voucher later.
-func (m *metering) send(ctx context.Context, c *call, vb []byte, err error) error {
-	if err != nil {
-		payee := "worker"
-		if m.n.cfg.Role == RoleClient {
-			payee = "proxy"
-		}
-		return wire.Errorf(wire.CodeInternal, "paying %s %s: %v", payee, m.ch.peer.String(), err)
-	}
-	if vb != nil && ctx.Err() == nil {
-		_ = c.send(wire.FramePay, vb)
-	}
-	return nil
 }

@@ -1,12 +1,10 @@
 package node
 
 import (
-	"bytes"
+	"cmp"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"math/bits"
 	"slices"
 	"time"
 
@@ -77,7 +75,7 @@ func (n *Node) handleDirectAdvert(s network.Stream) {
 // handleProxyInfer serves one client request: pick a worker, forward, stream the answer back,
 // and fail over to the next worker while nothing has reached the client yet.
 func (n *Node) handleProxyInfer(s network.Stream) {
-	out := newAnswer(s)
+	out := newAnswer(s, n.cfg.StallTimeout/3)
 	r, h, body, err := n.readRequest(s, true)
 	if err != nil {
 		out.fail(err)
@@ -92,7 +90,9 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 		}
 		h.MaxPrice = n.workerCap(h.MaxPrice)
 	}
-	ctx, cancel := context.WithTimeout(n.ctx, h.Timeout)
+	base, cancelCause := context.WithCancelCause(n.ctx)
+	defer cancelCause(nil)
+	ctx, cancel := context.WithTimeout(base, h.Timeout)
 	defer cancel()
 	var preset []wire.Sealed
 	if h.Presealed {
@@ -102,15 +102,29 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 		}
 		body = nil
 	}
+	frames := n.payerFrames(payer)
+	out.onReject = func(rj wire.Reject) {
+		n.log.Warn("the client refused an answer", "client", s.Conn().RemotePeer().String(), "request", h.ID, "accepted_tokens", rj.Tokens, "why", rj.Err.Message)
+	}
 	var bodies *bodySource
 	if h.Sealed {
-		bodies = &bodySource{out: out, r: r, cancel: cancel, ch: make(chan lateBody, 1), pay: n.voucherSink(payer)}
+		bodies = &bodySource{out: out, r: r, cancel: cancelCause, ch: make(chan lateBody, 1), frames: frames}
 	} else {
-		out.watch(r, cancel, nil, n.voucherSink(payer))
+		out.watch(r, cancelCause, frames)
 	}
+	if err := n.serve(ctx, h, body, preset, bodies, out, payer); err != nil {
+		out.fail(err)
+	}
+}
 
-	var tried []peer.ID
+// serve runs a client's request on one worker after another until one serves it (nil), the
+// answer has started, or the request cannot succeed elsewhere; it returns the error to end the
+// answer with. Each attempt's outcome feeds the routing table: any failure of the worker counts
+// against it, never as a fast answer.
+func (n *Node) serve(ctx context.Context, h wire.Header, body []byte, preset []wire.Sealed, bodies *bodySource, out *answer, payer *inChan) error {
+	tried := slices.Clone(h.Exclude)
 	var lastErr error
+	skips := 0 // workers passed over for want of a channel: not attempts
 	for attempt := 0; attempt < n.cfg.MaxAttempts; attempt++ {
 		n.tableMu.Lock()
 		d, err := n.table.Pick(n.now(), routing.Request{Model: h.Model, MaxPrice: h.MaxPrice, Exclude: tried})
@@ -119,28 +133,32 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 		}
 		n.tableMu.Unlock()
 		if err != nil {
-			if lastErr == nil {
-				lastErr = routingError(err)
-			}
-			break
+			return cmp.Or(lastErr, error(routingError(err)))
 		}
 		tried = append(tried, d.Worker)
 		start := time.Now()
-		started, firstToken, err := n.forward(ctx, d, h, body, preset, bodies, out, payer)
-		latency := firstToken.Sub(start)
-		n.tableMu.Lock()
-		n.table.End(n.now(), d.Worker, latency, !workerFault(err))
-		n.tableMu.Unlock()
-		if err == nil {
-			return
+		rl := &relay{n: n, d: d, out: out, payer: payer}
+		err = rl.run(ctx, h, body, preset, bodies)
+		if !rl.answered {
+			rl.firstToken = time.Now()
 		}
-		if !started && n.demandsPayment(err) {
+		n.ended(d.Worker, rl.firstToken.Sub(start), err)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, errUnearnedCap) && skips < maxSkips {
+			skips++
+			attempt--
+			lastErr = err
+			continue
+		}
+		if !rl.started && n.demandsPayment(err) {
 			n.leaveAlone(d.Worker, errDemandsPayment)
 			lastErr = wire.Errorf(wire.CodeNoCapacity, "worker %s: %v", d.Worker.String(), errDemandsPayment)
 			continue
 		}
 		lastErr = err
-		if started || ctx.Err() != nil || !asWireError(err).Code.Retryable() {
+		if rl.started || ctx.Err() != nil || !asWireError(err).Code.Retryable() {
 			break
 		}
 		n.log.Warn("worker failed before the first token; failing over", "worker", d.Worker.String(), "request", h.ID, "err", err)
@@ -148,165 +166,293 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 	if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
 		// The client cancelled (or went away): ending the answer lets it count exactly the
 		// chunks we sent.
-		lastErr = wire.Errorf(wire.CodeCancelled, "the request was cancelled")
+		return wire.Errorf(wire.CodeCancelled, "the request was cancelled")
 	}
-	out.fail(lastErr)
+	return lastErr
 }
 
-// forward runs one attempt on worker d. started reports whether any chunk reached the client,
-// after which failing over would duplicate output. firstToken is when the first frame came.
-// A client that seals its request either sent the body sealed to d already (in preset), or
-// gets a route frame naming d and its attestation and then sends the body sealed to d. Either
-// way the proxy passes on ciphertext it cannot read; body is nil then.
+// maxSkips bounds the workers one request passes over for want of a payment channel.
+const maxSkips = 32
+
+// ended reports an attempt's outcome to the routing table, and says so when it ejects the
+// worker. An attempt that ended before the worker had a say (the client left, or we would not
+// open it a channel) tells nothing about the worker.
+func (n *Node) ended(w peer.ID, latency time.Duration, err error) {
+	n.tableMu.Lock()
+	var ejected time.Duration
+	if errors.Is(err, context.Canceled) || errors.Is(err, errUnearnedCap) {
+		n.table.Drop(n.now(), w)
+	} else {
+		ejected = n.table.End(n.now(), w, latency, !workerFault(err))
+	}
+	n.tableMu.Unlock()
+	if ejected > 0 {
+		n.log.Warn("worker ejected from routing after failing repeatedly", "worker", w.String(), "for", ejected, "last_err", err)
+	}
+}
+
+// relay is one attempt to serve a client's request on worker d: it forwards the answer's
+// frames, checking what the worker claims, billing the client before paying the worker.
+type relay struct {
+	n     *Node
+	d     routing.Decision
+	out   *answer // to the client
+	c     *call   // to the worker
+	h     wire.Header
+	body  []byte // the request body as the worker got it (sealed, when sealed)
+	pa    *peerAttest
+	payer *inChan   // the client pays us on it (nil: payments off)
+	payee *outChan  // we pay the worker on it
+	meter *metering // what we owe the worker for this answer
+	bill  *billing  // what the client owes us for it
+	claim *claims
+	hash  *tee.AnswerHash
+
+	started    bool      // a chunk reached the client: failing over would duplicate output
+	answered   bool      // the worker sent a chunk, its final or an error
+	firstToken time.Time // when it did (or the attempt ended without it)
+}
+
+// run makes the attempt. A client that seals its request either sent the body sealed to the
+// worker already (in preset), or gets a route frame naming it and its attestation and then sends
+// the body sealed to it. Either way the proxy passes on ciphertext it cannot read.
 //
-// With payments on, the client pays us on payer and we pay the worker: the worker's quote is
-// passed on with our commission, each chunk the worker sends is metered on our channel to it,
-// and each chunk goes on to the client only within its credit window.
-func (n *Node) forward(ctx context.Context, d routing.Decision, h wire.Header, body []byte, preset []wire.Sealed, bodies *bodySource, out *answer, payer *inChan) (started bool, firstToken time.Time, err error) {
+// With payments on, the client pays us on payer and we pay the worker: the worker's quote must
+// be the prices it advertised (the routed offer), our commission is added for the client, and
+// each chunk is billed to the client before it is metered as owed to the worker, so we never
+// owe the worker for more than the client pays us, beyond one credit window.
+func (rl *relay) run(ctx context.Context, h wire.Header, body []byte, preset []wire.Sealed, bodies *bodySource) error {
+	n, d := rl.n, rl.d
 	left, err := n.timeLeft(ctx)
 	if err != nil {
-		return false, time.Now(), err
+		return err
 	}
-	var payee *outChan // the channel we pay the worker on
-	if payer != nil {
-		if payee, err = n.payOn(ctx, d.Worker); err != nil {
-			return false, time.Now(), wire.Errorf(wire.CodeWorkerFailed, "%v", err)
+	if rl.payer != nil {
+		if rl.payee, err = n.payOn(ctx, d.Worker); err != nil {
+			if errors.Is(err, errUnearnedCap) {
+				return err
+			}
+			return wire.Errorf(wire.CodeWorkerFailed, "%v", err)
 		}
-		defer payee.release()
+		defer rl.payee.release()
+		defer func() {
+			if rl.meter != nil { // what the answer left unpaid, whatever ended it
+				n.settleLater(rl.payee)
+			}
+		}()
 	}
-	var meter *metering // what we owe the worker
-	var bill *billing   // what the client owes us
-	pa, err := n.peerAttestation(ctx, d.Worker)
-	if err != nil {
-		return false, time.Now(), err
+	if rl.pa, err = n.peerAttestation(ctx, d.Worker); err != nil {
+		return err
 	}
-	if !pa.trusted(n.cfg.AllowUnattested) {
-		return false, time.Now(), wire.Errorf(wire.CodeWorkerFailed, "worker %s is not attested: %v", d.Worker.String(), pa.err)
+	if !rl.pa.trusted(n.cfg.AllowUnattested) {
+		return wire.Errorf(wire.CodeWorkerFailed, "worker %s is not attested: %v", d.Worker.String(), rl.pa.err)
 	}
-	h.Presealed = false
+	h.Presealed, h.Exclude = false, nil
 	if bodies != nil {
 		// A body sealed to a key the worker no longer holds (it restarted) takes the route.
-		if i := slices.IndexFunc(preset, func(s wire.Sealed) bool { return s.Worker == d.Worker && s.KeyID == pa.sealID }); i >= 0 {
+		if i := slices.IndexFunc(preset, func(s wire.Sealed) bool { return s.Worker == d.Worker && s.KeyID == rl.pa.sealID }); i >= 0 {
 			body, h.Sealed = preset[i].Body, true
 			bodies.watch()
 			// Not flushed: it travels with the first chunk.
-			if err := out.raw(wire.FrameChosen, []byte(d.Worker), false); err != nil {
-				return false, time.Now(), context.Canceled
+			if err := rl.out.raw(wire.FrameChosen, []byte(d.Worker), false); err != nil {
+				return context.Canceled
 			}
-		} else if body, h.Sealed, err = n.routeClient(ctx, d.Worker, pa, bodies, out); err != nil {
-			return false, time.Now(), err
+		} else if body, h.Sealed, err = n.routeClient(ctx, d.Worker, rl.pa, bodies, rl.out); err != nil {
+			return err
 		}
 	}
 	h.Model = d.Model // the worker serves exactly the model we routed on
 	h.Timeout = left
-	c, err := n.openCall(ctx, d.Worker, &h, body)
-	if err != nil {
-		return false, time.Now(), wire.Errorf(wire.CodeWorkerFailed, "cannot reach worker %s: %v", d.Worker.String(), err)
+	rl.h, rl.body, rl.claim, rl.hash = h, body, newClaims(&h, len(body)), tee.NewAnswerHash()
+	if rl.c, err = n.openCall(ctx, d.Worker, "worker", &h, body); err != nil {
+		return wire.Errorf(wire.CodeWorkerFailed, "cannot reach worker %s: %v", d.Worker.String(), err)
 	}
-	answerHash := tee.NewAnswerHash()
 	for {
-		t, p, err := c.next()
-		if firstToken.IsZero() {
-			firstToken = time.Now()
-		}
-		if err != nil {
-			c.abort()
-			if ctx.Err() != nil {
-				return started, firstToken, context.Cause(ctx)
-			}
-			return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s stopped answering: %v", d.Worker.String(), err)
-		}
-		if payer != nil && meter == nil && (t == wire.FrameChunk || t == wire.FrameFinal) {
-			c.abort()
-			return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s answered without a quote", d.Worker.String())
-		}
-		switch t {
-		case wire.FrameQuote:
-			if payer == nil || meter != nil {
-				c.abort()
-				return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.String(), unexpected(t))
-			}
-			cq, err := n.clientQuote(p, h.MaxPrice)
-			if err != nil {
-				c.abort()
-				return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.String(), err)
-			}
-			meter = n.newMetering(payee, cq.worker)
-			bill = n.newBilling(payer, cq.client, func(owed uint64) error {
-				return out.raw(wire.FrameBill, wire.AppendBill(nil, owed), true)
-			})
-			if err := out.raw(wire.FrameQuote, wire.AppendQuote(nil, &cq.client), false); err != nil {
-				c.abort()
-				return started, firstToken, context.Canceled
-			}
-		case wire.FrameBill:
-			if meter == nil {
-				c.abort()
-				return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.String(), unexpected(t))
-			}
-			if err := meter.billNow(ctx, c); err != nil {
-				c.abort()
-				return started, firstToken, err
-			}
-		case wire.FrameChunk:
-			ch, err := wire.DecodeChunk(p)
-			if err != nil {
-				c.abort()
-				return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s sent a malformed chunk: %v", d.Worker.String(), err)
-			}
-			if meter != nil {
-				if err := meter.chunk(ctx, c, ch.Tokens); err != nil {
-					c.abort()
-					return started, firstToken, err
-				}
-			}
-			if ctx.Err() != nil {
-				continue // cancelled: the worker's last chunks are read and paid for, not passed on
-			}
-			if err := bill.chunk(ctx, ch.Tokens); err != nil {
-				c.abort()
-				return started, firstToken, err
-			}
-			answerHash.Add(ch.Data)
-			// Flush when nothing more is waiting: a burst of chunks goes out in one write, and a
-			// lone chunk (the first token) without delay.
-			if err := out.raw(t, p, !c.r.Buffered()); err != nil {
-				c.abort()
-				return true, firstToken, context.Canceled // the client is gone
-			}
-			started = true
-		case wire.FrameFinal:
-			meter.finish(c)
-			fin, usage, err := n.countersign(p, &h, d.Worker, pa, body, answerHash.Sum())
-			if err != nil {
-				return true, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.String(), err)
-			}
-			if meter != nil {
-				if err := meter.final(usage); err != nil {
-					return true, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: billing: %v", d.Worker.String(), err)
-				}
-				if err := bill.final(ctx, usage); err != nil {
-					return true, firstToken, err
-				}
-			}
-			_ = out.raw(t, fin, true) // if the client left before reading the end, the worker still served in full
-			out.close()
-			return true, firstToken, nil
-		case wire.FrameError:
-			meter.finish(c)
-			if meter != nil {
-				n.settleLater(payee)
-			}
-			we, err := wire.DecodeError(p)
-			if err != nil {
-				return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker sent a malformed error: %v", err)
-			}
-			return started, firstToken, we
-		default:
-			c.abort()
-			return started, firstToken, wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", d.Worker.String(), unexpected(t))
+		done, err := rl.step(ctx)
+		if done || err != nil {
+			return err
 		}
 	}
+}
+
+// step handles the worker's next frame; done reports that the answer ended well.
+func (rl *relay) step(ctx context.Context) (done bool, err error) {
+	c := rl.c
+	t, p, err := c.next()
+	if !rl.answered && (t == wire.FrameChunk || t == wire.FrameFinal || t == wire.FrameError || err != nil) {
+		rl.answered, rl.firstToken = true, time.Now()
+	}
+	if _, ok := context.Cause(ctx).(*rejection); ok {
+		c.leave() // the client refused the answer: the cancel hook refused it here too
+		accepted, _ := c.refusal()
+		rl.meter.refuse(accepted)
+		return false, context.Cause(ctx)
+	}
+	if err != nil {
+		c.abort()
+		if ctx.Err() != nil {
+			return false, context.Cause(ctx)
+		}
+		if we := (*wire.Error)(nil); errors.As(err, &we) {
+			return false, we // a bound passed: the worker stalled
+		}
+		return false, rl.fault(fmt.Errorf("stopped answering: %v", err))
+	}
+	if rl.payer != nil && rl.meter == nil && (t == wire.FrameChunk || t == wire.FrameFinal) {
+		return false, rl.refuse(errors.New("answered without a quote"))
+	}
+	switch t {
+	case wire.FrameProgress:
+		return false, nil
+	case wire.FrameQuote:
+		return false, rl.quote(p)
+	case wire.FrameBill:
+		if rl.meter == nil {
+			return false, rl.refuse(unexpected(t))
+		}
+		if err := rl.meter.billNow(ctx, c); err != nil {
+			c.abort()
+			return false, err
+		}
+		return false, nil
+	case wire.FrameChunk:
+		return false, rl.chunk(ctx, p)
+	case wire.FrameFinal:
+		return true, rl.final(ctx, p)
+	case wire.FrameError:
+		rl.meter.finish(c)
+		we, err := wire.DecodeError(p)
+		if err != nil {
+			return false, rl.fault(fmt.Errorf("sent a malformed error: %v", err))
+		}
+		return false, we
+	}
+	return false, rl.refuse(unexpected(t))
+}
+
+// fault is a failure of the worker's, as the client sees it.
+func (rl *relay) fault(err error) *wire.Error {
+	return wire.Errorf(wire.CodeWorkerFailed, "worker %s: %v", rl.d.Worker.String(), err)
+}
+
+// refuse refuses the worker's answer for err, accepting the tokens we took from it so far,
+// logs why, and returns the failure.
+func (rl *relay) refuse(err error) error {
+	we := rl.fault(err)
+	rl.c.reject(rl.c.taken.Load(), we)
+	rl.c.leave()
+	rl.meter.refuse(rl.c.taken.Load())
+	rl.n.log.Warn("worker's answer refused", "worker", rl.d.Worker.String(), "request", rl.h.ID, "err", err)
+	return we
+}
+
+// quote checks the worker's prices against those it advertised and under the client's cap,
+// and quotes the client ours.
+func (rl *relay) quote(p []byte) error {
+	if rl.payer == nil || rl.meter != nil {
+		return rl.refuse(unexpected(wire.FrameQuote))
+	}
+	wq, err := wire.DecodeQuote(p)
+	if err != nil {
+		return rl.refuse(err)
+	}
+	if o := rl.d.Offer; wq.Prices != o.Prices || wq.Coefficient != o.Coefficient {
+		return rl.refuse(fmt.Errorf("quoted %v at coefficient %d, not the %v at coefficient %d it advertised", wq.Prices, wq.Coefficient, o.Prices, o.Coefficient))
+	}
+	cq, err := rl.n.clientQuote(wq, rl.h.MaxPrice)
+	if err != nil {
+		return rl.refuse(err)
+	}
+	cq.client = rl.n.faults.quote(cq.client)
+	rl.meter = rl.n.newMetering(rl.payee, cq.worker)
+	rl.bill = rl.n.newBilling(rl.payer, cq.client, func(owed uint64) error {
+		return rl.out.raw(wire.FrameBill, wire.AppendBill(nil, owed), true)
+	})
+	rl.out.billed(rl.bill)
+	if err := rl.out.raw(wire.FrameQuote, wire.AppendQuote(nil, &cq.client), false); err != nil {
+		rl.c.abort()
+		return context.Canceled
+	}
+	return nil
+}
+
+// chunk checks a chunk's claim, bills it to the client, meters it as owed to the worker, and
+// passes it on. A cancelled request's last chunks are read and paid for, not passed on.
+func (rl *relay) chunk(ctx context.Context, p []byte) error {
+	ch, err := wire.DecodeChunk(p)
+	if err != nil {
+		return rl.refuse(fmt.Errorf("sent a malformed chunk: %v", err))
+	}
+	if err := rl.claim.chunk(ch.Tokens, len(ch.Data)); err != nil {
+		return rl.refuse(err)
+	}
+	cancelled := ctx.Err() != nil
+	if !cancelled {
+		if err := rl.bill.chunk(ctx, ch.Tokens); err != nil {
+			rl.c.reject(rl.c.taken.Load(), asWireError(err)) // the client does not pay for it: neither do we
+			rl.c.leave()
+			return err
+		}
+	}
+	if rl.meter != nil {
+		if err := rl.meter.chunk(ctx, rl.c, ch.Tokens); err != nil {
+			rl.c.abort()
+			return err
+		}
+	}
+	rl.c.taken.Add(uint64(ch.Tokens))
+	if cancelled {
+		return nil
+	}
+	rl.hash.Add(ch.Data)
+	// Flush when nothing more is waiting: a burst of chunks goes out in one write, and a
+	// lone chunk (the first token) without delay.
+	if err := rl.out.raw(wire.FrameChunk, p, !rl.c.r.Buffered()); err != nil {
+		rl.bill.unsent()
+		rl.c.abort()
+		rl.started = true
+		return context.Canceled // the client is gone
+	}
+	rl.started = true
+	return nil
+}
+
+// final checks the worker's receipt and usage, countersigns the receipt, bills the client for
+// the rest of the answer and passes the final on; once the client took the answer (it did not
+// refuse it), the worker is paid the rest too.
+func (rl *relay) final(ctx context.Context, p []byte) error {
+	c := rl.c
+	fin, usage, err := rl.n.countersign(p, &rl.h, rl.d.Worker, rl.pa, rl.body, rl.hash.Sum())
+	if err == nil {
+		err = rl.claim.final(usage)
+	}
+	if err != nil {
+		return rl.refuse(err)
+	}
+	if err := rl.bill.final(ctx, usage); err != nil {
+		c.reject(c.taken.Load(), asWireError(err))
+		c.leave()
+		rl.meter.refuse(c.taken.Load())
+		return err
+	}
+	c.stop() // from here the verdict, not the request ending, decides what the worker gets
+	rl.started = true
+	_ = rl.out.raw(wire.FrameFinal, fin, true) // if the client left before reading the end, the worker still served in full
+	if rj := rl.out.verdict(drainTimeout); rj != nil {
+		c.reject(min(rj.Tokens, c.taken.Load()), &rj.Err)
+		c.leave()
+		rl.meter.refuse(min(rj.Tokens, c.taken.Load()))
+		return &rejection{*rj}
+	}
+	if rl.meter != nil {
+		if err := rl.meter.final(usage); err != nil {
+			rl.meter.finish(c)
+			return rl.fault(fmt.Errorf("billing: %v", err))
+		}
+	}
+	rl.meter.finish(c)
+	rl.out.close()
+	return nil
 }
 
 // routeClient tells the client which worker will serve it and waits for the body it seals to
@@ -330,9 +476,9 @@ func (n *Node) routeClient(ctx context.Context, worker peer.ID, pa *peerAttest, 
 type bodySource struct {
 	out      *answer // the answer to the client, on the stream the bodies come on
 	r        *wire.Reader
-	cancel   context.CancelFunc
+	cancel   context.CancelCauseFunc
 	ch       chan lateBody
-	pay      func([]byte) // takes the vouchers the client sends (nil: payments off)
+	frames   callerFrames // what to do with the client's vouchers
 	watching bool
 }
 
@@ -340,7 +486,9 @@ type bodySource struct {
 func (b *bodySource) watch() {
 	if !b.watching {
 		b.watching = true
-		b.out.watch(b.r, b.cancel, b.ch, b.pay)
+		f := b.frames
+		f.bodies = b.ch
+		b.out.watch(b.r, b.cancel, f)
 	}
 }
 
@@ -352,10 +500,10 @@ func (b *bodySource) next(ctx context.Context) (lateBody, error) {
 		b.watch()
 		switch {
 		case err != nil:
-			b.cancel()
+			b.cancel(context.Canceled)
 			return lateBody{}, readErr("body after the route", err)
 		case t != wire.FrameSealed && t != wire.FrameBody:
-			b.cancel()
+			b.cancel(context.Canceled)
 			return lateBody{}, wire.Errorf(wire.CodeBadRequest, "expected a body after the route, got %s", t)
 		}
 		return lateBody{sealed: t == wire.FrameSealed, p: p}, nil
@@ -372,59 +520,10 @@ func (b *bodySource) next(ctx context.Context) (lateBody, error) {
 	}
 }
 
-// countersign checks the worker's receipt against what this proxy forwarded (request, answer,
-// token counts, the worker's key) and signs it; it returns the final frame to pass on and the
-// usage it reports (what the answer is billed for).
-func (n *Node) countersign(p []byte, h *wire.Header, worker peer.ID, pa *peerAttest, body []byte, answerHash [32]byte) ([]byte, wire.Usage, error) {
-	fin, err := wire.DecodeFinal(p)
-	if err != nil {
-		return nil, wire.Usage{}, fmt.Errorf("malformed final message: %v", err)
-	}
-	rc, err := tee.UnmarshalReceipt(fin.Receipt)
-	if err != nil {
-		return nil, wire.Usage{}, fmt.Errorf("receipt: %v", err)
-	}
-	u := fin.Usage
-	switch {
-	case rc.RequestID != h.ID:
-		err = errors.New("receipt names another request")
-	case !bytes.Equal(rc.WorkerKey, pa.key):
-		err = errors.New("receipt is not signed with the worker's key")
-	case rc.RequestHash != sha256.Sum256(body):
-		err = errors.New("receipt's request hash is not that of the request forwarded")
-	case rc.AnswerHash != answerHash:
-		err = errors.New("receipt's answer hash is not that of the answer forwarded")
-	case rc.PromptTokens != uint64(u.Prompt) || rc.CachedTokens != uint64(u.Cached) ||
-		rc.CompletionTokens != uint64(u.Completion) || rc.ReasoningTokens != uint64(u.Reasoning):
-		err = errors.New("receipt's token counts differ from the usage reported")
-	case rc.ProxyEvidence != n.attest.digest:
-		err = errors.New("receipt names another attestation for this proxy")
-	case rc.Sealed != h.Sealed:
-		err = errors.New("receipt's sealed flag is wrong")
-	}
-	if err == nil && n.sampleReceipt() {
-		if err = rc.CheckWorker(); err != nil {
-			n.distrust(worker, err)
-			n.dropWorker(worker, "it signed a receipt that does not verify")
-		}
-	}
-	if err == nil {
-		err = rc.CheckProxy(n.attest.priv.GetPublic())
-	}
-	if err == nil {
-		rc.Proxy, err = n.attest.signer.sign(rc.ProxyDigest())
-	}
-	if err != nil {
-		return nil, wire.Usage{}, err
-	}
-	fin.Receipt = rc.Marshal()
-	return wire.AppendFinal(make([]byte, 0, len(p)+128), &fin), u, nil
-}
-
 // workerFault reports whether err counts against the worker: a bad request or a client that
 // went away is nobody's failure but the caller's.
 func workerFault(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, errUnearnedCap) {
 		return false
 	}
 	c := asWireError(err).Code
@@ -440,37 +539,4 @@ func routingError(err error) *wire.Error {
 		return wire.Errorf(wire.CodePriceTooHigh, "%v", err)
 	}
 	return wire.Errorf(wire.CodeNoCapacity, "%v", err)
-}
-
-// quotes are one answer's prices: the worker's, and the client's with our commission.
-type quotes struct{ worker, client wire.Quote }
-
-// clientQuote takes a worker's quote and adds our commission; the client's price must be
-// within its cap (in worker terms, see workerCap).
-func (n *Node) clientQuote(p []byte, workerCap uint64) (quotes, error) {
-	wq, err := wire.DecodeQuote(p)
-	if err != nil {
-		return quotes{}, err
-	}
-	if workerCap != 0 && wq.Effective() > workerCap {
-		return quotes{}, fmt.Errorf("quoted %d nanoTON per completion token, over the caller's cap", wq.Effective())
-	}
-	cp, err := wq.Prices.WithCommission(n.cfg.Payments.Commission)
-	if err != nil {
-		return quotes{}, err
-	}
-	return quotes{worker: wq, client: wire.Quote{Prices: cp, Coefficient: wq.Coefficient}}, nil
-}
-
-// workerCap turns a client's cap on what it pays per completion token into a cap on the
-// worker's price, our commission taken off.
-func (n *Node) workerCap(clientCap uint64) uint64 {
-	if clientCap == 0 {
-		return 0
-	}
-	// clientCap * 1000 / (1000 + commission), in 128 bits: hi < 1000 <= the divisor, so the
-	// quotient fits. At least 1, since 0 means no cap.
-	hi, lo := bits.Mul64(clientCap, wire.CoefficientOne)
-	q, _ := bits.Div64(hi, lo, wire.CoefficientOne+uint64(n.cfg.Payments.Commission))
-	return max(q, 1)
 }

@@ -198,180 +198,251 @@ func sendSplit(c backend.Chunk, paid bool, send func(*wire.Chunk, bool) error) e
 
 // handleWorkerInfer runs one request from a proxy on the backend and streams the answer.
 func (n *Node) handleWorkerInfer(s network.Stream) {
-	out := newAnswer(s)
+	if n.faults.faultOnOpen(n.ctx, s) {
+		return
+	}
+	out := newAnswer(s, n.cfg.StallTimeout/3)
 	r, h, body, err := n.readRequest(s, false)
 	if err != nil {
 		out.fail(err)
 		return
 	}
+	j, err := n.admitJob(s, &h, body, out)
+	if err != nil {
+		r.Release()
+		out.fail(err)
+		return
+	}
+	defer n.worker.active.Add(-1)
+	base, cancelCause := context.WithCancelCause(n.ctx)
+	defer cancelCause(nil)
+	ctx, cancel := context.WithTimeout(base, h.Timeout)
+	defer cancel()
+	out.onReject = func(rj wire.Reject) {
+		n.log.Warn("the proxy refused our answer", "request", h.ID, "accepted_tokens", rj.Tokens, "why", rj.Err.Message)
+	}
+	out.watch(r, cancelCause, n.payerFrames(j.payer))
+	if err := j.run(ctx, s); err != nil {
+		n.failJob(ctx, &h, out, err)
+	}
+}
+
+// job is one request a worker runs: its request, the answer going back, and how it is billed.
+type job struct {
+	n       *Node
+	h       *wire.Header
+	body    []byte      // in the clear
+	reqHash [32]byte    // of the body as it came (sealed, if sealed): the receipt binds it
+	sealer  *tee.Answer // seals the answer back to the client (nil: the request came in the clear)
+	out     *answer
+	payer   *inChan // the channel the proxy pays us on (nil: payments off)
+	ctx     context.Context
+	quote   wire.Quote // our prices for the answer
+	bill    *billing
+	quoted  bool
+	claim   *claims // our own backend's claims, held to the rules a proxy checks
+	hash    *tee.AnswerHash
+	sealed  wire.Chunk // buffer for sealed chunks
+	pend    wire.Chunk // streamed events held to go with the next ones
+	sent    int        // chunks sent (counted only for Faults)
+}
+
+// admitJob opens a sealed request and checks that we can run it now: the model, the backend's
+// health, our capacity and the proxy's payment channel. It counts the job as active.
+func (n *Node) admitJob(s network.Stream, h *wire.Header, body []byte, out *answer) (*job, error) {
 	w := n.worker
-	requestHash := sha256.Sum256(body)
-	var sealer *tee.Answer // seals the answer back to the client when the request came sealed
+	j := &job{n: n, h: h, reqHash: sha256.Sum256(body), out: out, hash: tee.NewAnswerHash(), claim: newClaims(h, len(body))}
+	j.body = body
 	if h.Sealed {
-		if body, sealer, err = n.attest.opener.Open([]byte(h.ID), body); err != nil {
-			r.Release()
+		var err error
+		if j.body, j.sealer, err = n.attest.opener.Open([]byte(h.ID), body); err != nil {
 			code := wire.CodeAttestation
 			if errors.Is(err, tee.ErrUnknownSession) {
 				code = wire.CodeSealSession // the client resends with the session's key
 			}
-			out.fail(wire.Errorf(code, "%v", err))
-			return
+			return nil, wire.Errorf(code, "%v", err)
 		}
-		if err := n.checkBodySize(body); err != nil {
-			out.fail(err)
-			return
+		if err := n.checkBodySize(j.body); err != nil {
+			return nil, err
 		}
-	}
-	endpoint := backend.Chat
-	if h.Endpoint == wire.Completion {
-		endpoint = backend.Completion
 	}
 	if _, ok := w.models[h.Model]; !ok {
-		out.fail(wire.Errorf(wire.CodeUnknownModel, "this worker does not serve %q", h.Model))
-		return
+		return nil, wire.Errorf(wire.CodeUnknownModel, "this worker does not serve %q", h.Model)
 	}
 	if !w.healthy.Load() {
-		out.fail(wire.Errorf(wire.CodeNoCapacity, "backend unhealthy"))
-		return
+		return nil, wire.Errorf(wire.CodeNoCapacity, "backend unhealthy")
 	}
 	if int(w.active.Add(1)) > n.cfg.MaxActive {
 		w.active.Add(-1)
-		out.fail(wire.Errorf(wire.CodeNoCapacity, "worker at its limit of %d requests", n.cfg.MaxActive))
-		return
+		return nil, wire.Errorf(wire.CodeNoCapacity, "worker at its limit of %d requests", n.cfg.MaxActive)
 	}
-	defer w.active.Add(-1)
-	var payer *inChan // the channel the proxy pays us on
 	if n.payments != nil {
-		if payer, err = n.payerIn(s.Conn().RemotePeer()); err != nil {
-			out.fail(err)
-			return
+		var err error
+		if j.payer, err = n.payerIn(s.Conn().RemotePeer()); err != nil {
+			w.active.Add(-1)
+			return nil, err
 		}
 	}
+	j.quoted = j.payer == nil
+	return j, nil
+}
 
-	ctx, cancel := context.WithTimeout(n.ctx, h.Timeout)
-	defer cancel()
-	out.watch(r, cancel, nil, n.voucherSink(payer))
+// run generates the answer and ends it with the final frame and its receipt.
+func (j *job) run(ctx context.Context, s network.Stream) error {
+	n, h := j.n, j.h
 	// The receipt names the proxy by the key its connection authenticated, and by its
 	// attestation if it has one (handshake cached after the first request on a connection).
 	proxyKey, err := crypto.MarshalPublicKey(s.Conn().RemotePublicKey())
 	if err != nil {
-		out.fail(err)
-		return
+		return err
 	}
 	proxyAttest, err := n.peerAttestation(ctx, s.Conn().RemotePeer())
 	if err != nil {
-		out.fail(err)
-		return
+		return err
 	}
-
 	// The answer is quoted at our prices before its first chunk, and each chunk goes out only
 	// within the proxy's credit window.
-	quote := wire.Quote{Prices: w.models[h.Model].Prices, Coefficient: n.cfg.Coefficient}
-	quoted := payer == nil
-	sendQuote := func() error {
-		if quoted {
-			return nil
-		}
-		quoted = true
-		return out.raw(wire.FrameQuote, wire.AppendQuote(nil, &quote), false)
-	}
-	bl := n.newBilling(payer, quote, func(owed uint64) error {
-		return out.raw(wire.FrameBill, wire.AppendBill(nil, owed), true)
+	j.ctx = ctx
+	j.quote = n.faults.quote(wire.Quote{Prices: n.worker.models[h.Model].Prices, Coefficient: n.cfg.Coefficient})
+	j.bill = n.newBilling(j.payer, j.quote, func(owed uint64) error {
+		return j.out.raw(wire.FrameBill, wire.AppendBill(nil, owed), true)
 	})
-
-	// Every chunk is hashed as it is sent (sealed, if sealing), for the receipt.
-	answerHash := tee.NewAnswerHash()
-	var sealed wire.Chunk
-	send := func(c *wire.Chunk, flush bool) error {
-		if err := sendQuote(); err != nil {
-			return err
-		}
-		if err := bl.chunk(ctx, c.Tokens); err != nil {
-			return err
-		}
-		if sealer != nil {
-			var err error
-			if sealed.Data, err = sealer.Seal(sealed.Data[:0], c.Data); err != nil {
-				return err
-			}
-			sealed.Tokens = c.Tokens
-			c = &sealed
-		}
-		answerHash.Add(c.Data)
-		return out.chunk(c, flush)
-	}
-
-	// A streamed chunk is sent as server-sent events ("data: <JSON>\n\n"), ready for the
-	// client to pass on. One that the backend already has the next one for waits for it, and
-	// both travel in one frame: a burst of tokens costs one frame, a lone token goes out at
-	// once. A whole answer is one chunk, sent with its final frame.
-	var pend wire.Chunk
-	usage, err := w.backend.Generate(ctx, backend.Request{Endpoint: endpoint, Model: h.Model, Body: body, Stream: h.Stream, MaxTokens: h.MaxTokens},
-		func(c backend.Chunk) error {
-			if !h.Stream {
-				return sendSplit(c, payer != nil, send)
-			}
-			pend.Data = append(pend.Data, "data: "...)
-			pend.Data = append(pend.Data, c.Data...)
-			pend.Data = append(pend.Data, "\n\n"...)
-			pend.Tokens += uint32(c.Tokens)
-			if c.More && len(pend.Data) < maxBatchedChunk && (payer == nil || pend.Tokens < maxBilledChunk) {
-				return nil
-			}
-			err := send(&pend, true)
-			pend.Data, pend.Tokens = pend.Data[:0], 0
-			return err
-		})
-	if err == nil && h.Stream && len(pend.Data) > 0 {
-		err = send(&pend, false) // the stream ended with a chunk still held: send it with the final
-	}
-	if err == nil {
-		err = sendQuote() // an answer without chunks is quoted too
-	}
+	j.out.billed(j.bill)
+	usage, err := j.generate(ctx)
 	if err != nil {
-		var we *wire.Error
-		switch {
-		case ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled):
-			// The proxy went away, or cancelled: the backend call is already stopped. Ending
-			// the answer lets a cancelling proxy count exactly the chunks we sent.
-			n.log.Debug("request cancelled by the caller", "request", h.ID)
-			out.fail(wire.Errorf(wire.CodeCancelled, "the request was cancelled"))
-		case errors.As(err, &we):
-			out.fail(we)
-		default:
-			out.fail(backendError(ctx, err))
-		}
-		return
+		return err
 	}
-	w.tokens.Add(int64(usage.Completion))
+	n.worker.tokens.Add(int64(usage.Completion))
 	fin := wire.Final{
 		Usage: wire.Usage{Prompt: uint32(usage.Prompt), Cached: uint32(usage.Cached), Completion: uint32(usage.Completion),
 			Reasoning: uint32(usage.Reasoning), Estimated: usage.Estimated},
 		Worker: n.idStr,
 	}
+	if err := j.claim.final(fin.Usage); err != nil {
+		return wire.Errorf(wire.CodeBackend, "backend usage out of bounds: %v", err)
+	}
+	n.faults.usage(&fin.Usage)
 	rc := tee.Receipt{
-		RequestID: h.ID, Model: h.Model, Sealed: h.Sealed, RequestHash: requestHash, AnswerHash: answerHash.Sum(),
+		RequestID: h.ID, Model: h.Model, Sealed: h.Sealed, RequestHash: j.reqHash, AnswerHash: j.hash.Sum(),
 		PromptTokens: uint64(fin.Usage.Prompt), CachedTokens: uint64(fin.Usage.Cached),
 		CompletionTokens: uint64(fin.Usage.Completion), ReasoningTokens: uint64(fin.Usage.Reasoning),
 		Time: n.now(), WorkerKey: n.attest.key, WorkerEvidence: n.attest.digest, ProxyKey: proxyKey, ProxyEvidence: proxyAttest.att.Digest,
 	}
 	if rc.Worker, err = n.attest.signer.sign(rc.WorkerDigest()); err != nil {
-		out.fail(err)
-		return
+		return err
 	}
 	fin.Receipt = rc.Marshal()
-	if err := bl.final(ctx, fin.Usage); err != nil {
-		out.fail(err)
-		return
+	if err := j.bill.final(ctx, fin.Usage); err != nil {
+		return err
 	}
-	if sealer != nil {
+	if j.sealer != nil {
 		d := rc.WorkerDigest()
-		if fin.Tag, err = sealer.Seal(nil, d[:]); err != nil {
-			out.fail(err)
-			return
+		if fin.Tag, err = j.sealer.Seal(nil, d[:]); err != nil {
+			return err
 		}
 	}
-	out.final(&fin)
+	return j.out.final(&fin)
+}
+
+// generate runs the backend, sending the answer as it comes. A streamed chunk is sent as
+// server-sent events ("data: <JSON>\n\n"), ready for the client to pass on. One that the
+// backend already has the next one for waits for it, and both travel in one frame: a burst of
+// tokens costs one frame, a lone token goes out at once. A whole answer is one chunk, sent
+// with its final frame.
+func (j *job) generate(ctx context.Context) (backend.Usage, error) {
+	h := j.h
+	endpoint := backend.Chat
+	if h.Endpoint == wire.Completion {
+		endpoint = backend.Completion
+	}
+	paid := j.payer != nil
+	usage, err := j.n.worker.backend.Generate(ctx, backend.Request{Endpoint: endpoint, Model: h.Model, Body: j.body, Stream: h.Stream, MaxTokens: h.MaxTokens},
+		func(c backend.Chunk) error {
+			if !h.Stream {
+				return sendSplit(c, paid, j.send)
+			}
+			j.pend.Data = append(j.pend.Data, "data: "...)
+			j.pend.Data = append(j.pend.Data, c.Data...)
+			j.pend.Data = append(j.pend.Data, "\n\n"...)
+			j.pend.Tokens += uint32(c.Tokens)
+			if c.More && len(j.pend.Data) < maxBatchedChunk && (!paid || j.pend.Tokens < maxBilledChunk) {
+				return nil
+			}
+			err := j.send(&j.pend, true)
+			j.pend.Data, j.pend.Tokens = j.pend.Data[:0], 0
+			return err
+		})
+	if err == nil && h.Stream && len(j.pend.Data) > 0 {
+		err = j.send(&j.pend, false) // the stream ended with a chunk still held: send it with the final
+	}
+	if err == nil {
+		err = j.sendQuote() // an answer without chunks is quoted too
+	}
+	return usage, err
+}
+
+// sendQuote quotes the answer, once, before its first chunk.
+func (j *job) sendQuote() error {
+	if j.quoted {
+		return nil
+	}
+	j.quoted = true
+	return j.out.raw(wire.FrameQuote, wire.AppendQuote(nil, &j.quote), false)
+}
+
+// send bills, seals and sends one chunk. Every chunk is hashed as it is sent (sealed, if
+// sealing), for the receipt, and its token count is held to what a proxy accepts. A chunk that
+// cannot go out is not billed.
+func (j *job) send(c *wire.Chunk, flush bool) error {
+	if err := j.sendQuote(); err != nil {
+		return err
+	}
+	if err := j.claim.chunk(c.Tokens, len(c.Data)); err != nil {
+		return wire.Errorf(wire.CodeBackend, "backend token counts out of bounds: %v", err)
+	}
+	if j.n.faults != nil {
+		if j.sent++; j.n.faults.stalls(j.sent) {
+			j.out.stall()
+			<-j.ctx.Done()
+			return context.Cause(j.ctx)
+		}
+	}
+	if err := j.bill.chunk(j.ctx, c.Tokens); err != nil {
+		return err
+	}
+	if j.sealer != nil {
+		var err error
+		if j.sealed.Data, err = j.sealer.Seal(j.sealed.Data[:0], c.Data); err != nil {
+			return err
+		}
+		j.sealed.Tokens = c.Tokens
+		c = &j.sealed
+	}
+	j.n.faults.chunk(c)
+	j.hash.Add(c.Data)
+	if err := j.out.chunk(c, flush); err != nil {
+		j.bill.unsent()
+		return err
+	}
+	return nil
+}
+
+// failJob ends an answer that failed, saying why.
+func (n *Node) failJob(ctx context.Context, h *wire.Header, out *answer, err error) {
+	var we *wire.Error
+	switch cause := context.Cause(ctx); {
+	case ctx.Err() != nil && errors.Is(cause, context.Canceled):
+		// The proxy went away, or cancelled: the backend call is already stopped. Ending
+		// the answer lets a cancelling proxy count exactly the chunks we sent.
+		n.log.Debug("request cancelled by the caller", "request", h.ID)
+		out.fail(wire.Errorf(wire.CodeCancelled, "the request was cancelled"))
+	case errors.As(cause, new(*rejection)):
+		out.fail(wire.Errorf(wire.CodeCancelled, "the answer was refused"))
+	case errors.As(err, &we):
+		out.fail(we)
+	default:
+		out.fail(backendError(ctx, err))
+	}
 }
 
 // backendError classifies a backend failure: a request the backend refused is the caller's

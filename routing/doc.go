@@ -22,12 +22,22 @@
 // Candidates are the workers with an offer matching the requested model
 // (the full ID "name@revision:hash", its "name@revision" prefix, or its
 // "name" prefix) that the request does not exclude. Those above the price
-// cap, unhealthy, or already running MaxActive requests are not eligible.
-// Among the eligible, the worker with the lowest load wins, where load is
-// the number of requests running on it times its time-decayed average
-// latency: an estimate of how long a new request would queue behind the
-// ones already there. Ties are broken by lower average latency, then fewer
-// recent failures, then lower price, then round robin (least recently
-// picked, then lowest peer ID), so idle equal workers share the traffic.
-// The other eligible workers, in the same order, are the fallbacks.
+// cap, ejected, unhealthy, or already running MaxActive requests are not
+// eligible. Among the eligible, workers that failed recently (a decayed
+// failure count of at least one half) rank after all others. Then the worker
+// with the lowest load wins, where load is the number of requests running on
+// it times its time-decayed average latency: an estimate of how long a new
+// request would queue behind the ones already there. Ties are broken by
+// lower average latency, then fewer recent failures, then lower price, then
+// round robin (least recently picked, then lowest peer ID), so idle equal
+// workers share the traffic. The other eligible workers, in the same order,
+// are the fallbacks.
+//
+// Failures never count as latency: a worker that fails at once must not look
+// fast. Config.EjectAfter failures in a row eject a worker for Config.EjectFor,
+// doubled on each ejection until it succeeds again (at most Config.EjectMax);
+// back from one, its next failure ejects it again. A worker never measured is
+// assumed as fast as the fastest measured candidate, so a newcomer gets its
+// share of traffic to be measured (COCOON's rule starves it: an unmeasured
+// worker there loses every tie to measured ones).
 package routing

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ type Decision struct {
 	Worker    peer.ID
 	Model     string    // the full model ID of the chosen worker's matching offer
 	Price     uint64    // that offer's price
+	Offer     Offer     // that offer whole: the prices the worker's quote must match
 	Fallbacks []peer.ID // other eligible workers, best first (for failover)
 
 	why why // what Reason needs, kept so the text is built only when someone reads it
@@ -39,13 +41,14 @@ type why struct {
 
 // view is the part of a candidate the reason text shows.
 type view struct {
+	failing              bool
 	load, latency, fails float64
 	running              int
 	price                uint64
 }
 
 func (c candidate) view() view {
-	return view{load: c.load, latency: c.latency, fails: c.fails, running: c.w.running, price: c.offer.Price}
+	return view{failing: c.failing, load: c.load, latency: c.latency, fails: c.fails, running: c.w.running, price: c.offer.Price}
 }
 
 // Pick's errors, distinguishable with errors.Is so the proxy can tell the
@@ -60,6 +63,7 @@ var (
 type candidate struct {
 	w       *worker
 	offer   Offer
+	failing bool    // failed recently (fails >= failingAbove): ranks after those that did not
 	load    float64 // running x latency, nanoseconds
 	latency float64 // nanoseconds
 	fails   float64
@@ -73,7 +77,7 @@ func (t *Table) Pick(now time.Time, r Request) (Decision, error) {
 	if r.Model == "" {
 		return Decision{}, fmt.Errorf("%w: empty model name", ErrUnknownModel)
 	}
-	var serving, excluded, pricey, unhealthy, full int
+	var serving, excluded, pricey, ejected, unhealthy, full int
 	var cheapest uint64
 	cands := make([]candidate, 0, len(t.workers))
 	for _, w := range t.workers {
@@ -88,17 +92,15 @@ func (t *Table) Pick(now time.Time, r Request) (Decision, error) {
 				cheapest = o.Price
 			}
 			pricey++
+		case w.health.ejected(now):
+			ejected++
 		case !w.healthy:
 			unhealthy++
 		case w.running >= w.maxActive:
 			full++
 		default:
-			lat := w.latency.value(t.cfg.DefaultLatency)
-			cands = append(cands, candidate{
-				w: w, offer: o, latency: lat,
-				load:  float64(w.running) * lat,
-				fails: w.failures.value(now, t.cfg.LatencyHalfLife),
-			})
+			fails := w.failures.value(now, t.cfg.LatencyHalfLife)
+			cands = append(cands, candidate{w: w, offer: o, fails: fails, failing: fails >= failingAbove})
 		}
 		serving++
 	}
@@ -108,9 +110,10 @@ func (t *Table) Pick(now time.Time, r Request) (Decision, error) {
 	case len(cands) == 0 && pricey > 0 && pricey == serving-excluded:
 		return Decision{}, fmt.Errorf("%w: %q: cheapest is %d, cap %d", ErrPriceTooHigh, r.Model, cheapest, r.MaxPrice)
 	case len(cands) == 0:
-		return Decision{}, fmt.Errorf("%w: %q: %d serving: %d excluded, %d above cap, %d unhealthy, %d full",
-			ErrNoCapacity, r.Model, serving, excluded, pricey, unhealthy, full)
+		return Decision{}, fmt.Errorf("%w: %q: %d serving: %d excluded, %d above cap, %d ejected for failing, %d unhealthy, %d full",
+			ErrNoCapacity, r.Model, serving, excluded, pricey, ejected, unhealthy, full)
 	}
+	t.estimate(cands)
 
 	slices.SortFunc(cands, compareCandidates)
 	best := cands[0]
@@ -121,6 +124,7 @@ func (t *Table) Pick(now time.Time, r Request) (Decision, error) {
 		Worker: best.w.id,
 		Model:  best.offer.Model,
 		Price:  best.offer.Price,
+		Offer:  best.offer,
 		why:    whyOf(cands),
 	}
 	if len(cands) > 1 {
@@ -130,6 +134,34 @@ func (t *Table) Pick(now time.Time, r Request) (Decision, error) {
 		}
 	}
 	return d, nil
+}
+
+// failingAbove is the decayed failure count from which a worker is failing: it ranks after
+// every worker that is not, whatever their loads. One failure keeps it there for a half-life.
+const failingAbove = 0.5
+
+// estimate fills in each candidate's latency and load. A worker never measured is assumed as
+// fast as the fastest measured candidate (DefaultLatency when none is measured): assuming it
+// slower would starve it of the requests that measure it, and one that turns out slow loses
+// its share after a sample or two.
+func (t *Table) estimate(cands []candidate) {
+	prior := math.Inf(1)
+	for _, c := range cands {
+		if c.w.latency.weight > 0 {
+			prior = min(prior, c.w.latency.mean)
+		}
+	}
+	if math.IsInf(prior, 1) {
+		prior = float64(t.cfg.DefaultLatency)
+	}
+	for i := range cands {
+		c := &cands[i]
+		c.latency = prior
+		if c.w.latency.weight > 0 {
+			c.latency = c.w.latency.mean
+		}
+		c.load = float64(c.w.running) * c.latency
+	}
 }
 
 // match returns the worker's offer for model, the cheapest if several match
@@ -151,6 +183,7 @@ func (w *worker) match(model string) (Offer, bool) {
 // is total and deterministic.
 func compareCandidates(a, b candidate) int {
 	return cmp.Or(
+		compareBool(a.failing, b.failing),
 		cmp.Compare(a.load, b.load),
 		cmp.Compare(a.latency, b.latency),
 		cmp.Compare(a.fails, b.fails),
@@ -158,6 +191,17 @@ func compareCandidates(a, b candidate) int {
 		cmp.Compare(a.w.lastPick, b.w.lastPick),
 		strings.Compare(string(a.w.id), string(b.w.id)),
 	)
+}
+
+// compareBool orders false before true.
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // whyOf snapshots what set the winner apart from the runner-up.
@@ -182,6 +226,10 @@ func (w why) String() string {
 		return "only eligible worker, " + load
 	}
 	switch {
+	case b.failing:
+		return fmt.Sprintf("every one of %d eligible failed recently; fewest failures (%.2f), %s", n, b.fails, load)
+	case c.failing:
+		return fmt.Sprintf("the others of %d eligible failed recently; %s", n, load)
 	case b.load != c.load:
 		return fmt.Sprintf("lowest %s among %d eligible", load, n)
 	case b.latency != c.latency:
@@ -196,5 +244,5 @@ func (w why) String() string {
 
 // equalRule reports whether a and b tie on every key of the rule proper.
 func equalRule(a, b candidate) bool {
-	return a.load == b.load && a.latency == b.latency && a.fails == b.fails && a.offer.Price == b.offer.Price
+	return a.failing == b.failing && a.load == b.load && a.latency == b.latency && a.fails == b.fails && a.offer.Price == b.offer.Price
 }

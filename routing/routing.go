@@ -34,12 +34,21 @@ type WorkerInfo struct {
 type Config struct {
 	TTL             time.Duration // a worker not refreshed (Upsert) within TTL is dropped by Expire; default 90s
 	LatencyHalfLife time.Duration // half-life of the decayed average latency and failure count; default 30s
-	DefaultLatency  time.Duration // latency assumed for a worker with no samples; default 1s
+	// DefaultLatency is the latency assumed for a worker with no samples while no eligible
+	// worker has any either; default 1s. Once some have samples, a new worker is assumed as
+	// fast as the fastest of them, so it gets its share of traffic to be measured.
+	DefaultLatency time.Duration
+	// EjectAfter is how many failures in a row take a worker out of routing; default 3.
+	EjectAfter int
+	// EjectFor is how long its first ejection lasts, doubling with each ejection until a
+	// success; default 30s. EjectMax caps it; default 10m.
+	EjectFor, EjectMax time.Duration
 }
 
 // DefaultConfig returns the configuration New uses for fields left zero.
 func DefaultConfig() Config {
-	return Config{TTL: 90 * time.Second, LatencyHalfLife: 30 * time.Second, DefaultLatency: time.Second}
+	return Config{TTL: 90 * time.Second, LatencyHalfLife: 30 * time.Second, DefaultLatency: time.Second,
+		EjectAfter: 3, EjectFor: 30 * time.Second, EjectMax: 10 * time.Minute}
 }
 
 // WorkerStatus is a snapshot of one worker, for status output and logs.
@@ -52,6 +61,8 @@ type WorkerStatus struct {
 	AvgLatency time.Duration // the decayed average Pick uses (DefaultLatency until the first sample)
 	LastSeen   time.Time     // time of the latest Upsert
 	Failures   int           // decayed failure count, rounded, as of the latest time the Table was given
+	Streak     int           // failures since its latest success
+	Ejected    time.Time     // out of routing until then (zero, or past: not ejected)
 	Picks      uint64        // how many times Pick chose this worker
 }
 
@@ -84,6 +95,7 @@ type worker struct {
 	running   int
 	latency   meanLatency
 	failures  decayingCount
+	health    health
 	lastSeen  time.Time
 	lastPick  uint64
 	picks     uint64
@@ -108,6 +120,15 @@ func New(cfg Config) *Table {
 	}
 	if cfg.DefaultLatency <= 0 {
 		cfg.DefaultLatency = def.DefaultLatency
+	}
+	if cfg.EjectAfter <= 0 {
+		cfg.EjectAfter = def.EjectAfter
+	}
+	if cfg.EjectFor <= 0 {
+		cfg.EjectFor = def.EjectFor
+	}
+	if cfg.EjectMax <= 0 {
+		cfg.EjectMax = max(def.EjectMax, cfg.EjectFor)
 	}
 	return &Table{cfg: cfg, workers: make(map[peer.ID]*worker)}
 }
@@ -189,23 +210,38 @@ func (t *Table) Begin(id peer.ID) {
 
 // End records that a request to id finished after latency. A successful
 // one feeds the latency average (a non-positive latency carries no
-// information and is skipped); a failed one counts a failure. End for an
-// unknown worker (removed or expired meanwhile) is ignored, and the running
-// count never goes below zero, as an End may follow a Remove and re-Upsert.
-func (t *Table) End(now time.Time, id peer.ID, latency time.Duration, ok bool) {
+// information and is skipped) and clears the worker's failure streak; a
+// failed one counts a failure, never a latency, and the EjectAfter-th in a
+// row ejects the worker: End then returns how long it sits out (0 otherwise).
+// End for an unknown worker (removed or expired meanwhile) is ignored, and the
+// running count never goes below zero, as an End may follow a Remove and
+// re-Upsert.
+func (t *Table) End(now time.Time, id peer.ID, latency time.Duration, ok bool) (ejected time.Duration) {
 	t.observe(now)
 	w, known := t.workers[id]
 	if !known {
-		return
+		return 0
 	}
 	if w.running > 0 {
 		w.running--
 	}
-	switch {
-	case !ok:
+	if !ok {
 		w.failures.add(now, t.cfg.LatencyHalfLife)
-	case latency > 0:
+		return w.health.failed(now, t.cfg)
+	}
+	w.health.succeeded()
+	if latency > 0 {
 		w.latency.add(now, float64(latency), t.cfg.LatencyHalfLife)
+	}
+	return 0
+}
+
+// Drop records that a request to id ended with no word on the worker (the caller went away,
+// or the proxy would not send it): it no longer runs, and nothing else changes.
+func (t *Table) Drop(now time.Time, id peer.ID) {
+	t.observe(now)
+	if w, ok := t.workers[id]; ok && w.running > 0 {
+		w.running--
 	}
 }
 
@@ -229,6 +265,8 @@ func (t *Table) Workers() []WorkerStatus {
 			AvgLatency: time.Duration(w.latency.value(t.cfg.DefaultLatency)),
 			LastSeen:   w.lastSeen,
 			Failures:   int(w.failures.value(t.clock, t.cfg.LatencyHalfLife) + 0.5),
+			Streak:     w.health.streak,
+			Ejected:    w.health.ejectedTil,
 			Picks:      w.picks,
 		})
 	}
@@ -260,6 +298,15 @@ func (t *Table) Models() []ModelSummary {
 	}
 	slices.SortFunc(out, func(a, b ModelSummary) int { return strings.Compare(a.Model, b.Model) })
 	return out
+}
+
+// Offer is worker id's offer for model (matched as Pick matches it), if it has one.
+func (t *Table) Offer(id peer.ID, model string) (Offer, bool) {
+	w, ok := t.workers[id]
+	if !ok {
+		return Offer{}, false
+	}
+	return w.match(model)
 }
 
 // Has reports whether id is in the table.

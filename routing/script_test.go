@@ -3,8 +3,10 @@ package routing
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -87,6 +89,22 @@ func runCommand(t *testing.T, tb *Table, now *time.Time, line string) string {
 		}
 	}
 	switch fields[0] {
+	case "repeat":
+		// repeat N <command...>: run the command N times and print a tally of its outputs'
+		// first words (for picks: which worker), e.g. to show traffic shares.
+		n, rest := num(t, fields[1]), strings.Join(fields[2:], " ")
+		tally := map[string]int{}
+		for range n {
+			out := runCommand(t, tb, now, rest)
+			w, _, _ := strings.Cut(out, " ")
+			tally[w]++
+		}
+		keys := slices.Sorted(maps.Keys(tally))
+		var b strings.Builder
+		for _, k := range keys {
+			fmt.Fprintf(&b, "%s %d\n", k, tally[k])
+		}
+		return b.String()
 	case "tick":
 		*now = now.Add(dur(t, string(id)))
 	case "upsert":
@@ -98,7 +116,9 @@ func runCommand(t *testing.T, tb *Table, now *time.Time, line string) string {
 	case "begin":
 		tb.Begin(id)
 	case "end":
-		tb.End(*now, id, dur(t, args["latency"]), args["ok"] != "false")
+		if d := tb.End(*now, id, dur(t, args["latency"]), args["ok"] != "false"); d > 0 {
+			return fmt.Sprintf("ejected for %v", d)
+		}
 	case "pick":
 		r := Request{Model: args["model"], MaxPrice: num(t, args["cap"])}
 		for x := range strings.SplitSeq(args["exclude"], ",") {
@@ -118,8 +138,12 @@ func runCommand(t *testing.T, tb *Table, now *time.Time, line string) string {
 			for i, o := range w.Offers {
 				offers[i] = fmt.Sprintf("{%s %d}", o.Model, o.Price)
 			}
-			fmt.Fprintf(&b, "%s running=%d/%d healthy=%t latency=%v failures=%d picks=%d seen=%v offers=[%s]\n",
-				string(w.ID), w.Running, w.MaxActive, w.Healthy, w.AvgLatency, w.Failures, w.Picks, w.LastSeen.Sub(t0), strings.Join(offers, " "))
+			ejected := ""
+			if w.Ejected.After(*now) {
+				ejected = fmt.Sprintf(" ejected=%v", w.Ejected.Sub(*now))
+			}
+			fmt.Fprintf(&b, "%s running=%d/%d healthy=%t latency=%v failures=%d streak=%d%s picks=%d seen=%v offers=[%s]\n",
+				string(w.ID), w.Running, w.MaxActive, w.Healthy, w.AvgLatency, w.Failures, w.Streak, ejected, w.Picks, w.LastSeen.Sub(t0), strings.Join(offers, " "))
 		}
 		return b.String()
 	case "models":

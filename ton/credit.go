@@ -14,8 +14,9 @@ var ErrCreditExhausted = errors.New("ton: the payer is behind by more than the c
 // the credit window, so a payer that vanishes costs the payee at most one window (or one item,
 // where a single item costs more; see Reserve). A pure state machine.
 type Credit struct {
-	delivered uint64
-	paid      uint64
+	delivered  uint64
+	paid       uint64
+	writtenOff uint64 // value taken off delivered by Settle and not paid since
 }
 
 // NewCredit starts a channel's credit at the sent of the latest durable voucher (0 for a new
@@ -42,13 +43,39 @@ func (c *Credit) Reserve(cost, window uint64) error {
 	return nil
 }
 
-// Release takes back cost reserved for tokens that were never delivered (the stream broke
-// before they went out), so the payer is not asked to pay for them.
-func (c *Credit) Release(cost uint64) { c.delivered -= min(cost, c.delivered) }
+// Release takes back cost reserved for value the payer never took (the stream broke before it
+// went out, or the payer refused it), so the payer is not asked to pay for it. It never takes
+// back value already paid for.
+func (c *Credit) Release(cost uint64) {
+	c.delivered -= min(cost, c.delivered-min(c.delivered, c.paid))
+}
 
 // Paid records that a voucher paying sent in total is durable; older or lower ones change
-// nothing. A payer may pay ahead: that extends what may be delivered.
-func (c *Credit) Paid(sent uint64) { c.paid = max(c.paid, sent) }
+// nothing. A payer may pay ahead: that extends what may be delivered. Value written off that
+// the payer pays after all (it was in flight when the payer settled) counts as delivered
+// again, so a write-off raced by a payment costs nothing.
+func (c *Credit) Paid(sent uint64) {
+	c.paid = max(c.paid, sent)
+	if back := min(c.writtenOff, c.paid-min(c.paid, c.delivered)); back > 0 {
+		c.delivered += back
+		c.writtenOff -= back
+	}
+}
+
+// Settle takes the payer's word that sent pays everything it received: what was delivered
+// beyond that and beyond what is paid never reached it (a stream broke, or either side
+// restarted), so it is written off, and returned. The payee bounds what it takes on trust: the
+// owed value it writes off is at most one window (Reserve's bound).
+func (c *Credit) Settle(sent uint64) (writtenOff uint64) {
+	c.Paid(sent)
+	w := c.Owed()
+	c.delivered -= w
+	c.writtenOff += w
+	return w
+}
+
+// WrittenOff is the value Settle wrote off and the payer has not paid since.
+func (c *Credit) WrittenOff() uint64 { return c.writtenOff }
 
 // Owed is what the payer owes now: delivered minus paid (0 when it paid ahead).
 func (c *Credit) Owed() uint64 { return c.delivered - min(c.delivered, c.paid) }
@@ -85,6 +112,10 @@ func (m *Meter) Unpaid() uint64 { return m.received - min(m.received, m.signed) 
 
 // Received is the cumulative value received: the sent of the next voucher.
 func (m *Meter) Received() uint64 { return m.received }
+
+// Refuse takes back value received that the payer refused (it told the payee so): it is not
+// paid for. Value already signed for stays paid.
+func (m *Meter) Refuse(value uint64) { m.received -= min(value, m.Unpaid()) }
 
 // Signed records that a voucher paying sent in total was signed.
 func (m *Meter) Signed(sent uint64) { m.signed = max(m.signed, sent) }

@@ -69,12 +69,12 @@ func TestCreditWindow(t *testing.T) {
 	if c.Owed() != 70 || c.Delivered() != 130 {
 		t.Fatalf("after release: owed %d, delivered %d", c.Owed(), c.Delivered())
 	}
-	c.Release(1000) // never below zero
-	if c.Owed() != 0 || c.Delivered() != 0 {
+	c.Release(1000) // never below what is paid
+	if c.Owed() != 0 || c.Delivered() != 60 {
 		t.Fatalf("over-release: owed %d, delivered %d", c.Owed(), c.Delivered())
 	}
 	c.Paid(500) // a payer that pays ahead may receive that much more
-	if c.Owed() != 0 || c.Reserve(590, 100) != nil || c.Reserve(11, 100) == nil || c.Owed() != 90 {
+	if c.Owed() != 0 || c.Reserve(530, 100) != nil || c.Reserve(11, 100) == nil || c.Owed() != 90 {
 		t.Fatalf("prepaid: owed %d", c.Owed())
 	}
 	huge := NewCredit(10) // a window near 2^64 does not wrap around
@@ -100,6 +100,44 @@ func TestCreditWindow(t *testing.T) {
 	r := NewCredit(500)
 	if r.Owed() != 0 || r.PaidTotal() != 500 || r.Reserve(101, 100) != nil || r.Reserve(1, 100) == nil {
 		t.Fatal("resumed credit")
+	}
+}
+
+// A payer's settle writes off what never reached it; a payment that was in flight undoes the
+// write-off; a refused item is released, but never value already paid.
+func TestCreditReconciles(t *testing.T) {
+	c := NewCredit(0)
+	for range 9 {
+		if err := c.Reserve(10, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Paid(50)
+	// The payer says 60 pays all it received: 30 never reached it.
+	if w := c.Settle(60); w != 30 || c.Owed() != 0 || c.Delivered() != 60 || c.WrittenOff() != 30 {
+		t.Fatalf("settle wrote off %d: owed %d delivered %d written off %d", w, c.Owed(), c.Delivered(), c.WrittenOff())
+	}
+	// 20 of it was in flight after all, and is paid: it counts again, as delivered and paid.
+	c.Paid(80)
+	if c.Owed() != 0 || c.Delivered() != 80 || c.WrittenOff() != 10 {
+		t.Fatalf("late payment: owed %d delivered %d written off %d", c.Owed(), c.Delivered(), c.WrittenOff())
+	}
+	// Paying beyond that is paying ahead, as before.
+	c.Paid(100)
+	if c.Delivered() != 90 || c.WrittenOff() != 0 || c.Reserve(110, 100) != nil || c.Owed() != 100 {
+		t.Fatalf("pay ahead after a write-off: delivered %d written off %d owed %d", c.Delivered(), c.WrittenOff(), c.Owed())
+	}
+	// A settle that pays everything writes off nothing.
+	if w := c.Settle(200); w != 0 || c.Owed() != 0 {
+		t.Fatalf("settle of a paid-up channel wrote off %d", w)
+	}
+	// Release takes back an unpaid reservation, and never more than is owed.
+	if err := c.Reserve(30, 100); err != nil {
+		t.Fatal(err)
+	}
+	c.Release(50)
+	if c.Owed() != 0 || c.Delivered() != 200 {
+		t.Fatalf("release: owed %d delivered %d", c.Owed(), c.Delivered())
 	}
 }
 

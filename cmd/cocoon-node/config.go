@@ -55,6 +55,7 @@ type fileConfig struct {
 		PCCSURL         string   `toml:"pccs_url"`
 		NoCollateral    bool     `toml:"no_collateral"`
 		AttestTTL       duration `toml:"attest_ttl"`
+		MaxAttestations int      `toml:"max_attestations"`
 	} `toml:"tee"`
 
 	Payments struct {
@@ -63,6 +64,9 @@ type fileConfig struct {
 		Testnet          bool     `toml:"testnet"`
 		DevFund          uint64   `toml:"dev_fund"`
 		Deposit          uint64   `toml:"deposit"`
+		FirstDeposit     uint64   `toml:"first_deposit"`
+		UnearnedCap      uint64   `toml:"unearned_cap"`
+		UnearnedIdle     duration `toml:"unearned_idle"`
 		WindowTokens     uint32   `toml:"window_tokens"`
 		Commission       uint32   `toml:"commission"`
 		Quarantine       duration `toml:"quarantine"`
@@ -83,9 +87,11 @@ type fileConfig struct {
 	} `toml:"worker"`
 
 	Limits struct {
-		MaxBodyBytes   int      `toml:"max_body_bytes"`
-		MaxTokens      uint32   `toml:"max_tokens"`
-		RequestTimeout duration `toml:"request_timeout"`
+		MaxBodyBytes      int      `toml:"max_body_bytes"`
+		MaxTokens         uint32   `toml:"max_tokens"`
+		RequestTimeout    duration `toml:"request_timeout"`
+		FirstTokenTimeout duration `toml:"first_token_timeout"`
+		StallTimeout      duration `toml:"stall_timeout"`
 	} `toml:"limits"`
 
 	HTTP struct {
@@ -103,6 +109,12 @@ type fileConfig struct {
 		MaxConns   int `toml:"max_conns"`
 		MaxStreams int `toml:"max_streams"`
 	} `toml:"host"`
+
+	Gossip struct {
+		MaxWorkers int     `toml:"max_workers"`
+		AdmitRate  float64 `toml:"admit_rate"`
+		AdmitBurst int     `toml:"admit_burst"`
+	} `toml:"gossip"`
 }
 
 type fileModel struct {
@@ -245,6 +257,8 @@ func (fc *fileConfig) resolve() (settings, error) {
 	override(&n.MaxBodyBytes, fc.Limits.MaxBodyBytes)
 	override(&n.MaxTokens, fc.Limits.MaxTokens)
 	override(&n.RequestTimeout, fc.Limits.RequestTimeout.Duration)
+	override(&n.FirstTokenTimeout, fc.Limits.FirstTokenTimeout.Duration)
+	override(&n.StallTimeout, fc.Limits.StallTimeout.Duration)
 	fc.resolveHTTP(&n.HTTP)
 	if fc.Listen != nil {
 		s.host.Listen = fc.Listen
@@ -273,6 +287,9 @@ func (fc *fileConfig) resolve() (settings, error) {
 	pc := &n.Payments
 	pc.Testnet = p.Testnet
 	override(&pc.Deposit, p.Deposit)
+	override(&pc.FirstDeposit, p.FirstDeposit)
+	override(&pc.UnearnedCap, p.UnearnedCap)
+	override(&pc.UnearnedIdle, p.UnearnedIdle.Duration)
 	override(&pc.WindowTokens, p.WindowTokens)
 	override(&pc.Commission, p.Commission)
 	override(&pc.Quarantine, p.Quarantine.Duration)
@@ -282,6 +299,10 @@ func (fc *fileConfig) resolve() (settings, error) {
 	override(&pc.DisputeFee, p.DisputeFee)
 	n.AllowUnattested = fc.TEE.AllowUnattested
 	override(&n.AttestTTL, fc.TEE.AttestTTL.Duration)
+	override(&n.MaxAttestations, fc.TEE.MaxAttestations)
+	override(&n.MaxWorkers, fc.Gossip.MaxWorkers)
+	override(&n.AdmitRate, fc.Gossip.AdmitRate)
+	override(&n.AdmitBurst, fc.Gossip.AdmitBurst)
 	return s, nil
 }
 

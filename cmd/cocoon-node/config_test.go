@@ -28,6 +28,10 @@ func TestDefaultConfigFileParsesToDefaults(t *testing.T) {
 			s.host.ConnsHigh != dh.ConnsHigh || s.host.MaxStreams != dh.MaxStreams || len(s.host.Listen) != 2 {
 			t.Errorf("%s: the written defaults differ from node's: %+v %+v", role, s.node, s.host)
 		}
+		if s.node.MaxWorkers != d.MaxWorkers || s.node.AdmitRate != d.AdmitRate || s.node.AdmitBurst != d.AdmitBurst ||
+			s.node.MaxAttestations != d.MaxAttestations {
+			t.Errorf("%s: the written gossip bounds differ from node's: %+v", role, s.node)
+		}
 		if s.node.Payments != d.Payments {
 			t.Errorf("%s: the written payment defaults differ from node's:\n%+v\n%+v", role, s.node.Payments, d.Payments)
 		}

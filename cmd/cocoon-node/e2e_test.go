@@ -24,7 +24,9 @@ import (
 	"github.com/cocoon-mesh/cocoon/internal/syncbuf"
 )
 
-var binaryPath string // built once by TestMain
+// binaryPath is the cocoon-node binary, roguePath the same built with -tags rogue (its run
+// takes --fault-* flags): both built once by TestMain.
+var binaryPath, roguePath string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "cocoon-e2e-bin-")
@@ -36,6 +38,11 @@ func TestMain(m *testing.M) {
 	out, err := exec.Command("go", "build", "-o", binaryPath, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build cocoon-node: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	roguePath = filepath.Join(dir, "cocoon-node-rogue")
+	if out, err := exec.Command("go", "build", "-tags", "rogue", "-o", roguePath, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build the rogue cocoon-node: %v\n%s", err, out)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -63,9 +70,21 @@ func start(t *testing.T, name string, args ...string) *proc {
 // startEnv is start with extra environment variables.
 func startEnv(t *testing.T, name string, env []string, args ...string) *proc {
 	t.Helper()
+	return startBinary(t, binaryPath, name, env, args...)
+}
+
+// startRogue is start of the rogue build, whose run takes --fault-* flags.
+func startRogue(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	return startBinary(t, roguePath, name, nil, args...)
+}
+
+// startBinary runs binary with args and env, and waits until it is ready (see start).
+func startBinary(t *testing.T, binary, name string, env []string, args ...string) *proc {
+	t.Helper()
 	logs := &syncbuf.Buffer{}
 	p := &proc{name: name, done: make(chan struct{}), logs: logs}
-	p.cmd = exec.Command(binaryPath, args...)
+	p.cmd = exec.Command(binary, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = logs
 	stdout, err := p.cmd.StdoutPipe()

@@ -98,9 +98,18 @@ ton_config = ""
 testnet = false
 # Development ledger only: have its faucet fund this node's wallet with this many nanoTON.
 dev_fund = 0
-# What a payer locks in each new channel, nanoTON (1 TON). Under a quarter left, it moves to a
+# The most a payer locks in one channel, nanoTON (1 TON). Under a quarter left, it moves to a
 # new channel and closes the old one.
 deposit = 1000000000
+# Deposits follow trust: the first channel to a payee locks first_deposit (deposit/100 unless
+# set: 0.01 TON), each later one twice what the payee earned before, up to deposit. A proxy
+# opens a worker's channel with the first request it routes there. Channels to payees that
+# have earned nothing lock at most unearned_cap together (16 x first_deposit unless set), and
+# are closed after unearned_idle without a voucher, so a flood of fresh worker identities
+# cannot lock this node's wallet. (An operator's 'channels open' or 'topup' locks deposit.)
+first_deposit = 0
+unearned_cap = 0
+unearned_idle = "1h"
 # A payee's credit window, in completion tokens at each answer's price: it stops serving a payer
 # that owes more. Larger windows wait less for vouchers and risk more; a channel carrying many
 # answers at once can outgrow this one (the log says when answers wait for payment).
@@ -148,6 +157,9 @@ pccs_url = ""
 no_collateral = false
 # How long a peer's verified attestation is used before it is checked again.
 attest_ttl = "1h"
+# Most peers' handshakes kept. Failed ones expire within a minute and are evicted first past
+# the cap, trusted ones never (beyond it handshakes run uncached): keep it above host.max_conns.
+max_attestations = 8192
 
 [worker]
 # Requests run at once.
@@ -158,7 +170,9 @@ price_coefficient = 1000
 backend_url = "http://127.0.0.1:8000/v1"
 backend_api_key = ""
 # With backend_url = "embedded", the built-in engine serves a llama2.c-format checkpoint; the
-# model's id must pin the first 16 hex digits of the file's SHA-256.
+# model's id must pin the first 16 hex digits of the file's SHA-256. It refuses a prompt that
+# cannot fit the model's context before tokenizing it (the built-in model: 128 tokens, at most
+# 1,270 bytes) and a body over 6 x those bytes + 64 KiB.
 # model_file = "model.bin"
 # tokenizer_file = "tokenizer.bin"
 
@@ -176,6 +190,13 @@ max_body_bytes = 4194304
 max_tokens = 32768
 # Time a request gets when the caller sets none.
 request_timeout = "10m"
+# A streamed answer's first chunk must come from a worker within this, or the proxy tries the
+# next worker (a client gives its proxy max_attempts times as long).
+first_token_timeout = "30s"
+# The longest a worker or proxy may send nothing, before the first token or after it: a
+# working one sends a heartbeat after a third of it. A stopped or hung one fails the request
+# over (nothing sent yet) or ends it with an error.
+stall_timeout = "15s"
 
 [host]
 # Connection manager water marks: above conns_high, unprotected connections are trimmed to
@@ -185,6 +206,16 @@ conns_high = 1000
 # Resource manager caps for the whole node; refusals are logged.
 max_conns = 4096
 max_streams = 65536
+
+[gossip]
+# Most workers a proxy routes to, or a client lists; adverts of more are ignored (and logged).
+max_workers = 4096
+# Workers not yet known are taken in from capacity adverts at most this fast: admit_rate a
+# second, admit_burst at once (a proxy dials and attests each). Adverts of unknown workers
+# beyond that are ignored and not forwarded, so a flood of made-up identities stops here.
+# Known workers always pass, and a worker that connects to a proxy needs no share of this.
+admit_rate = 16
+admit_burst = 64
 `
 
 func renderDefaultConfig(role string) string {

@@ -431,7 +431,7 @@ func TestPoorClientIsToldToFundItsWallet(t *testing.T) {
 	start(t, "worker", m.nodeArgs("worker", "worker", append([]string{"--bootstrap", boot, "--backend", echo.url,
 		"--model", "echo-test@v1:none=echo-test", "--prices", "100,50,400,400"}, pay("100000000000")...)...)...)
 	client := start(t, "client", m.nodeArgs("client", "client", append([]string{"--bootstrap", boot, "--api", "127.0.0.1:0",
-		"--min-proxies", "1"}, pay("500000000")...)...)...) // half a TON: a channel locks one
+		"--min-proxies", "1"}, pay("50000000")...)...)...) // 0.05 TON: a first channel locks 0.0625, and fees
 	var status int
 	var body string
 	m.waitFor("the client answers with a payment error", func() bool {
@@ -442,7 +442,7 @@ func TestPoorClientIsToldToFundItsWallet(t *testing.T) {
 		return status != 0 && status != http.StatusServiceUnavailable && status != http.StatusNotFound
 	})
 	if status != http.StatusPaymentRequired || !strings.Contains(body, `"payment_required"`) ||
-		!strings.Contains(body, "cannot fund a payment channel") || !strings.Contains(body, "holds 500000000") ||
+		!strings.Contains(body, "cannot fund a payment channel") || !strings.Contains(body, "holds 50000000") ||
 		!strings.Contains(body, "fund the wallet") {
 		t.Fatalf("status %d: %s", status, body)
 	}

@@ -159,6 +159,7 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var f runFlags
 	f.register(fs)
+	faults := registerFaults(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -226,7 +227,7 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	deps := node.Deps{Host: h, Backend: be, Logger: log, TEE: provider, Verifier: verifier}
+	deps := node.Deps{Host: h, Backend: be, Logger: log, TEE: provider, Verifier: verifier, Faults: faults()}
 	if err := m.attachLedger(ctx, s, ds, &deps, log); err != nil {
 		return err
 	}

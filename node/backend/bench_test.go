@@ -63,7 +63,28 @@ func BenchmarkRewriteBody(b *testing.B) {
 	body := chatBody(words(64))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := rewriteBody(body, serverModel, true, 0); err != nil {
+		if _, _, err := rewriteBody(Request{Endpoint: Chat, Body: body, Stream: true}, serverModel); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeEvent is what reading one streamed event costs the worker, per token.
+func BenchmarkDecodeEvent(b *testing.B) {
+	for b.Loop() {
+		var a answer
+		if err := a.decode(sampleChunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCheckEvents is what the client's check of a frame of four events costs.
+func BenchmarkCheckEvents(b *testing.B) {
+	ev := bytes.Repeat(append(append([]byte("data: "), sampleChunk...), "\n\n"...), 4)
+	b.SetBytes(int64(len(ev)))
+	for b.Loop() {
+		if err := CheckEvents(ev); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -13,5 +13,9 @@
 // Everything read from a model server is treated as untrusted input: the SSE
 // parser (ParseSSE) and the usage parser (ParseUsage) are pure functions with
 // hard size bounds so they can be fuzzed, and client request bodies are
-// rewritten without ever re-encoding the fields the worker does not own.
+// rewritten without ever re-encoding the fields the worker does not own. A
+// whole answer, and every streamed event, must be one valid JSON object (UTF-8
+// strings included), or the call fails with a 502 and the proxy tries another
+// worker; the client node checks what it opens the same way, with CheckAnswer
+// and CheckEvents.
 package backend

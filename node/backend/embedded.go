@@ -21,14 +21,35 @@ type EmbeddedConfig struct {
 	// Stop ends every answer at the first of these, besides the request's own stop sequences
 	// (the built-in model ends a paragraph with a blank line).
 	Stop [][]byte
+	// MaxBodyBytes caps a request body, refused with a 413 before it is read (0: 6 x the
+	// prompt bytes the model's context can hold, the most JSON escaping can inflate them, plus
+	// 64 KiB for the rest of the request).
+	MaxBodyBytes int
 }
+
+// bodySlack is what a request body may hold besides its prompt by default: model, sampling
+// fields, the JSON of the messages.
+const bodySlack = 64 << 10
 
 // Embedded runs requests on the in-process model (package model): the default backend of a
 // local network, and of workers that serve a checkpoint from disk.
+//
+// Work before payment is bounded. A body over MaxBodyBytes is refused before it is read (413).
+// A token decodes to at most the tokenizer's longest piece, so a prompt that fits the context
+// has at most (context - 1 - BOS) x that many bytes: 1,270 for the built-in model (128 tokens,
+// pieces of up to 10 bytes), whose body cap is then 71 KiB. Prompt text is decoded only while it
+// can still fit in bytes, tokenized only once it does, and run only if it fits in tokens (400
+// otherwise, naming the context). A request takes a slot before its body is read, so at most
+// MaxActive are decoded or run at once, and each allocates at most a few times MaxBodyBytes to
+// decode its fields (at most 1024 of them; stop sequences are decoded whole), about 200 bytes
+// per prompt byte to tokenize, the KV cache (2 x layers x context x kv_dim floats) and its
+// answer: under 1 MiB for the built-in model, whatever the request (measured: 0.33 MiB at
+// most; TestEmbeddedWorkPerRequestIsBounded).
 type Embedded struct {
-	cfg    EmbeddedConfig
-	slots  chan struct{}
-	nextID atomic.Uint64
+	cfg         EmbeddedConfig
+	promptBytes int // the most bytes of prompt the context can hold
+	slots       chan struct{}
+	nextID      atomic.Uint64
 }
 
 // NewEmbedded checks cfg and returns the backend.
@@ -45,82 +66,48 @@ func NewEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.MaxTokens <= 0 {
 		cfg.MaxTokens = 256
 	}
-	return &Embedded{cfg: cfg, slots: make(chan struct{}, cfg.MaxActive)}, nil
+	e := &Embedded{cfg: cfg, slots: make(chan struct{}, cfg.MaxActive)}
+	e.promptBytes = e.promptTokens() * cfg.Tokenizer.LongestPiece()
+	if e.promptBytes <= 0 {
+		return nil, fmt.Errorf("backend: the model's context of %d tokens holds no prompt", cfg.Model.Config.SeqLen)
+	}
+	if cfg.MaxBodyBytes < 0 {
+		return nil, fmt.Errorf("backend: negative MaxBodyBytes")
+	}
+	if e.cfg.MaxBodyBytes == 0 {
+		e.cfg.MaxBodyBytes = 6*e.promptBytes + bodySlack
+	}
+	return e, nil
+}
+
+// promptTokens is the most tokens a prompt can have, its BOS included: the model needs room for
+// at least one more.
+func (e *Embedded) promptTokens() int {
+	n := e.cfg.Model.Config.SeqLen - 1
+	if e.cfg.BOS >= 0 {
+		n--
+	}
+	return n
 }
 
 // Health is always fine: the model is in memory.
 func (e *Embedded) Health(context.Context) error { return nil }
 
-// embeddedRequest is what the engine reads from an OpenAI request.
-type embeddedRequest struct {
-	Messages []struct {
-		Role    string          `json:"role"`
-		Content json.RawMessage `json:"content"`
-	} `json:"messages"`
-	Prompt              json.RawMessage `json:"prompt"`
-	MaxTokens           *int            `json:"max_tokens"`
-	MaxCompletionTokens *int            `json:"max_completion_tokens"`
-	Temperature         *float32        `json:"temperature"`
-	TopP                *float32        `json:"top_p"`
-	Seed                *uint64         `json:"seed"`
-	Stop                json.RawMessage `json:"stop"`
-}
-
 // Generate runs one OpenAI request and answers in OpenAI's shapes, with exact usage.
 func (e *Embedded) Generate(ctx context.Context, r Request, emit func(Chunk) error) (Usage, error) {
-	var req embeddedRequest
-	if err := json.Unmarshal(r.Body, &req); err != nil {
-		return Usage{}, errorf(400, "request body is not valid JSON: %v", err)
+	if len(r.Body) > e.cfg.MaxBodyBytes {
+		return Usage{}, errorf(413, "the request body is %d bytes, over the embedded engine's limit of %d: the model's context of %d tokens holds at most %d bytes of prompt",
+			len(r.Body), e.cfg.MaxBodyBytes, e.cfg.Model.Config.SeqLen, e.promptBytes)
 	}
-	text, err := promptText(r.Endpoint, &req)
-	if err != nil {
-		return Usage{}, err
-	}
-	ids, err := e.cfg.Tokenizer.Encode([]byte(text))
-	if err != nil {
-		return Usage{}, errorf(400, "%v", err)
-	}
-	if e.cfg.BOS >= 0 {
-		ids = append([]int{e.cfg.BOS}, ids...)
-	}
-	gen := model.Request{Prompt: ids, MaxTokens: e.cfg.MaxTokens, EOS: e.cfg.EOS}
-	switch {
-	case req.MaxCompletionTokens != nil:
-		gen.MaxTokens = *req.MaxCompletionTokens
-	case req.MaxTokens != nil:
-		gen.MaxTokens = *req.MaxTokens
-	}
-	if r.MaxTokens > 0 {
-		gen.MaxTokens = min(gen.MaxTokens, int(r.MaxTokens))
-	}
-	if gen.MaxTokens < 0 {
-		return Usage{}, errorf(400, "max_tokens must not be negative")
-	}
-	gen.Sampling.Temperature = 1
-	if req.Temperature != nil {
-		gen.Sampling.Temperature = *req.Temperature
-	}
-	if req.TopP != nil {
-		gen.Sampling.TopP = *req.TopP
-	}
-	if req.Seed != nil {
-		gen.Sampling.Seed = *req.Seed
-	} else {
-		gen.Sampling.Seed = uint64(time.Now().UnixNano())
-	}
-	if gen.Stop, err = stops(req.Stop); err != nil {
-		return Usage{}, err
-	}
-	gen.Stop = append(gen.Stop, e.cfg.Stop...)
-	if r.Endpoint == Chat {
-		gen.Stop = append(gen.Stop, []byte(model.ChatStop))
-	}
-
 	select {
 	case e.slots <- struct{}{}:
 		defer func() { <-e.slots }()
 	default:
 		return Usage{}, errorf(503, "embedded engine busy: %d requests running", cap(e.slots))
+	}
+	gen, err := e.parse(r)
+	if err != nil {
+		return Usage{}, err
 	}
 
 	a := newAnswerWriter(r, e.cfg.ModelID, fmt.Sprintf("cmpl-%d", e.nextID.Add(1)))
@@ -132,8 +119,8 @@ func (e *Embedded) Generate(ctx context.Context, r Request, emit func(Chunk) err
 		}
 		return emit(Chunk{Data: a.chunk(string(piece), ""), Tokens: tokens})
 	})
-	if err == model.ErrContextFull {
-		return Usage{}, errorf(400, "the prompt (%d tokens) does not fit the model's context of %d", len(ids), e.cfg.Model.Config.SeqLen)
+	if err == model.ErrContextFull { // parse checked: a model whose context another check missed
+		return Usage{}, errorf(400, "the prompt (%d tokens) does not fit the model's context of %d tokens", len(gen.Prompt), e.cfg.Model.Config.SeqLen)
 	}
 	if err != nil {
 		return Usage{}, err
@@ -145,63 +132,6 @@ func (e *Embedded) Generate(ctx context.Context, r Request, emit func(Chunk) err
 		err = emit(Chunk{Data: a.whole(string(whole), res.FinishReason, u), Tokens: u.Completion})
 	}
 	return u, err
-}
-
-// promptText renders the request as the text the model continues.
-func promptText(ep Endpoint, req *embeddedRequest) (string, error) {
-	if ep == Completion {
-		var s string
-		if err := json.Unmarshal(req.Prompt, &s); err == nil {
-			return s, nil
-		}
-		var list []string
-		if err := json.Unmarshal(req.Prompt, &list); err == nil && len(list) == 1 {
-			return list[0], nil
-		}
-		return "", errorf(400, "prompt must be a string (or a list of one)")
-	}
-	if len(req.Messages) == 0 {
-		return "", errorf(400, "messages must not be empty")
-	}
-	msgs := make([]model.Message, 0, len(req.Messages))
-	for _, m := range req.Messages {
-		var text string
-		if err := json.Unmarshal(m.Content, &text); err != nil {
-			var parts []struct {
-				Type, Text string
-			}
-			if err := json.Unmarshal(m.Content, &parts); err != nil {
-				return "", errorf(400, "message content must be text or a list of text parts")
-			}
-			for _, p := range parts {
-				if p.Type == "text" {
-					text += p.Text
-				}
-			}
-		}
-		msgs = append(msgs, model.Message{Role: m.Role, Content: text})
-	}
-	return model.ChatPrompt(msgs), nil
-}
-
-// stops reads OpenAI's "stop": a string or a list of up to 4.
-func stops(raw json.RawMessage) ([][]byte, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
-	}
-	var one string
-	if json.Unmarshal(raw, &one) == nil {
-		return [][]byte{[]byte(one)}, nil
-	}
-	var list []string
-	if err := json.Unmarshal(raw, &list); err != nil || len(list) > 4 {
-		return nil, errorf(400, "stop must be a string or a list of at most 4 strings")
-	}
-	out := make([][]byte, len(list))
-	for i, s := range list {
-		out[i] = []byte(s)
-	}
-	return out, nil
 }
 
 // answerWriter renders OpenAI response objects for one request.

@@ -6,7 +6,19 @@ import (
 	"errors"
 	"testing"
 	"testing/iotest"
+
+	"github.com/cocoon-mesh/cocoon/model"
+	"github.com/cocoon-mesh/cocoon/model/modeltest"
 )
+
+// syntheticModel is a small model for the byte tokenizer, with a context of 64 tokens.
+func syntheticModel(tb testing.TB) *model.Model {
+	m, err := modeltest.Synthetic(16, 32, 1, 4, 2, 256, 64)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
 
 func FuzzParseSSE(f *testing.F) {
 	for _, s := range []string{
@@ -94,7 +106,7 @@ func FuzzRewriteBody(f *testing.F) {
 		f.Add([]byte(s), false)
 	}
 	f.Fuzz(func(t *testing.T, in []byte, stream bool) {
-		out, err := rewriteBody(in, "srv", stream, 0)
+		out, _, err := rewriteBody(Request{Endpoint: Chat, Body: in, Stream: stream}, "srv")
 		if err != nil {
 			var be *Error
 			if !errors.As(err, &be) || be.Status != 400 {
@@ -133,6 +145,39 @@ func FuzzRewriteBody(f *testing.F) {
 		}
 		if len(after) < len(before) {
 			t.Fatalf("members lost: %s -> %s", in, out)
+		}
+	})
+}
+
+func FuzzEmbeddedParse(f *testing.F) {
+	for _, s := range []string{
+		`{"prompt":"hello","max_tokens":3,"stop":["a","b"],"temperature":0.5,"seed":1}`,
+		`{"messages":[{"role":"system","content":"x"},{"role":"user","content":[{"type":"text","text":"y"}]}],"n":1}`,
+		`{"prompt":["a"]}`, `{"prompt":["a","b"]}`, `{"messages":[{"content":null}]}`, `{"prompt":"\u0000\u00e9"}`,
+		`{"messages":[{"role":"user","content":"hi","role":"x"}],"best_of":2}`, `{"prompt":"a","prompt":"b"}`,
+	} {
+		f.Add([]byte(s), true)
+		f.Add([]byte(s), false)
+	}
+	e, err := NewEmbedded(EmbeddedConfig{Model: syntheticModel(f), Tokenizer: modeltest.Bytes(), ModelID: "toy@test:0", BOS: 1, EOS: -1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, chat bool) {
+		ep := Completion
+		if chat {
+			ep = Chat
+		}
+		gen, err := e.parse(Request{Endpoint: ep, Body: body})
+		if err != nil {
+			var be *Error
+			if !errors.As(err, &be) || be.Status != 400 || be.Message == "" {
+				t.Fatalf("%q: %v, want a 400 *Error", body, err)
+			}
+			return
+		}
+		if !json.Valid(body) || len(gen.Prompt) == 0 || len(gen.Prompt) > e.promptTokens() || gen.Prompt[0] != 1 || gen.MaxTokens < 0 {
+			t.Fatalf("%q accepted as %d prompt tokens (at most %d), max_tokens %d", body, len(gen.Prompt), e.promptTokens(), gen.MaxTokens)
 		}
 	})
 }

@@ -175,7 +175,7 @@ func (h *HTTP) Generate(ctx context.Context, r Request, emit func(Chunk) error) 
 	if !ok {
 		return Usage{}, errorf(404, "model %q is not served here", r.Model)
 	}
-	body, err := rewriteBody(r.Body, name, r.Stream, r.MaxTokens)
+	body, limit, err := rewriteBody(r, name)
 	if err != nil {
 		return Usage{}, err
 	}
@@ -213,9 +213,9 @@ func (h *HTTP) Generate(ctx context.Context, r Request, emit func(Chunk) error) 
 		return Usage{}, statusError(resp)
 	}
 	if r.Stream {
-		return h.stream(ctx, callCtx, cancel, r, resp, emit)
+		return h.stream(ctx, callCtx, cancel, r, limit, resp, emit)
 	}
-	return h.whole(ctx, callCtx, r, resp, emit)
+	return h.whole(ctx, callCtx, r, limit, resp, emit)
 }
 
 // failure turns a transport error into the error Generate returns: the
@@ -244,8 +244,8 @@ func (h *HTTP) failure(ctx, callCtx context.Context, what string, err error) err
 	return errorf(502, "%s: %v", what, err)
 }
 
-// whole handles a non-stream answer.
-func (h *HTTP) whole(ctx, callCtx context.Context, r Request, resp *http.Response, emit func(Chunk) error) (Usage, error) {
+// whole handles a non-stream answer; limit caps its completion tokens (-1: no cap).
+func (h *HTTP) whole(ctx, callCtx context.Context, r Request, limit int, resp *http.Response, emit func(Chunk) error) (Usage, error) {
 	data, err := readCapped(resp.Body, h.maxBody)
 	if err != nil {
 		return Usage{}, h.failure(ctx, callCtx, "read response", err)
@@ -258,26 +258,28 @@ func (h *HTTP) whole(ctx, callCtx context.Context, r Request, resp *http.Respons
 	if a.failed() {
 		return Usage{}, a.err(502)
 	}
+	line, _ := compactLine(data) // data is valid JSON (decode checked it), so it compacts
 	u, ok := usageOf(a.Usage)
 	if !ok {
-		u = Usage{
+		u = clampEstimate(Usage{
 			Prompt:     estimateTokens(len(r.Body)),
 			Completion: estimateTokens(a.textLen()),
 			Estimated:  true,
-		}
+		}, limit, len(r.Body), len(line))
+	} else if err := CheckUsage(u, limit, len(r.Body), len(line)); err != nil {
+		return Usage{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return Usage{}, fmt.Errorf("backend: aborted: %w", err)
 	}
-	line, _ := compactLine(data) // data passed json.Valid, so it compacts
 	if err := emit(Chunk{Data: line, Tokens: u.Completion}); err != nil {
 		return Usage{}, err
 	}
 	return u, nil
 }
 
-// stream handles an SSE answer.
-func (h *HTTP) stream(ctx, callCtx context.Context, cancel context.CancelFunc, r Request, resp *http.Response, emit func(Chunk) error) (Usage, error) {
+// stream handles an SSE answer; limit caps its completion tokens (-1: no cap).
+func (h *HTTP) stream(ctx, callCtx context.Context, cancel context.CancelFunc, r Request, limit int, resp *http.Response, emit func(Chunk) error) (Usage, error) {
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" {
 		// The server ignored "stream": true, or reported an error with a
 		// 2xx status; either way there is no stream to relay.
@@ -288,70 +290,12 @@ func (h *HTTP) stream(ctx, callCtx context.Context, cancel context.CancelFunc, r
 		}
 		return Usage{}, errorf(502, "server answered a stream request without a stream")
 	}
-
-	var (
-		u          Usage
-		haveUsage  bool
-		done       bool
-		chunks     int // chunks emitted
-		content    int // chunks that carried generated content
-		tokens     int // sum of Chunk.Tokens so far
-		emitErr    error
-		errStopped = errors.New("stopped") // ends ParseSSE from the callback
-	)
-	err := parseSSE(resp.Body, h.maxBody, func(data []byte, more bool) error {
-		data = bytes.TrimSpace(data)
-		if len(data) == 0 {
-			return nil
-		}
-		if string(data) == "[DONE]" {
-			done = true
-			return errStopped
-		}
-		var a answer
-		if err := a.decodeEvent(data); err != nil {
-			return err
-		}
-		if a.failed() {
-			return a.err(502)
-		}
-		cu, hasU := usageOf(a.Usage)
-		if hasU {
-			u, haveUsage = cu, true
-			if len(a.Choices) == 0 {
-				return nil // usage-only chunk: metered, not relayed
-			}
-		}
-		n := 0
-		if a.hasContent() {
-			content++
-			n = 1
-		}
-		if hasU {
-			// The server counts for us (usage on every chunk, or on the
-			// last content chunk): attribute what it reports beyond what
-			// was already attributed, so chunk tokens add up to its total.
-			n = max(0, cu.Completion-tokens)
-		}
-		if ctx.Err() != nil {
-			return ctx.Err() // buffered events must not outlive a cancel
-		}
-		chunks++
-		tokens += n
-		line, ok := compactLine(data)
-		if !ok {
-			return errorf(502, "server sent an event that is not one JSON object")
-		}
-		if err := emit(Chunk{Data: line, Tokens: n, More: more}); err != nil {
-			emitErr = err
-			return errStopped
-		}
-		return nil
-	})
+	m := meter{ctx: ctx, limit: limit, body: len(r.Body), emit: emit}
+	err := parseSSE(resp.Body, h.maxBody, m.event)
 	switch {
-	case emitErr != nil:
-		return Usage{}, emitErr
-	case done:
+	case m.emitErr != nil:
+		return Usage{}, m.emitErr
+	case m.done:
 		// Let the connection go back to the pool: read the end of the
 		// body, but never wait on a server that keeps it open.
 		t := time.AfterFunc(drainWait, cancel)
@@ -361,13 +305,97 @@ func (h *HTTP) stream(ctx, callCtx context.Context, cancel context.CancelFunc, r
 		return Usage{}, h.failure(ctx, callCtx, "stream", err)
 	case ctx.Err() != nil:
 		return Usage{}, fmt.Errorf("backend: stream aborted: %w", ctx.Err())
-	case chunks == 0 && !haveUsage:
+	case m.chunks == 0 && !m.haveUsage:
 		return Usage{}, errorf(502, "stream ended without any data")
 	}
-	if !haveUsage {
-		u = Usage{Prompt: estimateTokens(len(r.Body)), Completion: content, Estimated: true}
+	if !m.haveUsage {
+		return clampEstimate(Usage{Prompt: estimateTokens(len(r.Body)), Completion: m.content, Estimated: true}, limit, len(r.Body), m.relayed), nil
 	}
-	return u, nil
+	if err := CheckUsage(m.usage, limit, len(r.Body), m.relayed); err != nil {
+		return Usage{}, err
+	}
+	return m.usage, nil
+}
+
+// errStopped ends parseSSE from a meter's callback.
+var errStopped = errors.New("stopped")
+
+// meter reads one stream's events: it relays each as a Chunk and attributes tokens to it,
+// keeping their sum within CheckUsage's bounds at every chunk, not only at the end, because
+// the worker bills as it relays.
+type meter struct {
+	ctx   context.Context
+	limit int // completion tokens at most, -1: no cap
+	body  int // bytes of the request body
+	emit  func(Chunk) error
+
+	usage     Usage // the server's last usage report
+	haveUsage bool
+	done      bool  // [DONE] seen
+	chunks    int   // chunks emitted
+	content   int   // chunks that carried generated content
+	tokens    int   // sum of Chunk.Tokens so far
+	relayed   int   // bytes of Chunk.Data so far
+	emitErr   error // emit's error, returned as is
+}
+
+// event handles one SSE event's data.
+func (m *meter) event(data []byte, more bool) error {
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 {
+		return nil
+	}
+	if string(data) == "[DONE]" {
+		m.done = true
+		return errStopped
+	}
+	var a answer
+	if err := a.decode(data); err != nil {
+		return err
+	}
+	if a.failed() {
+		return a.err(502)
+	}
+	cu, hasU := usageOf(a.Usage)
+	if hasU {
+		m.usage, m.haveUsage = cu, true
+		if len(a.Choices) == 0 {
+			return nil // usage-only chunk: metered, not relayed
+		}
+	}
+	n := 0
+	if a.hasContent() {
+		m.content++
+		n = 1
+	}
+	if m.ctx.Err() != nil {
+		return m.ctx.Err() // buffered events must not outlive a cancel
+	}
+	line, ok := compactLine(data)
+	if !ok {
+		return errorf(502, "server sent an event that is not one JSON object")
+	}
+	m.chunks++
+	m.relayed += len(line)
+	if hasU {
+		// The server counts for us (usage on every chunk, or on the last content chunk):
+		// attribute what it reports beyond what was already attributed, so chunk tokens add
+		// up to its total, and refuse a count no answer this size can have.
+		n = max(0, cu.Completion-m.tokens)
+		claim := cu
+		claim.Completion = m.tokens + n
+		if err := CheckUsage(claim, m.limit, m.body, m.relayed); err != nil {
+			return err
+		}
+	} else {
+		n = clampEstimate(Usage{Completion: m.tokens + n}, m.limit, m.body, m.relayed).Completion - m.tokens
+	}
+	m.tokens += n
+	if err := m.emit(Chunk{Data: line, Tokens: n, More: more}); err != nil {
+		m.emitErr = err
+		return errStopped
+	}
+	return nil
 }
 
 // readCapped reads all of rd, failing with ErrTooLarge beyond max bytes.

@@ -38,21 +38,10 @@ type message struct {
 	FunctionCall     json.RawMessage `json:"function_call"`
 }
 
-// decode parses one JSON object from the server; anything else is a 502.
+// decode parses one JSON object from the server, a whole answer or one streamed event;
+// anything else, down to a bad byte in a string, is a 502. The skimmer validates as it walks,
+// so this costs one pass.
 func (a *answer) decode(data []byte) error {
-	if len(data) == 0 || data[0] != '{' {
-		return errorf(502, "server sent a non-object where a JSON object was expected")
-	}
-	if !json.Valid(data) {
-		return errorf(502, "server sent invalid JSON")
-	}
-	return skimAnswer(data, a)
-}
-
-// decodeEvent parses one streamed event. Unlike decode it does not validate every scalar
-// (that would double the cost of metering each token): the skimmer checks the structure it
-// walks, and the event is relayed as the server wrote it.
-func (a *answer) decodeEvent(data []byte) error {
 	if len(data) == 0 || data[0] != '{' {
 		return errorf(502, "server sent a non-object where a JSON object was expected")
 	}

@@ -14,9 +14,14 @@ type field struct {
 	value  []byte
 }
 
-// objectFields splits a JSON object, which the caller has checked with json.Valid, into its
-// members, in order. The bytes of keys and values are sub-slices of obj, exactly as written, so
-// re-emitting them changes nothing (encoding/json would compact and HTML-escape them).
+// maxFields bounds the members of an object objectFields splits, and so its memory: no OpenAI
+// request has more than a few dozen.
+const maxFields = 1024
+
+// objectFields splits a JSON object into its members, in order, and fails unless obj is one
+// valid JSON object (the scanner validates every value it steps over). The bytes of keys and
+// values are sub-slices of obj, exactly as written, so re-emitting them changes nothing
+// (encoding/json would compact and HTML-escape them).
 // Duplicate keys are refused: different JSON parsers keep the first or the last one, and that
 // ambiguity would let a client smuggle a second "model" past the rewrite.
 func objectFields(obj []byte) ([]field, error) {
@@ -27,7 +32,7 @@ func objectFields(obj []byte) ([]field, error) {
 	var fields []field
 	var seen map[string]bool // only for objects with many members: a scan is cheaper below that
 	var err error
-	_, serr := eachMember(obj, i, func(rawKey, value []byte) {
+	serr := eachMemberOf(obj, func(rawKey, value []byte) {
 		if err != nil {
 			return
 		}
@@ -48,6 +53,10 @@ func objectFields(obj []byte) ([]field, error) {
 		}
 		if dup {
 			err = errorf(400, "duplicate field %q in request body", key)
+			return
+		}
+		if len(fields) == maxFields {
+			err = errorf(400, "request body has more than %d fields in one object", maxFields)
 			return
 		}
 		fields = append(fields, field{key: key, rawKey: rawKey, value: value})
@@ -108,34 +117,34 @@ func appendObject(dst []byte, fields []field) []byte {
 // (stream_options.include_usage) because the worker must meter it; other
 // stream_options keys are kept. A non-stream call sends "stream": false and
 // no stream_options, which servers reject without a stream. Every other
-// member passes through byte for byte, except that a maxTokens above zero caps max_tokens and
-// max_completion_tokens (the limit the request was routed and priced with). Errors are *Error
-// with status 400.
-func rewriteBody(body []byte, model string, stream bool, maxTokens uint32) ([]byte, error) {
-	if !json.Valid(body) {
-		return nil, errorf(400, "request body is not valid JSON")
-	}
-	fields, err := objectFields(body)
+// member passes through byte for byte, except that r.MaxTokens above zero caps max_tokens and
+// max_completion_tokens (the limit the request was routed and priced with). Fan-out is refused
+// (checkFanOut). It returns the body and the most completion tokens it allows, -1 for no limit.
+// Errors are *Error with status 400.
+func rewriteBody(r Request, model string) ([]byte, int, error) {
+	fields, err := objectFields(r.Body)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	if err := checkFanOut(r.Endpoint, fields); err != nil {
+		return nil, 0, err
 	}
 	name, err := json.Marshal(model)
 	if err != nil {
-		return nil, errorf(500, "cannot encode model name: %v", err)
+		return nil, 0, errorf(500, "cannot encode model name: %v", err)
 	}
 	fields = set(fields, "model", name)
-	if maxTokens > 0 {
-		if fields, err = capTokens(fields, maxTokens); err != nil {
-			return nil, err
-		}
+	fields, limit, err := capTokens(fields, r.MaxTokens)
+	if err != nil {
+		return nil, 0, err
 	}
-	if stream {
+	if r.Stream {
 		fields = set(fields, "stream", []byte("true"))
 		var opts []field
 		for _, f := range fields {
 			if f.key == "stream_options" && len(f.value) > 0 && f.value[0] == '{' {
 				if opts, err = objectFields(f.value); err != nil {
-					return nil, errorf(400, "stream_options: %s", err.(*Error).Message)
+					return nil, 0, errorf(400, "stream_options: %s", err.(*Error).Message)
 				}
 			}
 		}
@@ -145,30 +154,77 @@ func rewriteBody(body []byte, model string, stream bool, maxTokens uint32) ([]by
 		fields = set(fields, "stream", []byte("false"))
 		fields = remove(fields, "stream_options")
 	}
-	return appendObject(make([]byte, 0, len(body)+64), fields), nil
+	return appendObject(make([]byte, 0, len(r.Body)+64), fields), limit, nil
 }
 
-// capTokens makes the body's token limits no larger than limit, adding max_tokens if the body
-// has neither field.
-func capTokens(fields []field, limit uint32) ([]field, error) {
-	capped := false
-	for _, key := range []string{"max_tokens", "max_completion_tokens"} {
+// capTokens makes the body's token limits no larger than limit when it is above zero, adding
+// max_tokens if the body has neither field, and returns the tightest limit the body then sets,
+// -1 for none.
+func capTokens(fields []field, limit uint32) ([]field, int, error) {
+	tightest := int64(-1)
+	for _, key := range [...]string{"max_tokens", "max_completion_tokens"} {
 		for _, f := range fields {
 			if f.key != key || string(f.value) == "null" {
 				continue
 			}
 			v, err := strconv.ParseInt(string(f.value), 10, 64) // a JSON integer, as json.Unmarshal into int64 takes it
 			if err != nil || v < 0 {
-				return nil, errorf(400, "%s must be a non-negative whole number", key)
+				return nil, 0, errorf(400, "%s must be a non-negative whole number", key)
 			}
-			if v > int64(limit) {
+			if limit > 0 && v > int64(limit) {
 				fields = set(fields, key, strconv.AppendUint(nil, uint64(limit), 10))
+				v = int64(limit)
 			}
-			capped = true
+			if tightest < 0 || v < tightest {
+				tightest = v
+			}
 		}
 	}
-	if !capped {
+	if tightest < 0 && limit > 0 {
 		fields = set(fields, "max_tokens", strconv.AppendUint(nil, uint64(limit), 10))
+		tightest = int64(limit)
 	}
-	return fields, nil
+	return fields, int(min(tightest, maxCount)), nil
+}
+
+// checkFanOut refuses the fields that turn one request into several completions on the GPU:
+// n and best_of other than 1, and (for completions) a list of more than one prompt. The worker
+// is paid for one answer, and a proxy or client that skipped its own checks must not make it
+// run more.
+func checkFanOut(ep Endpoint, fields []field) error {
+	for _, f := range fields {
+		switch f.key {
+		case "n", "best_of":
+			if string(f.value) == "null" {
+				continue
+			}
+			if v, err := strconv.ParseFloat(string(f.value), 64); err != nil || v != 1 {
+				return errorf(400, "%s must be 1 or absent, not %.40s: one request runs one completion; send one request per completion wanted", f.key, f.value)
+			}
+		case "prompt":
+			if n := promptCount(f.value); ep == Completion && n > 1 {
+				return errorf(400, "prompt must be one prompt, not a list of %d: send one request per prompt", n)
+			}
+		}
+	}
+	return nil
+}
+
+// promptCount is how many prompts a completions "prompt" holds: a string or a list of token
+// ids is one, a list of strings or of token lists one per element.
+func promptCount(v []byte) int {
+	if v[0] != '[' {
+		return 1
+	}
+	n := 0
+	for i := skipWS(v, 1); i < len(v) && v[i] != ']'; n++ {
+		if v[i] != '"' && v[i] != '[' {
+			return 1 // token ids
+		}
+		i = skipWS(v, skipValue(v, i, 2)) // v is valid: the body was scanned
+		if i < len(v) && v[i] == ',' {
+			i = skipWS(v, i+1)
+		}
+	}
+	return n
 }

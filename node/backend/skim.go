@@ -3,90 +3,24 @@ package backend
 import (
 	"bytes"
 	"encoding/json"
-	"unicode/utf8"
 )
 
 // A skimmer for the few fields the backend reads from each answer. encoding/json decodes a
 // stream chunk in about 1.6 us, and a worker meters every token it relays; this walk takes a
-// fraction of that. It checks structure (strings, brackets, separators) and never reads out of
-// bounds, whatever the input, but it does not validate scalars: a whole answer is checked with
-// json.Valid first, while streamed events are relayed as the backend sent them, as any proxy
-// would. FuzzSkimMatchesEncodingJSON holds it to encoding/json's answers on valid JSON.
+// fraction of that. It walks with the validating scanner (scan.go), so an answer it accepts is
+// one valid JSON object, scalars and UTF-8 included: garbage fails the call rather than being
+// relayed. It never reads out of bounds, whatever the input. FuzzSkimMatchesEncodingJSON holds
+// it to encoding/json's answers on valid JSON.
 
 // errSkim reports input whose structure the skimmer could not follow.
 var errSkim = errorf(502, "server sent malformed JSON")
 
-// skipWS returns the index of the first non-space byte at or after i.
-func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index just past the string that opens at b[i], or -1.
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return -1
-}
-
-// skipValue returns the index just past the value that starts at b[i] (i < len(b)), or -1.
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		var small [32]byte
-		open := small[:0] // the brackets still open, innermost last
-		for i < len(b) {
-			switch c := b[i]; c {
-			case '"':
-				if i = skipString(b, i); i < 0 {
-					return -1
-				}
-				continue
-			case '{', '[':
-				open = append(open, c)
-			case '}', ']':
-				if len(open) == 0 || open[len(open)-1] != c-2 { // '{'+2 == '}', '['+2 == ']'
-					return -1
-				}
-				open = open[:len(open)-1]
-				if len(open) == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return -1
-	case ',', '}', ']', ':':
-		return -1
-	}
-	start := i
-	for i < len(b) {
-		switch b[i] {
-		case ',', '}', ']', ' ', '\t', '\r', '\n':
-			if i == start {
-				return -1
-			}
-			return i
-		}
-		i++
-	}
-	return i
-}
-
-// eachMember calls fn for every member of the object that starts at b[i] (b[i] == '{'), with
-// the raw key (quotes included) and the raw value, in order, and returns the index just past
-// the object, or errSkim.
-func eachMember(b []byte, i int, fn func(rawKey, value []byte)) (int, error) {
+// walkMembers walks the object that starts at b[i] (b[i] == '{'): for each member, in order,
+// it calls fn with the raw key (quotes included) and the index of the value, and fn returns the
+// index just past the value, having checked it, or -1 to stop. walkMembers returns the index
+// just past the object, or errSkim. Skimmers that look into a value walk it in fn, so no byte
+// is scanned twice.
+func walkMembers(b []byte, i int, fn func(rawKey []byte, v int) int) (int, error) {
 	i = skipWS(b, i+1)
 	if i < len(b) && b[i] == '}' {
 		return i + 1, nil
@@ -107,11 +41,10 @@ func eachMember(b []byte, i int, fn func(rawKey, value []byte)) (int, error) {
 		if v >= len(b) {
 			return 0, errSkim
 		}
-		end := skipValue(b, v)
+		end := fn(b[i:k], v)
 		if end < 0 {
 			return 0, errSkim
 		}
-		fn(b[i:k], b[v:end])
 		i = skipWS(b, end)
 		switch {
 		case i >= len(b):
@@ -124,6 +57,19 @@ func eachMember(b []byte, i int, fn func(rawKey, value []byte)) (int, error) {
 			return 0, errSkim
 		}
 	}
+}
+
+// eachMember calls fn for every member of the object that starts at b[i] (b[i] == '{', the
+// document's top level), with the raw key (quotes included) and the raw value, in order, and
+// returns the index just past the object, or errSkim.
+func eachMember(b []byte, i int, fn func(rawKey, value []byte)) (int, error) {
+	return walkMembers(b, i, func(k []byte, v int) int {
+		end := skipValue(b, v, 1)
+		if end >= 0 {
+			fn(k, b[v:end])
+		}
+		return end
+	})
 }
 
 // eachMemberOf is eachMember over a whole value that must be one object and nothing else.
@@ -156,30 +102,50 @@ func keyIs(rawKey []byte, want string) bool {
 	return bytes.EqualFold(k, []byte(want))
 }
 
-// skimAnswer fills a from a valid JSON object, as json.Unmarshal(data, a) would.
+// skimAnswer fills a from a JSON object, as json.Unmarshal(data, a) would, and fails on
+// anything that is not one valid JSON object. As in encoding/json, a syntax error anywhere wins
+// over a field of the wrong type.
 func skimAnswer(data []byte, a *answer) error {
-	var err error
-	serr := eachMemberOf(data, func(k, v []byte) {
-		switch {
-		case err != nil:
-		case keyIs(k, "object"):
-			err = skimString(v, &a.Object)
-		case keyIs(k, "choices"):
-			err = skimChoices(v, a)
-		case keyIs(k, "usage"):
-			a.Usage = v
-		case keyIs(k, "error"):
-			a.Error = v
-		case keyIs(k, "message"):
-			a.Message = v
-		case keyIs(k, "code"):
-			a.Code = v
-		}
-	})
-	if serr != nil {
-		return serr
+	i := skipWS(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return errSkim
 	}
-	return err
+	var shape error
+	end, err := walkMembers(data, i, func(k []byte, v int) int {
+		if keyIs(k, "choices") {
+			end, err := skimChoices(data, v, a)
+			if err == errShape {
+				shape, end = err, skipValue(data, v, 1)
+			}
+			return end
+		}
+		end := skipValue(data, v, 1)
+		if end < 0 {
+			return -1
+		}
+		switch val := data[v:end]; {
+		case keyIs(k, "object"):
+			if err := skimString(val, &a.Object); err != nil {
+				shape = err
+			}
+		case keyIs(k, "usage"):
+			a.Usage = val
+		case keyIs(k, "error"):
+			a.Error = val
+		case keyIs(k, "message"):
+			a.Message = val
+		case keyIs(k, "code"):
+			a.Code = val
+		}
+		return end
+	})
+	switch {
+	case err != nil:
+		return err
+	case skipWS(data, end) != len(data):
+		return errSkim
+	}
+	return shape
 }
 
 // errShape is what encoding/json would report as a type mismatch.
@@ -194,85 +160,109 @@ func skimString(v []byte, dst *string) error {
 		return errShape
 	}
 	inner := v[1 : len(v)-1]
-	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+	if bytes.IndexByte(inner, '\\') < 0 { // the scanner checked the UTF-8
 		*dst = string(inner)
 		return nil
 	}
 	return json.Unmarshal(v, dst)
 }
 
-func skimChoices(v []byte, a *answer) error {
-	switch v[0] {
+// skimChoices reads the "choices" value at b[i] (in the top-level object) into a, and returns
+// the index just past it; -1 with errSkim or errShape when it is not a valid array of choices.
+func skimChoices(b []byte, i int, a *answer) (int, error) {
+	switch b[i] {
 	case 'n':
 		a.Choices = nil
-		return nil
+		return nullAt(b, i)
 	case '[':
 	default:
-		return errShape
+		return -1, errShape
 	}
-	a.Choices = a.Choices[:0]
-	i := skipWS(v, 1)
-	for i < len(v) && v[i] != ']' {
-		end := skipValue(v, i)
-		if end < 0 {
-			return errSkim
-		}
-		var c choice
-		switch v[i] {
-		case '{':
-			var err error
-			_, serr := eachMember(v, i, func(k, val []byte) {
-				switch {
-				case err != nil:
-				case keyIs(k, "text"):
-					c.Text = val
-				case keyIs(k, "delta"):
-					err = skimMessage(val, &c.Delta)
-				case keyIs(k, "message"):
-					err = skimMessage(val, &c.Message)
-				}
-			})
-			if serr != nil {
-				return serr
-			}
-			if err != nil {
-				return err
-			}
-		case 'n':
-		default:
-			return errShape
-		}
-		a.Choices = append(a.Choices, c)
-		i = skipWS(v, end)
-		switch {
-		case i < len(v) && v[i] == ',':
-			i = skipWS(v, i+1)
-		case i < len(v) && v[i] == ']':
-		default:
-			return errSkim
-		}
-	}
-	if a.Choices == nil {
+	if a.Choices = a.Choices[:0]; a.Choices == nil {
 		a.Choices = []choice{}
 	}
-	return nil
+	if i = skipWS(b, i+1); i < len(b) && b[i] == ']' {
+		return i + 1, nil
+	}
+	for {
+		var c choice
+		var end int
+		var err error
+		switch {
+		case i >= len(b):
+			return -1, errSkim
+		case b[i] == '{':
+			end, err = skimChoice(b, i, &c)
+		case b[i] == 'n':
+			end, err = nullAt(b, i)
+		default:
+			return -1, errShape
+		}
+		if err != nil {
+			return -1, err
+		}
+		a.Choices = append(a.Choices, c)
+		switch i = skipWS(b, end); {
+		case i >= len(b):
+			return -1, errSkim
+		case b[i] == ']':
+			return i + 1, nil
+		case b[i] != ',':
+			return -1, errSkim
+		}
+		i = skipWS(b, i+1)
+	}
 }
 
-func skimMessage(v []byte, dst **message) error {
-	switch v[0] {
+// skimChoice reads the choice object at b[i] (an element of "choices") into c.
+func skimChoice(b []byte, i int, c *choice) (int, error) {
+	var shape error
+	end, err := walkMembers(b, i, func(k []byte, v int) int {
+		var dst **message
+		switch {
+		case keyIs(k, "delta"):
+			dst = &c.Delta
+		case keyIs(k, "message"):
+			dst = &c.Message
+		default:
+			end := skipValue(b, v, 3) // in the object, "choices" and the choice
+			if end >= 0 && keyIs(k, "text") {
+				c.Text = b[v:end]
+			}
+			return end
+		}
+		end, err := skimMessage(b, v, dst)
+		if err == errShape {
+			shape, end = err, skipValue(b, v, 3)
+		}
+		return end
+	})
+	if err == nil {
+		err = shape
+	}
+	return end, err
+}
+
+// skimMessage reads the message or delta object at b[i] (in a choice) into *dst.
+func skimMessage(b []byte, i int, dst **message) (int, error) {
+	switch b[i] {
 	case 'n':
 		*dst = nil
-		return nil
+		return nullAt(b, i)
 	case '{':
 	default:
-		return errShape
+		return -1, errShape
 	}
 	if *dst == nil {
 		*dst = &message{}
 	}
 	m := *dst
-	_, err := eachMember(v, 0, func(k, val []byte) {
-		switch {
+	return walkMembers(b, i, func(k []byte, v int) int {
+		end := skipValue(b, v, 4) // in the object, "choices", the choice and the message
+		if end < 0 {
+			return -1
+		}
+		switch val := b[v:end]; {
 		case keyIs(k, "content"):
 			m.Content = val
 		case keyIs(k, "reasoning_content"):
@@ -284,6 +274,14 @@ func skimMessage(v []byte, dst **message) error {
 		case keyIs(k, "function_call"):
 			m.FunctionCall = val
 		}
+		return end
 	})
-	return err
+}
+
+// nullAt returns the index just past the null at b[i].
+func nullAt(b []byte, i int) (int, error) {
+	if end := skipLiteral(b, i, "null"); end >= 0 {
+		return end, nil
+	}
+	return -1, errSkim
 }

@@ -140,3 +140,37 @@ func estimateTokens(n int) int {
 	}
 	return max(1, n/4)
 }
+
+// PromptSlack is how many prompt tokens a call may claim beyond one per byte of its request
+// body: the tokens a chat template adds around the messages.
+const PromptSlack = 256
+
+// CheckUsage holds a backend's usage report to what one call can have used, the bounds a proxy
+// holds a worker's claims to, so an honest worker never claims what its proxy refuses:
+// completion tokens (reasoning included) no more than maxTokens (the call's cap; below zero:
+// none) and no more than answerBytes, the bytes of answer relayed (every token the client is
+// billed for reaches it as at least one byte), and prompt tokens no more than bodyBytes, the
+// request body's size, plus PromptSlack. A claim beyond them is a failing backend: the error is
+// an *Error with status 502 naming the numbers.
+func CheckUsage(u Usage, maxTokens, bodyBytes, answerBytes int) error {
+	switch {
+	case maxTokens >= 0 && u.Completion > maxTokens:
+		return errorf(502, "server claimed %d completion tokens for a call capped at %d", u.Completion, maxTokens)
+	case u.Completion > answerBytes:
+		return errorf(502, "server claimed %d completion tokens for %d bytes of answer", u.Completion, answerBytes)
+	case u.Prompt > bodyBytes+PromptSlack:
+		return errorf(502, "server claimed %d prompt tokens for a request body of %d bytes (at most %d)", u.Prompt, bodyBytes, bodyBytes+PromptSlack)
+	}
+	return nil
+}
+
+// clampEstimate keeps an estimated usage within CheckUsage's bounds: an estimate is the
+// worker's own guess, and guessing high must not make it claim what a proxy refuses.
+func clampEstimate(u Usage, maxTokens, bodyBytes, answerBytes int) Usage {
+	if maxTokens >= 0 {
+		u.Completion = min(u.Completion, maxTokens)
+	}
+	u.Completion = min(u.Completion, answerBytes)
+	u.Prompt = min(u.Prompt, bodyBytes+PromptSlack)
+	return u
+}

@@ -234,7 +234,7 @@ func TestDepositRunsLow(t *testing.T) {
 	defer cancel()
 	const deposit = 40_000 // nanoTON: about 15 of these requests at DevPrices
 	nw, err := Start(ctx, Options{Proxies: 1, Workers: 1, Logger: testLogger(t), Tune: func(c *node.Config) {
-		c.Payments.Deposit = deposit
+		c.Payments.Deposit, c.Payments.FirstDeposit = deposit, deposit
 		c.Payments.WatchEvery = 100 * time.Millisecond
 	}})
 	if err != nil {

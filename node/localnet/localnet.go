@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/node/backend/echo"
 	"github.com/cocoon-mesh/cocoon/node/wire"
+	"github.com/cocoon-mesh/cocoon/routing"
 	"github.com/cocoon-mesh/cocoon/tee"
 	"github.com/cocoon-mesh/cocoon/ton"
 	"github.com/cocoon-mesh/cocoon/ton/chanstore"
@@ -66,6 +69,9 @@ type Options struct {
 	// NodeStore, if set, wraps each node's datastore, given the node's name: a test slows or
 	// holds a node's disk.
 	NodeStore func(name string, d datastore.Batching) datastore.Batching
+	// Faults makes the nodes it names ("proxy1", "worker2", ...) misbehave as it says; the
+	// others are honest.
+	Faults map[string]*node.Faults
 }
 
 // DevPrices are the workers' prices when Options.Prices is zero and payments are on: nanoTON
@@ -82,20 +88,21 @@ type Net struct {
 	Echo             []*echo.Server // the test backends, when no BackendURL was given
 	BackendURLs      []string       // each worker's backend base URL
 
-	dir     string
-	tempDir bool
-	noTEE   bool
-	wrap    func(string, ledger.Ledger) ledger.Ledger           // Options.NodeLedger
-	wrapDS  func(string, datastore.Batching) datastore.Batching // Options.NodeStore
-	cfg     node.Config                                         // every node's config before its role is set
-	boot    []string
-	log     *slog.Logger
-	extra   []*node.Node // clients added by AddClient
-	hosts   []host.Host
-	ledger  *ledger.Embedded // nil without payments
-	stores  []datastore.Batching
-	servers []*http.Server
-	closed  sync.Once
+	dir                   string
+	tempDir               bool
+	noTEE                 bool
+	wrap                  func(string, ledger.Ledger) ledger.Ledger           // Options.NodeLedger
+	wrapDS                func(string, datastore.Batching) datastore.Batching // Options.NodeStore
+	cfg                   node.Config                                         // every node's config before its role is set
+	modelID, backendModel string                                              // what workers advertise, and their backends' name for it
+	boot                  []string
+	log                   *slog.Logger
+	extra                 []*node.Node // clients added by AddClient
+	hosts                 []host.Host
+	ledger                *ledger.Embedded // nil without payments
+	stores                []datastore.Batching
+	servers               []*http.Server
+	closed                sync.Once
 }
 
 // Start brings the network up and returns when the client sees every proxy it wants and every
@@ -168,7 +175,7 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 	for i := range o.Proxies {
 		c := cfg
 		c.Role, c.Bootstrap = node.RoleProxy, boot
-		nd, err := nw.startNode(ctx, fmt.Sprintf("proxy%d", i+1), c, nil, o.Logger)
+		nd, err := nw.startNode(ctx, fmt.Sprintf("proxy%d", i+1), c, nil, o.Faults[fmt.Sprintf("proxy%d", i+1)], o.Logger)
 		if err != nil {
 			return nil, err
 		}
@@ -200,17 +207,18 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 		}
 		c := cfg
 		c.Role, c.Bootstrap = node.RoleWorker, boot
-		nd, err := nw.startNode(ctx, fmt.Sprintf("worker%d", i+1), c, be, o.Logger)
+		name := fmt.Sprintf("worker%d", i+1)
+		nd, err := nw.startNode(ctx, name, c, be, o.Faults[name], o.Logger)
 		if err != nil {
 			return nil, err
 		}
 		nw.Workers = append(nw.Workers, nd)
 		progress(fmt.Sprintf("worker %d/%d up: %s serving %s", i+1, o.Workers, nd.ID(), o.ModelID))
 	}
-	nw.cfg, nw.boot, nw.log = cfg, boot, o.Logger
+	nw.cfg, nw.boot, nw.log, nw.modelID, nw.backendModel = cfg, boot, o.Logger, o.ModelID, o.BackendModel
 	c := cfg
 	c.Role, c.Bootstrap, c.APIAddr = node.RoleClient, boot, o.APIAddr
-	nw.Client, err = nw.startNode(ctx, "client", c, nil, o.Logger)
+	nw.Client, err = nw.startNode(ctx, "client", c, nil, nil, o.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +237,7 @@ func (nw *Net) AddClient(ctx context.Context, tune func(*node.Config)) (*node.No
 	if tune != nil {
 		tune(&c)
 	}
-	nd, err := nw.startNode(ctx, fmt.Sprintf("client%d", len(nw.extra)+2), c, nil, nw.log)
+	nd, err := nw.startNode(ctx, fmt.Sprintf("client%d", len(nw.extra)+2), c, nil, nil, nw.log)
 	if err != nil {
 		return nil, err
 	}
@@ -245,8 +253,38 @@ func (nw *Net) AddClient(ctx context.Context, tune func(*node.Config)) (*node.No
 	return nd, nil
 }
 
+// AddWorker starts one more worker with its own echo backend, misbehaving as faults says (nil:
+// honest), and returns once every proxy routes to it.
+func (nw *Net) AddWorker(ctx context.Context, faults *node.Faults) (*node.Node, error) {
+	url, err := nw.startEcho(0)
+	if err != nil {
+		return nil, err
+	}
+	be, err := backend.NewHTTP(backend.HTTPConfig{BaseURL: url, Models: map[string]string{nw.modelID: nw.backendModel}})
+	if err != nil {
+		return nil, err
+	}
+	c := nw.cfg
+	c.Role, c.Bootstrap = node.RoleWorker, nw.boot
+	nd, err := nw.startNode(ctx, fmt.Sprintf("worker%d", len(nw.Workers)+1), c, be, faults, nw.log)
+	if err != nil {
+		return nil, err
+	}
+	nw.Workers = append(nw.Workers, nd)
+	for _, p := range nw.Proxies {
+		for !slices.ContainsFunc(p.Status().Workers, func(w routing.WorkerStatus) bool { return w.ID == nd.ID() && w.Healthy }) {
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("localnet: added worker not routed to: %w", ctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return nd, nil
+}
+
 // startNode builds one node on its own loopback host with its own datastore.
-func (nw *Net) startNode(ctx context.Context, name string, cfg node.Config, be backend.Backend, log *slog.Logger) (*node.Node, error) {
+func (nw *Net) startNode(ctx context.Context, name string, cfg node.Config, be backend.Backend, faults *node.Faults, log *slog.Logger) (*node.Node, error) {
 	ds, err := leveldb.NewDatastore(filepath.Join(nw.dir, name), nil)
 	if err != nil {
 		return nil, fmt.Errorf("localnet: %s datastore: %w", name, err)
@@ -267,7 +305,7 @@ func (nw *Net) startNode(ctx context.Context, name string, cfg node.Config, be b
 		return nil, err
 	}
 	nw.hosts = append(nw.hosts, h)
-	deps := node.Deps{Host: h, Backend: be, Logger: log.With("node", name)}
+	deps := node.Deps{Host: h, Backend: be, Logger: log.With("node", name), Faults: faults}
 	if nw.ledger != nil {
 		wk, err := ton.LoadOrCreateWalletKey(ctx, d)
 		if err != nil {
@@ -353,9 +391,10 @@ func (nw *Net) waitReady(ctx context.Context, progress func(string)) error {
 		if listed == len(nw.Workers) {
 			say(fmt.Sprintf("client lists the model offered by %d workers", listed))
 		}
-		paying := nw.ledger == nil || (payers(nw.Client) >= wantProxies && allPay(nw.Proxies, len(nw.Workers)))
+		// Proxies open a worker's channel with the first request routed to it.
+		paying := nw.ledger == nil || payers(nw.Client) >= wantProxies
 		if nw.ledger != nil && paying {
-			say("payment channels open: client to proxies, proxies to workers")
+			say("payment channels open: client to proxies (proxies open theirs to workers with the first request)")
 		}
 		if proxiesOK && routed == len(nw.Proxies) && listed == len(nw.Workers) && paying {
 			return nil
@@ -366,6 +405,37 @@ func (nw *Net) waitReady(ctx context.Context, progress func(string)) error {
 				len(st.Proxies), wantProxies, routed, len(nw.Proxies), ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// OpenAllChannels sends requests through the client until every proxy pays every worker on a
+// channel (a proxy opens a worker's channel with the first request it routes there), so that
+// measurements that follow open none. Without payments it returns at once.
+func (nw *Net) OpenAllChannels(ctx context.Context) error {
+	if nw.ledger == nil {
+		return nil
+	}
+	body := `{"model":"` + nw.modelID + `","max_tokens":1,"messages":[{"role":"user","content":"open the channels"}]}`
+	for {
+		open := 0
+		for _, p := range nw.Proxies {
+			if payers(p) >= len(nw.Workers) {
+				open++
+			}
+		}
+		if open == len(nw.Proxies) {
+			return nil
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, nw.ClientURL()+"/chat/completions", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("localnet: opening the proxies' channels: %w", err)
+		}
+		resp.Body.Close()
 	}
 }
 
@@ -418,14 +488,4 @@ func payers(n *node.Node) int {
 		}
 	}
 	return k
-}
-
-// allPay reports whether every proxy pays on at least want channels.
-func allPay(proxies []*node.Node, want int) bool {
-	for _, p := range proxies {
-		if payers(p) < want {
-			return false
-		}
-	}
-	return true
 }

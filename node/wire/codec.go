@@ -41,6 +41,13 @@ const (
 	FrameChannelState FrameType = 17 // channel stream: the payee's view of the channel
 	FrameChannelClose FrameType = 18 // channel stream: a cooperative close, signed by one side
 	FrameChannelNew   FrameType = 19 // channel stream: the id of a channel the payer is about to deploy
+
+	// Reconciling. A caller that refuses an answer says so, and how much of it it accepts, so
+	// the callee stops and counts the same value; a payer that a bill finds owing nothing it
+	// knows of says so with its newest voucher, so the payee writes off the difference.
+	FrameReject   FrameType = 20 // caller to callee: the answer is refused (Reject)
+	FrameSettled  FrameType = 21 // payer to payee, answering a bill: a voucher paying all it received
+	FrameProgress FrameType = 22 // callee to caller: still working (empty), sent when nothing else was for a while
 )
 
 // String names the frame type for errors and logs.
@@ -84,6 +91,12 @@ func (t FrameType) String() string {
 		return "channel new"
 	case FrameChannelClose:
 		return "channel close"
+	case FrameReject:
+		return "reject"
+	case FrameSettled:
+		return "settled"
+	case FrameProgress:
+		return "progress"
 	}
 	return fmt.Sprintf("frame(%d)", uint8(t))
 }

@@ -43,7 +43,13 @@ type Header struct {
 	// Presealed says a sealed-set frame follows the header: the body sealed to workers the
 	// client already knows. If the proxy picks one of them it needs no route round trip.
 	Presealed bool
+	// Exclude names workers that already failed this request (at another proxy, or through
+	// this one): the proxy routes it elsewhere.
+	Exclude []peer.ID
 }
+
+// MaxExclude bounds Header.Exclude.
+const MaxExclude = 16
 
 // AppendHeader encodes h.
 func AppendHeader(b []byte, h *Header) []byte {
@@ -57,6 +63,10 @@ func AppendHeader(b []byte, h *Header) []byte {
 	e.Uvarint(h.MaxPrice)
 	e.Bool(h.Sealed)
 	e.Bool(h.Presealed)
+	e.Uvarint(uint64(len(h.Exclude)))
+	for _, w := range h.Exclude {
+		e.Bytes([]byte(w))
+	}
 	return e.B
 }
 
@@ -73,6 +83,20 @@ func DecodeHeader(p []byte) (Header, error) {
 	h.MaxPrice = d.Uvarint("max price")
 	h.Sealed = d.Bool("sealed flag")
 	h.Presealed = d.Bool("presealed flag")
+	if n := d.Bounded("excluded workers", MaxExclude); n > 0 && d.Err == nil {
+		h.Exclude = make([]peer.ID, 0, n)
+		for range n {
+			id := d.Bytes("excluded worker", 128)
+			if d.Err != nil {
+				break
+			}
+			w, err := peer.IDFromBytes(id)
+			if err != nil {
+				return Header{}, fmt.Errorf("%w: excluded worker: %v", ErrMalformed, err)
+			}
+			h.Exclude = append(h.Exclude, w)
+		}
+	}
 	if err := d.Done(); err != nil {
 		return Header{}, err
 	}
@@ -164,6 +188,38 @@ func DecodeFinal(p []byte) (Final, error) {
 	f.Receipt = d.Bytes("receipt", MaxReceiptLen)
 	f.Tag = d.Bytes("receipt tag", 64)
 	return f, d.Done()
+}
+
+// Reject is a caller refusing an answer: why, and how many of the answer's completion tokens
+// it accepts (those of the chunks it took before the refusal, counted as the chunks said).
+// Both sides price them with the same tab, so they agree to the nanoTON on what the accepted
+// part costs; the callee takes back whatever else it counted, and ends the answer.
+type Reject struct {
+	Tokens uint64
+	Err    Error
+}
+
+// AppendReject encodes r.
+func AppendReject(b []byte, r *Reject) []byte {
+	e := fields.Enc{B: b}
+	e.Uvarint(r.Tokens)
+	return AppendError(e.B, &r.Err)
+}
+
+// DecodeReject decodes a Reject payload.
+func DecodeReject(p []byte) (Reject, error) {
+	d := fields.Dec{B: p, Bad: ErrMalformed}
+	var r Reject
+	r.Tokens = d.Uvarint("accepted tokens")
+	if d.Err != nil {
+		return Reject{}, d.Err
+	}
+	e, err := DecodeError(d.B)
+	if err != nil {
+		return Reject{}, err
+	}
+	r.Err = *e
+	return r, nil
 }
 
 // Route tells a client which worker the proxy chose, so it can seal the body to that worker.

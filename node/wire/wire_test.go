@@ -19,7 +19,8 @@ import (
 func TestFrameRoundTrip(t *testing.T) {
 	var buf bytes.Buffer
 	w := NewWriter(&buf)
-	h := Header{ID: "r1", Model: "llama@1:abc", Endpoint: Chat, Stream: true, MaxTokens: 128, Timeout: 1500 * time.Millisecond, MaxPrice: 7}
+	h := Header{ID: "r1", Model: "llama@1:abc", Endpoint: Chat, Stream: true, MaxTokens: 128, Timeout: 1500 * time.Millisecond, MaxPrice: 7,
+		Exclude: []peer.ID{"\x00\x04abcd", "\x00\x04abce"}}
 	frames := []struct {
 		t FrameType
 		p []byte
@@ -50,7 +51,7 @@ func TestFrameRoundTrip(t *testing.T) {
 	}
 
 	got, err := DecodeHeader(frames[0].p)
-	if err != nil || got != h {
+	if err != nil || !reflect.DeepEqual(got, h) {
 		t.Fatalf("header: got %+v %v", got, err)
 	}
 	fin, err := DecodeFinal(frames[3].p)
@@ -238,11 +239,14 @@ func FuzzDecodeMessages(f *testing.F) {
 	f.Add(AppendFinal(nil, &Final{Worker: "w", Receipt: []byte("receipt")}))
 	f.Add(AppendSealedSet(nil, []Sealed{{Worker: peer.ID("\x00\x04abcd"), KeyID: [8]byte{1}, Body: []byte("x")}, {Worker: peer.ID("\x00\x04abce")}}))
 	f.Add(AppendRoute(nil, &Route{Worker: peer.ID("\x00\x04abcd"), Key: []byte("k"), Hello: []byte("h")}))
+	f.Add(AppendHeader(nil, &Header{ID: "x", Model: "m", Endpoint: Chat, Timeout: time.Second, Exclude: []peer.ID{"\x00\x04abcd"}}))
+	f.Add(AppendReject(nil, &Reject{Tokens: 42, Err: *Errorf(CodeWorkerFailed, "chunk did not open")}))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if h, err := DecodeHeader(b); err == nil {
-			if h2, err := DecodeHeader(AppendHeader(nil, &h)); err != nil || h2 != h {
-				t.Fatalf("header does not round-trip: %+v %v", h, err)
-			}
+		if h, err := DecodeHeader(b); err == nil && !bytes.Equal(AppendHeader(nil, &h), b) {
+			t.Fatalf("header does not round-trip: %+v", h)
+		}
+		if r, err := DecodeReject(b); err == nil && !bytes.Equal(AppendReject(nil, &r), b) {
+			t.Fatalf("reject does not round-trip: %+v", r)
 		}
 		if c, err := DecodeChunk(b); err == nil && !bytes.Equal(AppendChunk(nil, &c), b) {
 			t.Fatal("chunk does not round-trip")

@@ -1,0 +1,377 @@
+package main
+
+// The adversarial suite: a paying network of real processes (a development ledger, a proxy,
+// an honest worker, a client) with rogue workers among them. Each rogue is the real worker
+// code built with -tags rogue and one --fault-* flag: it drains, garbles, hangs, resets or
+// stalls in the real code path. Each test asserts that no request the honest worker could
+// serve fails, that nobody pays for what it did not get (every channel's payer and payee hold
+// the same voucher, and neither counts anything owed), and that the proxy stops using the rogue.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cocoon-mesh/cocoon/node"
+)
+
+// advNet is a paying network of real processes for the adversarial tests.
+type advNet struct {
+	*mesh
+	ledger *proc
+	proxy  *proc
+	honest *proc
+	rogues map[string]*proc // by fault
+	echo   *proc
+	pay    []string // the flags every node pays with
+	boot   string
+}
+
+// startAdvNet starts the ledger, a proxy, the honest worker, a rogue worker for each fault
+// (its --fault-* flags), and a client (paying, with the caller's extra flags). Every node
+// bounds its waits tightly (a 2 s first token, a 1 s stall), so hangs cost the tests little.
+func startAdvNet(t *testing.T, faults map[string][]string, clientFlags ...string) *advNet {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts several processes")
+	}
+	lp, _ := startLedger(t, "ledger", t.TempDir())
+	m := &mesh{t: t, dir: t.TempDir(), network: fmt.Sprintf("adv-%d", time.Now().UnixNano())}
+	cfg := filepath.Join(m.dir, "bounds.toml")
+	if err := os.WriteFile(cfg, []byte("[limits]\nfirst_token_timeout = \"2s\"\nstall_timeout = \"1s\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := &advNet{mesh: m, ledger: lp, rogues: map[string]*proc{}}
+	a.pay = []string{"--config", cfg, "--ledger", lp.url, "--dev-fund", "100000000000", "--admin", "127.0.0.1:0"}
+	a.echo = start(t, "echo", "echo-backend", "--listen", "127.0.0.1:0", "--token-delay", "1ms")
+	a.proxy = start(t, "proxy", m.nodeArgs("proxy", "proxy", a.pay...)...)
+	a.boot = a.proxy.ready.Addrs[0]
+	a.honest = start(t, "honest", a.workerArgs("honest")...)
+	for fault, flags := range faults {
+		a.rogues[fault] = startRogue(t, "rogue-"+fault, append(a.workerArgs("rogue-"+fault), flags...)...)
+	}
+	m.client = start(t, "client", m.nodeArgs("client", "client", append(append([]string{"--bootstrap", a.boot, "--api", "127.0.0.1:0",
+		"--min-proxies", "1"}, a.pay...), clientFlags...)...)...)
+	m.api = "http://" + m.client.ready.API + "/v1"
+	m.waitFor("the client sees every worker", func() bool { return m.modelWorkers() == 1+len(faults) })
+	return a
+}
+
+// workerArgs are the flags of a worker named name in a.
+func (a *advNet) workerArgs(name string) []string {
+	return a.nodeArgs(name, "worker", append([]string{"--bootstrap", a.boot, "--backend", a.echo.url,
+		"--model", "echo-test@v1:none=echo-test", "--prices", "100,50,400,400"}, a.pay...)...)
+}
+
+// nodes are every node process of a.
+func (a *advNet) nodes() []*proc {
+	ps := []*proc{a.proxy, a.honest, a.client}
+	for _, r := range a.rogues {
+		ps = append(ps, r)
+	}
+	return ps
+}
+
+// ask sends n chat requests, conc at a time, streamed or not as stream says of each, and
+// returns the answers that failed (a status other than 200, or a stream ending in an error
+// event) and those a rogue served, each described.
+func (a *advNet) ask(n, conc int, stream func(i int) bool) (failed, byRogue []string) {
+	var mu sync.Mutex
+	rogue := map[string]bool{}
+	for _, r := range a.rogues {
+		rogue[r.ready.Peer] = true
+	}
+	sem := make(chan struct{}, conc)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			body := fmt.Sprintf(`{"model":"echo-test","stream":%t,"max_tokens":16,"messages":[{"role":"user","content":"request %d of %d"}]}`, stream(i), i, n)
+			code, b, h := a.post("/chat/completions", body)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case code != 200 || bytes.Contains(b, []byte(`"error"`)):
+				failed = append(failed, fmt.Sprintf("request %d: %d %s", i, code, b))
+			case rogue[h.Get("X-Cocoon-Worker")]:
+				byRogue = append(byRogue, fmt.Sprintf("request %d served by %s", i, h.Get("X-Cocoon-Worker")))
+			}
+		})
+	}
+	wg.Wait()
+	return failed, byRogue
+}
+
+// settled waits until every channel between a's nodes is held alike by payer and payee, and
+// neither counts anything owed; it returns each payee's side, by channel id.
+func (a *advNet) settled() map[string]node.ChannelStatus {
+	a.t.Helper()
+	var why string
+	held := map[string]node.ChannelStatus{}
+	a.waitFor("every channel settled and agreed", func() bool {
+		why, held = "", map[string]node.ChannelStatus{}
+		payers := map[string]node.ChannelStatus{}
+		for _, p := range a.nodes() {
+			for _, c := range liveChannels(p) {
+				if c.State != "open" {
+					continue
+				}
+				if c.Role == "payee" {
+					held[c.ChannelID] = c
+				} else {
+					payers[c.ChannelID] = c
+				}
+			}
+		}
+		for id, p := range payers {
+			h, ok := held[id]
+			switch {
+			case !ok:
+				why = fmt.Sprintf("channel %s: no payee holds it", id)
+			case p.Owed != 0 || h.Owed != 0:
+				why = fmt.Sprintf("channel %s: payer owes %d, payee counts %d owed", id, p.Owed, h.Owed)
+			case p.Paid != h.Paid || p.Seqno != h.Seqno:
+				why = fmt.Sprintf("channel %s: payer paid %d (seqno %d), payee holds %d (seqno %d)", id, p.Paid, p.Seqno, h.Paid, h.Seqno)
+			}
+			if why != "" {
+				return false
+			}
+		}
+		return len(payers) > 0
+	})
+	if why != "" {
+		a.t.Fatal(why)
+	}
+	return held
+}
+
+// paidTo is what the channels paying p have paid it, in all.
+func paidTo(held map[string]node.ChannelStatus, p *proc) (sum uint64) {
+	for _, c := range liveChannels(p) {
+		if c.Role == "payee" {
+			sum += held[c.ChannelID].Paid
+		}
+	}
+	return sum
+}
+
+// A worker that quotes a thousand times its advert, or claims 200,000 tokens for a few bytes,
+// or a million prompt tokens for a short request, drains nothing: the proxy refuses it before
+// anything is paid for what it claims, every request is served by the honest worker, the proxy
+// is paid at least what it pays, and the rogues that were refused before their first chunk are
+// paid nothing.
+func TestRogueWorkersCannotDrainTheProxy(t *testing.T) {
+	a := startAdvNet(t, map[string][]string{
+		"quote":  {"--fault-quote-factor", "1000"},
+		"tokens": {"--fault-claim-tokens", "200000"},
+		"prompt": {"--fault-claim-prompt", "1000000"},
+	})
+	failed, byRogue := a.ask(24, 4, func(int) bool { return false })
+	if len(failed) > 0 || len(byRogue) > 0 {
+		t.Fatalf("%d failed, %d served by rogues: %v %v", len(failed), len(byRogue), failed, byRogue)
+	}
+	held := a.settled()
+	in, out := paidTo(held, a.proxy), paidTo(held, a.honest)
+	for _, r := range a.rogues {
+		out += paidTo(held, r)
+	}
+	if in < out {
+		t.Errorf("the proxy was paid %d and paid its workers %d", in, out)
+	}
+	for _, fault := range []string{"quote", "tokens"} {
+		if got := paidTo(held, a.rogues[fault]); got != 0 {
+			t.Errorf("the %s rogue was paid %d nanoTON", fault, got)
+		}
+	}
+	for _, why := range []string{"it advertised", "completion tokens, over the request", "prompt tokens for a request"} {
+		if !strings.Contains(a.proxy.logs.String(), why) {
+			t.Errorf("the proxy never said it refused a worker for %q", why)
+		}
+	}
+	t.Logf("the proxy was paid %d, paid the honest worker %d and the prompt rogue %d for the chunks it delivered", in, paidTo(held, a.honest), paidTo(held, a.rogues["prompt"]))
+}
+
+// Workers that answer garbage the client cannot open, reset every stream, or take requests
+// and never answer capture no traffic: each failure counts against the rogue (never as a fast
+// answer), the request fails over, every request is served by the honest worker, and the
+// rogues are paid nothing.
+func TestRogueWorkersCannotCaptureTraffic(t *testing.T) {
+	a := startAdvNet(t, map[string][]string{
+		"garbage": {"--fault-garbage"},
+		"reset":   {"--fault-reset"},
+		"hang":    {"--fault-hang"},
+	})
+	start := time.Now()
+	failed, byRogue := a.ask(30, 3, func(i int) bool { return i%2 == 0 })
+	took := time.Since(start)
+	if len(failed) > 0 || len(byRogue) > 0 {
+		t.Fatalf("%d failed, %d served by rogues: %v %v", len(failed), len(byRogue), failed, byRogue)
+	}
+	held := a.settled()
+	for fault, r := range a.rogues {
+		if got := paidTo(held, r); got != 0 {
+			t.Errorf("the %s rogue was paid %d nanoTON", fault, got)
+		}
+	}
+	logs := a.proxy.logs.String()
+	for _, why := range []string{"the client refused an answer", "stream reset", "sent no token within"} {
+		if !strings.Contains(logs, why) && !strings.Contains(logs, "stalled") {
+			t.Errorf("the proxy never logged %q", why)
+		}
+	}
+	t.Logf("30 requests in %v; the proxy ejected %d times; the client refused %d answers",
+		took.Round(time.Millisecond), strings.Count(logs, "worker ejected"), strings.Count(a.client.logs.String(), `msg="answer refused"`))
+}
+
+// A worker that stops in the middle of a streamed answer costs that answer (it ends with an
+// error event saying the worker stalled, after the 1 s bound) and no more: the proxy stops
+// preferring it, the requests after are served whole, and every channel settles.
+func TestStalledWorkerCostsOneAnswer(t *testing.T) {
+	a := startAdvNet(t, map[string][]string{"stall": {"--fault-stall-after", "1"}})
+	failed, _ := a.ask(12, 1, func(int) bool { return true })
+	if len(failed) > 2 {
+		t.Fatalf("%d of 12 streamed answers failed, want at most the one or two the stalling worker got first: %v", len(failed), failed)
+	}
+	for _, f := range failed {
+		if !strings.Contains(f, "stalled") {
+			t.Errorf("a failed answer does not say the worker stalled: %s", f)
+		}
+	}
+	a.settled()
+}
+
+// kill9 ends p as a crash would and starts it again on its data dir; the new process is
+// returned once ready.
+func kill9(t *testing.T, p *proc, args []string) *proc {
+	t.Helper()
+	p.kill()
+	for _, a := range args {
+		if strings.HasSuffix(a, ".ready") {
+			os.Remove(a)
+		}
+	}
+	return start(t, p.name, args...)
+}
+
+// After a kill -9 of a proxy or a client under load, the channels do not jam: the value the
+// payee counted and the payer never received is written off when they next meet, and the
+// next requests are served at once, without waiting for payment that cannot come.
+func TestChannelsDoNotJamAfterKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts several processes")
+	}
+	lp, _ := startLedger(t, "ledger", t.TempDir())
+	m := &mesh{t: t, dir: t.TempDir(), network: fmt.Sprintf("jam-%d", time.Now().UnixNano())}
+	pay := []string{"--ledger", lp.url, "--dev-fund", "100000000000", "--admin", "127.0.0.1:0"}
+	echo := start(t, "echo", "echo-backend", "--listen", "127.0.0.1:0", "--token-delay", "2ms")
+	fixed := "/ip4/127.0.0.1/tcp/" + freePort(t)
+	proxyArgs := m.nodeArgs("proxy", "proxy", append([]string{"--listen", fixed}, pay...)...)
+	proxy := start(t, "proxy", proxyArgs...)
+	boot := fixed + "/p2p/" + proxy.ready.Peer
+	worker := start(t, "worker", m.nodeArgs("worker", "worker", append([]string{"--bootstrap", boot, "--backend", echo.url,
+		"--model", "echo-test@v1:none=echo-test", "--prices", "100,50,400,400"}, pay...)...)...)
+	clientArgs := m.nodeArgs("client", "client", append([]string{"--bootstrap", boot, "--api", "127.0.0.1:0", "--min-proxies", "1"}, pay...)...)
+	client := start(t, "client", clientArgs...)
+	api := func() string { return "http://" + client.ready.API + "/v1" }
+	chat := `{"model":"echo-test","stream":true,"messages":[{"role":"user","content":"` + strings.Repeat("word ", 200) + `"}]}`
+	served := func(what string) {
+		t.Helper()
+		var code int
+		var b []byte
+		m.waitFor(what, func() bool {
+			code, b, _ = post(api(), "/chat/completions", chat)
+			return code == 200 && bytes.Contains(b, []byte("[DONE]")) && !bytes.Contains(b, []byte(`"error"`))
+		})
+	}
+	load := func(victim *proc, args []string) *proc {
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					req, _ := http.NewRequestWithContext(ctx, "POST", api()+"/chat/completions", strings.NewReader(chat))
+					req.Header.Set("Content-Type", "application/json")
+					if resp, err := http.DefaultClient.Do(req); err == nil {
+						_, _ = bytes.NewBuffer(nil).ReadFrom(resp.Body)
+						resp.Body.Close()
+					}
+				}
+			})
+		}
+		time.Sleep(700 * time.Millisecond) // answers in flight, vouchers due
+		p := kill9(t, victim, args)
+		cancel()
+		wg.Wait()
+		return p
+	}
+	served("the network serves")
+
+	proxy = load(proxy, proxyArgs)
+	start := time.Now()
+	served("the network serves after the proxy's kill -9")
+	t.Logf("after the proxy's kill -9: served in %v", time.Since(start).Round(time.Millisecond))
+
+	client = load(client, clientArgs)
+	start = time.Now()
+	served("the network serves after the client's kill -9")
+	t.Logf("after the client's kill -9: served in %v", time.Since(start).Round(time.Millisecond))
+
+	a := &advNet{mesh: m, proxy: proxy, honest: worker}
+	m.client = client
+	a.settled()
+	for _, p := range []*proc{proxy, worker} {
+		if strings.Contains(p.logs.String(), "payer stopped paying") {
+			t.Errorf("%s waited for payment that could not come:\n%s", p.name, p.logs.String())
+		}
+	}
+	t.Logf("write-offs: worker %d, proxy %d", strings.Count(worker.logs.String(), "wrote off"), strings.Count(proxy.logs.String(), "wrote off"))
+}
+
+// Fresh worker identities that take requests and never serve lock at most
+// payments.unearned_cap of the proxy's deposits, however many join, and requests keep being
+// served by the worker that earns.
+func TestSybilWorkersLockBoundedDeposits(t *testing.T) {
+	const sybils = 6
+	a := startAdvNet(t, nil)
+	if failed, _ := a.ask(2, 1, func(int) bool { return false }); len(failed) > 0 {
+		t.Fatal(failed)
+	}
+	for i := range sybils {
+		name := fmt.Sprintf("sybil%d", i)
+		a.rogues[name] = startRogue(t, name, append(a.workerArgs(name), "--fault-reset")...)
+	}
+	a.waitFor("the client sees every worker", func() bool { return a.modelWorkers() == 1+sybils })
+	failed, byRogue := a.ask(30, 3, func(i int) bool { return i%2 == 0 })
+	if len(failed) > 0 || len(byRogue) > 0 {
+		t.Fatalf("%d failed, %d served by sybils: %v %v", len(failed), len(byRogue), failed, byRogue)
+	}
+	var st struct {
+		Locked node.Locked `json:"locked"`
+	}
+	c, err := newNodeClient(a.proxy.ready.Admin, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.call(context.Background(), http.MethodGet, "/cocoon/v1/status", &st); err != nil {
+		t.Fatal(err)
+	}
+	// The default deposit is 1 TON: a first channel locks 0.01 TON, and the cap is 0.16 TON.
+	const first, capped = node.Nano / 100, 16 * node.Nano / 100
+	if st.Locked.Unearned > capped {
+		t.Errorf("the proxy locked %d for workers that earned nothing, over the cap of %d", st.Locked.Unearned, capped)
+	}
+	for _, ch := range liveChannels(a.proxy) {
+		if ch.Role == "payer" && ch.Deposit > first && ch.Paid == 0 {
+			t.Errorf("a channel to a worker that earned nothing locks %d", ch.Deposit)
+		}
+	}
+	t.Logf("%d sybils: the proxy locks %d in all, %d for workers that earned nothing", sybils, st.Locked.Total, st.Locked.Unearned)
+}

@@ -1,0 +1,95 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/cocoon-mesh/cocoon/node/wire"
+)
+
+// Faults make a node misbehave on purpose, in its real code path: the adversarial tests run
+// rogue workers and proxies with them, and simulations their adversaries. A nil *Faults is an
+// honest node; cmd/cocoon-node sets them only in a binary built for the adversarial tests
+// (build tag rogue). Each field is one misbehaviour, applied to every request; all but
+// QuoteFactor are a worker's.
+type Faults struct {
+	// QuoteFactor quotes every answer at this multiple of the honest prices: a worker's
+	// advertised prices, a proxy's with its commission (0 or 1: honest).
+	QuoteFactor uint64
+	// ClaimTokens makes every chunk claim this many completion tokens, whatever it carries.
+	ClaimTokens uint32
+	// ClaimPrompt makes every final claim this many prompt tokens.
+	ClaimPrompt uint32
+	// Garbage replaces every chunk's data with random bytes (after sealing, when sealed): what
+	// the client gets neither opens nor decodes.
+	Garbage bool
+	// Hang takes each request and then sends nothing at all, heartbeats included.
+	Hang bool
+	// Reset resets every inference stream as soon as it opens.
+	Reset bool
+	// StallAfter stops answering (no more frames, no heartbeats) after this many chunks of a
+	// streamed answer (0: never).
+	StallAfter int
+}
+
+// faultOnOpen applies the faults that act before a request is read: it reports whether the
+// stream was taken care of (reset, or held until the caller gives up).
+func (f *Faults) faultOnOpen(ctx context.Context, s network.Stream) bool {
+	switch {
+	case f == nil:
+		return false
+	case f.Reset:
+		s.Reset()
+		return true
+	case f.Hang:
+		// Never a frame: the caller's bounds must end it. Held until it resets or the node stops.
+		go func() {
+			buf := make([]byte, 4096)
+			for {
+				if _, err := s.Read(buf); err != nil || ctx.Err() != nil {
+					s.Reset()
+					return
+				}
+			}
+		}()
+		return true
+	}
+	return false
+}
+
+// quote applies QuoteFactor to an honest quote.
+func (f *Faults) quote(q wire.Quote) wire.Quote {
+	if f == nil || f.QuoteFactor <= 1 {
+		return q
+	}
+	p := &q.Prices
+	p.Prompt, p.Cached, p.Completion, p.Reasoning = p.Prompt*f.QuoteFactor, p.Cached*f.QuoteFactor, p.Completion*f.QuoteFactor, p.Reasoning*f.QuoteFactor
+	return q
+}
+
+// stalls reports whether the answer stops before its chunk number n (StallAfter went out).
+func (f *Faults) stalls(n int) bool { return f != nil && f.StallAfter > 0 && n > f.StallAfter }
+
+// chunk applies ClaimTokens and Garbage to a chunk about to go out.
+func (f *Faults) chunk(c *wire.Chunk) {
+	if f == nil {
+		return
+	}
+	if f.ClaimTokens > 0 {
+		c.Tokens = f.ClaimTokens
+	}
+	if f.Garbage {
+		junk := make([]byte, max(len(c.Data), 16))
+		_, _ = rand.Read(junk)
+		c.Data = junk
+	}
+}
+
+// usage applies ClaimPrompt to an honest final's usage.
+func (f *Faults) usage(u *wire.Usage) {
+	if f != nil && f.ClaimPrompt > 0 {
+		u.Prompt = f.ClaimPrompt
+	}
+}
