@@ -30,11 +30,12 @@ type channelOp func(ctx context.Context, p peer.ID) (any, error)
 // payment channels.
 func (n *Node) routeAdmin(mux *http.ServeMux) {
 	mux.HandleFunc("GET /cocoon/v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, n.Status()) })
-	mux.HandleFunc("GET /cocoon/v1/channels", n.handleChannels)
-	mux.HandleFunc("GET /cocoon/v1/wallet", n.handleWallet)
-	mux.HandleFunc("POST /cocoon/v1/channels/{peer}/open", func(w http.ResponseWriter, r *http.Request) { n.channelCommand(w, r, one(n.OpenChannel)) })
-	mux.HandleFunc("POST /cocoon/v1/channels/{peer}/topup", func(w http.ResponseWriter, r *http.Request) { n.channelCommand(w, r, one(n.TopUpChannel)) })
-	mux.HandleFunc("POST /cocoon/v1/channels/{peer}/close", n.handleCloseCommand)
+	// What moves or shows money wants the API key or the local token, even with no API key.
+	mux.HandleFunc("GET /cocoon/v1/channels", n.needSecret(n.handleChannels))
+	mux.HandleFunc("GET /cocoon/v1/wallet", n.needSecret(n.handleWallet))
+	mux.HandleFunc("POST /cocoon/v1/channels/{peer}/open", n.needSecret(func(w http.ResponseWriter, r *http.Request) { n.channelCommand(w, r, one(n.OpenChannel)) }))
+	mux.HandleFunc("POST /cocoon/v1/channels/{peer}/topup", n.needSecret(func(w http.ResponseWriter, r *http.Request) { n.channelCommand(w, r, one(n.TopUpChannel)) }))
+	mux.HandleFunc("POST /cocoon/v1/channels/{peer}/close", n.needSecret(n.handleCloseCommand))
 }
 
 // adminHandler serves the operator endpoints alone, at a proxy's or worker's AdminAddr.
@@ -163,14 +164,9 @@ func (n *Node) startAdmin() error {
 		return &ConfigError{"admin_addr", n.cfg.AdminAddr, "cannot listen: " + err.Error()}
 	}
 	n.adminLn = ln
-	n.admin = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
-	n.wg.Go(func() {
-		if err := n.admin.Serve(ln); err != nil && err != http.ErrServerClosed {
-			n.log.Error("admin server stopped", "err", err)
-		}
-	})
+	n.admin = n.serveHTTP("admin", ln, n.adminHandler())
 	if a, ok := ln.Addr().(*net.TCPAddr); n.cfg.APIKey == "" && (!ok || !a.IP.IsLoopback()) {
-		n.log.Warn("admin endpoints listen beyond loopback with no api_key: whoever reaches them can close this node's channels", "addr", ln.Addr().String())
+		n.log.Warn("admin endpoints listen beyond loopback with no api_key: only the local token guards this node's channel commands", "addr", ln.Addr().String())
 	}
 	n.log.Info("admin endpoints listening", "url", "http://"+ln.Addr().String()+"/cocoon/v1")
 	return nil

@@ -89,7 +89,10 @@ func TestAdminEndpointsWithoutPayments(t *testing.T) {
 // With payments on, the channels list is an object holding every channel the node pays or is
 // paid on, in ChannelStatus form.
 func TestAdminListsChannels(t *testing.T) {
-	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, Tune: func(c *node.Config) { c.AdminAddr = "127.0.0.1:0" }})
+	const token = "local-token-for-tests"
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, Tune: func(c *node.Config) {
+		c.AdminAddr, c.HTTP.LocalToken = "127.0.0.1:0", token
+	}})
 	chat := `{"model":"echo-test","messages":[{"role":"user","content":"pay me"}]}`
 	if r := post(t, nw.ClientURL()+"/chat/completions", "", chat); r.status != 200 {
 		t.Fatalf("paid request: %+v", r)
@@ -100,7 +103,10 @@ func TestAdminListsChannels(t *testing.T) {
 		{"http://" + nw.Client.APIAddr(), "payer", nw.Proxies[0].ID().String()},
 		{"http://" + nw.Workers[0].AdminAddr(), "payee", nw.Proxies[0].ID().String()},
 	} {
-		r := call(t, "GET", c.url+"/cocoon/v1/channels", "", "")
+		if r := call(t, "GET", c.url+"/cocoon/v1/channels", "", ""); r.status != 401 || !strings.Contains(r.body, "local token") {
+			t.Errorf("%s: channels without the token: %+v", c.url, r)
+		}
+		r := call(t, "GET", c.url+"/cocoon/v1/channels", token, "")
 		var list struct {
 			Channels []map[string]any `json:"channels"`
 		}

@@ -3,12 +3,12 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -29,21 +29,6 @@ func (n *Node) apiHandler() http.Handler {
 		apiError(w, http.StatusNotFound, "invalid_request_error", "not_found", "", fmt.Sprintf("no route for %s %s: this node serves /v1/models, /v1/chat/completions and /v1/completions, and its status and channels under /cocoon/v1/", r.Method, r.URL.Path))
 	})
 	return n.authorize(mux)
-}
-
-// authorize checks the bearer API key when one is configured.
-func (n *Node) authorize(next http.Handler) http.Handler {
-	if n.cfg.APIKey == "" {
-		return next
-	}
-	want := []byte("Bearer " + n.cfg.APIKey)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			apiError(w, http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "", "missing or wrong API key: send Authorization: Bearer <key>, the api_key in this node's config")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // modelEntry is one model in /v1/models, with the mesh's extra fields. Prices are those of
@@ -106,41 +91,30 @@ func (n *Node) handleModels(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
 }
 
-// completionRequest is the part of an OpenAI request the client node needs to read; the body
-// itself travels untouched, so tools, tool_choice and any other field reach the backend.
+// completionRequest is the part of an OpenAI request the client node needs to read
+// (decodeCompletion reads it); the body itself travels untouched, so tools, tool_choice and any
+// other field reach the backend.
 type completionRequest struct {
-	Model         string `json:"model"`
-	Stream        bool   `json:"stream"`
-	StreamOptions *struct {
-		IncludeUsage bool `json:"include_usage"`
-	} `json:"stream_options"`
-	MaxTokens           *int64          `json:"max_tokens"`
-	MaxCompletionTokens *int64          `json:"max_completion_tokens"`
-	Messages            json.RawMessage `json:"messages"`
-	Prompt              json.RawMessage `json:"prompt"`
+	Model               string
+	Stream              bool
+	IncludeUsage        bool // stream_options.include_usage
+	MaxTokens           *int64
+	MaxCompletionTokens *int64
+	Messages            json.RawMessage
+	Prompt              json.RawMessage
 }
 
 // parseCompletion checks a request body and returns the stream header for it.
 func (n *Node) parseCompletion(body []byte, ep wire.Endpoint) (completionRequest, wire.Header, *apiErr) {
-	var req completionRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return req, wire.Header{}, badRequest("", "request body is not valid JSON: "+err.Error())
+	req, aerr := decodeCompletion(body, ep)
+	if aerr != nil {
+		return req, wire.Header{}, aerr
 	}
 	if req.Model == "" {
 		return req, wire.Header{}, badRequest("model", "model is required: GET /v1/models lists what the mesh offers")
 	}
 	if len(req.Model) > wire.MaxModelLen {
 		return req, wire.Header{}, badRequest("model", fmt.Sprintf("model name longer than %d bytes", wire.MaxModelLen))
-	}
-	switch ep {
-	case wire.Chat:
-		if len(bytes.TrimSpace(req.Messages)) == 0 || bytes.Equal(bytes.TrimSpace(req.Messages), []byte("[]")) || req.Messages[0] != '[' {
-			return req, wire.Header{}, badRequest("messages", "messages must be a non-empty array")
-		}
-	case wire.Completion:
-		if len(req.Prompt) == 0 || string(req.Prompt) == "null" {
-			return req, wire.Header{}, badRequest("prompt", "prompt is required")
-		}
 	}
 	var maxTokens int64
 	param := "max_tokens"
@@ -166,6 +140,10 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			apiError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", wire.CodeTooLarge.String(), "", fmt.Sprintf("request body over this node's limit of %d bytes", n.cfg.MaxBodyBytes))
+			return
+		}
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			apiError(w, http.StatusRequestTimeout, "invalid_request_error", "timeout", "", fmt.Sprintf("the request body did not arrive within %s ([http] body_timeout)", n.cfg.HTTP.BodyTimeout))
 			return
 		}
 		apiError(w, http.StatusBadRequest, "invalid_request_error", wire.CodeBadRequest.String(), "", "cannot read request body: "+err.Error())
@@ -213,7 +191,7 @@ func (n *Node) handleCompletion(w http.ResponseWriter, r *http.Request, ep wire.
 
 	flusher, _ := w.(http.Flusher)
 	started := false
-	wantUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	wantUsage := req.IncludeUsage
 	var last []byte
 	// The receipt exists only once the answer is complete. Streamed, it comes as a trailer and
 	// as a cocoon_receipt field on the chunk that ends the answer (the one with a finish_reason,

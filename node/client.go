@@ -8,12 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -77,12 +75,7 @@ func (n *Node) startClient() error {
 		return &ConfigError{"api_addr", n.cfg.APIAddr, "cannot listen: " + err.Error()}
 	}
 	n.apiLn = ln
-	n.api = &http.Server{Handler: n.apiHandler(), ReadHeaderTimeout: 10 * time.Second}
-	n.wg.Go(func() {
-		if err := n.api.Serve(ln); err != nil && err != http.ErrServerClosed {
-			n.log.Error("API server stopped", "err", err)
-		}
-	})
+	n.api = n.serveHTTP("API", ln, n.apiHandler())
 	n.log.Info("client API listening", "url", "http://"+ln.Addr().String()+"/v1")
 	return nil
 }

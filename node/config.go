@@ -129,6 +129,10 @@ type Config struct {
 	// first, a trusted one never (a handshake past the cap then goes uncached). Keep it above
 	// the host's connection limit.
 	MaxAttestations int
+
+	// HTTP guards the client API and the admin endpoints: allowed Host names and browser
+	// origins, the local token, timeouts and a cap on connections.
+	HTTP HTTPConfig
 }
 
 // PaymentConfig configures a node's TON payment channels: clients pay proxies, proxies pay
@@ -215,6 +219,10 @@ func DefaultConfig() Config {
 		AdmitRate:       16,
 		AdmitBurst:      64,
 		MaxAttestations: 8192,
+		// 512 connections stay well below the descriptors a process gets (Go raises the soft
+		// limit to the hard one at start, ulimit -Hn: 20000 where this was measured; on macOS
+		// to kern.maxfilesperproc), leaving the rest to libp2p.
+		HTTP: HTTPConfig{MaxConns: 512, BodyTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: time.Minute},
 	}
 }
 
@@ -285,6 +293,7 @@ func (c *Config) validate() error {
 	fill(&c.AdmitBurst, d.AdmitBurst)
 	fill(&c.MaxAttestations, d.MaxAttestations)
 	c.Payments.fill(d.Payments)
+	c.HTTP.fill(d.HTTP)
 
 	switch c.Role {
 	case RoleClient, RoleProxy, RoleWorker:
@@ -327,6 +336,9 @@ func (c *Config) validate() error {
 		return &ConfigError{"advert_max_age", c.AdvertMaxAge, "must be at least advert_interval"}
 	}
 	if err := c.validateGossip(); err != nil {
+		return err
+	}
+	if err := c.HTTP.validate(); err != nil {
 		return err
 	}
 	return c.Payments.validate()

@@ -154,15 +154,15 @@ type result struct {
 // post sends a JSON body with an optional bearer key and returns the answer.
 func post(t *testing.T, url, key, body string) result { return call(t, "POST", url, key, body) }
 
-// call sends a request, with a JSON body unless body is empty and an optional bearer key, and
-// returns the answer.
+// call sends a request, with a JSON body (always so labelled for a POST) and an optional
+// bearer key, and returns the answer.
 func call(t *testing.T, method, url, key, body string) result {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if body != "" {
+	if body != "" || method == "POST" {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if key != "" {
@@ -232,6 +232,7 @@ func TestModelsListsOffers(t *testing.T) {
 	}
 	capped := func(limit string) int {
 		req, _ := http.NewRequest("POST", nw.ClientURL()+"/chat/completions", strings.NewReader(`{"model":"echo-test","messages":[{"role":"user","content":"x"}]}`))
+		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-Cocoon-Max-Price", limit)
 		r, err := http.DefaultClient.Do(req)
 		if err != nil {

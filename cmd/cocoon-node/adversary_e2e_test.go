@@ -357,7 +357,7 @@ func TestSybilWorkersLockBoundedDeposits(t *testing.T) {
 	var st struct {
 		Locked node.Locked `json:"locked"`
 	}
-	c, err := newNodeClient(a.proxy.ready.Admin, "")
+	c, err := newNodeClient(a.proxy.ready.Admin, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,8 +23,10 @@ import (
 	"github.com/cocoon-mesh/cocoon/ton/chanstore"
 )
 
-const channelsUsage = `usage: cocoon-node channels list [--node URL [--api-key KEY] | --data-dir DIR]
-       cocoon-node channels open|topup|close PEER [--force] --node URL [--api-key KEY]`
+const channelsUsage = `usage: cocoon-node channels list [--node URL] [--data-dir DIR] [--api-key KEY]
+       cocoon-node channels open|topup|close PEER [--force] --node URL [--data-dir DIR] [--api-key KEY]
+With --node, the running node's local token is read from DIR/local-token (default ~/.cocoon)
+unless --api-key or $COCOON_API_KEY gives its api_key or token.`
 
 // commandTimeout bounds one call to a running node: longer than the two minutes the node gives
 // a channel command, so its own answer, even a timeout, arrives.
@@ -49,8 +52,8 @@ func (m *Main) channelsList(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("channels list", flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
 	nodeURL := fs.String("node", "", "a running node's URL: a client's API (http://127.0.0.1:10000) or a proxy's or worker's admin address")
-	apiKey := fs.String("api-key", "", "with --node: the node's api_key (default $COCOON_API_KEY)")
-	dataDir := fs.String("data-dir", "", "without --node: the stopped node's data directory (default ~/.cocoon)")
+	apiKey := fs.String("api-key", "", "with --node: the node's api_key or local token (default $COCOON_API_KEY, else the token in --data-dir)")
+	dataDir := fs.String("data-dir", "", "the node's data directory (default ~/.cocoon): without --node, the stopped node's datastore is read; with it, its local token")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,12 +61,12 @@ func (m *Main) channelsList(ctx context.Context, args []string) error {
 		return usageError(fmt.Sprintf("unexpected argument %q\n%s", fs.Arg(0), channelsUsage))
 	}
 	if *nodeURL == "" {
+		if *apiKey != "" {
+			return usageError("channels list: --api-key is for a running node (--node URL); a stopped one's datastore is read directly")
+		}
 		return m.listStored(ctx, *dataDir)
 	}
-	if *dataDir != "" {
-		return usageError("channels list: give --node (a running node) or --data-dir (a stopped one), not both")
-	}
-	c, err := newNodeClient(*nodeURL, *apiKey)
+	c, err := newNodeClient(*nodeURL, *apiKey, *dataDir)
 	if err != nil {
 		return err
 	}
@@ -79,7 +82,8 @@ func (m *Main) channelsCommand(ctx context.Context, cmd string, args []string) e
 	fs := flag.NewFlagSet("channels "+cmd, flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
 	nodeURL := fs.String("node", "", "the running node's URL: a client's API (http://127.0.0.1:10000) or a proxy's or worker's admin address")
-	apiKey := fs.String("api-key", "", "the node's api_key (default $COCOON_API_KEY)")
+	apiKey := fs.String("api-key", "", "the node's api_key or local token (default $COCOON_API_KEY, else the token in --data-dir)")
+	dataDir := fs.String("data-dir", "", "the node's data directory, holding its local token (default ~/.cocoon)")
 	var force *bool
 	if cmd == "close" {
 		force = fs.Bool("force", false, "close alone, without the peer's signature: the payout waits for the quarantine")
@@ -98,7 +102,7 @@ func (m *Main) channelsCommand(ctx context.Context, cmd string, args []string) e
 	if *nodeURL == "" {
 		return usageError(fmt.Sprintf("channels %s needs --node URL: the running node to ask\n%s", cmd, channelsUsage))
 	}
-	c, err := newNodeClient(*nodeURL, *apiKey)
+	c, err := newNodeClient(*nodeURL, *apiKey, *dataDir)
 	if err != nil {
 		return err
 	}
@@ -244,15 +248,17 @@ func (m *Main) listStored(ctx context.Context, dataDir string) error {
 // nodeClient calls a running node's operator endpoints.
 type nodeClient struct {
 	base, key string
+	// tokenHint says where the local token was looked for, when none was found: the node's
+	// refusal then says what to give.
+	tokenHint string
 }
 
 // newNodeClient checks a --node URL. A bare host:port is taken as http, and any path is
-// dropped, so a client's API base (http://127.0.0.1:10000/v1) works as well. With no key
-// given, $COCOON_API_KEY is used: read here, not as the flag's default, so -h never shows it.
-func newNodeClient(raw, key string) (*nodeClient, error) {
-	if key == "" {
-		key = os.Getenv("COCOON_API_KEY")
-	}
+// dropped, so a client's API base (http://127.0.0.1:10000/v1) works as well. The bearer secret
+// is key, else $COCOON_API_KEY (read here, not as the flag's default, so -h never shows it),
+// else the node's local token in dataDir: given, it must hold one; empty, ~/.cocoon is tried
+// for a node on this machine.
+func newNodeClient(raw, key, dataDir string) (*nodeClient, error) {
 	s := raw
 	if !strings.Contains(s, "://") {
 		s = "http://" + s
@@ -261,16 +267,56 @@ func newNodeClient(raw, key string) (*nodeClient, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, usageError(fmt.Sprintf("--node %q: want a running node's URL, e.g. http://127.0.0.1:10000 (a client's api_addr, a proxy's or worker's admin addr)", raw))
 	}
-	return &nodeClient{base: u.Scheme + "://" + u.Host, key: key}, nil
+	c := &nodeClient{base: u.Scheme + "://" + u.Host, key: key}
+	if c.key == "" {
+		c.key = os.Getenv("COCOON_API_KEY")
+	}
+	if c.key != "" {
+		return c, nil
+	}
+	if dataDir != "" {
+		if c.key, err = readToken(tokenPath(dataDir)); err != nil {
+			return nil, fmt.Errorf("%w (--data-dir must be the data dir of the node at %s, which writes its local token there when it starts; or give --api-key)", err, raw)
+		}
+		return c, nil
+	}
+	if !isLoopback(u.Hostname()) { // this machine's token is no secret to send elsewhere
+		c.tokenHint = "the node is not on this machine: give --api-key KEY (its api_key or local token) or $COCOON_API_KEY"
+		return c, nil
+	}
+	dir, err := dataDirOr("")
+	if err == nil {
+		c.key, err = readToken(tokenPath(dir))
+	}
+	if err != nil {
+		c.tokenHint = fmt.Sprintf("no local token at %s (%v): give --data-dir DIR, the node's data dir, where it writes local-token when it starts; or --api-key KEY (its api_key or token) or $COCOON_API_KEY", tokenPath(dir), err)
+	}
+	return c, nil
+}
+
+// isLoopback reports whether host names this machine.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // call sends one request and decodes the JSON answer into out, or returns the node's error.
 func (c *nodeClient) call(ctx context.Context, method, path string, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+	var body io.Reader
+	if method == http.MethodPost {
+		body = strings.NewReader("{}") // the commands take no parameters in their body
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.key != "" {
 		req.Header.Set("Authorization", "Bearer "+c.key)
@@ -280,14 +326,18 @@ func (c *nodeClient) call(ctx context.Context, method, path string, out any) err
 		return fmt.Errorf("cannot reach the node: %w", err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return fmt.Errorf("reading the node's answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nodeError(resp.StatusCode, body)
+		err := nodeError(resp.StatusCode, answer)
+		if resp.StatusCode == http.StatusUnauthorized && c.tokenHint != "" {
+			err = fmt.Errorf("%w\n%s", err, c.tokenHint)
+		}
+		return err
 	}
-	if err := json.Unmarshal(body, out); err != nil {
+	if err := json.Unmarshal(answer, out); err != nil {
 		return fmt.Errorf("the node's answer is not what %s %s returns: %w", method, path, err)
 	}
 	return nil

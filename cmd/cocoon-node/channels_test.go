@@ -85,7 +85,7 @@ func TestChannelsArgumentErrors(t *testing.T) {
 		{"channels"},
 		{"channels", "frobnicate"},
 		{"channels", "list", "extra"},
-		{"channels", "list", "--node", f.URL, "--data-dir", t.TempDir()},
+		{"channels", "list", "--api-key", "k"},
 		{"channels", "list", "--node", "ftp://127.0.0.1:1"},
 		{"channels", "open", "--node", f.URL},
 		{"channels", "open", p, p, "--node", f.URL},
@@ -149,6 +149,7 @@ func TestChannelsCommandsCallTheNode(t *testing.T) {
 // A running node's channels list as a table with the stored listing's columns, then OWED and PEER.
 func TestChannelsListFromNode(t *testing.T) {
 	t.Setenv("COCOON_API_KEY", "")
+	t.Setenv("HOME", t.TempDir()) // no ~/.cocoon/local-token to send
 	p := testPeer(t)
 	f := newFakeNode(t, func(w http.ResponseWriter, _ *http.Request) {
 		writeTestJSON(w, 200, node.ChannelList{Channels: []node.ChannelStatus{

@@ -94,6 +94,15 @@ type fileConfig struct {
 		StallTimeout      duration `toml:"stall_timeout"`
 	} `toml:"limits"`
 
+	HTTP struct {
+		AllowedHosts   []string `toml:"allowed_hosts"`
+		AllowedOrigins []string `toml:"allowed_origins"`
+		MaxConns       int      `toml:"max_conns"`
+		BodyTimeout    duration `toml:"body_timeout"`
+		WriteTimeout   duration `toml:"write_timeout"`
+		IdleTimeout    duration `toml:"idle_timeout"`
+	} `toml:"http"`
+
 	Host struct {
 		ConnsLow   int `toml:"conns_low"`
 		ConnsHigh  int `toml:"conns_high"`
@@ -250,6 +259,7 @@ func (fc *fileConfig) resolve() (settings, error) {
 	override(&n.RequestTimeout, fc.Limits.RequestTimeout.Duration)
 	override(&n.FirstTokenTimeout, fc.Limits.FirstTokenTimeout.Duration)
 	override(&n.StallTimeout, fc.Limits.StallTimeout.Duration)
+	fc.resolveHTTP(&n.HTTP)
 	if fc.Listen != nil {
 		s.host.Listen = fc.Listen
 	}
@@ -294,6 +304,15 @@ func (fc *fileConfig) resolve() (settings, error) {
 	override(&n.AdmitRate, fc.Gossip.AdmitRate)
 	override(&n.AdmitBurst, fc.Gossip.AdmitBurst)
 	return s, nil
+}
+
+// resolveHTTP reads the [http] section over the defaults in hc.
+func (fc *fileConfig) resolveHTTP(hc *node.HTTPConfig) {
+	hc.AllowedHosts, hc.AllowedOrigins = fc.HTTP.AllowedHosts, fc.HTTP.AllowedOrigins
+	override(&hc.MaxConns, fc.HTTP.MaxConns)
+	override(&hc.BodyTimeout, fc.HTTP.BodyTimeout.Duration)
+	override(&hc.WriteTimeout, fc.HTTP.WriteTimeout.Duration)
+	override(&hc.IdleTimeout, fc.HTTP.IdleTimeout.Duration)
 }
 
 // apiKey is the node's one bearer key, which guards a client's API and any node's admin

@@ -35,6 +35,34 @@ func TestDefaultConfigFileParsesToDefaults(t *testing.T) {
 		if s.node.Payments != d.Payments {
 			t.Errorf("%s: the written payment defaults differ from node's:\n%+v\n%+v", role, s.node.Payments, d.Payments)
 		}
+		if h, dh := s.node.HTTP, d.HTTP; h.MaxConns != dh.MaxConns || h.BodyTimeout != dh.BodyTimeout || h.WriteTimeout != dh.WriteTimeout ||
+			h.IdleTimeout != dh.IdleTimeout || len(h.AllowedHosts)+len(h.AllowedOrigins) != 0 {
+			t.Errorf("%s: the written [http] defaults differ from node's:\n%+v\n%+v", role, h, dh)
+		}
+	}
+}
+
+// The [http] section reaches the node's config, and bad values are refused naming the key.
+func TestConfigHTTPSection(t *testing.T) {
+	fc, err := parseConfig(strings.NewReader(`
+[http]
+allowed_hosts = ["cocoon.lan"]
+allowed_origins = ["http://localhost:3000"]
+max_conns = 64
+body_timeout = "2s"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := fc.resolve()
+	if h := s.node.HTTP; err != nil || h.MaxConns != 64 || h.BodyTimeout != 2*time.Second || h.WriteTimeout != time.Minute ||
+		len(h.AllowedHosts) != 1 || h.AllowedOrigins[0] != "http://localhost:3000" {
+		t.Fatalf("%v: %+v", err, h)
+	}
+	fc.HTTP.AllowedOrigins = []string{"localhost:3000"}
+	s, _ = fc.resolve()
+	if _, err := node.New(s.node, node.Deps{}); err == nil || !strings.Contains(err.Error(), "http.allowed_origins") {
+		t.Fatalf("an origin without a scheme: %v", err)
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/cocoon-mesh/cocoon/model"
@@ -23,7 +25,7 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 	backendModel := fs.String("backend-model", "", "with --backend: the model name the server knows")
 	modelID := fs.String("model-id", "", "with --backend: the identity to advertise, name@revision:hash")
 	delay := fs.Duration("token-delay", 30*time.Millisecond, "with --backend echo: pause between streamed tokens")
-	dir := fs.String("dir", "", "directory for the nodes' datastores (default: a temporary one)")
+	dir := fs.String("dir", "", "directory for the nodes' datastores and the client's local token (default: a temporary one)")
 	logLevel := fs.String("log-level", "warn", "node log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -35,6 +37,11 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	token, cleanup, err := devToken(dir)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	out := m.Stdout
 	fmt.Fprintf(out, "Starting a local Cocoon mesh: %d proxies, %d workers, 1 client (each its own libp2p peer on loopback)\n", *proxies, *workers)
 	start := time.Now()
@@ -43,6 +50,7 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 	o := localnet.Options{
 		Proxies: *proxies, Workers: *workers, APIAddr: *api, Dir: *dir,
 		BackendURL: *backendURL, BackendModel: *backendModel, ModelID: *modelID, EchoTokenDelay: *delay,
+		Tune:   func(c *node.Config) { c.HTTP.LocalToken = token },
 		Logger: log, Progress: func(s string) { fmt.Fprintf(out, "  [%5.2fs] %s\n", time.Since(start).Seconds(), s) },
 	}
 	switch *backendURL {
@@ -86,9 +94,7 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 		fmt.Fprintf(out, "  Workers use the echo test backend: it repeats your prompt word by word and is not a\n"+
 			"  language model.\n")
 	}
-	fmt.Fprintf(out, "\nTry it:\n  curl -N %s/completions -H 'Content-Type: application/json' \\\n"+
-		"    -d '{\"model\":\"%s\",\"stream\":true,\"max_tokens\":60,\"prompt\":\"Package mesh implements\"}'\n"+
-		"\nPress Ctrl-C to stop.\n", url, served)
+	tryIt(out, url, served, *dir)
 	<-ctx.Done()
 	fmt.Fprintln(out, "\nStopping the local mesh...")
 	if err := nw.Close(); err != nil {
@@ -96,4 +102,35 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintln(out, "Stopped.")
 	return nil
+}
+
+// devToken makes *dir, a temporary directory if it is empty, and the local token there that
+// the client's channel and wallet commands want. cleanup removes a temporary directory.
+func devToken(dir *string) (token string, cleanup func(), err error) {
+	cleanup = func() {}
+	if *dir == "" {
+		if *dir, err = os.MkdirTemp("", "cocoon-dev-"); err != nil {
+			return "", cleanup, err
+		}
+		d := *dir
+		cleanup = func() { os.RemoveAll(d) }
+	} else if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return "", cleanup, err
+	}
+	token, err = loadOrCreateToken(*dir)
+	if err != nil {
+		cleanup()
+	}
+	return token, cleanup, err
+}
+
+// tryIt prints how to call the dev network at url: a completion of the model served, and a
+// channel command with the client's local token from dir.
+func tryIt(out io.Writer, url, served, dir string) {
+	fmt.Fprintf(out, "\nTry it:\n  curl -N %s/completions -H 'Content-Type: application/json' \\\n"+
+		"    -d '{\"model\":\"%s\",\"stream\":true,\"max_tokens\":60,\"prompt\":\"Package mesh implements\"}'\n"+
+		"\nChannel and wallet commands want the client's local token, in %s:\n"+
+		"  cocoon-node channels list --node %s --data-dir %s\n"+
+		"  (or send it as Authorization: Bearer <token>, or pass it with --api-key)\n"+
+		"\nPress Ctrl-C to stop.\n", url, served, tokenPath(dir), strings.TrimSuffix(url, "/v1"), dir)
 }

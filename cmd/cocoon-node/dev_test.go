@@ -45,13 +45,21 @@ func TestDevStartsServesAndStops(t *testing.T) {
 	// The operator commands reach the running client: its wallet on the dev ledger, funded
 	// at start, and its channels to both proxies.
 	node := strings.TrimSuffix(base, "/v1")
-	if got, err := runCmd("wallet", "balance", "--node", node); err != nil || !regexp.MustCompile(`^\S+ [1-9]\d* nanoTON \(\d+\.\d{9} TON\)\n$`).MatchString(got) {
+	dir := regexp.MustCompile(`--data-dir (\S+)`).FindStringSubmatch(out.String())
+	if dir == nil {
+		t.Fatalf("dev did not say where the client's local token is:\n%s", out.String())
+	}
+	t.Setenv("COCOON_API_KEY", "")
+	if got, err := runCmd("wallet", "balance", "--node", node, "--data-dir", t.TempDir()); err == nil || !strings.Contains(err.Error(), "--data-dir must be the data dir") {
+		t.Errorf("wallet balance --node with a data dir holding no token: %q %v", got, err)
+	}
+	if got, err := runCmd("wallet", "balance", "--node", node, "--data-dir", dir[1]); err != nil || !regexp.MustCompile(`^\S+ [1-9]\d* nanoTON \(\d+\.\d{9} TON\)\n$`).MatchString(got) {
 		t.Errorf("wallet balance --node: %q %v", got, err)
 	}
 	if got, err := runCmd("wallet", "address", "--node", node, "--ledger", "http://x"); err == nil {
 		t.Errorf("wallet address with --node and --ledger: %q, want a usage error", got)
 	}
-	if got, err := runCmd("channels", "list", "--node", node); err != nil || strings.Count(got, "payer ") != 2 {
+	if got, err := runCmd("channels", "list", "--node", node, "--data-dir", dir[1]); err != nil || strings.Count(got, "payer ") != 2 {
 		t.Errorf("channels list --node:\n%s %v", got, err)
 	}
 	cancel() // what Ctrl-C does

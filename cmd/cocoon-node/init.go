@@ -45,7 +45,9 @@ log_level = "info"
 [client]
 # The OpenAI-compatible API: point any OpenAI SDK at http://<api_addr>/v1
 api_addr = "127.0.0.1:10000"
-# If set, callers must send "Authorization: Bearer <api_key>".
+# If set, callers must send "Authorization: Bearer <api_key>". Without it, anything that can
+# reach api_addr can ask for paid completions; channel and wallet commands always want this key
+# or the node's local token (see [http]).
 api_key = ""
 # Highest effective price accepted, nanoTON per completion token (0: no cap).
 max_price = 0
@@ -63,6 +65,30 @@ addr = ""
 # If set, callers must send "Authorization: Bearer <api_key>". A node has one key: on a client
 # this is [client] api_key (set either; if both, the same).
 api_key = ""
+
+[http]
+# Guards of the client API and the admin endpoints against web pages and slow clients.
+# A request's Host must name the node: its listen address, or localhost, 127.0.0.1 or [::1] at
+# its port (a web page that reaches it under a name of its own is refused: DNS rebinding). To
+# call it under other names (listening beyond loopback, behind a proxy), list them here, as
+# "name" (any port) or "name:port"; "*" allows any Host.
+allowed_hosts = []
+# Web origins (scheme://host[:port]) whose pages may call the node from a browser; requests
+# with any other Origin header are refused before any work is done. An origin listed here can
+# spend the node's money: list only your own apps. "*" allows every web page.
+allowed_origins = []
+# POSTs must send "Content-Type: application/json". Channel and wallet commands want the API key
+# or the local token, a secret the node writes to local-token in its data dir when it first
+# starts ('cocoon-node channels|wallet --node URL' reads it there; --data-dir if not ~/.cocoon).
+# Open connections per server: at the cap, the one idle longest makes room for a new one; when
+# all are busy, new ones get 503. Keep it well below the file descriptor limit (ulimit -n).
+max_conns = 512
+# How long a request body may take to arrive; how long each write of an answer may take (a
+# streamed answer may last longer: the deadline moves on with every chunk); how long a
+# kept-alive connection waits for its next request. Request headers get 10s.
+body_timeout = "30s"
+write_timeout = "1m"
+idle_timeout = "1m"
 
 [payments]
 # Where channel money lives: a development ledger served by 'cocoon-node ledger' (ledger, a

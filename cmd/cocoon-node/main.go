@@ -90,6 +90,8 @@ Usage:
                                the running node at URL, or the stopped node's datastore)
   cocoon-node channels open|topup|close PEER --node URL
                                open, top up (move to a new deposit) or close the channel with PEER
+  With --node, these send the node's local token, read from --data-dir DIR (default ~/.cocoon;
+  the node writes DIR/local-token when it starts), or --api-key KEY / $COCOON_API_KEY.
 
 Run 'cocoon-node <command> -h' for a command's flags.
 `

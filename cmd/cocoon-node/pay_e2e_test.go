@@ -33,11 +33,20 @@ func (p *proc) stop() {
 	}
 }
 
-// liveChannels asks a running node for its channels; nil if it does not answer (it may be
-// being killed).
+// liveChannels asks a running node for its channels, with the local token its ready file
+// names; nil if it does not answer (it may be being killed).
 func liveChannels(p *proc) []node.ChannelStatus {
-	c, err := newNodeClient(p.ready.Admin, "")
-	if p.ready.Admin == "" || err != nil {
+	return liveChannelsAt(p, p.ready.Admin)
+}
+
+// liveChannelsAt is liveChannels asking the node at addr (its admin address or client API).
+func liveChannelsAt(p *proc, addr string) []node.ChannelStatus {
+	tok, err := readToken(p.ready.TokenFile)
+	if addr == "" || err != nil {
+		return nil
+	}
+	c, err := newNodeClient(addr, tok, "")
+	if err != nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -62,7 +62,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.prices, "prices", "", "worker: nanoTON per token for the --model models: prompt,cached,completion,reasoning")
 	fs.IntVar(&f.maxActive, "max-active", 0, "worker: concurrent requests")
 	fs.BoolVar(&f.local, "local", false, "use timings for a network on one machine (fast discovery and adverts)")
-	fs.StringVar(&f.readyFile, "ready-file", "", "write the node's peer ID, addresses, API and admin addresses as JSON here once it serves")
+	fs.StringVar(&f.readyFile, "ready-file", "", "write the node's peer ID, addresses, API and admin addresses and local token file as JSON here once it serves")
 	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fs.StringVar(&f.tee, "tee", "", "what this node runs in: none, tdx (Intel TDX), or simulated (INSECURE, for development)")
 	fs.BoolVar(&f.allowSimulated, "insecure-allow-simulated-tee", false, "INSECURE: accept peers whose attestation is simulated (development networks only)")
@@ -211,6 +211,9 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 		return fmt.Errorf("open datastore in %s: %w (is another node using this data dir?)", s.dataDir, err)
 	}
 	defer ds.Close()
+	if s.node.HTTP.LocalToken, err = loadOrCreateToken(s.dataDir); err != nil {
+		return err
+	}
 	key, err := node.LoadOrCreateIdentity(ctx, ds)
 	if err != nil {
 		return err
@@ -239,7 +242,8 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 	st := n.Status()
 	log.Info("node running", "role", st.Role, "peer", st.Peer, "addrs", st.Addrs)
 	if f.readyFile != "" {
-		if err := writeReady(f.readyFile, n); err != nil {
+		tf, _ := filepath.Abs(tokenPath(s.dataDir))
+		if err := writeReady(f.readyFile, n, tf); err != nil {
 			n.Close()
 			return err
 		}
@@ -255,12 +259,14 @@ type ready struct {
 	Addrs []string `json:"addrs"`
 	API   string   `json:"api,omitempty"`
 	Admin string   `json:"admin,omitempty"` // where the admin endpoints listen, as bound
+	// TokenFile holds the node's local token, which its channel and wallet endpoints want.
+	TokenFile string `json:"token_file"`
 }
 
 // writeReady writes the node's ready file.
-func writeReady(path string, n *node.Node) error {
+func writeReady(path string, n *node.Node, tokenFile string) error {
 	st := n.Status()
-	return writeJSONFile(path, ready{Peer: st.Peer, Addrs: st.Addrs, API: n.APIAddr(), Admin: n.AdminAddr()})
+	return writeJSONFile(path, ready{Peer: st.Peer, Addrs: st.Addrs, API: n.APIAddr(), Admin: n.AdminAddr(), TokenFile: tokenFile})
 }
 
 // writeJSONFile writes v as JSON atomically, so a reader never sees half of it.

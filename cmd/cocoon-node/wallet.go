@@ -26,8 +26,8 @@ func (m *Main) wallet(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("wallet "+cmd, flag.ContinueOnError)
 	fs.SetOutput(m.Stderr)
 	nodeURL := fs.String("node", "", "ask the running node at this URL (a client's API, a proxy's or worker's admin address) for its wallet, on its ledger")
-	apiKey := fs.String("api-key", "", "with --node: the node's bearer key (default $COCOON_API_KEY)")
-	dataDir := fs.String("data-dir", "", "the node's data directory (default ~/.cocoon); the node must not be running")
+	apiKey := fs.String("api-key", "", "with --node: the node's api_key or local token (default $COCOON_API_KEY, else the token in --data-dir)")
+	dataDir := fs.String("data-dir", "", "the node's data directory (default ~/.cocoon): without --node the node must not be running; with it, its local token is read there")
 	testnet := fs.Bool("testnet", false, "the testnet wallet address instead of mainnet's")
 	ledgerURL := fs.String("ledger", "", "balance: a development ledger's URL (cocoon-node ledger)")
 	tonConfig := fs.String("ton-config", "", "balance: a TON liteserver global config, as a URL or a file (real TON)")
@@ -38,10 +38,10 @@ func (m *Main) wallet(ctx context.Context, args []string) error {
 		return usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
 	}
 	if *nodeURL != "" {
-		if *dataDir != "" || *testnet || *ledgerURL != "" || *tonConfig != "" {
-			return usageError("wallet: --node asks the running node, which knows its data dir, network and ledger: drop --data-dir, --testnet, --ledger and --ton-config")
+		if *testnet || *ledgerURL != "" || *tonConfig != "" {
+			return usageError("wallet: --node asks the running node, which knows its network and ledger: drop --testnet, --ledger and --ton-config")
 		}
-		c, err := newNodeClient(*nodeURL, *apiKey)
+		c, err := newNodeClient(*nodeURL, *apiKey, *dataDir)
 		if err != nil {
 			return err
 		}

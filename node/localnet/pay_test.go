@@ -143,6 +143,7 @@ func TestPaymentsFollowDelivery(t *testing.T) {
 	cctx, ccancel := context.WithCancel(ctx)
 	req, _ := http.NewRequestWithContext(cctx, "POST", nw.ClientURL()+"/chat/completions",
 		strings.NewReader(`{"model":"echo-test","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"`+strings.Repeat("long ", 200)+`"}]}`))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
