@@ -28,6 +28,7 @@ type call struct {
 	// voucher sender paying ahead, and the cancel hook. One frame at a time.
 	wmu      sync.Mutex
 	closed   bool   // our write side is closed: nothing more goes out
+	left     bool   // abandoned by leave: the drain timer releases the reader
 	rejected bool   // we refused the answer
 	accepted uint64 // the completion tokens we accepted when we refused it
 
@@ -67,8 +68,16 @@ func (n *Node) openCall(ctx context.Context, p peer.ID, role string, h *wire.Hea
 	if err != nil {
 		return nil, err
 	}
-	c := &call{s: s, r: wire.NewReader(s, n.cfg.MaxChunkBytes+1024), peer: p, role: role, stall: n.cfg.StallTimeout,
-		drain: time.AfterFunc(time.Hour, func() { s.Reset() })}
+	c := &call{s: s, r: wire.NewReader(s, n.cfg.MaxChunkBytes+1024), peer: p, role: role, stall: n.cfg.StallTimeout}
+	c.drain = time.AfterFunc(time.Hour, func() {
+		s.Reset()
+		c.wmu.Lock()
+		left := c.left
+		c.wmu.Unlock()
+		if left { // nobody reads the call any more: the reader is ours to release
+			c.r.Release()
+		}
+	})
 	c.drain.Stop()
 	if h.Stream {
 		c.firstWait = n.firstTokenWait(role)
@@ -226,10 +235,8 @@ func (c *call) abort() {
 // then the stream is reset. Nothing reads it meanwhile.
 func (c *call) leave() {
 	c.stop()
-	r := c.r
-	c.drain.Stop()
-	c.drain = time.AfterFunc(drainTimeout, func() {
-		c.s.Reset()
-		r.Release()
-	})
+	c.wmu.Lock()
+	c.left = true
+	c.wmu.Unlock()
+	c.drain.Reset(drainTimeout)
 }
