@@ -36,9 +36,10 @@ type call struct {
 	// made by the cancel hook accepts no more than that.
 	taken atomic.Uint64
 
-	// Waits on the callee: it must send something at least every stall, and, for a streamed
-	// answer, its first chunk by firstBy (zero: no such bound).
+	// Waits on the callee: it must send something at least every stall, and its first chunk
+	// (of a non-streamed answer: the whole answer) by firstBy.
 	stall     time.Duration
+	stream    bool // the answer is streamed
 	firstWait time.Duration
 	firstBy   time.Time
 	answered  bool // a chunk, final or error came: firstBy is met
@@ -79,10 +80,8 @@ func (n *Node) openCall(ctx context.Context, p peer.ID, role string, h *wire.Hea
 		}
 	})
 	c.drain.Stop()
-	if h.Stream {
-		c.firstWait = n.firstTokenWait(role)
-		c.firstBy = time.Now().Add(c.firstWait)
-	}
+	c.stream, c.firstWait = h.Stream, n.firstTokenWait(role, h.Stream)
+	c.firstBy = time.Now().Add(c.firstWait)
 	c.stop = context.AfterFunc(ctx, func() {
 		if rj, ok := context.Cause(ctx).(*rejection); ok {
 			c.reject(min(rj.Tokens, c.taken.Load()), &rj.Err)
@@ -112,13 +111,18 @@ func (n *Node) openCall(ctx context.Context, p peer.ID, role string, h *wire.Hea
 	return c, nil
 }
 
-// firstTokenWait is how long a caller waits for the first chunk of a streamed answer from a
-// callee in role: a proxy may try MaxAttempts workers, each within FirstTokenTimeout.
-func (n *Node) firstTokenWait(role string) time.Duration {
-	if role == "proxy" {
-		return n.cfg.FirstTokenTimeout*time.Duration(n.cfg.MaxAttempts) + n.cfg.StallTimeout
+// firstTokenWait is how long a caller waits for the first chunk of an answer from a callee in
+// role: FirstTokenTimeout for a streamed one, WholeAnswerTimeout for a non-streamed one (its
+// first chunk is all of it); a proxy may try MaxAttempts workers, each within that.
+func (n *Node) firstTokenWait(role string, stream bool) time.Duration {
+	d := n.cfg.FirstTokenTimeout
+	if !stream {
+		d = n.cfg.WholeAnswerTimeout
 	}
-	return n.cfg.FirstTokenTimeout
+	if role == "proxy" {
+		return d*time.Duration(n.cfg.MaxAttempts) + n.cfg.StallTimeout
+	}
+	return d
 }
 
 // bodyFrame is the frame type a body travels in.
@@ -188,7 +192,7 @@ func (c *call) refusal() (accepted uint64, refused bool) {
 // once.
 func (c *call) next() (wire.FrameType, []byte, error) {
 	dl := time.Now().Add(c.stall)
-	first := !c.answered && !c.firstBy.IsZero() && c.firstBy.Before(dl)
+	first := !c.answered && c.firstBy.Before(dl)
 	if first {
 		dl = c.firstBy
 	}
@@ -197,7 +201,11 @@ func (c *call) next() (wire.FrameType, []byte, error) {
 	switch {
 	case err != nil && isTimeout(err):
 		if first {
-			return 0, nil, wire.Errorf(wire.CodeWorkerFailed, "%s %s sent no token within %s", c.role, c.peer.String(), c.firstWait)
+			what := "token"
+			if !c.stream {
+				what = "answer" // a non-streamed one: its first chunk is all of it
+			}
+			return 0, nil, wire.Errorf(wire.CodeWorkerFailed, "%s %s sent no %s within %s", c.role, c.peer.String(), what, c.firstWait)
 		}
 		return 0, nil, wire.Errorf(wire.CodeWorkerFailed, "%s %s stalled: nothing for %s", c.role, c.peer.String(), c.stall)
 	case err != nil:

@@ -75,6 +75,23 @@ func (n *Node) handleChannel(s network.Stream) {
 			st := n.channelState(c)
 			state = &st
 		}
+	case wire.FrameSettled: // a payer that refused value says what pays all it received
+		var c *inChan
+		if c, err = n.payerIn(payer); err == nil {
+			var v ton.Voucher
+			if len(p) > 0 {
+				if c, err = n.acceptAny(ctx, c, p); err != nil {
+					n.log.Warn("voucher refused", "payer", payer.String(), "err", err)
+					err = wire.Errorf(wire.CodePayment, "voucher refused: %v", err)
+				}
+				v, _ = ton.DecodeVoucher(p)
+			}
+			if err == nil {
+				n.writeOff(c, v, "the payer settled after refusing an answer")
+			}
+			st := n.channelState(c)
+			state = &st
+		}
 	case wire.FrameChannelClose:
 		var cl *wire.ChannelClose
 		if cl, state, err = n.handleClose(ctx, s, p); cl != nil {
@@ -520,15 +537,29 @@ func (n *Node) settle(ctx context.Context, c *outChan) error {
 		return err
 	}
 	c.mu.Lock()
-	latest, has, acked := c.rec.Voucher, c.rec.HasVoucher, c.acked
+	latest, has, acked, disputed := c.rec.Voucher, c.rec.HasVoucher, c.acked, c.disputed
 	c.mu.Unlock()
-	if !has || latest.Seqno <= acked {
+	if !disputed && (!has || latest.Seqno <= acked) {
 		return nil
 	}
-	vb, _ := latest.MarshalBinary()
-	sp, err := n.channelCall(ctx, c.peer, wire.FramePay, vb, wire.FrameChannelState)
+	// After a refusal the voucher goes as settled: it pays all we received, and the payee
+	// writes off what it counted for the part we refused (should our refusal not have reached
+	// it on the answer's stream).
+	t, vb := wire.FramePay, []byte(nil)
+	if has {
+		vb, _ = latest.MarshalBinary()
+	}
+	if disputed {
+		t = wire.FrameSettled
+	}
+	sp, err := n.channelCall(ctx, c.peer, t, vb, wire.FrameChannelState)
 	if err != nil {
 		return err
+	}
+	if disputed {
+		c.mu.Lock()
+		c.disputed = false
+		c.mu.Unlock()
 	}
 	st, err := wire.DecodeChannelState(sp)
 	if err != nil {

@@ -157,6 +157,9 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, sink answe
 			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s: %v", p.String(), errDemandsPayment)
 			continue
 		}
+		if lastErr != nil && asWireError(err).Code == wire.CodeNoCapacity && asWireError(lastErr).Code == wire.CodeWorkerFailed {
+			err = lastErr // no other worker, once the failed one is excluded: its failure says more
+		}
 		lastErr = err
 		if ctx.Err() != nil || !asWireError(err).Code.Retryable() {
 			break
@@ -329,6 +332,15 @@ func (a *attempt) refuse(err error) error {
 	return we
 }
 
+// refuseProxy refuses the answer for what the proxy alone answers for (its quote, and the
+// claims it passed on: an honest proxy checks a worker's claims before passing them on): the
+// proxy is distrusted for a while, and its worker not blamed.
+func (a *attempt) refuseProxy(err error) error {
+	a.proxyFault = true
+	a.n.distrust(a.p, err)
+	return a.refuse(err)
+}
+
 // workerName is the worker serving the attempt, as far as we know it.
 func (a *attempt) workerName() string {
 	if a.ex.worker == "" {
@@ -349,10 +361,7 @@ func (a *attempt) quote(payload []byte) error {
 		return wire.Errorf(wire.CodePriceTooHigh, "proxy %s quoted %d nanoTON per completion token, over the cap of %d", a.p.String(), q.Effective(), a.h.MaxPrice)
 	}
 	if err := a.n.checkProxyQuote(q, a.ex.worker, a.h.Model, a.payee); err != nil {
-		// The proxy's own doing: it is distrusted, and the worker is not to blame.
-		a.proxyFault = true
-		a.n.distrust(a.p, err)
-		return a.refuse(err)
+		return a.refuseProxy(err)
 	}
 	a.meter = a.n.newMetering(a.payee, q)
 	return nil
@@ -398,7 +407,7 @@ func (a *attempt) chunk(ctx context.Context, payload []byte) error {
 		ch.Data = a.ex.plain
 	}
 	if err := a.claim.chunk(ch.Tokens, len(ch.Data)); err != nil {
-		return a.refuse(err)
+		return a.refuseProxy(err) // a proxy checks the worker's claims before it passes them on
 	}
 	if ctx.Err() == nil {
 		if err := a.sink.chunk(&ch, c.r.Buffered()); err != nil {
@@ -432,7 +441,7 @@ func (a *attempt) final(payload []byte) error {
 		a.ex.worker, _ = peer.Decode(fin.Worker) // unsealed: the final names it
 	}
 	if err := a.claim.final(fin.Usage); err != nil {
-		return a.refuse(err)
+		return a.refuseProxy(err)
 	}
 	if a.sink.whole != nil {
 		if err := a.sink.whole(); err != nil {

@@ -94,6 +94,10 @@ type Config struct {
 	// without output, so one that sends nothing for StallTimeout has stopped, and the request
 	// fails over (nothing reached the caller yet) or ends with an error.
 	FirstTokenTimeout, StallTimeout time.Duration
+	// WholeAnswerTimeout bounds the wait for a non-streamed answer from a worker, whose first
+	// chunk is the whole answer; past it the proxy fails over (a client gives its proxy
+	// MaxAttempts times as long, plus StallTimeout). Longer answers should be streamed.
+	WholeAnswerTimeout time.Duration
 
 	// AllowUnattested lets a proxy route to workers that offer no attestation, and a client
 	// send them prompts, in the clear. Off by default: only attested workers get work.
@@ -184,31 +188,32 @@ const Nano = 1_000_000_000
 // DefaultConfig is the configuration for a node on a real network.
 func DefaultConfig() Config {
 	return Config{
-		Role:              RoleClient,
-		Network:           "cocoon-mainnet",
-		DHTMode:           discovery.ModeServer,
-		MinProxies:        2,
-		DiscoveryInterval: 30 * time.Second,
-		ProvideInterval:   10 * time.Minute,
-		ProvideRetry:      5 * time.Second,
-		AdvertInterval:    10 * time.Second,
-		AdvertMaxAge:      60 * time.Second,
-		AdvertMaxSkew:     10 * time.Second,
-		WorkerTTL:         35 * time.Second, // three missed adverts
-		MaxActive:         16,
-		Coefficient:       wire.CoefficientOne,
-		HealthInterval:    5 * time.Second,
-		APIAddr:           "127.0.0.1:10000",
-		MaxBodyBytes:      4 << 20,
-		MaxChunkBytes:     8 << 20,
-		MaxTokens:         32768,
-		RequestTimeout:    10 * time.Minute,
-		HopMargin:         50 * time.Millisecond,
-		MaxAttempts:       3,
-		FirstTokenTimeout: 30 * time.Second,
-		StallTimeout:      15 * time.Second,
-		AttestTTL:         time.Hour,
-		ReceiptCheckEvery: 16,
+		Role:               RoleClient,
+		Network:            "cocoon-mainnet",
+		DHTMode:            discovery.ModeServer,
+		MinProxies:         2,
+		DiscoveryInterval:  30 * time.Second,
+		ProvideInterval:    10 * time.Minute,
+		ProvideRetry:       5 * time.Second,
+		AdvertInterval:     10 * time.Second,
+		AdvertMaxAge:       60 * time.Second,
+		AdvertMaxSkew:      10 * time.Second,
+		WorkerTTL:          35 * time.Second, // three missed adverts
+		MaxActive:          16,
+		Coefficient:        wire.CoefficientOne,
+		HealthInterval:     5 * time.Second,
+		APIAddr:            "127.0.0.1:10000",
+		MaxBodyBytes:       4 << 20,
+		MaxChunkBytes:      8 << 20,
+		MaxTokens:          32768,
+		RequestTimeout:     10 * time.Minute,
+		HopMargin:          50 * time.Millisecond,
+		MaxAttempts:        3,
+		FirstTokenTimeout:  30 * time.Second,
+		StallTimeout:       15 * time.Second,
+		WholeAnswerTimeout: 5 * time.Minute,
+		AttestTTL:          time.Hour,
+		ReceiptCheckEvery:  16,
 		Payments: PaymentConfig{
 			Deposit: Nano, OpenFee: Nano / 20, WindowTokens: 256, Commission: 50,
 			Quarantine: 12 * time.Hour, ConditionalClose: time.Minute, ExcessFee: Nano / 100,
@@ -284,6 +289,7 @@ func (c *Config) validate() error {
 	fill(&c.MaxAttempts, d.MaxAttempts)
 	fill(&c.FirstTokenTimeout, d.FirstTokenTimeout)
 	fill(&c.StallTimeout, d.StallTimeout)
+	fill(&c.WholeAnswerTimeout, d.WholeAnswerTimeout)
 	fill(&c.ReceiptCheckEvery, d.ReceiptCheckEvery)
 	fill(&c.MaxTokens, d.MaxTokens)
 	fill(&c.Coefficient, d.Coefficient)
@@ -390,6 +396,8 @@ func (c *Config) validateWaits() error {
 		return &ConfigError{"stall_timeout", c.StallTimeout, "want at least 300ms: heartbeats fill silences a third of it long"}
 	case c.FirstTokenTimeout < c.StallTimeout/3:
 		return &ConfigError{"first_token_timeout", c.FirstTokenTimeout, "want at least a third of stall_timeout"}
+	case c.WholeAnswerTimeout < c.FirstTokenTimeout:
+		return &ConfigError{"whole_answer_timeout", c.WholeAnswerTimeout, "want at least first_token_timeout"}
 	case c.HopMargin*4 > c.RequestTimeout:
 		return &ConfigError{"hop_margin", c.HopMargin, "must be well below request_timeout"}
 	}

@@ -17,8 +17,9 @@
 //
 // Every wait has a bound (call.go): a callee sends a progress frame after StallTimeout/3 of
 // silence, so a caller that hears nothing for StallTimeout, or gets no first chunk of a streamed
-// answer within FirstTokenTimeout, gives up on it: before the first token the request fails
-// over, after it the answer ends with an error saying the callee stalled.
+// answer within FirstTokenTimeout (of a non-streamed one, all of it within WholeAnswerTimeout),
+// gives up on it: before the first token the request fails over, after it the answer ends with
+// an error saying the callee stalled.
 //
 // Every claim is checked (claims.go): a payer pays for no more completion tokens than the
 // request's max_tokens and the bytes that came, and for no more prompt tokens than the request

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"io"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 
@@ -12,8 +14,8 @@ import (
 // Faults make a node misbehave on purpose, in its real code path: the adversarial tests run
 // rogue workers and proxies with them, and simulations their adversaries. A nil *Faults is an
 // honest node; cmd/cocoon-node sets them only in a binary built for the adversarial tests
-// (build tag rogue). Each field is one misbehaviour, applied to every request; all but
-// QuoteFactor are a worker's.
+// (build tag rogue). Each field is one misbehaviour, applied to every request; a proxy acts
+// on QuoteFactor and ClaimTokens (on the chunks it passes on), a worker on all.
 type Faults struct {
 	// QuoteFactor quotes every answer at this multiple of the honest prices: a worker's
 	// advertised prices, a proxy's with its commission (0 or 1: honest).
@@ -27,6 +29,9 @@ type Faults struct {
 	Garbage bool
 	// Hang takes each request and then sends nothing at all, heartbeats included.
 	Hang bool
+	// Idle takes each request and keeps it alive with heartbeats, but never sends a token: a
+	// worker whose backend never starts answering.
+	Idle bool
 	// Reset resets every inference stream as soon as it opens.
 	Reset bool
 	// StallAfter stops answering (no more frames, no heartbeats) after this many chunks of a
@@ -35,13 +40,21 @@ type Faults struct {
 }
 
 // faultOnOpen applies the faults that act before a request is read: it reports whether the
-// stream was taken care of (reset, or held until the caller gives up).
-func (f *Faults) faultOnOpen(ctx context.Context, s network.Stream) bool {
+// stream was taken care of (reset, or held until the caller gives up). beat is the heartbeat
+// an idle answer keeps.
+func (f *Faults) faultOnOpen(ctx context.Context, s network.Stream, beat time.Duration) bool {
 	switch {
 	case f == nil:
 		return false
 	case f.Reset:
 		s.Reset()
+		return true
+	case f.Idle:
+		a := newAnswer(s, beat)
+		go func() {
+			_, _ = io.Copy(io.Discard, s) // until the caller closes or resets
+			a.close()
+		}()
 		return true
 	case f.Hang:
 		// Never a frame: the caller's bounds must end it. Held until it resets or the node stops.

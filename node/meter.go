@@ -148,10 +148,9 @@ func (m *metering) refuse(tokens uint64) {
 	if m == nil {
 		return
 	}
-	if accepted := m.tab.Per(tokens); m.taken > accepted {
-		m.ch.refuse(m.taken - accepted)
-		m.taken = accepted
-	}
+	accepted := min(m.taken, m.tab.Per(tokens))
+	m.ch.refuse(m.taken - accepted)
+	m.taken = accepted
 }
 
 // chunk records tokens received and, when a voucher is due, has one paid ahead of the answer.

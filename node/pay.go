@@ -123,8 +123,10 @@ type outChan struct {
 	meter *ton.Meter
 	flush *time.Timer // a pending settle (nil: none)
 	acked uint64      // the highest seqno the payee confirmed holding on the channel stream
-	due   *dueVoucher // the newest answer that found a voucher due while one was being paid
-	ahead bool        // payAhead is signing and persisting a voucher in the background
+	// disputed: we refused value the payee may still count; the next settle says so.
+	disputed bool
+	due      *dueVoucher // the newest answer that found a voucher due while one was being paid
+	ahead    bool        // payAhead is signing and persisting a voucher in the background
 
 	active  int           // answers being paid for on the channel
 	closing bool          // no new answers: the channel is being replaced or closed
@@ -184,11 +186,12 @@ func newOutChan(p peer.ID, terms wire.Terms, key ed25519.PrivateKey, rec chansto
 // billed at tab: a quarter of the payee's window, so the payee never waits on a paying payer.
 func (c *outChan) every(tab *ton.Tab) uint64 { return tab.Per(uint64(c.terms.WindowTokens) / 4) }
 
-// refuse takes back value received that we refused.
+// refuse takes back value received that we refused; the next settle tells the payee.
 func (c *outChan) refuse(value uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.meter.Refuse(value)
+	c.disputed = true
 }
 
 // receive records value received and reports whether a voucher is due.
@@ -259,7 +262,7 @@ func (n *Node) pay(ctx context.Context, c *outChan, force bool, every uint64) ([
 func (n *Node) settleLater(c *outChan) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.flush != nil || (c.meter.Unpaid() == 0 && c.rec.Voucher.Seqno <= c.acked) {
+	if c.flush != nil || (c.meter.Unpaid() == 0 && c.rec.Voucher.Seqno <= c.acked && !c.disputed) {
 		return
 	}
 	c.flush = time.AfterFunc(n.cfg.Payments.FlushAfter, func() {

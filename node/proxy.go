@@ -387,10 +387,16 @@ func (rl *relay) chunk(ctx context.Context, p []byte) error {
 		return rl.refuse(err)
 	}
 	cancelled := ctx.Err() != nil
+	billed := ch.Tokens
+	if f := rl.n.faults; f != nil && f.ClaimTokens > 0 { // a rogue proxy inflates what it passes on
+		billed = f.ClaimTokens
+		p = wire.AppendChunk(nil, &wire.Chunk{Tokens: billed, Data: ch.Data})
+	}
 	if !cancelled {
-		if err := rl.bill.chunk(ctx, ch.Tokens); err != nil {
+		if err := rl.bill.chunk(ctx, billed); err != nil {
 			rl.c.reject(rl.c.taken.Load(), asWireError(err)) // the client does not pay for it: neither do we
 			rl.c.leave()
+			rl.meter.refuse(rl.c.taken.Load())
 			return err
 		}
 	}

@@ -172,7 +172,7 @@ func TestClientRefusesAnswersItCannotOpen(t *testing.T) {
 // token ends with an error event that says so. Neither waits for the request's timeout.
 func TestHungAndStalledWorkersCostOnlyTheBounds(t *testing.T) {
 	tune := func(c *node.Config) {
-		c.FirstTokenTimeout, c.StallTimeout = time.Second, 600*time.Millisecond
+		c.FirstTokenTimeout, c.StallTimeout, c.WholeAnswerTimeout = time.Second, 600*time.Millisecond, 2*time.Second
 		c.RequestTimeout = time.Minute
 	}
 	t.Run("hang", func(t *testing.T) {
@@ -189,6 +189,20 @@ func TestHungAndStalledWorkersCostOnlyTheBounds(t *testing.T) {
 		}
 		if !strings.Contains(logs.String(), "stalled") && !strings.Contains(logs.String(), "sent no token") {
 			t.Errorf("the proxy never timed the hung worker out:\n%s", logs.String())
+		}
+	})
+	t.Run("idle: heartbeats, never a token", func(t *testing.T) {
+		var logs syncbuf.Buffer
+		nw := rogueNet(t, &node.Faults{Idle: true}, &logs, tune)
+		for i := range 4 { // the first-token and whole-answer bounds end the wait, not the heartbeats
+			body := fmt.Sprintf(`{"model":"echo-test","stream":%t,"messages":[{"role":"user","content":"request %d"}]}`, i < 2, i)
+			r := post(t, nw.ClientURL()+"/chat/completions", "", body)
+			if r.status != 200 || strings.Contains(r.body, `"error"`) {
+				t.Fatalf("request %d: %d: %s", i, r.status, r.body)
+			}
+		}
+		if !strings.Contains(logs.String(), "sent no token within 1s") && !strings.Contains(logs.String(), "sent no answer within 2s") {
+			t.Errorf("the proxy never timed the idle worker out on its first token or its whole answer:\n%s", logs.String())
 		}
 	})
 	t.Run("stall mid-stream", func(t *testing.T) {
@@ -318,5 +332,85 @@ func TestClientRefusesAProxyThatOvercharges(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "the proxy's commission is") {
 		t.Errorf("the client never said why it refused the proxy's quote:\n%s", logs.String())
+	}
+}
+
+// A worker that takes longer than the stall bound to answer is working, not stalled: its
+// heartbeats fill the silence, and the answer is served, streamed or not.
+func TestSlowAnswersAreNotStalls(t *testing.T) {
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, EchoTokenDelay: 150 * time.Millisecond,
+		Tune: func(c *node.Config) { c.FirstTokenTimeout, c.StallTimeout = time.Second, 600*time.Millisecond }})
+	for _, stream := range []bool{false, true} {
+		start := time.Now()
+		r := post(t, nw.ClientURL()+"/chat/completions", "", fmt.Sprintf(`{"model":"echo-test","stream":%t,"messages":[{"role":"user","content":"one two three four five six seven eight"}]}`, stream))
+		if r.status != 200 || strings.Contains(r.body, `"error"`) {
+			t.Errorf("stream %t: a slow answer (%v) was not served: %d %s", stream, time.Since(start).Round(time.Millisecond), r.status, r.body)
+		}
+	}
+}
+
+// A proxy bills its client for each chunk before it counts it as owed to the worker: when the
+// client does not pay (here it is five windows behind, more than the proxy writes off on its
+// word), the proxy refuses the worker's answer, pays the worker nothing for it, and tells it
+// so, and the worker's books agree with the proxy's.
+func TestProxyPaysNothingItsClientDoesNotPay(t *testing.T) {
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1})
+	served(t, nw, "open the channels")
+	before := settledAndAgreed(t, nw)
+	worker := nw.Workers[0]
+	if err := node.Drift(nw.Proxies[0], nw.Client.ID(), 5*256*420); err != nil {
+		t.Fatal(err)
+	}
+	r := post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","messages":[{"role":"user","content":"one two three four five six seven eight"}]}`)
+	if r.status == 200 || !strings.Contains(r.body, "payment") {
+		t.Fatalf("served though the client is five windows behind: %d %s", r.status, r.body)
+	}
+	var w node.ChannelStatus
+	eventually(t, 20*time.Second, func() bool {
+		w, _ = channelWhere(worker, func(c node.ChannelStatus) bool { return c.Role == "payee" && c.State == "open" })
+		p, _ := channelWhere(nw.Proxies[0], func(c node.ChannelStatus) bool { return c.Role == "payer" && c.State == "open" })
+		return w.Owed == 0 && p.Owed == 0 && w.Paid == p.Paid
+	}, func() string { return fmt.Sprintf("the worker's channel does not settle: %+v", w) })
+	if w.Paid != paidTo(before, worker) {
+		t.Errorf("the proxy paid the worker %d nanoTON for an answer its client did not pay for", w.Paid-paidTo(before, worker))
+	}
+}
+
+// A worker that fails every request is ejected after three in a row, and requests for its
+// model then say so, instead of being sent to it again.
+func TestFailingWorkerIsEjected(t *testing.T) {
+	var logs syncbuf.Buffer
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, Faults: map[string]*node.Faults{"worker1": {Reset: true}},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), NoPayments: true})
+	var r result
+	for range 4 {
+		r = post(t, nw.ClientURL()+"/chat/completions", "", `{"model":"echo-test","messages":[{"role":"user","content":"hello"}]}`)
+	}
+	if !strings.Contains(logs.String(), "worker ejected from routing") {
+		t.Errorf("the worker was never ejected:\n%s", logs.String())
+	}
+	if r.status != 503 || !strings.Contains(r.body, "ejected for failing") {
+		t.Errorf("a request for the ejected worker's model: %d %s", r.status, r.body)
+	}
+}
+
+// A proxy that passes on chunks claiming more tokens than they carry is refused by its client,
+// which pays it nothing for them and takes its requests to the honest proxy.
+func TestClientRefusesAProxyThatOverclaims(t *testing.T) {
+	var logs syncbuf.Buffer
+	nw := startNet(t, localnet.Options{Proxies: 2, Workers: 1, Faults: map[string]*node.Faults{"proxy2": {ClaimTokens: 100_000}},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	for i := range 6 {
+		body := fmt.Sprintf(`{"model":"echo-test","stream":%t,"messages":[{"role":"user","content":"request %d"}]}`, i%2 == 0, i)
+		if r := post(t, nw.ClientURL()+"/chat/completions", "", body); r.status != 200 || strings.Contains(r.body, `"error"`) {
+			t.Fatalf("request %d: %d %s", i, r.status, r.body)
+		}
+	}
+	held := settledAndAgreed(t, nw)
+	if got := paidTo(held, nw.Proxies[1]); got != 0 {
+		t.Errorf("the proxy that overclaims was paid %d nanoTON", got)
+	}
+	if !strings.Contains(logs.String(), "completion tokens for") {
+		t.Errorf("the client never said why it refused the proxy's chunks:\n%s", logs.String())
 	}
 }

@@ -198,7 +198,7 @@ func sendSplit(c backend.Chunk, paid bool, send func(*wire.Chunk, bool) error) e
 
 // handleWorkerInfer runs one request from a proxy on the backend and streams the answer.
 func (n *Node) handleWorkerInfer(s network.Stream) {
-	if n.faults.faultOnOpen(n.ctx, s) {
+	if n.faults.faultOnOpen(n.ctx, s, n.cfg.StallTimeout/3) {
 		return
 	}
 	out := newAnswer(s, n.cfg.StallTimeout/3)

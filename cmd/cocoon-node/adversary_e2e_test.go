@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/routing"
 )
 
 // advNet is a paying network of real processes for the adversarial tests.
@@ -36,9 +38,10 @@ type advNet struct {
 }
 
 // startAdvNet starts the ledger, a proxy, the honest worker, a rogue worker for each fault
-// (its --fault-* flags), and a client (paying, with the caller's extra flags). Every node
-// bounds its waits tightly (a 2 s first token, a 1 s stall), so hangs cost the tests little.
-func startAdvNet(t *testing.T, faults map[string][]string, clientFlags ...string) *advNet {
+// (its --fault-* flags), and a paying client. Every node bounds its waits tightly (a 2 s first
+// token, a 1 s stall, 3 s a whole non-streamed answer, 40 s a request), and reads extraConfig
+// (TOML) besides.
+func startAdvNet(t *testing.T, faults map[string][]string, extraConfig string) *advNet {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts several processes")
@@ -46,7 +49,10 @@ func startAdvNet(t *testing.T, faults map[string][]string, clientFlags ...string
 	lp, _ := startLedger(t, "ledger", t.TempDir())
 	m := &mesh{t: t, dir: t.TempDir(), network: fmt.Sprintf("adv-%d", time.Now().UnixNano())}
 	cfg := filepath.Join(m.dir, "bounds.toml")
-	if err := os.WriteFile(cfg, []byte("[limits]\nfirst_token_timeout = \"2s\"\nstall_timeout = \"1s\"\n"), 0o600); err != nil {
+	// Tight bounds, so hangs cost the tests little (and a bound that failed would fail them
+	// within the request timeout), and whatever the test adds.
+	bounds := "[limits]\nfirst_token_timeout = \"2s\"\nstall_timeout = \"1s\"\nwhole_answer_timeout = \"3s\"\nrequest_timeout = \"40s\"\n" + extraConfig
+	if err := os.WriteFile(cfg, []byte(bounds), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	a := &advNet{mesh: m, ledger: lp, rogues: map[string]*proc{}}
@@ -58,8 +64,8 @@ func startAdvNet(t *testing.T, faults map[string][]string, clientFlags ...string
 	for fault, flags := range faults {
 		a.rogues[fault] = startRogue(t, "rogue-"+fault, append(a.workerArgs("rogue-"+fault), flags...)...)
 	}
-	m.client = start(t, "client", m.nodeArgs("client", "client", append(append([]string{"--bootstrap", a.boot, "--api", "127.0.0.1:0",
-		"--min-proxies", "1"}, a.pay...), clientFlags...)...)...)
+	m.client = start(t, "client", m.nodeArgs("client", "client", append([]string{"--bootstrap", a.boot, "--api", "127.0.0.1:0",
+		"--min-proxies", "1"}, a.pay...)...)...)
 	m.api = "http://" + m.client.ready.API + "/v1"
 	m.waitFor("the client sees every worker", func() bool { return m.modelWorkers() == 1+len(faults) })
 	return a
@@ -96,7 +102,7 @@ func (a *advNet) ask(n, conc int, stream func(i int) bool) (failed, byRogue []st
 		wg.Go(func() {
 			defer func() { <-sem }()
 			body := fmt.Sprintf(`{"model":"echo-test","stream":%t,"max_tokens":16,"messages":[{"role":"user","content":"request %d of %d"}]}`, stream(i), i, n)
-			code, b, h := a.post("/chat/completions", body)
+			code, b, h := postWithin(time.Minute, a.api, "/chat/completions", body)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -117,7 +123,8 @@ func (a *advNet) settled() map[string]node.ChannelStatus {
 	a.t.Helper()
 	var why string
 	held := map[string]node.ChannelStatus{}
-	a.waitFor("every channel settled and agreed", func() bool {
+	deadline := time.Now().Add(20 * time.Second)
+	for !func() bool {
 		why, held = "", map[string]node.ChannelStatus{}
 		payers := map[string]node.ChannelStatus{}
 		for _, p := range a.nodes() {
@@ -146,12 +153,88 @@ func (a *advNet) settled() map[string]node.ChannelStatus {
 				return false
 			}
 		}
-		return len(payers) > 0
-	})
-	if why != "" {
-		a.t.Fatal(why)
+		if len(payers) == 0 {
+			why = "no channel open"
+		}
+		return why == ""
+	}() {
+		if time.Now().After(deadline) {
+			a.t.Fatalf("channels did not settle and agree: %s", why)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	return held
+}
+
+// status reads the running node p's status from its admin endpoint into st.
+func (a *advNet) status(p *proc, st any) {
+	a.t.Helper()
+	c, err := newNodeClient(p.ready.Admin, "", "")
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	if err := c.call(context.Background(), http.MethodGet, "/cocoon/v1/status", st); err != nil {
+		a.t.Fatal(err)
+	}
+}
+
+// locked is what the proxy's channels lock, as its status says.
+func (a *advNet) locked() node.Locked {
+	var st struct {
+		Locked node.Locked `json:"locked"`
+	}
+	a.status(a.proxy, &st)
+	return st.Locked
+}
+
+// routed is worker w as the proxy's routing table holds it.
+func (a *advNet) routed(w *proc) (routing.WorkerStatus, bool) {
+	var st struct {
+		Workers []routing.WorkerStatus `json:"workers"`
+	}
+	a.status(a.proxy, &st)
+	for _, ws := range st.Workers {
+		if ws.ID.String() == w.ready.Peer {
+			return ws, true
+		}
+	}
+	return routing.WorkerStatus{}, false
+}
+
+// logLines are the lines of logs that contain s.
+func logLines(logs, s string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, s) {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
+}
+
+// postWithin is post with the whole exchange bounded by d: a wait that is not bounded fails
+// the test rather than hanging it.
+func postWithin(d time.Duration, base, path, body string) (int, []byte, http.Header) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, strings.NewReader(body))
+	if err != nil {
+		return 0, []byte(err.Error()), nil
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, []byte(err.Error()), nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b = append(b, err.Error()...)
+	}
+	for k, v := range resp.Trailer {
+		resp.Header[k] = v
+	}
+	return resp.StatusCode, b, resp.Header
 }
 
 // paidTo is what the channels paying p have paid it, in all.
@@ -174,7 +257,7 @@ func TestRogueWorkersCannotDrainTheProxy(t *testing.T) {
 		"quote":  {"--fault-quote-factor", "1000"},
 		"tokens": {"--fault-claim-tokens", "200000"},
 		"prompt": {"--fault-claim-prompt", "1000000"},
-	})
+	}, "")
 	failed, byRogue := a.ask(24, 4, func(int) bool { return false })
 	if len(failed) > 0 || len(byRogue) > 0 {
 		t.Fatalf("%d failed, %d served by rogues: %v %v", len(failed), len(byRogue), failed, byRogue)
@@ -192,9 +275,10 @@ func TestRogueWorkersCannotDrainTheProxy(t *testing.T) {
 			t.Errorf("the %s rogue was paid %d nanoTON", fault, got)
 		}
 	}
+	refusals := logLines(a.proxy.logs.String(), `msg="worker's answer refused"`)
 	for _, why := range []string{"it advertised", "completion tokens, over the request", "prompt tokens for a request"} {
-		if !strings.Contains(a.proxy.logs.String(), why) {
-			t.Errorf("the proxy never said it refused a worker for %q", why)
+		if !strings.Contains(refusals, why) {
+			t.Errorf("the proxy never said it refused a worker for %q:\n%s", why, refusals)
 		}
 	}
 	t.Logf("the proxy was paid %d, paid the honest worker %d and the prompt rogue %d for the chunks it delivered", in, paidTo(held, a.honest), paidTo(held, a.rogues["prompt"]))
@@ -209,7 +293,8 @@ func TestRogueWorkersCannotCaptureTraffic(t *testing.T) {
 		"garbage": {"--fault-garbage"},
 		"reset":   {"--fault-reset"},
 		"hang":    {"--fault-hang"},
-	})
+		"idle":    {"--fault-idle"},
+	}, "")
 	start := time.Now()
 	failed, byRogue := a.ask(30, 3, func(i int) bool { return i%2 == 0 })
 	took := time.Since(start)
@@ -223,20 +308,28 @@ func TestRogueWorkersCannotCaptureTraffic(t *testing.T) {
 		}
 	}
 	logs := a.proxy.logs.String()
-	for _, why := range []string{"the client refused an answer", "stream reset", "sent no token within"} {
-		if !strings.Contains(logs, why) && !strings.Contains(logs, "stalled") {
-			t.Errorf("the proxy never logged %q", why)
+	failedOver := logLines(logs, "failing over")
+	for fault, why := range map[string]string{"garbage": "the client refused an answer", "reset": "stream reset",
+		"hang": "stalled: nothing for", "idle": "sent no token within"} {
+		if !strings.Contains(logs, why) {
+			t.Errorf("the proxy never logged %q (the %s rogue)", why, fault)
+		}
+		// Each rogue failed, and counts so: it is failing, or ejected, in the proxy's table.
+		w, ok := a.routed(a.rogues[fault])
+		if !ok || (w.Failures == 0 && w.Streak == 0 && w.Ejected.IsZero()) {
+			t.Errorf("the proxy counts no failure for the %s rogue: %+v", fault, w)
 		}
 	}
-	t.Logf("30 requests in %v; the proxy ejected %d times; the client refused %d answers",
-		took.Round(time.Millisecond), strings.Count(logs, "worker ejected"), strings.Count(a.client.logs.String(), `msg="answer refused"`))
+	t.Logf("30 requests in %v; %d failovers; the proxy ejected %d times; the client refused %d answers",
+		took.Round(time.Millisecond), strings.Count(failedOver, "\n"), strings.Count(logs, "worker ejected"),
+		strings.Count(a.client.logs.String(), `msg="answer refused"`))
 }
 
 // A worker that stops in the middle of a streamed answer costs that answer (it ends with an
 // error event saying the worker stalled, after the 1 s bound) and no more: the proxy stops
 // preferring it, the requests after are served whole, and every channel settles.
 func TestStalledWorkerCostsOneAnswer(t *testing.T) {
-	a := startAdvNet(t, map[string][]string{"stall": {"--fault-stall-after", "1"}})
+	a := startAdvNet(t, map[string][]string{"stall": {"--fault-stall-after", "1"}}, "")
 	failed, _ := a.ask(12, 1, func(int) bool { return true })
 	if len(failed) > 2 {
 		t.Fatalf("%d of 12 streamed answers failed, want at most the one or two the stalling worker got first: %v", len(failed), failed)
@@ -341,7 +434,10 @@ func TestChannelsDoNotJamAfterKill9(t *testing.T) {
 // served by the worker that earns.
 func TestSybilWorkersLockBoundedDeposits(t *testing.T) {
 	const sybils = 6
-	a := startAdvNet(t, nil)
+	a := startAdvNet(t, nil, "[payments]\nunearned_cap = 30000000\n") // three first channels
+	if l := a.locked(); l.Total != 0 {
+		t.Fatalf("the proxy locked %+v for its worker before any request", l)
+	}
 	if failed, _ := a.ask(2, 1, func(int) bool { return false }); len(failed) > 0 {
 		t.Fatal(failed)
 	}
@@ -354,27 +450,22 @@ func TestSybilWorkersLockBoundedDeposits(t *testing.T) {
 	if len(failed) > 0 || len(byRogue) > 0 {
 		t.Fatalf("%d failed, %d served by sybils: %v %v", len(failed), len(byRogue), failed, byRogue)
 	}
-	var st struct {
-		Locked node.Locked `json:"locked"`
-	}
-	c, err := newNodeClient(a.proxy.ready.Admin, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.call(context.Background(), http.MethodGet, "/cocoon/v1/status", &st); err != nil {
-		t.Fatal(err)
-	}
-	// The default deposit is 1 TON: a first channel locks 0.01 TON, and the cap is 0.16 TON.
-	const first, capped = node.Nano / 100, 16 * node.Nano / 100
-	if st.Locked.Unearned > capped {
-		t.Errorf("the proxy locked %d for workers that earned nothing, over the cap of %d", st.Locked.Unearned, capped)
+	// The default deposit is 1 TON: a first channel locks 0.01 TON; bounds.toml caps what
+	// channels to workers that earned nothing lock at 0.03 TON.
+	const first, capped = node.Nano / 100, 3 * node.Nano / 100
+	l := a.locked()
+	if l.Unearned > capped {
+		t.Errorf("the proxy locked %d for workers that earned nothing, over the cap of %d", l.Unearned, capped)
 	}
 	for _, ch := range liveChannels(a.proxy) {
 		if ch.Role == "payer" && ch.Deposit > first && ch.Paid == 0 {
 			t.Errorf("a channel to a worker that earned nothing locks %d", ch.Deposit)
 		}
 	}
-	t.Logf("%d sybils: the proxy locks %d in all, %d for workers that earned nothing", sybils, st.Locked.Total, st.Locked.Unearned)
+	if !strings.Contains(a.proxy.logs.String(), "the cap is reached") {
+		t.Errorf("the proxy never said it reached payments.unearned_cap with %d sybils", sybils)
+	}
+	t.Logf("%d sybils: the proxy locks %d in all, %d for workers that earned nothing", sybils, l.Total, l.Unearned)
 }
 
 // A worker process stopped with SIGSTOP costs its callers the stall bound (1 s here), not the
@@ -382,7 +473,7 @@ func TestSybilWorkersLockBoundedDeposits(t *testing.T) {
 // those sent after fail over to the other worker, and once it runs again (SIGCONT) every
 // channel settles with nothing lost.
 func TestStoppedWorkerCostsTheStallBound(t *testing.T) {
-	a := startAdvNet(t, nil)
+	a := startAdvNet(t, nil, "")
 	second := start(t, "second", a.workerArgs("second")...)
 	a.rogues["second"] = second // not a rogue: counted among the nodes whose channels must agree
 	a.waitFor("the client sees both workers", func() bool { return a.modelWorkers() == 2 })

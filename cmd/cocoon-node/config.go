@@ -87,11 +87,12 @@ type fileConfig struct {
 	} `toml:"worker"`
 
 	Limits struct {
-		MaxBodyBytes      int      `toml:"max_body_bytes"`
-		MaxTokens         uint32   `toml:"max_tokens"`
-		RequestTimeout    duration `toml:"request_timeout"`
-		FirstTokenTimeout duration `toml:"first_token_timeout"`
-		StallTimeout      duration `toml:"stall_timeout"`
+		MaxBodyBytes       int      `toml:"max_body_bytes"`
+		MaxTokens          uint32   `toml:"max_tokens"`
+		RequestTimeout     duration `toml:"request_timeout"`
+		FirstTokenTimeout  duration `toml:"first_token_timeout"`
+		StallTimeout       duration `toml:"stall_timeout"`
+		WholeAnswerTimeout duration `toml:"whole_answer_timeout"`
 	} `toml:"limits"`
 
 	HTTP struct {
@@ -259,6 +260,7 @@ func (fc *fileConfig) resolve() (settings, error) {
 	override(&n.RequestTimeout, fc.Limits.RequestTimeout.Duration)
 	override(&n.FirstTokenTimeout, fc.Limits.FirstTokenTimeout.Duration)
 	override(&n.StallTimeout, fc.Limits.StallTimeout.Duration)
+	override(&n.WholeAnswerTimeout, fc.Limits.WholeAnswerTimeout.Duration)
 	fc.resolveHTTP(&n.HTTP)
 	if fc.Listen != nil {
 		s.host.Listen = fc.Listen

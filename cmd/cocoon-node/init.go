@@ -197,6 +197,9 @@ first_token_timeout = "30s"
 # working one sends a heartbeat after a third of it. A stopped or hung one fails the request
 # over (nothing sent yet) or ends it with an error.
 stall_timeout = "15s"
+# A non-streamed answer (its first chunk is all of it) must come from a worker within this, or
+# the proxy tries the next worker. Stream answers that take longer.
+whole_answer_timeout = "5m"
 
 [host]
 # Connection manager water marks: above conns_high, unprotected connections are trimmed to
