@@ -31,35 +31,12 @@ func settledAndAgreed(t *testing.T, nw *localnet.Net) map[string]node.ChannelSta
 	var why string
 	var held map[string]node.ChannelStatus
 	eventually(t, 15*time.Second, func() bool {
-		held, why = map[string]node.ChannelStatus{}, ""
-		payers := map[string]node.ChannelStatus{}
+		var lists [][]node.ChannelStatus
 		for _, n := range nodes {
-			for _, c := range n.Channels() {
-				if c.State != "open" {
-					continue
-				}
-				if c.Role == "payee" {
-					held[c.ChannelID] = c
-				} else {
-					payers[c.ChannelID] = c
-				}
-			}
+			lists = append(lists, n.Channels())
 		}
-		for id, p := range payers {
-			h, ok := held[id]
-			switch {
-			case !ok:
-				why = fmt.Sprintf("channel %s: no payee holds it", id)
-			case p.Owed != 0 || h.Owed != 0:
-				why = fmt.Sprintf("channel %s: payer owes %d, payee counts %d owed", id, p.Owed, h.Owed)
-			case p.Paid != h.Paid || p.Seqno != h.Seqno:
-				why = fmt.Sprintf("channel %s: payer paid %d (seqno %d), payee holds %d (seqno %d)", id, p.Paid, p.Seqno, h.Paid, h.Seqno)
-			}
-			if why != "" {
-				return false
-			}
-		}
-		return true
+		held, why = localnet.Agreed(lists...)
+		return why == ""
 	}, func() string { return why })
 	return held
 }

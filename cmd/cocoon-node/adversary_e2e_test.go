@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/node/localnet"
 	"github.com/cocoon-mesh/cocoon/routing"
 )
 
@@ -121,49 +122,19 @@ func (a *advNet) ask(n, conc int, stream func(i int) bool) (failed, byRogue []st
 // neither counts anything owed; it returns each payee's side, by channel id.
 func (a *advNet) settled() map[string]node.ChannelStatus {
 	a.t.Helper()
-	var why string
-	held := map[string]node.ChannelStatus{}
-	deadline := time.Now().Add(20 * time.Second)
-	for !func() bool {
-		why, held = "", map[string]node.ChannelStatus{}
-		payers := map[string]node.ChannelStatus{}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var lists [][]node.ChannelStatus
 		for _, p := range a.nodes() {
-			for _, c := range liveChannels(p) {
-				if c.State != "open" {
-					continue
-				}
-				if c.Role == "payee" {
-					held[c.ChannelID] = c
-				} else {
-					payers[c.ChannelID] = c
-				}
-			}
+			lists = append(lists, liveChannels(p))
 		}
-		for id, p := range payers {
-			h, ok := held[id]
-			switch {
-			case !ok:
-				why = fmt.Sprintf("channel %s: no payee holds it", id)
-			case p.Owed != 0 || h.Owed != 0:
-				why = fmt.Sprintf("channel %s: payer owes %d, payee counts %d owed", id, p.Owed, h.Owed)
-			case p.Paid != h.Paid || p.Seqno != h.Seqno:
-				why = fmt.Sprintf("channel %s: payer paid %d (seqno %d), payee holds %d (seqno %d)", id, p.Paid, p.Seqno, h.Paid, h.Seqno)
-			}
-			if why != "" {
-				return false
-			}
+		held, why := localnet.Agreed(lists...)
+		if why == "" {
+			return held
 		}
-		if len(payers) == 0 {
-			why = "no channel open"
-		}
-		return why == ""
-	}() {
 		if time.Now().After(deadline) {
 			a.t.Fatalf("channels did not settle and agree: %s", why)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	return held
 }
 
 // status reads the running node p's status from its admin endpoint into st.

@@ -239,26 +239,8 @@ func (m *mesh) status() nodeStatus {
 	return st
 }
 
-func (m *mesh) modelWorkers() int {
-	resp, err := http.Get(m.api + "/models")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	var list struct {
-		Data []struct {
-			ID      string `json:"id"`
-			Workers int    `json:"cocoon_workers"`
-		} `json:"data"`
-	}
-	json.NewDecoder(resp.Body).Decode(&list)
-	for _, d := range list.Data {
-		if d.ID == "echo-test@v1:none" {
-			return d.Workers
-		}
-	}
-	return 0
-}
+// modelWorkers is how many workers the client lists for the echo test model.
+func (m *mesh) modelWorkers() int { return m.modelCount("echo-test@v1:none") }
 
 func (m *mesh) post(path, body string) (int, []byte, http.Header) { return post(m.api, path, body) }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -478,6 +479,42 @@ func (nw *Net) close() error {
 
 // Ledger is the network's development ledger (nil without payments).
 func (nw *Net) Ledger() *ledger.Embedded { return nw.ledger }
+
+// Agreed checks that every open channel in lists (each one node's channels) is held alike by
+// its payer and its payee, and settled: the payer owes nothing it received and the payee
+// counts nothing owed it has not written off. It returns each payee's side, by channel id, and
+// why not when it does not hold ("" when it does).
+func Agreed(lists ...[]node.ChannelStatus) (held map[string]node.ChannelStatus, why string) {
+	held = map[string]node.ChannelStatus{}
+	payers := map[string]node.ChannelStatus{}
+	for _, list := range lists {
+		for _, c := range list {
+			switch {
+			case c.State != "open":
+			case c.Role == "payee":
+				held[c.ChannelID] = c
+			default:
+				payers[c.ChannelID] = c
+			}
+		}
+	}
+	if len(payers) == 0 {
+		return held, "no channel open"
+	}
+	for _, id := range slices.Sorted(maps.Keys(payers)) {
+		p := payers[id]
+		h, ok := held[id]
+		switch {
+		case !ok:
+			return held, fmt.Sprintf("channel %s: no payee holds it", id)
+		case p.Owed != 0 || h.Owed != 0:
+			return held, fmt.Sprintf("channel %s: payer owes %d, payee counts %d owed", id, p.Owed, h.Owed)
+		case p.Paid != h.Paid || p.Seqno != h.Seqno:
+			return held, fmt.Sprintf("channel %s: payer paid %d (seqno %d), payee holds %d (seqno %d)", id, p.Paid, p.Seqno, h.Paid, h.Seqno)
+		}
+	}
+	return held, ""
+}
 
 // payers counts the channels n pays on.
 func payers(n *node.Node) int {
