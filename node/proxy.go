@@ -261,7 +261,7 @@ func (rl *relay) run(ctx context.Context, h wire.Header, body []byte, preset []w
 			return err
 		}
 	}
-	h.Model = d.Model // the worker serves exactly the model we routed on
+	h.Model = d.Offer.Model // the worker serves exactly the model we routed on
 	h.Timeout = left
 	rl.h, rl.body, rl.claim, rl.hash = h, body, newClaims(&h, len(body)), tee.NewAnswerHash()
 	if rl.c, err = n.openCall(ctx, d.Worker, "worker", &h, body); err != nil {

@@ -21,10 +21,10 @@ type Request struct {
 
 // Decision is Pick's answer: where to send the request and what else to try.
 type Decision struct {
-	Worker    peer.ID
-	Model     string    // the full model ID of the chosen worker's matching offer
-	Price     uint64    // that offer's price
-	Offer     Offer     // that offer whole: the prices the worker's quote must match
+	Worker peer.ID
+	// Offer is the chosen worker's matching offer: its full model ID, its price, and the
+	// prices the worker's quote must match.
+	Offer     Offer
 	Fallbacks []peer.ID // other eligible workers, best first (for failover)
 
 	why why // what Reason needs, kept so the text is built only when someone reads it
@@ -122,8 +122,6 @@ func (t *Table) Pick(now time.Time, r Request) (Decision, error) {
 	best.w.picks++
 	d := Decision{
 		Worker: best.w.id,
-		Model:  best.offer.Model,
-		Price:  best.offer.Price,
 		Offer:  best.offer,
 		why:    whyOf(cands),
 	}

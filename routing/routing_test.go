@@ -253,8 +253,8 @@ func TestPick(t *testing.T) {
 			if err != nil {
 				t.Fatalf("unexpected error %v", err)
 			}
-			if d.Worker != tc.want || d.Model != tc.wantModel || d.Price != tc.wantPrice {
-				t.Errorf("got %s %s %d, want %s %s %d", d.Worker, d.Model, d.Price, tc.want, tc.wantModel, tc.wantPrice)
+			if d.Worker != tc.want || d.Offer.Model != tc.wantModel || d.Offer.Price != tc.wantPrice {
+				t.Errorf("got %s %s %d, want %s %s %d", d.Worker, d.Offer.Model, d.Offer.Price, tc.want, tc.wantModel, tc.wantPrice)
 			}
 			if !slices.Equal(d.Fallbacks, tc.wantFall) {
 				t.Errorf("fallbacks = %q, want %q", d.Fallbacks, tc.wantFall)

@@ -130,7 +130,7 @@ func runCommand(t *testing.T, tb *Table, now *time.Time, line string) string {
 		if err != nil {
 			return "error: " + err.Error()
 		}
-		return fmt.Sprintf("%s %s price=%d fallbacks=%v\nreason: %s", string(d.Worker), d.Model, d.Price, strs(d.Fallbacks), d.Reason())
+		return fmt.Sprintf("%s %s price=%d fallbacks=%v\nreason: %s", string(d.Worker), d.Offer.Model, d.Offer.Price, strs(d.Fallbacks), d.Reason())
 	case "workers":
 		var b strings.Builder
 		for _, w := range tb.Workers() {
