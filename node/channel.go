@@ -500,7 +500,7 @@ func (n *Node) openOnLedger(ctx context.Context, p peer.ID, want ton.Params, ful
 	ps.depositMu.Lock()
 	deposit, err := ps.cfg.Deposit, error(nil)
 	if !full {
-		deposit, err = n.depositFor(ctx, p)
+		deposit, err = n.depositFor(p)
 	}
 	var rec chanstore.Record
 	if err == nil {

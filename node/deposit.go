@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -27,40 +26,33 @@ type Locked struct {
 	Unearned uint64 `json:"unearned_nanoton"`
 }
 
-// deposits reads the records of the channels we pay on: what each payee earned from us on
-// them in all, and what the open ones lock.
-func (n *Node) deposits(ctx context.Context) (earned map[peer.ID]uint64, locked Locked, err error) {
-	recs, err := n.payments.store.List(ctx)
-	if err != nil {
-		return nil, Locked{}, err
-	}
-	earned = make(map[peer.ID]uint64)
-	for _, r := range recs {
-		if r.Role == chanstore.Payer {
-			earned[counterparty(r)] += r.Voucher.Sent
+// lockedBy adds up chans, a node's channels as Channels lists them: what each payee (by peer
+// ID) earned from us on them in all, and what those we pay on that are not closed yet lock.
+func lockedBy(chans []ChannelStatus) (earned map[string]uint64, locked Locked) {
+	earned = make(map[string]uint64)
+	for _, c := range chans {
+		if c.Role == chanstore.Payer.String() {
+			earned[c.Peer] += c.Paid
 		}
 	}
-	for _, r := range recs {
-		if r.Role == chanstore.Payer && r.State != chanstore.Closed { // a closing one is still locked
-			locked.Total += r.Limit
-			if earned[counterparty(r)] == 0 {
-				locked.Unearned += r.Limit
+	for _, c := range chans {
+		if c.Role == chanstore.Payer.String() && c.State != chanstore.Closed.String() { // a closing one is still locked
+			locked.Total += c.Deposit
+			if earned[c.Peer] == 0 {
+				locked.Unearned += c.Deposit
 			}
 		}
 	}
-	return earned, locked, nil
+	return earned, locked
 }
 
 // depositFor is what a new channel to payee p locks: FirstDeposit for a payee that earned
 // nothing from us, else twice what it earned, within [FirstDeposit, Deposit]. A payee that
 // earned nothing gets one only while what is locked for such payees stays within UnearnedCap.
-func (n *Node) depositFor(ctx context.Context, p peer.ID) (uint64, error) {
+func (n *Node) depositFor(p peer.ID) (uint64, error) {
 	cfg := n.payments.cfg
-	earned, locked, err := n.deposits(ctx)
-	if err != nil {
-		return 0, err
-	}
-	e := earned[p]
+	earned, locked := lockedBy(n.Channels())
+	e := earned[p.String()]
 	if e == 0 && locked.Unearned+cfg.FirstDeposit > cfg.UnearnedCap {
 		n.log.Warn("not opening a payment channel to a payee that has earned nothing yet: the cap is reached",
 			"payee", p.String(), "locked_unearned", locked.Unearned, "unearned_cap", cfg.UnearnedCap,
@@ -68,16 +60,4 @@ func (n *Node) depositFor(ctx context.Context, p peer.ID) (uint64, error) {
 		return 0, fmt.Errorf("%w (%d nanoTON locked for such payees)", errUnearnedCap, locked.Unearned)
 	}
 	return min(max(2*e, cfg.FirstDeposit), cfg.Deposit), nil
-}
-
-// Locked reports what this node's open channels lock, as a payer (zero when payments are off).
-func (n *Node) Locked(ctx context.Context) Locked {
-	if n.payments == nil {
-		return Locked{}
-	}
-	_, l, err := n.deposits(ctx)
-	if err != nil {
-		n.log.Warn("cannot add up the channels' deposits", "err", err)
-	}
-	return l
 }

@@ -290,7 +290,7 @@ func (n *Node) Status() Status {
 	if n.payments != nil {
 		st.Wallet = n.payments.wallet.String()
 		st.Channels = n.Channels()
-		l := n.Locked(n.ctx)
+		_, l := lockedBy(st.Channels)
 		st.Locked = &l
 	}
 	if n.worker != nil {
