@@ -65,28 +65,20 @@ func (n *Node) handleChannel(s network.Stream) {
 		}
 	case wire.FrameChannelOpen:
 		state, err = n.openIn(ctx, s, p)
-	case wire.FramePay:
-		var c *inChan
-		if c, err = n.payerIn(payer); err == nil {
-			if c, err = n.acceptAny(ctx, c, p); err != nil {
-				n.log.Warn("voucher refused", "payer", payer.String(), "err", err)
-				err = wire.Errorf(wire.CodePayment, "voucher refused: %v", err)
-			}
-			st := n.channelState(c)
-			state = &st
-		}
-	case wire.FrameSettled: // a payer that refused value says what pays all it received
+	case wire.FramePay, wire.FrameSettled:
+		// Settled: a payer that refused value says what pays all it received (an empty
+		// payload: nothing yet), and we write off what we counted beyond it.
 		var c *inChan
 		if c, err = n.payerIn(payer); err == nil {
 			var v ton.Voucher
-			if len(p) > 0 {
+			if t == wire.FramePay || len(p) > 0 {
 				if c, err = n.acceptAny(ctx, c, p); err != nil {
 					n.log.Warn("voucher refused", "payer", payer.String(), "err", err)
 					err = wire.Errorf(wire.CodePayment, "voucher refused: %v", err)
 				}
 				v, _ = ton.DecodeVoucher(p)
 			}
-			if err == nil {
+			if err == nil && t == wire.FrameSettled {
 				n.writeOff(c, v, "the payer settled after refusing an answer")
 			}
 			st := n.channelState(c)
