@@ -291,14 +291,12 @@ type inChan struct {
 	payee    *ton.Payee
 	credit   *ton.Credit
 	paid     chan struct{}
-	window   uint64 // the credit window of the latest answer billed, nanoTON: what bounds a write-off
-	disputes int    // write-offs refused: the payer disputed more than it is trusted with
-	bad      int    // vouchers refused
-	waits    int    // answers that waited for a voucher: the payer was a whole window behind
-	// waitLogged is when waits was last logged, at waitsLogged.
-	waitLogged  time.Time
-	waitsLogged int
-	closed      bool // a close was signed or started: no more vouchers, no more credit
+	window   uint64     // the credit window of the latest answer billed, nanoTON: what bounds a write-off
+	disputes int        // write-offs refused: the payer disputed more than it is trusted with
+	bad      int        // vouchers refused
+	waits    int        // answers that waited for a voucher: the payer was a whole window behind
+	waitLog  quietCount // the waits not logged yet
+	closed   bool       // a close was signed or started: no more vouchers, no more credit
 }
 
 // newInChan resumes being paid on rec.
@@ -382,9 +380,7 @@ func (n *Node) reserve(ctx context.Context, c *inChan, cost, window uint64, bill
 		report := 0
 		if err != nil && !billed {
 			c.waits++
-			if now := time.Now(); now.Sub(c.waitLogged) >= waitLogEvery {
-				report, c.waitLogged, c.waitsLogged = c.waits-c.waitsLogged, now, c.waits
-			}
+			report, _ = c.waitLog.note(time.Now(), waitLogEvery)
 		}
 		c.mu.Unlock()
 		if report > 0 {
