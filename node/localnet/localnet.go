@@ -206,14 +206,11 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 				return nil, err
 			}
 		}
-		c := cfg
-		c.Role, c.Bootstrap = node.RoleWorker, boot
 		name := fmt.Sprintf("worker%d", i+1)
-		nd, err := nw.startNode(ctx, name, c, be, o.Faults[name], o.Logger)
+		nd, err := nw.startWorker(ctx, name, cfg, boot, be, o.Faults[name], o.Logger)
 		if err != nil {
 			return nil, err
 		}
-		nw.Workers = append(nw.Workers, nd)
 		progress(fmt.Sprintf("worker %d/%d up: %s serving %s", i+1, o.Workers, nd.ID(), o.ModelID))
 	}
 	nw.cfg, nw.boot, nw.log, nw.modelID, nw.backendModel = cfg, boot, o.Logger, o.ModelID, o.BackendModel
@@ -261,17 +258,15 @@ func (nw *Net) AddWorker(ctx context.Context, faults *node.Faults) (*node.Node, 
 	if err != nil {
 		return nil, err
 	}
+	nw.BackendURLs = append(nw.BackendURLs, url)
 	be, err := backend.NewHTTP(backend.HTTPConfig{BaseURL: url, Models: map[string]string{nw.modelID: nw.backendModel}})
 	if err != nil {
 		return nil, err
 	}
-	c := nw.cfg
-	c.Role, c.Bootstrap = node.RoleWorker, nw.boot
-	nd, err := nw.startNode(ctx, fmt.Sprintf("worker%d", len(nw.Workers)+1), c, be, faults, nw.log)
+	nd, err := nw.startWorker(ctx, fmt.Sprintf("worker%d", len(nw.Workers)+1), nw.cfg, nw.boot, be, faults, nw.log)
 	if err != nil {
 		return nil, err
 	}
-	nw.Workers = append(nw.Workers, nd)
 	for _, p := range nw.Proxies {
 		for !slices.ContainsFunc(p.Status().Workers, func(w routing.WorkerStatus) bool { return w.ID == nd.ID() && w.Healthy }) {
 			select {
@@ -281,6 +276,18 @@ func (nw *Net) AddWorker(ctx context.Context, faults *node.Faults) (*node.Node, 
 			}
 		}
 	}
+	return nd, nil
+}
+
+// startWorker starts a worker named name on backend be, with cfg (the network's, before its
+// role is set) and bootstrap peers boot, and adds it to nw.Workers.
+func (nw *Net) startWorker(ctx context.Context, name string, cfg node.Config, boot []string, be backend.Backend, faults *node.Faults, log *slog.Logger) (*node.Node, error) {
+	cfg.Role, cfg.Bootstrap = node.RoleWorker, boot
+	nd, err := nw.startNode(ctx, name, cfg, be, faults, log)
+	if err != nil {
+		return nil, err
+	}
+	nw.Workers = append(nw.Workers, nd)
 	return nd, nil
 }
 
