@@ -36,6 +36,10 @@ type answer struct {
 	onReject func(wire.Reject)
 }
 
+// beat is how often a callee's answer fills a silence with a heartbeat: a third of the stall
+// bound its caller holds it to.
+func (n *Node) beat() time.Duration { return n.cfg.StallTimeout / 3 }
+
 // newAnswer starts an answer on s, with a heartbeat every beat (0: none).
 func newAnswer(s network.Stream, beat time.Duration) *answer {
 	a := &answer{s: s, w: wire.NewWriter(s), beat: beat, last: time.Now(), refused: make(chan struct{})}

@@ -75,7 +75,7 @@ func (n *Node) handleDirectAdvert(s network.Stream) {
 // handleProxyInfer serves one client request: pick a worker, forward, stream the answer back,
 // and fail over to the next worker while nothing has reached the client yet.
 func (n *Node) handleProxyInfer(s network.Stream) {
-	out := newAnswer(s, n.cfg.StallTimeout/3)
+	out := newAnswer(s, n.beat())
 	r, h, body, err := n.readRequest(s, true)
 	if err != nil {
 		out.fail(err)

@@ -198,10 +198,10 @@ func sendSplit(c backend.Chunk, paid bool, send func(*wire.Chunk, bool) error) e
 
 // handleWorkerInfer runs one request from a proxy on the backend and streams the answer.
 func (n *Node) handleWorkerInfer(s network.Stream) {
-	if n.faults.faultOnOpen(n.ctx, s, n.cfg.StallTimeout/3) {
+	if n.faults.faultOnOpen(n.ctx, s, n.beat()) {
 		return
 	}
-	out := newAnswer(s, n.cfg.StallTimeout/3)
+	out := newAnswer(s, n.beat())
 	r, h, body, err := n.readRequest(s, false)
 	if err != nil {
 		out.fail(err)
