@@ -29,8 +29,7 @@ type call struct {
 	wmu      sync.Mutex
 	closed   bool   // our write side is closed: nothing more goes out
 	left     bool   // abandoned by leave: the drain timer releases the reader
-	rejected bool   // we refused the answer
-	accepted uint64 // the completion tokens we accepted when we refused it
+	accepted uint64 // when we refused the answer: the completion tokens we accepted
 
 	// taken is the completion tokens of the answer this caller took (and pays for): a refusal
 	// made by the cancel hook accepts no more than that.
@@ -175,15 +174,15 @@ func (c *call) reject(tokens uint64, why *wire.Error) {
 		return
 	}
 	_ = c.write(wire.FrameReject, wire.AppendReject(nil, &wire.Reject{Tokens: tokens, Err: *why}))
-	c.closed, c.rejected, c.accepted = true, true, tokens
+	c.closed, c.accepted = true, tokens
 	_ = c.s.CloseWrite()
 }
 
-// refusal reports whether we refused the answer, and the completion tokens we accepted then.
-func (c *call) refusal() (accepted uint64, refused bool) {
+// acceptedTokens is the completion tokens we accepted when we refused the answer.
+func (c *call) acceptedTokens() uint64 {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.accepted, c.rejected
+	return c.accepted
 }
 
 // next returns the next frame of the answer, waiting no longer than the call's bounds: a
@@ -214,6 +213,23 @@ func (c *call) next() (wire.FrameType, []byte, error) {
 		c.answered = true
 	}
 	return t, p, nil
+}
+
+// broke ends a call whose next frame did not come, and says why: our request ended, a bound
+// passed (next's own error), or the callee's stream broke.
+func (c *call) broke(ctx context.Context, err error) error {
+	c.abort()
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if we := (*wire.Error)(nil); errors.As(err, &we) {
+		return we
+	}
+	code := wire.CodeWorkerFailed
+	if c.role == "proxy" {
+		code = wire.CodeUnavailable // another proxy may do better
+	}
+	return wire.Errorf(code, "%s %s stopped answering: %v", c.role, c.peer.String(), err)
 }
 
 // isTimeout reports whether err is a read deadline passing (yamux and QUIC streams each have

@@ -254,14 +254,7 @@ func (a *attempt) step(ctx context.Context) (done bool, err error) {
 	c, p := a.c, a.p
 	t, payload, err := c.next()
 	if err != nil {
-		c.abort()
-		if ctx.Err() != nil {
-			return false, context.Cause(ctx)
-		}
-		if we := (*wire.Error)(nil); errors.As(err, &we) {
-			return false, we // a bound passed: the proxy stalled
-		}
-		return false, wire.Errorf(wire.CodeUnavailable, "proxy %s stopped answering: %v", p.String(), err)
+		return false, c.broke(ctx, err)
 	}
 	if a.payee != nil && a.meter == nil && (t == wire.FrameChunk || t == wire.FrameFinal) {
 		return false, a.refuse(errors.New("answered without a quote"))
@@ -325,9 +318,7 @@ func (a *attempt) refuse(err error) error {
 		why = e.Message
 	}
 	we := wire.Errorf(wire.CodeWorkerFailed, "the answer from proxy %s (worker %s) was refused: %s", a.p.String(), a.workerName(), why)
-	c.reject(c.taken.Load(), we)
-	c.leave()
-	a.meter.refuse(c.taken.Load())
+	a.meter.refuseOn(c, c.taken.Load(), we)
 	a.n.log.Warn("answer refused", "proxy", a.p.String(), "worker", a.workerName(), "request", a.h.ID, "err", err)
 	return we
 }

@@ -129,7 +129,8 @@ type metering struct {
 	tab   *ton.Tab
 	every uint64
 	due   *dueVoucher // the last voucher this answer had paid ahead (nil: none)
-	taken uint64      // value of this answer received on the channel
+	// refused: we refused the answer's value beyond what we accepted, and take no more.
+	refused bool
 }
 
 // newMetering starts metering an answer quoted at q on c (nil when payments are off).
@@ -145,12 +146,21 @@ func (n *Node) newMetering(c *outChan, q wire.Quote) *metering {
 // tokens completion tokens: we refused the rest, and pay only for the part we accepted (what
 // was paid already stays paid; the payee, told the same count, agrees).
 func (m *metering) refuse(tokens uint64) {
-	if m == nil {
+	if m == nil || m.refused {
 		return
 	}
-	accepted := min(m.taken, m.tab.Per(tokens))
-	m.ch.refuse(m.taken - accepted)
-	m.taken = accepted
+	m.refused = true
+	taken := m.tab.Charged() // what the channel received of this answer
+	m.ch.refuse(taken - min(taken, m.tab.Per(tokens)))
+}
+
+// refuseOn refuses the answer on call c, accepting its first tokens completion tokens, for why:
+// the callee takes back what it counted beyond them, the call is left to end, and what we
+// metered beyond them is taken back too (m nil: payments off, only the refusal).
+func (m *metering) refuseOn(c *call, tokens uint64, why *wire.Error) {
+	c.reject(tokens, why)
+	c.leave()
+	m.refuse(tokens)
 }
 
 // chunk records tokens received and, when a voucher is due, has one paid ahead of the answer.
@@ -159,7 +169,6 @@ func (m *metering) chunk(ctx context.Context, c *call, tokens uint32) error {
 	if err != nil {
 		return m.send(ctx, c, nil, err)
 	}
-	m.taken += v
 	if m.ch.receive(v, m.every) {
 		m.due = &dueVoucher{c: c, every: m.every, done: make(chan struct{})}
 		m.n.payAhead(m.ch, m.due)
@@ -243,7 +252,6 @@ func (m *metering) final(u wire.Usage) error {
 	if err != nil {
 		return err
 	}
-	m.taken += v
 	m.ch.receive(v, ^uint64(0))
 	m.n.settleLater(m.ch)
 	return nil

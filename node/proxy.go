@@ -284,19 +284,11 @@ func (rl *relay) step(ctx context.Context) (done bool, err error) {
 	}
 	if _, ok := context.Cause(ctx).(*rejection); ok {
 		c.leave() // the client refused the answer: the cancel hook refused it here too
-		accepted, _ := c.refusal()
-		rl.meter.refuse(accepted)
+		rl.meter.refuse(c.acceptedTokens())
 		return false, context.Cause(ctx)
 	}
 	if err != nil {
-		c.abort()
-		if ctx.Err() != nil {
-			return false, context.Cause(ctx)
-		}
-		if we := (*wire.Error)(nil); errors.As(err, &we) {
-			return false, we // a bound passed: the worker stalled
-		}
-		return false, rl.fault(fmt.Errorf("stopped answering: %v", err))
+		return false, c.broke(ctx, err)
 	}
 	if rl.payer != nil && rl.meter == nil && (t == wire.FrameChunk || t == wire.FrameFinal) {
 		return false, rl.refuse(errors.New("answered without a quote"))
@@ -339,9 +331,7 @@ func (rl *relay) fault(err error) *wire.Error {
 // logs why, and returns the failure.
 func (rl *relay) refuse(err error) error {
 	we := rl.fault(err)
-	rl.c.reject(rl.c.taken.Load(), we)
-	rl.c.leave()
-	rl.meter.refuse(rl.c.taken.Load())
+	rl.meter.refuseOn(rl.c, rl.c.taken.Load(), we)
 	rl.n.log.Warn("worker's answer refused", "worker", rl.d.Worker.String(), "request", rl.h.ID, "err", err)
 	return we
 }
@@ -394,9 +384,7 @@ func (rl *relay) chunk(ctx context.Context, p []byte) error {
 	}
 	if !cancelled {
 		if err := rl.bill.chunk(ctx, billed); err != nil {
-			rl.c.reject(rl.c.taken.Load(), asWireError(err)) // the client does not pay for it: neither do we
-			rl.c.leave()
-			rl.meter.refuse(rl.c.taken.Load())
+			rl.meter.refuseOn(rl.c, rl.c.taken.Load(), asWireError(err)) // the client does not pay for it: neither do we
 			return err
 		}
 	}
@@ -436,18 +424,14 @@ func (rl *relay) final(ctx context.Context, p []byte) error {
 		return rl.refuse(err)
 	}
 	if err := rl.bill.final(ctx, usage); err != nil {
-		c.reject(c.taken.Load(), asWireError(err))
-		c.leave()
-		rl.meter.refuse(c.taken.Load())
+		rl.meter.refuseOn(c, c.taken.Load(), asWireError(err))
 		return err
 	}
 	c.stop() // from here the verdict, not the request ending, decides what the worker gets
 	rl.started = true
 	_ = rl.out.raw(wire.FrameFinal, fin, true) // if the client left before reading the end, the worker still served in full
 	if rj := rl.out.verdict(drainTimeout); rj != nil {
-		c.reject(min(rj.Tokens, c.taken.Load()), &rj.Err)
-		c.leave()
-		rl.meter.refuse(min(rj.Tokens, c.taken.Load()))
+		rl.meter.refuseOn(c, min(rj.Tokens, c.taken.Load()), &rj.Err)
 		return &rejection{*rj}
 	}
 	if rl.meter != nil {
