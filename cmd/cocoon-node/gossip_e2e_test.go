@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -54,7 +52,8 @@ func TestAdvertFloodStaysBounded(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Second)
-	idleRSS := procMemKB(t, proxy, "VmRSS")
+	idleRSS, _ := procMemory(t, proxy)
+	idleRSS >>= 10 // kB
 
 	dials, addrs := countingListeners(t, wire.MaxAdvertAddrs)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -104,7 +103,8 @@ func TestAdvertFloodStaysBounded(t *testing.T) {
 	// Each admission of an unknown worker takes a token; each dials at most maxAdmitAddrs.
 	admissions := d.AdmitBurst + int(d.AdmitRate*elapsed.Seconds()) + 1
 	const maxAdmitAddrs = 8
-	hwm, rss := procMemKB(t, proxy, "VmHWM"), procMemKB(t, proxy, "VmRSS")
+	rss, hwm := procMemory(t, proxy)
+	rss, hwm = rss>>10, hwm>>10 // kB
 	clientFlood := m.modelCount("flood@1:abc")
 	t.Logf("proxy RSS idle %d kB, peak %d kB, now %d kB; attestations %d; workers %d; dials to advertised addresses %d; "+
 		"client lists %d flood workers; honest requests ok %d failed %d; flood to measurement %s",
@@ -296,25 +296,5 @@ func (m *mesh) modelCount(model string) int {
 			return d.Workers
 		}
 	}
-	return 0
-}
-
-// procMemKB reads a field of the process's /proc status, in kB.
-func procMemKB(t *testing.T, p *proc, field string) int {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb
-		}
-	}
-	t.Fatalf("no %s in /proc/%d/status", field, p.cmd.Process.Pid)
 	return 0
 }
