@@ -118,10 +118,20 @@ func (a *advNet) ask(n, conc int, stream func(i int) bool) (failed, byRogue []st
 	return failed, byRogue
 }
 
+// maxNodeMemory bounds what any node of an adversarial test may ever hold resident: an idle
+// node holds about 40 MB, and an attack that grew one without bound would pass it.
+const maxNodeMemory = 256 << 20
+
 // settled waits until every channel between a's nodes is held alike by payer and payee, and
-// neither counts anything owed; it returns each payee's side, by channel id.
+// neither counts anything owed; it returns each payee's side, by channel id. It also checks
+// that no node's peak memory passed maxNodeMemory.
 func (a *advNet) settled() map[string]node.ChannelStatus {
 	a.t.Helper()
+	for _, p := range a.nodes() {
+		if _, peak := procMemory(a.t, p); peak > maxNodeMemory {
+			a.t.Errorf("%s peaked at %d MB resident, over %d MB", p.name, peak>>20, maxNodeMemory>>20)
+		}
+	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		var lists [][]node.ChannelStatus
 		for _, p := range a.nodes() {
