@@ -218,8 +218,7 @@ func (a *attempt) run(ctx context.Context) error {
 			}
 			return wire.Errorf(wire.CodeUnavailable, "%v", err)
 		}
-		defer a.payee.release()
-		defer n.settleLater(a.payee)
+		defer n.donePaying(a.payee)
 	}
 	first := a.body
 	if a.h.Sealed {

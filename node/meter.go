@@ -252,8 +252,7 @@ func (m *metering) final(u wire.Usage) error {
 	if err != nil {
 		return err
 	}
-	m.ch.receive(v, ^uint64(0))
-	m.n.settleLater(m.ch)
+	m.ch.receive(v, ^uint64(0)) // paid once the answer ends (donePaying), or ahead with the next
 	return nil
 }
 

@@ -255,6 +255,13 @@ func (n *Node) pay(ctx context.Context, c *outChan, force bool, every uint64) ([
 	return v.MarshalBinary()
 }
 
+// donePaying ends an answer paid on c (counted by payOn) and settles, later, what it left
+// unpaid: the last answer to end on c is the one whose settle runs.
+func (n *Node) donePaying(c *outChan) {
+	c.release()
+	n.settleLater(c)
+}
+
 // settleLater pays what is left unpaid on c after PaymentConfig.FlushAfter, over the channel
 // stream: the end of an answer, or value drained from a cancelled one, has no stream left to
 // carry a voucher. It also makes sure the payee holds our newest voucher: one sent on an
@@ -268,8 +275,12 @@ func (n *Node) settleLater(c *outChan) {
 	c.flush = time.AfterFunc(n.cfg.Payments.FlushAfter, func() {
 		c.mu.Lock()
 		c.flush = nil
+		busy := c.active > 0
 		c.mu.Unlock()
-		if n.ctx.Err() != nil {
+		// Answers still under way may yet be refused (a proxy learns its client's verdict
+		// last): paying what they received now would pay for value we may refuse. The last
+		// of them to end settles (donePaying).
+		if busy || n.ctx.Err() != nil {
 			return
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)

@@ -234,12 +234,7 @@ func (rl *relay) run(ctx context.Context, h wire.Header, body []byte, preset []w
 			}
 			return wire.Errorf(wire.CodeWorkerFailed, "%v", err)
 		}
-		defer rl.payee.release()
-		defer func() {
-			if rl.meter != nil { // what the answer left unpaid, whatever ended it
-				n.settleLater(rl.payee)
-			}
-		}()
+		defer n.donePaying(rl.payee) // what the answer left unpaid, whatever ended it
 	}
 	if rl.pa, err = n.peerAttestation(ctx, d.Worker); err != nil {
 		return err

@@ -105,10 +105,12 @@ func TestProxyRefusesAWorkerThatClaimsTooMuch(t *testing.T) {
 // answer (telling the proxy, which takes back what it billed and refuses the worker in turn),
 // asks again without it, and gets the honest worker's answer; the proxy stops preferring the
 // rogue, and ejects it once it failed three times in a row. Nothing is paid for what was
-// refused, and no channel is left with value owed that nobody will pay.
+// refused, and no channel is left with value owed that nobody will pay. The proxy settles a
+// channel a millisecond after an answer ends, so one answer's settle falls while another is
+// still being judged by the client: it must not pay for that one.
 func TestClientRefusesAnswersItCannotOpen(t *testing.T) {
 	var logs syncbuf.Buffer
-	nw := rogueNet(t, &node.Faults{Garbage: true}, &logs, nil)
+	nw := rogueNet(t, &node.Faults{Garbage: true}, &logs, func(c *node.Config) { c.Payments.FlushAfter = time.Millisecond })
 	rogue := nw.Workers[1]
 	errs := make(chan string, 12)
 	for i := range 12 { // concurrently, so the rogue is picked while it still looks idle
