@@ -173,7 +173,7 @@ func (n *Node) serveHTTP(what string, ln net.Listener, h http.Handler) *http.Ser
 		n.log.Warn("HTTP server listens beyond loopback: requests naming this machine otherwise than by the listen address are refused; list the names callers use in [http] allowed_hosts",
 			"server", what, "addr", ln.Addr().String())
 	}
-	n.wg.Go(func() {
+	n.life.Go(func() {
 		if err := srv.Serve(capped); err != nil && err != http.ErrServerClosed {
 			n.log.Error(what+" server stopped", "err", err)
 		}

@@ -29,7 +29,7 @@ func servedNode(t *testing.T, tune func(*HTTPConfig), h http.Handler) (*Node, *h
 		defer cancel()
 		srv.Shutdown(ctx)
 		srv.Close()
-		n.wg.Wait()
+		n.life.wg.Wait()
 	})
 	return n, srv, ln.Addr().String()
 }

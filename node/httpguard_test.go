@@ -18,7 +18,7 @@ func guardedNode(t *testing.T, tune func(*HTTPConfig)) *Node {
 	if err := cfg.HTTP.validate(); err != nil {
 		t.Fatal(err)
 	}
-	return &Node{cfg: cfg}
+	return &Node{cfg: cfg, clock: wallClock(), life: newLife(wallClock(), "test")}
 }
 
 var testListener = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 10000}
