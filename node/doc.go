@@ -9,17 +9,26 @@
 //   - worker: stays connected to a few proxies, publishes its capacity, and runs requests on
 //     its model backend (worker.go).
 //
-// The data path, top to bottom: HTTP request -> api.go handleCompletion -> client.go infer
-// (an attempt per proxy) -> [stream /cocoon/infer/1.0.0] -> proxy.go handleProxyInfer ->
-// serve (a relay per worker) -> [stream] -> worker.go handleWorkerInfer -> job.run ->
-// backend.Generate -> chunks back along the same streams. The caller's side of each stream is
-// a call (call.go), the callee's an answer (answer.go).
+// The data path, top to bottom: HTTP request -> api.go handleCompletion -> client.go infer,
+// which makes an attempt per proxy (attempt.go: attempt.run opens the call with openCall, and
+// attempt.step takes each event: sealTo on a route, quote, chunk, final) -> [stream
+// /cocoon/infer/1.0.0] -> proxy.go handleProxyInfer -> serve, which makes a relay per worker
+// (relay.run: sealedBody, openCall; relay.step: quote, chunk, final, each checking the worker's
+// claims, billing the client, metering the worker and forwarding) -> [stream] -> worker.go
+// handleWorkerInfer -> admitJob -> job.run -> job.generate -> backend.Generate, whose chunks
+// job.send bills, seals and sends back along the same streams. Both ends of each stream are
+// package stream: the caller's a stream.Call (Next yields typed events), the callee's a
+// stream.Answer (Quote, Bill, Route, Chosen, Chunk, Final, Fail); the frame order of each hop,
+// both ways, is checked there (stream.AnswerOrder, stream.CallOrder, documented in wire's
+// doc.go), so the hops hold only what they do with each event. Payments (meter.go: billing on
+// the payee's side, metering on the payer's), sealing (seal.go, attest.go) and receipts
+// (proxy_checks.go countersign, seal.go checkReceipt) are steps the hops call on those events.
 //
-// Every wait has a bound (call.go): a callee sends a progress frame after StallTimeout/3 of
-// silence, so a caller that hears nothing for StallTimeout, or gets no first chunk of a streamed
-// answer within FirstTokenTimeout (of a non-streamed one, all of it within WholeAnswerTimeout),
-// gives up on it: before the first token the request fails over, after it the answer ends with
-// an error saying the callee stalled.
+// Every wait has a bound (stream.Call.Next): a callee sends a progress frame after
+// StallTimeout/3 of silence, so a caller that hears nothing for StallTimeout, or gets no first
+// chunk of a streamed answer within FirstTokenTimeout (of a non-streamed one, all of it within
+// WholeAnswerTimeout), gives up on it: before the first token the request fails over, after it
+// the answer ends with an error saying the callee stalled.
 //
 // Every claim is checked (claims.go): a payer pays for no more completion tokens than the
 // request's max_tokens and the bytes that came, and for no more prompt tokens than the request

@@ -8,6 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 
+	"github.com/cocoon-mesh/cocoon/node/stream"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 )
 
@@ -50,9 +51,9 @@ func (f *Faults) faultOnOpen(ctx context.Context, s network.Stream, beat time.Du
 		s.Reset()
 		return true
 	}
-	var a *answer
+	var a *stream.Answer
 	if f.Idle {
-		a = newAnswer(s, beat, l)
+		a = stream.NewAnswer(s, stream.AnswerConfig{Life: l, Hop: stream.ProxyWorker, Beat: beat})
 	}
 	// Never a token: the caller's bounds must end it. Held until it closes or resets (or the
 	// node stops).
@@ -60,7 +61,7 @@ func (f *Faults) faultOnOpen(ctx context.Context, s network.Stream, beat time.Du
 	defer stop()
 	_, _ = io.Copy(io.Discard, s)
 	if a != nil {
-		a.close()
+		a.Close()
 	} else {
 		s.Reset()
 	}

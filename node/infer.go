@@ -3,12 +3,13 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/cocoon-mesh/cocoon/node/stream"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 )
 
@@ -19,56 +20,57 @@ const (
 )
 
 // requestReadTimeout bounds how long a callee waits for the header and body of a request.
-const requestReadTimeout = 10 * time.Second
+const requestReadTimeout = stream.ReadTimeout
 
-// readRequest reads the header and body a caller sends first on an inference stream, with
-// limits: a slow or oversized request gets an error, not our memory. With routeFirst (a proxy)
-// a sealed request has no body yet (the caller sends it after our route frame), or, if
-// presealed, the sealed-set frame's payload stands in for the body.
-func (n *Node) readRequest(s network.Stream, routeFirst bool) (*wire.Reader, wire.Header, []byte, error) {
-	_ = s.SetReadDeadline(n.now().Add(requestReadTimeout))
-	defer s.SetReadDeadline(time.Time{})
-	r := wire.NewReader(s, n.cfg.MaxBodyBytes+sealSlack)
-	t, p, err := r.ReadFrame()
-	if err != nil {
-		return nil, wire.Header{}, nil, readErr("header", err)
-	}
-	if t != wire.FrameHeader {
-		return nil, wire.Header{}, nil, wire.Errorf(wire.CodeBadRequest, "expected a header frame first, got %s", t)
-	}
-	h, err := wire.DecodeHeader(p)
-	if err != nil {
-		return nil, wire.Header{}, nil, wire.Errorf(wire.CodeBadRequest, "%v", err)
-	}
-	if h.MaxTokens > n.cfg.MaxTokens {
-		return nil, wire.Header{}, nil, wire.Errorf(wire.CodeTooLarge, "max_tokens %d is over this node's limit of %d", h.MaxTokens, n.cfg.MaxTokens)
-	}
-	if routeFirst && h.Sealed && !h.Presealed {
-		return r, h, nil, nil
-	}
-	t, body, err := r.ReadFrame()
-	if err != nil {
-		return nil, wire.Header{}, nil, readErr("body", err)
-	}
-	want := bodyFrame(h.Sealed)
-	if routeFirst && h.Presealed {
-		want = wire.FrameSealedSet
-	}
-	if t != want {
-		return nil, wire.Header{}, nil, wire.Errorf(wire.CodeBadRequest, "expected a %s frame after the header, got %s", want, t)
-	}
-	if t == wire.FrameBody {
-		if err := n.checkBodySize(body); err != nil {
-			return nil, wire.Header{}, nil, err
-		}
-	}
-	return r, h, body, nil
-}
+// drainTimeout is how long a callee waits for its caller's verdict after the final frame.
+const drainTimeout = stream.DrainTimeout
 
 // sealSlack is what sealing adds to a body (session id, encapsulated key, sequence number, tag)
 // and a sealed set to its bodies: frames carrying them may exceed MaxBodyBytes by this much,
 // while the body inside is held to the limit once it is in the clear.
 const sealSlack = 4 << 10
+
+// rejection is a request's end when its caller refused the answer (see stream.Rejection).
+type rejection = stream.Rejection
+
+// openCall opens an inference stream to p on hop and sends the header, then the body unless
+// it is nil (see stream.Open): the caller's side of the stream, under the node's life.
+func (n *Node) openCall(ctx context.Context, p peer.ID, hop stream.Hop, paid bool, h *wire.Header, body []byte) (*stream.Call, error) {
+	s, err := n.h.NewStream(ctx, p, InferProtocol)
+	if err != nil {
+		return nil, err
+	}
+	return stream.Open(ctx, s, stream.CallConfig{Life: n.life, Hop: hop, Peer: p, Paid: paid,
+		MaxFrame: n.cfg.MaxChunkBytes + 1024, Stall: n.cfg.StallTimeout, FirstWait: n.firstTokenWait(hop, h.Stream)}, h, body)
+}
+
+// firstTokenWait is how long a caller waits for the first chunk of an answer on hop:
+// FirstTokenTimeout for a streamed one, WholeAnswerTimeout for a non-streamed one (its first
+// chunk is all of it); a proxy may try MaxAttempts workers, each within that.
+func (n *Node) firstTokenWait(hop stream.Hop, streamed bool) time.Duration {
+	d := n.cfg.FirstTokenTimeout
+	if !streamed {
+		d = n.cfg.WholeAnswerTimeout
+	}
+	if hop == stream.ClientProxy {
+		return d*time.Duration(n.cfg.MaxAttempts) + n.cfg.StallTimeout
+	}
+	return d
+}
+
+// beat is how often a callee's answer fills a silence with a heartbeat: a third of the stall
+// bound its caller holds it to.
+func (n *Node) beat() time.Duration { return n.cfg.StallTimeout / 3 }
+
+// newAnswer starts the callee's side of inference stream s on hop, with its heartbeat.
+func (n *Node) newAnswer(s network.Stream, hop stream.Hop) *stream.Answer {
+	return stream.NewAnswer(s, stream.AnswerConfig{Life: n.life, Hop: hop, Beat: n.beat()})
+}
+
+// limits bound the requests this node reads.
+func (n *Node) limits() stream.Limits {
+	return stream.Limits{MaxFrame: n.cfg.MaxBodyBytes + sealSlack, MaxBody: n.cfg.MaxBodyBytes, MaxTokens: n.cfg.MaxTokens}
+}
 
 // checkBodySize holds a body in the clear to MaxBodyBytes.
 func (n *Node) checkBodySize(body []byte) error {
@@ -76,19 +78,6 @@ func (n *Node) checkBodySize(body []byte) error {
 		return wire.Errorf(wire.CodeTooLarge, "request body of %d bytes is over this node's limit of %d", len(body), n.cfg.MaxBodyBytes)
 	}
 	return nil
-}
-
-func readErr(what string, err error) error {
-	if errors.Is(err, wire.ErrFrameTooLarge) {
-		return wire.Errorf(wire.CodeTooLarge, "request %s: %v", what, err)
-	}
-	return wire.Errorf(wire.CodeBadRequest, "request %s: %v", what, err)
-}
-
-// lateBody is a body a client sent after a route frame.
-type lateBody struct {
-	sealed bool
-	p      []byte
 }
 
 // asWireError classifies any error as a wire error.
@@ -116,9 +105,4 @@ func (n *Node) timeLeft(ctx context.Context) (time.Duration, error) {
 		return 0, wire.Errorf(wire.CodeTimeout, "no time left to forward the request")
 	}
 	return left, nil
-}
-
-// unexpected describes a frame that should not have come.
-func unexpected(t wire.FrameType) error {
-	return fmt.Errorf("unexpected %s frame in an answer", t)
 }

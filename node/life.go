@@ -48,9 +48,15 @@ func (l *life) run(f func()) {
 	f()
 }
 
-// atClose has close call f before it waits (at once, if the node closed already), unless the
+// Clock is the node's clock.
+func (l *life) Clock() Clock { return l.clock }
+
+// Done is closed once the node starts closing.
+func (l *life) Done() <-chan struct{} { return l.done }
+
+// AtClose has close call f before it waits (at once, if the node closed already), unless the
 // returned function is called first: a stream reset there ends whatever waits on it.
-func (l *life) atClose(f func()) (cancel func()) {
+func (l *life) AtClose(f func()) (cancel func()) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -88,9 +94,9 @@ func (l *life) Go(f func()) bool {
 	return true
 }
 
-// afterCtx calls f in a goroutine of the node's once ctx is done (nothing, if the node closed
+// AfterCtx calls f in a goroutine of the node's once ctx is done (nothing, if the node closed
 // first), unless the returned stop is called first, as context.AfterFunc.
-func (l *life) afterCtx(ctx context.Context, f func()) (stop func() bool) {
+func (l *life) AfterCtx(ctx context.Context, f func()) (stop func() bool) {
 	return context.AfterFunc(ctx, func() {
 		if l.enter() {
 			l.run(f)
@@ -116,7 +122,7 @@ func (l *life) handler(h network.StreamHandler) network.StreamHandler {
 			s.Reset()
 			return
 		}
-		defer l.atClose(func() { s.Reset() })()
+		defer l.AtClose(func() { s.Reset() })()
 		l.run(func() { h(s) })
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/cocoon-mesh/cocoon/node/stream"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 	"github.com/cocoon-mesh/cocoon/ton"
 )
@@ -117,6 +118,15 @@ func (b *billing) refused(tokens uint64) {
 	}
 }
 
+// attach has a refusal of the answer on out take back what b counted beyond what the payer
+// accepted, until detach is called (nothing when payments are off).
+func (b *billing) attach(out *stream.Answer) (detach func()) {
+	if b == nil {
+		return func() {}
+	}
+	return out.OnRefusal(func(rj wire.Reject) { b.refused(rj.Tokens) })
+}
+
 func tonUsage(u wire.Usage) ton.Usage {
 	return ton.Usage{Prompt: uint64(u.Prompt), Cached: uint64(min(u.Cached, u.Prompt)), Completion: uint64(u.Completion), Reasoning: uint64(u.Reasoning)}
 }
@@ -157,14 +167,17 @@ func (m *metering) refuse(tokens uint64) {
 // refuseOn refuses the answer on call c, accepting its first tokens completion tokens, for why:
 // the callee takes back what it counted beyond them, the call is left to end, and what we
 // metered beyond them is taken back too (m nil: payments off, only the refusal).
-func (m *metering) refuseOn(c *call, tokens uint64, why *wire.Error) {
-	c.reject(tokens, why)
-	c.leave()
+func (m *metering) refuseOn(c *stream.Call, tokens uint64, why *wire.Error) {
+	c.Reject(tokens, why)
+	c.Leave()
 	m.refuse(tokens)
 }
 
 // chunk records tokens received and, when a voucher is due, has one paid ahead of the answer.
-func (m *metering) chunk(ctx context.Context, c *call, tokens uint32) error {
+func (m *metering) chunk(ctx context.Context, c *stream.Call, tokens uint32) error {
+	if m == nil {
+		return nil
+	}
 	v, err := m.tab.Chunk(uint64(tokens))
 	if err != nil {
 		return m.send(ctx, c, nil, err)
@@ -179,31 +192,31 @@ func (m *metering) chunk(ctx context.Context, c *call, tokens uint32) error {
 // dueVoucher is an answer that found a voucher due: the stream it goes out on, and the
 // answer's voucher spacing.
 type dueVoucher struct {
-	c     *call
+	c     *stream.Call
 	every uint64
 	done  chan struct{} // closed once the voucher was sent on c, or left to another stream
 }
 
 // finish closes the answer's stream c once a voucher paid ahead on it went out: the payee
 // reads its caller's frames until then, so the voucher arrives on the stream that earned it.
-func (m *metering) finish(c *call) {
+func (m *metering) finish(c *stream.Call) {
 	if m == nil || m.due == nil {
-		c.finish()
+		c.Finish()
 		return
 	}
 	select {
 	case <-m.due.done: // sent already
-		c.finish()
+		c.Finish()
 		return
 	default:
 	}
-	c.stop() // the answer is whole: the request ending no longer closes the call
+	c.Detach() // the answer is whole: the request ending no longer closes the call
 	d := m.due
 	if !m.n.life.Go(func() {
 		<-d.done
-		c.finish()
+		c.Finish()
 	}) {
-		c.finish() // the node is closing: no voucher goes out now
+		c.Finish() // the node is closing: no voucher goes out now
 	}
 }
 
@@ -241,7 +254,7 @@ func (n *Node) payAhead(ch *outChan, d *dueVoucher) {
 				n.log.Warn("cannot pay ahead on channel", "payee", ch.peer.String(), "err", err)
 			}
 			// A cancelled answer's call is closed for writing: the send fails.
-			if err != nil || (vb != nil && d.c.send(wire.FramePay, vb) != nil) {
+			if err != nil || (vb != nil && d.c.Pay(vb) != nil) {
 				n.settleLater(ch)
 			}
 			close(d.done)
@@ -256,6 +269,9 @@ func (n *Node) payAhead(ch *outChan, d *dueVoucher) {
 
 // final records the rest of the answer's cost; what is unpaid is settled shortly after.
 func (m *metering) final(u wire.Usage) error {
+	if m == nil {
+		return nil
+	}
 	v, err := m.tab.Final(tonUsage(u))
 	if err != nil {
 		return err
@@ -266,22 +282,26 @@ func (m *metering) final(u wire.Usage) error {
 
 // billNow pays everything received on the answer's stream c, because the payee is waiting.
 // The voucher goes as settled: it pays all we received, so whatever else the payee counts as
-// owed never reached us (a stream broke, or we restarted), and it may write that off.
-func (m *metering) billNow(ctx context.Context, c *call) error {
+// owed never reached us (a stream broke, or we restarted), and it may write that off. A
+// payment that fails ends the call.
+func (m *metering) billNow(ctx context.Context, c *stream.Call) error {
 	vb, err := m.n.pay(ctx, m.ch, true, 0)
 	if err == nil && vb == nil {
 		vb, err = m.ch.latest() // all paid, perhaps on a stream the payee has not read yet
 	}
 	if err != nil || vb == nil {
-		return m.send(ctx, c, vb, err)
+		if err = m.send(ctx, c, vb, err); err != nil {
+			c.Abort()
+		}
+		return err
 	}
-	_ = c.send(wire.FrameSettled, vb) // a cancelled request takes nothing more: settle pays later
+	_ = c.Settled(vb) // a cancelled request takes nothing more: settle pays later
 	return nil
 }
 
 // send passes a durable voucher on the answer's stream c. A cancelled request's stream takes
 // no more frames (or is gone): settle sends the voucher later.
-func (m *metering) send(ctx context.Context, c *call, vb []byte, err error) error {
+func (m *metering) send(ctx context.Context, c *stream.Call, vb []byte, err error) error {
 	if err != nil {
 		payee := "worker"
 		if m.n.cfg.Role == RoleClient {
@@ -290,7 +310,7 @@ func (m *metering) send(ctx context.Context, c *call, vb []byte, err error) erro
 		return wire.Errorf(wire.CodeInternal, "paying %s %s: %v", payee, m.ch.peer.String(), err)
 	}
 	if vb != nil && ctx.Err() == nil {
-		_ = c.send(wire.FramePay, vb)
+		_ = c.Pay(vb)
 	}
 	return nil
 }

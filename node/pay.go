@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/xssnick/tonutils-go/address"
 
+	"github.com/cocoon-mesh/cocoon/node/stream"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 	"github.com/cocoon-mesh/cocoon/ton"
 	"github.com/cocoon-mesh/cocoon/ton/chanstore"
@@ -573,11 +574,11 @@ func channelStatus(p peer.ID, rec chanstore.Record, owed, delivered uint64, bad 
 // payerFrames is what a request's caller watcher does with the vouchers its payer sends on the
 // stream: accept them on c, and write off what a settling one shows never arrived (nothing
 // when payments are off, c nil).
-func (n *Node) payerFrames(c *inChan) callerFrames {
+func (n *Node) payerFrames(c *inChan) stream.Late {
 	if c == nil {
-		return callerFrames{}
+		return stream.Late{}
 	}
-	return callerFrames{pay: n.voucherSink(c), settled: func(p []byte) { n.settled(n.ctx, c, p) }}
+	return stream.Late{Pay: n.voucherSink(c), Settled: func(p []byte) { n.settled(n.ctx, c, p) }}
 }
 
 // voucherSink accepts the vouchers arriving on c.

@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/cocoon-mesh/cocoon/node/stream"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 	"github.com/cocoon-mesh/cocoon/routing"
 	"github.com/cocoon-mesh/cocoon/tee"
@@ -75,17 +76,16 @@ func (n *Node) handleDirectAdvert(s network.Stream) {
 // handleProxyInfer serves one client request: pick a worker, forward, stream the answer back,
 // and fail over to the next worker while nothing has reached the client yet.
 func (n *Node) handleProxyInfer(s network.Stream) {
-	out := newAnswer(s, n.beat(), n.life)
-	r, h, body, err := n.readRequest(s, true)
+	out := n.newAnswer(s, stream.ClientProxy)
+	h, body, err := out.ReadRequest(n.limits())
 	if err != nil {
-		out.fail(err)
+		out.Fail(asWireError(err))
 		return
 	}
-	var payer *inChan // the channel the client pays us on
+	cl := &toClient{out: out}
 	if n.payments != nil {
-		if payer, err = n.payerIn(s.Conn().RemotePeer()); err != nil {
-			r.Release()
-			out.fail(err)
+		if cl.payer, err = n.payerIn(s.Conn().RemotePeer()); err != nil {
+			out.Fail(asWireError(err))
 			return
 		}
 		h.MaxPrice = n.workerCap(h.MaxPrice)
@@ -97,31 +97,42 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 	var preset []wire.Sealed
 	if h.Presealed {
 		if preset, err = wire.DecodeSealedSet(body); err != nil {
-			out.fail(wire.Errorf(wire.CodeBadRequest, "%v", err))
+			out.Fail(wire.Errorf(wire.CodeBadRequest, "%v", err))
 			return
 		}
 		body = nil
 	}
-	frames := n.payerFrames(payer)
-	out.onReject = func(rj wire.Reject) {
+	out.OnRefusal(func(rj wire.Reject) {
 		n.log.Warn("the client refused an answer", "client", s.Conn().RemotePeer().String(), "request", h.ID, "accepted_tokens", rj.Tokens, "why", rj.Err.Message)
+	})
+	out.Watch(cancelCause, n.payerFrames(cl.payer))
+	if err := n.serve(ctx, h, body, preset, cl); err != nil {
+		out.Fail(asWireError(err))
 	}
-	var bodies *bodySource
-	if h.Sealed {
-		bodies = &bodySource{out: out, r: r, cancel: cancelCause, ch: make(chan lateBody, 1), frames: frames}
-	} else {
-		out.watch(r, cancelCause, frames)
+}
+
+// toClient is a proxy's answer to its client, which the relays trying one worker after
+// another share.
+type toClient struct {
+	out    *stream.Answer
+	payer  *inChan // the client pays us on it (nil: payments off)
+	unbill func()  // detaches the billing of the relay that quoted last from the client's refusal
+}
+
+// billWith has the client's refusal take back what b counted, in place of the billing of the
+// relay that quoted before.
+func (cl *toClient) billWith(b *billing) {
+	if cl.unbill != nil {
+		cl.unbill()
 	}
-	if err := n.serve(ctx, h, body, preset, bodies, out, payer); err != nil {
-		out.fail(err)
-	}
+	cl.unbill = b.attach(cl.out)
 }
 
 // serve runs a client's request on one worker after another until one serves it (nil), the
 // answer has started, or the request cannot succeed elsewhere; it returns the error to end the
 // answer with. Each attempt's outcome feeds the routing table: any failure of the worker counts
 // against it, never as a fast answer.
-func (n *Node) serve(ctx context.Context, h wire.Header, body []byte, preset []wire.Sealed, bodies *bodySource, out *answer, payer *inChan) error {
+func (n *Node) serve(ctx context.Context, h wire.Header, body []byte, preset []wire.Sealed, cl *toClient) error {
 	tried := slices.Clone(h.Exclude)
 	var lastErr error
 	skips := 0 // workers passed over for want of a channel: not attempts
@@ -137,8 +148,8 @@ func (n *Node) serve(ctx context.Context, h wire.Header, body []byte, preset []w
 		}
 		tried = append(tried, d.Worker)
 		start := n.now()
-		rl := &relay{n: n, d: d, out: out, payer: payer}
-		err = rl.run(ctx, h, body, preset, bodies)
+		rl := &relay{n: n, d: d, cl: cl}
+		err = rl.run(ctx, h, body, preset)
 		if !rl.answered {
 			rl.firstToken = n.now()
 		}
@@ -192,16 +203,15 @@ func (n *Node) ended(w peer.ID, latency time.Duration, err error) {
 }
 
 // relay is one attempt to serve a client's request on worker d: it forwards the answer's
-// frames, checking what the worker claims, billing the client before paying the worker.
+// events, checking what the worker claims, billing the client before paying the worker.
 type relay struct {
 	n     *Node
 	d     routing.Decision
-	out   *answer // to the client
-	c     *call   // to the worker
+	cl    *toClient    // the answer to the client
+	c     *stream.Call // to the worker
 	h     wire.Header
 	body  []byte // the request body as the worker got it (sealed, when sealed)
 	pa    *peerAttest
-	payer *inChan   // the client pays us on it (nil: payments off)
 	payee *outChan  // we pay the worker on it
 	meter *metering // what we owe the worker for this answer
 	bill  *billing  // what the client owes us for it
@@ -217,17 +227,17 @@ type relay struct {
 // worker already (in preset), or gets a route frame naming it and its attestation and then sends
 // the body sealed to it. Either way the proxy passes on ciphertext it cannot read.
 //
-// With payments on, the client pays us on payer and we pay the worker: the worker's quote must
-// be the prices it advertised (the routed offer), our commission is added for the client, and
-// each chunk is billed to the client before it is metered as owed to the worker, so we never
-// owe the worker for more than the client pays us, beyond one credit window.
-func (rl *relay) run(ctx context.Context, h wire.Header, body []byte, preset []wire.Sealed, bodies *bodySource) error {
+// With payments on, the client pays us on cl.payer and we pay the worker: the worker's quote
+// must be the prices it advertised (the routed offer), our commission is added for the client,
+// and each chunk is billed to the client before it is metered as owed to the worker, so we
+// never owe the worker for more than the client pays us, beyond one credit window.
+func (rl *relay) run(ctx context.Context, h wire.Header, body []byte, preset []wire.Sealed) error {
 	n, d := rl.n, rl.d
 	left, err := n.timeLeft(ctx)
 	if err != nil {
 		return err
 	}
-	if rl.payer != nil {
+	if rl.cl.payer != nil {
 		if rl.payee, err = n.payOn(ctx, d.Worker); err != nil {
 			if errors.Is(err, errUnearnedCap) {
 				return err
@@ -242,24 +252,17 @@ func (rl *relay) run(ctx context.Context, h wire.Header, body []byte, preset []w
 	if !rl.pa.trusted(n.cfg.AllowUnattested) {
 		return wire.Errorf(wire.CodeWorkerFailed, "worker %s is not attested: %v", d.Worker.String(), rl.pa.err)
 	}
+	sealed := h.Sealed
 	h.Presealed, h.Exclude = false, nil
-	if bodies != nil {
-		// A body sealed to a key the worker no longer holds (it restarted) takes the route.
-		if i := slices.IndexFunc(preset, func(s wire.Sealed) bool { return s.Worker == d.Worker && s.KeyID == rl.pa.sealID }); i >= 0 {
-			body, h.Sealed = preset[i].Body, true
-			bodies.watch()
-			// Not flushed: it travels with the first chunk.
-			if err := rl.out.raw(wire.FrameChosen, []byte(d.Worker), false); err != nil {
-				return context.Canceled
-			}
-		} else if body, h.Sealed, err = n.routeClient(ctx, d.Worker, rl.pa, bodies, rl.out); err != nil {
+	if sealed {
+		if body, h.Sealed, err = rl.sealedBody(ctx, preset); err != nil {
 			return err
 		}
 	}
 	h.Model = d.Offer.Model // the worker serves exactly the model we routed on
 	h.Timeout = left
 	rl.h, rl.body, rl.claim, rl.hash = h, body, newClaims(&h, len(body)), tee.NewAnswerHash()
-	if rl.c, err = n.openCall(ctx, d.Worker, "worker", &h, body); err != nil {
+	if rl.c, err = n.openCall(ctx, d.Worker, stream.ProxyWorker, rl.cl.payer != nil, &h, body); err != nil {
 		return wire.Errorf(wire.CodeWorkerFailed, "cannot reach worker %s: %v", d.Worker.String(), err)
 	}
 	for {
@@ -270,51 +273,57 @@ func (rl *relay) run(ctx context.Context, h wire.Header, body []byte, preset []w
 	}
 }
 
-// step handles the worker's next frame; done reports that the answer ended well.
+// sealedBody is the body of a sealed request for our worker: the one the client sealed to it
+// ahead, if it did (a chosen frame tells it so, sent with the first chunk), or else the one
+// it sends, sealed to the worker or in the clear to an unattested one it accepts, once our
+// route names the worker. A body sealed to a key the worker no longer holds (it restarted)
+// takes the route.
+func (rl *relay) sealedBody(ctx context.Context, preset []wire.Sealed) ([]byte, bool, error) {
+	w, out := rl.d.Worker, rl.cl.out
+	if i := slices.IndexFunc(preset, func(s wire.Sealed) bool { return s.Worker == w && s.KeyID == rl.pa.sealID }); i >= 0 {
+		if err := out.Chosen(w); err != nil {
+			return nil, false, context.Canceled // the client is gone
+		}
+		return preset[i].Body, true, nil
+	}
+	if err := out.Route(&wire.Route{Worker: w, Key: rl.pa.key, Hello: rl.pa.hello}); err != nil {
+		return nil, false, context.Canceled
+	}
+	sealed, body, err := out.Body(ctx)
+	return body, sealed, err
+}
+
+// step handles the worker's next event; done reports that the answer ended well.
 func (rl *relay) step(ctx context.Context) (done bool, err error) {
 	c := rl.c
-	t, p, err := c.next()
-	if !rl.answered && (t == wire.FrameChunk || t == wire.FrameFinal || t == wire.FrameError || err != nil) {
+	ev, err := c.Next()
+	if !rl.answered && (err != nil || ev.Kind == stream.Chunk || ev.Kind == stream.Final || ev.Kind == stream.Error) {
 		rl.answered, rl.firstToken = true, rl.n.now()
 	}
-	if _, ok := context.Cause(ctx).(*rejection); ok {
-		c.leave() // the client refused the answer: the cancel hook refused it here too
-		rl.meter.refuse(c.acceptedTokens())
+	if _, ok := context.Cause(ctx).(*stream.Rejection); ok {
+		c.Leave() // the client refused the answer: the cancel hook refused it here too
+		rl.meter.refuse(c.Accepted())
 		return false, context.Cause(ctx)
 	}
-	if err != nil {
-		return false, c.broke(ctx, err)
+	if bad := (*stream.BadFrame)(nil); errors.As(err, &bad) {
+		return false, rl.refuse(bad)
+	} else if err != nil {
+		return false, c.Broke(ctx, err)
 	}
-	if rl.payer != nil && rl.meter == nil && (t == wire.FrameChunk || t == wire.FrameFinal) {
-		return false, rl.refuse(errors.New("answered without a quote"))
-	}
-	switch t {
-	case wire.FrameProgress:
-		return false, nil
-	case wire.FrameQuote:
-		return false, rl.quote(p)
-	case wire.FrameBill:
-		if rl.meter == nil {
-			return false, rl.refuse(unexpected(t))
-		}
-		if err := rl.meter.billNow(ctx, c); err != nil {
-			c.abort()
-			return false, err
-		}
-		return false, nil
-	case wire.FrameChunk:
-		return false, rl.chunk(ctx, p)
-	case wire.FrameFinal:
-		return true, rl.final(ctx, p)
-	case wire.FrameError:
+	switch ev.Kind {
+	case stream.Quote:
+		return false, rl.quote(ev.Quote)
+	case stream.Bill:
+		return false, rl.meter.billNow(ctx, c)
+	case stream.Chunk:
+		return false, rl.chunk(ctx, ev)
+	case stream.Final:
+		return true, rl.final(ctx, &ev.Final)
+	case stream.Error:
 		rl.meter.finish(c)
-		we, err := wire.DecodeError(p)
-		if err != nil {
-			return false, rl.fault(fmt.Errorf("sent a malformed error: %v", err))
-		}
-		return false, we
+		return false, ev.Err
 	}
-	return false, rl.refuse(unexpected(t))
+	return false, nil // progress
 }
 
 // fault is a failure of the worker's, as the client sees it.
@@ -326,21 +335,14 @@ func (rl *relay) fault(err error) *wire.Error {
 // logs why, and returns the failure.
 func (rl *relay) refuse(err error) error {
 	we := rl.fault(err)
-	rl.meter.refuseOn(rl.c, rl.c.taken.Load(), we)
+	rl.meter.refuseOn(rl.c, rl.c.Taken(), we)
 	rl.n.log.Warn("worker's answer refused", "worker", rl.d.Worker.String(), "request", rl.h.ID, "err", err)
 	return we
 }
 
 // quote checks the worker's prices against those it advertised and under the client's cap,
 // and quotes the client ours.
-func (rl *relay) quote(p []byte) error {
-	if rl.payer == nil || rl.meter != nil {
-		return rl.refuse(unexpected(wire.FrameQuote))
-	}
-	wq, err := wire.DecodeQuote(p)
-	if err != nil {
-		return rl.refuse(err)
-	}
+func (rl *relay) quote(wq wire.Quote) error {
 	if o := rl.d.Offer; wq.Prices != o.Prices || wq.Coefficient != o.Coefficient {
 		return rl.refuse(fmt.Errorf("quoted %v at coefficient %d, not the %v at coefficient %d it advertised", wq.Prices, wq.Coefficient, o.Prices, o.Coefficient))
 	}
@@ -350,12 +352,10 @@ func (rl *relay) quote(p []byte) error {
 	}
 	cq.client = rl.n.faults.quote(cq.client)
 	rl.meter = rl.n.newMetering(rl.payee, cq.worker)
-	rl.bill = rl.n.newBilling(rl.payer, cq.client, func(owed uint64) error {
-		return rl.out.raw(wire.FrameBill, wire.AppendBill(nil, owed), true)
-	})
-	rl.out.billed(rl.bill)
-	if err := rl.out.raw(wire.FrameQuote, wire.AppendQuote(nil, &cq.client), false); err != nil {
-		rl.c.abort()
+	rl.bill = rl.n.newBilling(rl.cl.payer, cq.client, rl.cl.out.Bill)
+	rl.cl.billWith(rl.bill)
+	if err := rl.cl.out.Quote(&cq.client, false); err != nil {
+		rl.c.Abort()
 		return context.Canceled
 	}
 	return nil
@@ -363,11 +363,8 @@ func (rl *relay) quote(p []byte) error {
 
 // chunk checks a chunk's claim, bills it to the client, meters it as owed to the worker, and
 // passes it on. A cancelled request's last chunks are read and paid for, not passed on.
-func (rl *relay) chunk(ctx context.Context, p []byte) error {
-	ch, err := wire.DecodeChunk(p)
-	if err != nil {
-		return rl.refuse(fmt.Errorf("sent a malformed chunk: %v", err))
-	}
+func (rl *relay) chunk(ctx context.Context, ev *stream.Event) error {
+	ch, p := ev.Chunk, ev.Raw
 	if err := rl.claim.chunk(ch.Tokens, len(ch.Data)); err != nil {
 		return rl.refuse(err)
 	}
@@ -379,130 +376,60 @@ func (rl *relay) chunk(ctx context.Context, p []byte) error {
 	}
 	if !cancelled {
 		if err := rl.bill.chunk(ctx, billed); err != nil {
-			rl.meter.refuseOn(rl.c, rl.c.taken.Load(), asWireError(err)) // the client does not pay for it: neither do we
+			rl.meter.refuseOn(rl.c, rl.c.Taken(), asWireError(err)) // the client does not pay for it: neither do we
 			return err
 		}
 	}
-	if rl.meter != nil {
-		if err := rl.meter.chunk(ctx, rl.c, ch.Tokens); err != nil {
-			rl.c.abort()
-			return err
-		}
+	if err := rl.meter.chunk(ctx, rl.c, ch.Tokens); err != nil {
+		rl.c.Abort()
+		return err
 	}
-	rl.c.taken.Add(uint64(ch.Tokens))
+	rl.c.Take(ch.Tokens)
 	if cancelled {
 		return nil
 	}
 	rl.hash.Add(ch.Data)
 	// Flush when nothing more is waiting: a burst of chunks goes out in one write, and a
 	// lone chunk (the first token) without delay.
-	if err := rl.out.raw(wire.FrameChunk, p, !rl.c.r.Buffered()); err != nil {
+	rl.started = true
+	if err := rl.cl.out.ForwardChunk(p, !rl.c.Buffered()); err != nil {
 		rl.bill.unsent()
-		rl.c.abort()
-		rl.started = true
+		rl.c.Abort()
 		return context.Canceled // the client is gone
 	}
-	rl.started = true
 	return nil
 }
 
 // final checks the worker's receipt and usage, countersigns the receipt, bills the client for
 // the rest of the answer and passes the final on; once the client took the answer (it did not
 // refuse it), the worker is paid the rest too.
-func (rl *relay) final(ctx context.Context, p []byte) error {
+func (rl *relay) final(ctx context.Context, fin *wire.Final) error {
 	c := rl.c
-	fin, usage, err := rl.n.countersign(p, &rl.h, rl.d.Worker, rl.pa, rl.body, rl.hash.Sum())
+	err := rl.n.countersign(fin, &rl.h, rl.d.Worker, rl.pa, rl.body, rl.hash.Sum())
 	if err == nil {
-		err = rl.claim.final(usage)
+		err = rl.claim.final(fin.Usage)
 	}
 	if err != nil {
 		return rl.refuse(err)
 	}
-	if err := rl.bill.final(ctx, usage); err != nil {
-		rl.meter.refuseOn(c, c.taken.Load(), asWireError(err))
+	if err := rl.bill.final(ctx, fin.Usage); err != nil {
+		rl.meter.refuseOn(c, c.Taken(), asWireError(err))
 		return err
 	}
-	c.stop() // from here the verdict, not the request ending, decides what the worker gets
+	c.Detach() // from here the verdict, not the request ending, decides what the worker gets
 	rl.started = true
-	_ = rl.out.raw(wire.FrameFinal, fin, true) // if the client left before reading the end, the worker still served in full
-	if rj := rl.out.verdict(drainTimeout); rj != nil {
-		rl.meter.refuseOn(c, min(rj.Tokens, c.taken.Load()), &rj.Err)
-		return &rejection{*rj}
+	_ = rl.cl.out.Final(fin) // if the client left before reading the end, the worker still served in full
+	if rj := rl.cl.out.Verdict(drainTimeout); rj != nil {
+		rl.meter.refuseOn(c, min(rj.Tokens, c.Taken()), &rj.Err)
+		return &stream.Rejection{Reject: *rj}
 	}
-	if rl.meter != nil {
-		if err := rl.meter.final(usage); err != nil {
-			rl.meter.finish(c)
-			return rl.fault(fmt.Errorf("billing: %v", err))
-		}
+	if err := rl.meter.final(fin.Usage); err != nil {
+		rl.meter.finish(c)
+		return rl.fault(fmt.Errorf("billing: %v", err))
 	}
 	rl.meter.finish(c)
-	rl.out.close()
+	rl.cl.out.Close()
 	return nil
-}
-
-// routeClient tells the client which worker will serve it and waits for the body it seals to
-// that worker (or sends in the clear, to an unattested worker it accepts).
-func (n *Node) routeClient(ctx context.Context, worker peer.ID, pa *peerAttest, bodies *bodySource, out *answer) ([]byte, bool, error) {
-	route := wire.AppendRoute(nil, &wire.Route{Worker: worker, Key: pa.key, Hello: pa.hello})
-	if err := out.raw(wire.FrameRoute, route, true); err != nil {
-		return nil, false, context.Canceled // the client is gone
-	}
-	b, err := bodies.next(ctx)
-	if err == nil && !b.sealed {
-		err = n.checkBodySize(b.p)
-	}
-	return b.p, b.sealed, err
-}
-
-// bodySource yields the bodies a sealing client sends after route frames. The handler reads
-// the first itself, which spares a hand-off between goroutines on every request; only then
-// does the caller watcher start, to notice the client leaving and to pass on the body of a
-// failover's second route.
-type bodySource struct {
-	out      *answer // the answer to the client, on the stream the bodies come on
-	r        *wire.Reader
-	cancel   context.CancelCauseFunc
-	ch       chan lateBody
-	frames   callerFrames // what to do with the client's vouchers
-	watching bool
-}
-
-// watch starts the caller watcher, if the handler is not reading the stream itself first.
-func (b *bodySource) watch() {
-	if !b.watching {
-		b.watching = true
-		f := b.frames
-		f.bodies = b.ch
-		b.out.watch(b.r, b.cancel, f)
-	}
-}
-
-func (b *bodySource) next(ctx context.Context) (lateBody, error) {
-	if !b.watching {
-		_ = b.out.s.SetReadDeadline(b.out.life.clock.Now().Add(requestReadTimeout))
-		t, p, err := b.r.ReadFrame()
-		_ = b.out.s.SetReadDeadline(time.Time{})
-		b.watch()
-		switch {
-		case err != nil:
-			b.cancel(context.Canceled)
-			return lateBody{}, readErr("body after the route", err)
-		case t != wire.FrameSealed && t != wire.FrameBody:
-			b.cancel(context.Canceled)
-			return lateBody{}, wire.Errorf(wire.CodeBadRequest, "expected a body after the route, got %s", t)
-		}
-		return lateBody{sealed: t == wire.FrameSealed, p: p}, nil
-	}
-	t := b.out.life.clock.Timer(requestReadTimeout)
-	defer t.Stop()
-	select {
-	case lb := <-b.ch:
-		return lb, nil
-	case <-ctx.Done():
-		return lateBody{}, context.Cause(ctx)
-	case <-t.C:
-		return lateBody{}, wire.Errorf(wire.CodeTimeout, "the client sent no body after the route")
-	}
 }
 
 // workerFault reports whether err counts against the worker: a bad request or a client that

@@ -15,17 +15,13 @@ import (
 
 // What a proxy checks and signs of a worker's answer: its receipt, and the prices it quotes.
 
-// countersign checks the worker's receipt against what this proxy forwarded (request, answer,
-// token counts, the worker's key) and signs it; it returns the final frame to pass on and the
-// usage it reports (what the answer is billed for).
-func (n *Node) countersign(p []byte, h *wire.Header, worker peer.ID, pa *peerAttest, body []byte, answerHash [32]byte) ([]byte, wire.Usage, error) {
-	fin, err := wire.DecodeFinal(p)
-	if err != nil {
-		return nil, wire.Usage{}, fmt.Errorf("malformed final message: %v", err)
-	}
+// countersign checks the worker's receipt on fin against what this proxy forwarded (request,
+// answer, token counts, the worker's key) and signs it in place: fin is then the final frame
+// to pass on, and its usage what the answer is billed for.
+func (n *Node) countersign(fin *wire.Final, h *wire.Header, worker peer.ID, pa *peerAttest, body []byte, answerHash [32]byte) error {
 	rc, err := tee.UnmarshalReceipt(fin.Receipt)
 	if err != nil {
-		return nil, wire.Usage{}, fmt.Errorf("receipt: %v", err)
+		return fmt.Errorf("receipt: %v", err)
 	}
 	u := fin.Usage
 	switch {
@@ -58,10 +54,10 @@ func (n *Node) countersign(p []byte, h *wire.Header, worker peer.ID, pa *peerAtt
 		rc.Proxy, err = n.attest.signer.sign(rc.ProxyDigest())
 	}
 	if err != nil {
-		return nil, wire.Usage{}, err
+		return err
 	}
 	fin.Receipt = rc.Marshal()
-	return wire.AppendFinal(make([]byte, 0, len(p)+128), &fin), u, nil
+	return nil
 }
 
 // quotes are one answer's prices: the worker's, and the client's with our commission.

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cocoon-mesh/cocoon/node/backend"
+	"github.com/cocoon-mesh/cocoon/node/stream"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 	"github.com/cocoon-mesh/cocoon/tee"
 )
@@ -201,16 +202,15 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 	if n.faults.faultOnOpen(n.ctx, s, n.beat(), n.life) {
 		return
 	}
-	out := newAnswer(s, n.beat(), n.life)
-	r, h, body, err := n.readRequest(s, false)
+	out := n.newAnswer(s, stream.ProxyWorker)
+	h, body, err := out.ReadRequest(n.limits())
 	if err != nil {
-		out.fail(err)
+		out.Fail(asWireError(err))
 		return
 	}
 	j, err := n.admitJob(s, &h, body, out)
 	if err != nil {
-		r.Release()
-		out.fail(err)
+		out.Fail(asWireError(err))
 		return
 	}
 	defer n.worker.active.Add(-1)
@@ -218,10 +218,10 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 	defer cancelCause(nil)
 	ctx, cancel := context.WithTimeout(base, h.Timeout)
 	defer cancel()
-	out.onReject = func(rj wire.Reject) {
+	out.OnRefusal(func(rj wire.Reject) {
 		n.log.Warn("the proxy refused our answer", "request", h.ID, "accepted_tokens", rj.Tokens, "why", rj.Err.Message)
-	}
-	out.watch(r, cancelCause, n.payerFrames(j.payer))
+	})
+	out.Watch(cancelCause, n.payerFrames(j.payer))
 	if err := j.run(ctx, s); err != nil {
 		n.failJob(ctx, &h, out, err)
 	}
@@ -234,7 +234,7 @@ type job struct {
 	body    []byte      // in the clear
 	reqHash [32]byte    // of the body as it came (sealed, if sealed): the receipt binds it
 	sealer  *tee.Answer // seals the answer back to the client (nil: the request came in the clear)
-	out     *answer
+	out     *stream.Answer
 	payer   *inChan // the channel the proxy pays us on (nil: payments off)
 	ctx     context.Context
 	quote   wire.Quote // our prices for the answer
@@ -249,7 +249,7 @@ type job struct {
 
 // admitJob opens a sealed request and checks that we can run it now: the model, the backend's
 // health, our capacity and the proxy's payment channel. It counts the job as active.
-func (n *Node) admitJob(s network.Stream, h *wire.Header, body []byte, out *answer) (*job, error) {
+func (n *Node) admitJob(s network.Stream, h *wire.Header, body []byte, out *stream.Answer) (*job, error) {
 	w := n.worker
 	j := &job{n: n, h: h, reqHash: sha256.Sum256(body), out: out, hash: tee.NewAnswerHash(), claim: newClaims(h, len(body))}
 	j.body = body
@@ -304,10 +304,8 @@ func (j *job) run(ctx context.Context, s network.Stream) error {
 	// within the proxy's credit window.
 	j.ctx = ctx
 	j.quote = n.faults.quote(wire.Quote{Prices: n.worker.models[h.Model].Prices, Coefficient: n.cfg.Coefficient})
-	j.bill = n.newBilling(j.payer, j.quote, func(owed uint64) error {
-		return j.out.raw(wire.FrameBill, wire.AppendBill(nil, owed), true)
-	})
-	j.out.billed(j.bill)
+	j.bill = n.newBilling(j.payer, j.quote, j.out.Bill)
+	j.bill.attach(j.out) // for the whole answer
 	usage, err := j.generate(ctx)
 	if err != nil {
 		return err
@@ -341,7 +339,9 @@ func (j *job) run(ctx context.Context, s network.Stream) error {
 			return err
 		}
 	}
-	return j.out.final(&fin)
+	err = j.out.Final(&fin)
+	j.out.Close()
+	return err
 }
 
 // generate runs the backend, sending the answer as it comes. A streamed chunk is sent as
@@ -387,7 +387,7 @@ func (j *job) sendQuote() error {
 		return nil
 	}
 	j.quoted = true
-	return j.out.raw(wire.FrameQuote, wire.AppendQuote(nil, &j.quote), false)
+	return j.out.Quote(&j.quote, false)
 }
 
 // send bills, seals and sends one chunk. Every chunk is hashed as it is sent (sealed, if
@@ -402,7 +402,7 @@ func (j *job) send(c *wire.Chunk, flush bool) error {
 	}
 	if j.n.faults != nil {
 		if j.sent++; j.n.faults.stalls(j.sent) {
-			j.out.stall()
+			j.out.Stall()
 			<-j.ctx.Done()
 			return context.Cause(j.ctx)
 		}
@@ -420,7 +420,7 @@ func (j *job) send(c *wire.Chunk, flush bool) error {
 	}
 	j.n.faults.chunk(c)
 	j.hash.Add(c.Data)
-	if err := j.out.chunk(c, flush); err != nil {
+	if err := j.out.Chunk(c, flush); err != nil {
 		j.bill.unsent()
 		return err
 	}
@@ -428,20 +428,20 @@ func (j *job) send(c *wire.Chunk, flush bool) error {
 }
 
 // failJob ends an answer that failed, saying why.
-func (n *Node) failJob(ctx context.Context, h *wire.Header, out *answer, err error) {
+func (n *Node) failJob(ctx context.Context, h *wire.Header, out *stream.Answer, err error) {
 	var we *wire.Error
 	switch cause := context.Cause(ctx); {
 	case ctx.Err() != nil && errors.Is(cause, context.Canceled):
 		// The proxy went away, or cancelled: the backend call is already stopped. Ending
 		// the answer lets a cancelling proxy count exactly the chunks we sent.
 		n.log.Debug("request cancelled by the caller", "request", h.ID)
-		out.fail(wire.Errorf(wire.CodeCancelled, "the request was cancelled"))
-	case errors.As(cause, new(*rejection)):
-		out.fail(wire.Errorf(wire.CodeCancelled, "the answer was refused"))
+		out.Fail(wire.Errorf(wire.CodeCancelled, "the request was cancelled"))
+	case errors.As(cause, new(*stream.Rejection)):
+		out.Fail(wire.Errorf(wire.CodeCancelled, "the answer was refused"))
 	case errors.As(err, &we):
-		out.fail(we)
+		out.Fail(we)
 	default:
-		out.fail(backendError(ctx, err))
+		out.Fail(backendError(ctx, err))
 	}
 }
 
