@@ -118,14 +118,8 @@ func (b *billing) refused(tokens uint64) {
 	}
 }
 
-// attach has a refusal of the answer on out take back what b counted beyond what the payer
-// accepted, until detach is called (nothing when payments are off).
-func (b *billing) attach(out *stream.Answer) (detach func()) {
-	if b == nil {
-		return func() {}
-	}
-	return out.OnRefusal(func(rj wire.Reject) { b.refused(rj.Tokens) })
-}
+// refusedBy takes back what b counted beyond what the payer's refusal accepts.
+func (b *billing) refusedBy(rj wire.Reject) { b.refused(rj.Tokens) }
 
 func tonUsage(u wire.Usage) ton.Usage {
 	return ton.Usage{Prompt: uint64(u.Prompt), Cached: uint64(min(u.Cached, u.Prompt)), Completion: uint64(u.Completion), Reasoning: uint64(u.Reasoning)}

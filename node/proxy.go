@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -105,6 +106,9 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 	out.OnRefusal(func(rj wire.Reject) {
 		n.log.Warn("the client refused an answer", "client", s.Conn().RemotePeer().String(), "request", h.ID, "accepted_tokens", rj.Tokens, "why", rj.Err.Message)
 	})
+	if cl.payer != nil {
+		out.OnRefusal(cl.refused)
+	}
 	out.Watch(cancelCause, n.payerFrames(cl.payer))
 	if err := n.serve(ctx, h, body, preset, cl); err != nil {
 		out.Fail(asWireError(err))
@@ -114,18 +118,34 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 // toClient is a proxy's answer to its client, which the relays trying one worker after
 // another share.
 type toClient struct {
-	out    *stream.Answer
-	payer  *inChan // the client pays us on it (nil: payments off)
-	unbill func()  // detaches the billing of the relay that quoted last from the client's refusal
+	out   *stream.Answer
+	payer *inChan // the client pays us on it (nil: payments off)
+
+	mu      sync.Mutex
+	bill    *billing     // the billing of the relay that quoted last
+	refusal *wire.Reject // the client's refusal, once it came
 }
 
 // billWith has the client's refusal take back what b counted, in place of the billing of the
 // relay that quoted before.
 func (cl *toClient) billWith(b *billing) {
-	if cl.unbill != nil {
-		cl.unbill()
+	cl.mu.Lock()
+	cl.bill = b
+	rj := cl.refusal
+	cl.mu.Unlock()
+	if rj != nil {
+		b.refused(rj.Tokens)
 	}
-	cl.unbill = b.attach(cl.out)
+}
+
+// refused takes back, from the billing of the relay that quoted last, what the client's
+// refusal does not accept.
+func (cl *toClient) refused(rj wire.Reject) {
+	cl.mu.Lock()
+	cl.refusal = &rj
+	b := cl.bill
+	cl.mu.Unlock()
+	b.refused(rj.Tokens)
 }
 
 // serve runs a client's request on one worker after another until one serves it (nil), the

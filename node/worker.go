@@ -305,7 +305,9 @@ func (j *job) run(ctx context.Context, s network.Stream) error {
 	j.ctx = ctx
 	j.quote = n.faults.quote(wire.Quote{Prices: n.worker.models[h.Model].Prices, Coefficient: n.cfg.Coefficient})
 	j.bill = n.newBilling(j.payer, j.quote, j.out.Bill)
-	j.bill.attach(j.out) // for the whole answer
+	if j.bill != nil {
+		j.out.OnRefusal(j.bill.refusedBy)
+	}
 	usage, err := j.generate(ctx)
 	if err != nil {
 		return err

@@ -51,6 +51,7 @@ type Answer struct {
 	refusal *wire.Reject // the caller's refusal, once it came
 	refused chan struct{}
 	onRefus []func(wire.Reject)
+	hooks   [2]func(wire.Reject) // onRefus's first, without an allocation
 }
 
 // NewAnswer starts an answer on s, with its heartbeat.
@@ -58,6 +59,7 @@ func NewAnswer(s Pipe, cfg AnswerConfig) *Answer {
 	l := cfg.Life
 	a := &Answer{s: s, cfg: cfg, life: l, w: wire.NewWriter(s), last: l.Clock().Now(),
 		order: NewCallOrder(cfg.Hop), refused: make(chan struct{})}
+	a.onRefus = a.hooks[:0]
 	if cfg.Beat > 0 {
 		a.beater = l.AfterFunc(cfg.Beat, a.heartbeat)
 	}

@@ -243,9 +243,9 @@ func TestRouteThenBody(t *testing.T) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	a.Watch(cancel, Late{})
 	var hooked []wire.Reject
-	remove := a.OnRefusal(func(rj wire.Reject) { hooked = append(hooked, rj) })
-	a.OnRefusal(func(rj wire.Reject) { hooked = append(hooked, rj) })
-	remove()
+	for range 3 { // more hooks than the answer holds without allocating
+		a.OnRefusal(func(rj wire.Reject) { hooked = append(hooked, rj) })
+	}
 	_, pub, _ := crypto.GenerateEd25519Key(nil)
 	w, _ := peer.IDFromPublicKey(pub)
 	if err := a.Route(&wire.Route{Worker: w, Key: []byte("k")}); err != nil {
@@ -269,8 +269,13 @@ func TestRouteThenBody(t *testing.T) {
 	if v := a.Verdict(time.Second); v == nil || v.Tokens != 3 {
 		t.Fatalf("verdict %v", v)
 	}
-	if len(hooked) != 1 || hooked[0].Tokens != 3 {
-		t.Fatalf("hooks saw %v, want one refusal of 3 tokens", hooked)
+	if len(hooked) != 3 || hooked[0].Tokens != 3 {
+		t.Fatalf("hooks saw %v, want three of one refusal of 3 tokens", hooked)
+	}
+	late := 0
+	a.OnRefusal(func(wire.Reject) { late++ })
+	if late != 1 {
+		t.Fatal("a hook added after the refusal was not called at once")
 	}
 	a.Close()
 	c.Leave()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/cocoon-mesh/cocoon/node/wire"
@@ -232,33 +231,24 @@ func (a *Answer) refuse(rj wire.Reject) {
 		return
 	}
 	a.refusal = &rj
-	hooks := slices.Clone(a.onRefus) // remove may write the slice meanwhile
+	hooks := a.onRefus[:len(a.onRefus):len(a.onRefus)] // OnRefusal may append meanwhile
 	close(a.refused)
 	a.mu.Unlock()
 	for _, f := range hooks {
-		if f != nil {
-			f(rj)
-		}
+		f(rj)
 	}
 	a.cancel(&Rejection{rj})
 }
 
-// OnRefusal has f called once if the caller refuses the answer (at once, if it did already),
-// unless remove is called first: billing takes back what it counted beyond what the caller
-// accepted.
-func (a *Answer) OnRefusal(f func(wire.Reject)) (remove func()) {
+// OnRefusal has f called once if the caller refuses the answer (at once, if it did already):
+// billing takes back what it counted beyond what the caller accepted.
+func (a *Answer) OnRefusal(f func(wire.Reject)) {
 	a.mu.Lock()
-	i := len(a.onRefus)
 	a.onRefus = append(a.onRefus, f)
 	rj := a.refusal
 	a.mu.Unlock()
 	if rj != nil {
 		f(*rj)
-	}
-	return func() {
-		a.mu.Lock()
-		a.onRefus[i] = nil
-		a.mu.Unlock()
 	}
 }
 

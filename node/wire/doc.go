@@ -54,6 +54,7 @@
 //
 //	answer = { progress } [ route | chosen ] { progress | quote | bill } { chunk | progress | bill } ( final | error )
 //
+// where:
 //   - route (sealed) or chosen (presealed) comes only from a proxy to its client, before
 //     anything else of the answer but progress and error, and again, with a new quote, each
 //     time the proxy fails over to another worker before the first chunk;
