@@ -118,9 +118,6 @@ func (b *billing) refused(tokens uint64) {
 	}
 }
 
-// refusedBy takes back what b counted beyond what the payer's refusal accepts.
-func (b *billing) refusedBy(rj wire.Reject) { b.refused(rj.Tokens) }
-
 func tonUsage(u wire.Usage) ton.Usage {
 	return ton.Usage{Prompt: uint64(u.Prompt), Cached: uint64(min(u.Cached, u.Prompt)), Completion: uint64(u.Completion), Reasoning: uint64(u.Reasoning)}
 }

@@ -104,11 +104,9 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 		body = nil
 	}
 	out.OnRefusal(func(rj wire.Reject) {
+		cl.refused(rj)
 		n.log.Warn("the client refused an answer", "client", s.Conn().RemotePeer().String(), "request", h.ID, "accepted_tokens", rj.Tokens, "why", rj.Err.Message)
 	})
-	if cl.payer != nil {
-		out.OnRefusal(cl.refused)
-	}
 	out.Watch(cancelCause, n.payerFrames(cl.payer))
 	if err := n.serve(ctx, h, body, preset, cl); err != nil {
 		out.Fail(asWireError(err))

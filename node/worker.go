@@ -219,6 +219,7 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 	ctx, cancel := context.WithTimeout(base, h.Timeout)
 	defer cancel()
 	out.OnRefusal(func(rj wire.Reject) {
+		j.bill.refused(rj.Tokens) // j.bill is set before the watcher starts
 		n.log.Warn("the proxy refused our answer", "request", h.ID, "accepted_tokens", rj.Tokens, "why", rj.Err.Message)
 	})
 	out.Watch(cancelCause, n.payerFrames(j.payer))
@@ -283,7 +284,11 @@ func (n *Node) admitJob(s network.Stream, h *wire.Header, body []byte, out *stre
 			return nil, err
 		}
 	}
+	// The answer is quoted at our prices before its first chunk, and each chunk goes out only
+	// within the proxy's credit window.
 	j.quoted = j.payer == nil
+	j.quote = n.faults.quote(wire.Quote{Prices: w.models[h.Model].Prices, Coefficient: n.cfg.Coefficient})
+	j.bill = n.newBilling(j.payer, j.quote, out.Bill)
 	return j, nil
 }
 
@@ -300,14 +305,7 @@ func (j *job) run(ctx context.Context, s network.Stream) error {
 	if err != nil {
 		return err
 	}
-	// The answer is quoted at our prices before its first chunk, and each chunk goes out only
-	// within the proxy's credit window.
 	j.ctx = ctx
-	j.quote = n.faults.quote(wire.Quote{Prices: n.worker.models[h.Model].Prices, Coefficient: n.cfg.Coefficient})
-	j.bill = n.newBilling(j.payer, j.quote, j.out.Bill)
-	if j.bill != nil {
-		j.out.OnRefusal(j.bill.refusedBy)
-	}
 	usage, err := j.generate(ctx)
 	if err != nil {
 		return err
