@@ -72,9 +72,6 @@ type answerState struct {
 // NewAnswerOrder starts checking an answer under t.
 func NewAnswerOrder(t Terms) AnswerOrder { return AnswerOrder{terms: t} }
 
-// Terms returns the terms the order checks against.
-func (o *AnswerOrder) Terms() Terms { return o.terms }
-
 // Started reports whether a chunk came: from here on nothing names another worker.
 func (o *AnswerOrder) Started() bool { return o.st.chunked }
 
