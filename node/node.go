@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -76,12 +74,6 @@ type Node struct {
 	worker *workerState // workers only
 	client *clientState // clients only
 	faults *Faults      // nil: an honest node
-
-	api   *http.Server
-	apiLn net.Listener
-
-	admin   *http.Server // the operator endpoints at AdminAddr (nil: none)
-	adminLn net.Listener
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -162,12 +154,10 @@ func (n *Node) Host() host.Host { return n.h }
 // Config is the node's configuration with defaults filled in.
 func (n *Node) Config() Config { return n.cfg }
 
-// Start joins the mesh and starts the role's work. It returns once the node serves (for a
-// client: the API listens); finding peers continues in the background.
+// Start joins the mesh and starts the role's work. It returns once the node serves; finding
+// peers continues in the background. The node serves no HTTP itself: package api serves a
+// client's API and any node's admin endpoints over it, once it started.
 func (n *Node) Start() error {
-	if err := n.startAdmin(); err != nil {
-		return err
-	}
 	n.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 		defer cancel()
@@ -191,18 +181,11 @@ func (n *Node) Start() error {
 	}
 }
 
-// Close stops the node: the API and admin servers, the loops, gossip and the DHT. It does not
-// close the host, which belongs to the caller.
+// Close stops the node: the loops, gossip and the DHT. It does not close the host, which
+// belongs to the caller, nor the HTTP servers over it (package api), which close first.
 func (n *Node) Close() error {
 	n.cancel()
 	var errs []error
-	for _, srv := range []*http.Server{n.api, n.admin} {
-		if srv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			errs = append(errs, srv.Shutdown(ctx))
-			cancel()
-		}
-	}
 	n.h.RemoveStreamHandler(InferProtocol)
 	n.h.RemoveStreamHandler(AdvertProtocol)
 	n.h.RemoveStreamHandler(AttestProtocol)
