@@ -344,14 +344,19 @@ func (c *Config) validate() error {
 	if err := c.validateGossip(); err != nil {
 		return err
 	}
-	if err := c.HTTP.Validate(); err != nil {
-		var fe *httpguard.FieldError
-		if errors.As(err, &fe) {
-			return &ConfigError{fe.Field, fe.Value, fe.Why}
-		}
+	if err := c.validateHTTP(); err != nil {
 		return err
 	}
 	return c.Payments.validate()
+}
+
+// validateHTTP checks the [http] settings, naming the field as every ConfigError does.
+func (c *Config) validateHTTP() error {
+	err := c.HTTP.Validate()
+	if fe := (*httpguard.FieldError)(nil); errors.As(err, &fe) {
+		return &ConfigError{fe.Field, fe.Value, fe.Why}
+	}
+	return err
 }
 
 // validateGossip checks the bounds on what gossip may make a node hold.

@@ -1,19 +1,29 @@
 // Package node assembles a Cocoon mesh peer from the parts it is given (a libp2p host, a model
 // backend, a TEE provider and verifier, a logger, a clock) and runs one of three roles on it:
 //
-//   - client: serves the OpenAI API on a local port (api.go) and sends each request over one
-//     libp2p stream to a proxy it found through the DHT (client.go);
+//   - client: sends each request a face hands it (Infer, face.go) over one libp2p stream to a
+//     proxy it found through the DHT (client.go);
 //   - proxy: announces itself in the DHT, keeps a table of workers fed by signed capacity
 //     adverts (gossip.go, admit.go), and routes each request to a worker, failing over while
 //     no token has reached the client yet (proxy.go);
 //   - worker: stays connected to a few proxies, publishes its capacity, and runs requests on
 //     its model backend (worker.go).
 //
-// The data path, top to bottom: HTTP request -> api.go handleCompletion -> client.go infer
-// (an attempt per proxy) -> [stream /cocoon/infer/1.0.0] -> proxy.go handleProxyInfer ->
-// serve (a relay per worker) -> [stream] -> worker.go handleWorkerInfer -> job.run ->
-// backend.Generate -> chunks back along the same streams. The caller's side of each stream is
+// The data path, top to bottom: HTTP request -> api/openai handleCompletion -> face.go Infer
+// (checks each chunk) -> client.go infer (an attempt per proxy) -> [stream
+// /cocoon/infer/1.0.0] -> proxy.go handleProxyInfer -> serve (a relay per worker) -> [stream]
+// -> worker.go handleWorkerInfer -> job.run -> backend.Generate -> chunks back along the same
+// streams. The caller's side of each stream is
 // a call (call.go), the callee's an answer (answer.go).
+//
+// Faces (face.go): the node serves no HTTP. Package api serves a client's API and any node's
+// admin endpoints over a small exported API, so that another API can sit beside OpenAI's
+// without reaching into the node: Infer takes a Request (an OpenAI body, the model, limits,
+// an ID from RequestID) and hands a streamed answer to a callback chunk by chunk (server-sent
+// events, checked) or returns it whole, checked, in the Result with its usage, cost, receipt
+// and the peers that served it; Prices says what each model costs this client; the operator
+// endpoints use Status, Channels, the channel commands, Wallet and PaymentsOn (admin.go).
+// Errors are *wire.Error (AsWireError classifies any other).
 //
 // Every wait has a bound (call.go): a callee sends a progress frame after StallTimeout/3 of
 // silence, so a caller that hears nothing for StallTimeout, or gets no first chunk of a streamed
@@ -54,7 +64,7 @@
 // quarantine, resuming a close that stalled, and closing a channel gone idle, so no earning or
 // deposit stays locked. Peers whose payments do not match ours (one side has a ledger, the
 // other not) are left alone for a while (mismatch.go). Operators steer channels over the admin
-// endpoints (admin.go).
+// endpoints (package api/admin).
 //
 // Cancellation is the stream itself: a caller keeps its write side open until it has the
 // answer, so a callee that sees its read side end knows the caller went away, stops, and ends

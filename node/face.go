@@ -68,8 +68,9 @@ type Result struct {
 var errCallerGone = errors.New("the caller is gone")
 
 // Infer sends req into the mesh through a proxy and returns once the answer is complete and
-// checked. A streamed answer goes to onChunk chunk by chunk; an error from onChunk means the
-// face's caller is gone, and cancels the request. While nothing reached onChunk, a failing
+// checked. A streamed answer goes to onChunk chunk by chunk (a non-streamed one never does:
+// onChunk may be nil); an error from onChunk means the face's caller is gone, and cancels the
+// request. While nothing reached onChunk, a failing
 // proxy is replaced by the next, and a worker whose answer fails a check by another. The
 // request gets Config.RequestTimeout at most. The error is a *wire.Error, whose Code says what
 // went wrong (Code.HTTPStatus maps it to HTTP). Only a started client node serves requests.
