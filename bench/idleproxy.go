@@ -28,6 +28,7 @@ import (
 	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/node/backend/echo"
 	"github.com/cocoon-mesh/cocoon/node/localnet"
+	"github.com/cocoon-mesh/cocoon/node/p2phost"
 	"github.com/cocoon-mesh/cocoon/tee"
 )
 
@@ -271,7 +272,7 @@ func startIdleWorkers(ctx context.Context, cfg IdleProxyConfig, proxyAddr string
 	c := node.LocalConfig()
 	c.Role, c.Network, c.Bootstrap, c.MinProxies = node.RoleWorker, cfg.Network, []string{proxyAddr}, 1
 	c.Models = []node.ModelConfig{{ID: localnet.EchoModelID}}
-	hc := node.DefaultHostConfig()
+	hc := p2phost.DefaultConfig()
 	hc.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	for i := range cfg.Workers {
 		if err := ctx.Err(); err != nil {
@@ -281,7 +282,7 @@ func startIdleWorkers(ctx context.Context, cfg IdleProxyConfig, proxyAddr string
 		if err != nil {
 			return ws, err
 		}
-		h, err := node.NewHost(hc, key, cfg.Logger)
+		h, err := p2phost.New(hc, key, cfg.Logger)
 		if err != nil {
 			return ws, err
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 
 	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/node/p2phost"
 	"github.com/cocoon-mesh/cocoon/tee"
 )
 
@@ -65,9 +66,9 @@ func fakeProxy(args []string) error {
 	if err != nil {
 		return err
 	}
-	hc := node.DefaultHostConfig()
+	hc := p2phost.DefaultConfig()
 	hc.Listen = []string{*listen}
-	h, err := node.NewHost(hc, key, nil)
+	h, err := p2phost.New(hc, key, nil)
 	if err != nil {
 		return err
 	}

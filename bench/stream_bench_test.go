@@ -14,16 +14,17 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/node/p2phost"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 )
 
 func benchHosts(b *testing.B, plain bool) (host.Host, host.Host) {
 	mk := func() host.Host {
 		key, _, _ := crypto.GenerateEd25519Key(nil)
-		hc := node.DefaultHostConfig()
+		hc := p2phost.DefaultConfig()
 		hc.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 		hc.PlainWrites = plain
-		h, err := node.NewHost(hc, key, slog.New(slog.DiscardHandler))
+		h, err := p2phost.New(hc, key, slog.New(slog.DiscardHandler))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -247,7 +247,7 @@ func (n *Node) admitOne(a *wire.Advert, kind admitKind) {
 	a = n.admit.finish(p, kind)
 	switch {
 	case n.ctx.Err() != nil:
-	case err == nil && pa.trusted(n.cfg.AllowUnattested) && !n.mismatch.has(p):
+	case err == nil && pa.trusted(n.cfg.AllowUnattested) && !n.mismatch.has(p, n.now()):
 		n.upsertWorker(a)
 	case dial && !n.connected(p):
 		n.h.Peerstore().ClearAddrs(p)

@@ -23,7 +23,8 @@ type answer struct {
 	done   bool      // the answer ended: no more frames (under wmu)
 	last   time.Time // when a frame last went out (under wmu)
 	beat   time.Duration
-	beater *time.Timer
+	beater *Timer
+	life   *life // the node's: its clock, and the goroutines Close waits for
 
 	watched chan struct{} // closed when the caller watcher ends (nil: none started)
 
@@ -40,11 +41,11 @@ type answer struct {
 // bound its caller holds it to.
 func (n *Node) beat() time.Duration { return n.cfg.StallTimeout / 3 }
 
-// newAnswer starts an answer on s, with a heartbeat every beat (0: none).
-func newAnswer(s network.Stream, beat time.Duration) *answer {
-	a := &answer{s: s, w: wire.NewWriter(s), beat: beat, last: time.Now(), refused: make(chan struct{})}
+// newAnswer starts an answer on s, with a heartbeat every beat (0: none), under l.
+func newAnswer(s network.Stream, beat time.Duration, l *life) *answer {
+	a := &answer{s: s, w: wire.NewWriter(s), beat: beat, last: l.clock.Now(), life: l, refused: make(chan struct{})}
 	if beat > 0 {
-		a.beater = time.AfterFunc(beat, a.heartbeat)
+		a.beater = l.AfterFunc(beat, a.heartbeat)
 	}
 	return a
 }
@@ -56,11 +57,11 @@ func (a *answer) heartbeat() {
 	if a.done {
 		return
 	}
-	if time.Since(a.last) >= a.beat*9/10 {
+	if a.life.clock.Since(a.last) >= a.beat*9/10 {
 		if a.w.WriteFrame(wire.FrameProgress, nil) != nil || a.w.Flush() != nil {
 			return // the caller is gone: the handler finds out on its next write
 		}
-		a.last = time.Now()
+		a.last = a.life.clock.Now()
 	}
 	a.beater.Reset(a.beat)
 }
@@ -85,10 +86,15 @@ func (a *answer) watch(r *wire.Reader, cancel context.CancelCauseFunc, f callerF
 		a.refuse(rj)
 		cancel(&rejection{rj})
 	}
-	go func(ended chan struct{}) {
+	ended := a.watched
+	if !a.life.Go(func() {
+		defer close(ended)
 		watchCaller(r, cancel, f)
+	}) { // the node is closing
 		close(ended)
-	}(a.watched)
+		r.Release()
+		cancel(context.Canceled)
+	}
 }
 
 // refuse records the caller's refusal and takes back what billing counted beyond it.
@@ -125,12 +131,13 @@ func (a *answer) verdict(wait time.Duration) *wire.Reject {
 	if a.watched == nil {
 		return nil
 	}
-	t := time.NewTimer(wait)
+	t := a.life.clock.Timer(wait)
 	defer t.Stop()
 	select {
 	case <-a.watched:
 	case <-a.refused:
 	case <-t.C:
+	case <-a.life.done:
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -163,7 +170,7 @@ func (a *answer) rawLocked(t wire.FrameType, p []byte, flush bool) error {
 	if !flush {
 		return nil
 	}
-	a.last = time.Now()
+	a.last = a.life.clock.Now()
 	return a.w.Flush()
 }
 
@@ -199,15 +206,20 @@ func (a *answer) close() {
 		return
 	}
 	_ = a.s.CloseWrite()
-	go func() {
-		t := time.NewTimer(drainTimeout)
+	if !a.life.Go(func() {
+		t := a.life.clock.Timer(drainTimeout)
 		defer t.Stop()
 		select {
 		case <-a.watched:
+			a.s.Close()
 		case <-t.C:
+			a.s.Close()
+		case <-a.life.done: // the node is closing: the watcher's read ends with the stream
+			a.s.Reset()
 		}
-		a.s.Close()
-	}()
+	}) {
+		a.s.Reset()
+	}
 }
 
 // callerFrames say what a callee does with what its caller sends after the request.

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -125,7 +124,7 @@ func describeAttest(pa *peerAttest) string {
 // startAttest serves our hello to any peer that asks, forgets peers' handshakes when their
 // last connection closes, and says loudly when this node's own evidence is simulated.
 func (n *Node) startAttest() {
-	n.h.SetStreamHandler(AttestProtocol, n.handleAttest)
+	n.h.SetStreamHandler(AttestProtocol, n.life.handler(n.handleAttest))
 	nb := &network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
 		if p := c.RemotePeer(); nw.Connectedness(p) != network.Connected {
 			n.attest.mu.Lock()
@@ -263,7 +262,7 @@ func (n *Node) peerAttestation(ctx context.Context, p peer.ID) (*peerAttest, err
 			if age < ttl {
 				if age > ttl*3/4 && !pa.refreshing && pa.err == nil {
 					pa.refreshing = true
-					n.wg.Go(func() { n.fetchAttestation(p, pa) })
+					n.life.Go(func() { n.fetchAttestation(p, pa) })
 				}
 				n.attest.mu.Unlock()
 				return pa, nil
@@ -398,7 +397,7 @@ func (n *Node) distrust(p peer.ID, why error) {
 
 // sampleReceipt says whether to verify this receipt's signatures (one in ReceiptCheckEvery).
 func (n *Node) sampleReceipt() bool {
-	return n.cfg.ReceiptCheckEvery <= 1 || rand.IntN(n.cfg.ReceiptCheckEvery) == 0
+	return n.cfg.ReceiptCheckEvery <= 1 || n.rand.IntN(n.cfg.ReceiptCheckEvery) == 0
 }
 
 // routeCache remembers the worker hellos a client verified, by a hash of key and hello, one

@@ -4,12 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/cocoon-mesh/cocoon/node/p2phost"
 	"github.com/cocoon-mesh/cocoon/tee"
 )
 
@@ -20,9 +20,9 @@ func attestPeer(b testing.TB, allowSimulated bool) *Node {
 	if err != nil {
 		b.Fatal(err)
 	}
-	hc := DefaultHostConfig()
+	hc := p2phost.DefaultConfig()
 	hc.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
-	h, err := NewHost(hc, key, slog.New(slog.DiscardHandler))
+	h, err := p2phost.New(hc, key, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -31,9 +31,9 @@ func attestPeer(b testing.TB, allowSimulated bool) *Node {
 	if err != nil {
 		b.Fatal(err)
 	}
-	n := &Node{h: h, attest: a, now: time.Now, log: slog.New(slog.DiscardHandler), cfg: DefaultConfig()}
+	n := &Node{h: h, attest: a, clock: wallClock(), life: newLife(wallClock(), "test"), log: slog.New(slog.DiscardHandler), cfg: DefaultConfig()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	b.Cleanup(func() { n.cancel(); n.wg.Wait() })
+	b.Cleanup(func() { n.cancel(); n.life.close() })
 	h.SetStreamHandler(AttestProtocol, n.handleAttest)
 	return n
 }

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,10 +24,9 @@ func TestAttestationCacheAndRefresh(t *testing.T) {
 		handshakes.Add(1)
 		z.handleAttest(s)
 	})
-	var mu sync.Mutex
-	now := time.Unix(1_700_000_000, 0)
-	a.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	clk, nc := newManualClock(time.Unix(1_700_000_000, 0))
+	a.clock = nc
+	advance := clk.advance
 	a.cfg.AttestTTL = time.Hour
 	connect(t, a.h, z.h)
 	ctx := context.Background()
@@ -50,7 +48,7 @@ func TestAttestationCacheAndRefresh(t *testing.T) {
 	if got, _ := a.peerAttestation(ctx, z.h.ID()); got != pa {
 		t.Fatal("a request waited for the refresh")
 	}
-	a.wg.Wait()
+	a.life.wg.Wait()
 	if n := handshakes.Load(); n != 2 {
 		t.Fatalf("%d handshakes after the refresh, want 2", n)
 	}
@@ -85,8 +83,8 @@ func TestAttestationCacheAndRefresh(t *testing.T) {
 // no disconnect needed.
 func TestAttestationCacheIsBounded(t *testing.T) {
 	a := attestPeer(t, true)
-	clk := &clock{t: time.Unix(1_700_000_000, 0)}
-	a.now = clk.now
+	clk, nc := newManualClock(time.Unix(1_700_000_000, 0))
+	a.clock = nc
 	a.cfg.MaxAttestations = 4
 	size := func() int { a.attest.mu.Lock(); defer a.attest.mu.Unlock(); return len(a.attest.peers) }
 	ctx := context.Background()

@@ -22,7 +22,10 @@ type call struct {
 	peer  peer.ID
 	role  string      // what the callee is to us, "worker" or "proxy", for errors
 	stop  func() bool // detaches the cancel hook
-	drain *time.Timer // resets the stream once a cancelled callee had its time to end
+	drain *Timer      // resets the stream once a cancelled callee had its time to end
+	clock Clock
+	// unlife detaches the call from the node's close, which resets the calls still open.
+	unlife func()
 
 	// Several goroutines write on the stream: the answer's reader (bodies, bills paid), the
 	// voucher sender paying ahead, and the cancel hook. One frame at a time.
@@ -68,8 +71,10 @@ func (n *Node) openCall(ctx context.Context, p peer.ID, role string, h *wire.Hea
 	if err != nil {
 		return nil, err
 	}
-	c := &call{s: s, r: wire.NewReader(s, n.cfg.MaxChunkBytes+1024), peer: p, role: role, stall: n.cfg.StallTimeout}
-	c.drain = time.AfterFunc(time.Hour, func() {
+	c := &call{s: s, r: wire.NewReader(s, n.cfg.MaxChunkBytes+1024), peer: p, role: role, stall: n.cfg.StallTimeout, clock: n.clock}
+	c.unlife = n.life.atClose(func() { s.Reset() })
+	c.drain = n.life.AfterFunc(time.Hour, func() {
+		c.unlife()
 		s.Reset()
 		c.wmu.Lock()
 		left := c.left
@@ -80,8 +85,8 @@ func (n *Node) openCall(ctx context.Context, p peer.ID, role string, h *wire.Hea
 	})
 	c.drain.Stop()
 	c.stream, c.firstWait = h.Stream, n.firstTokenWait(role, h.Stream)
-	c.firstBy = time.Now().Add(c.firstWait)
-	c.stop = context.AfterFunc(ctx, func() {
+	c.firstBy = n.now().Add(c.firstWait)
+	c.stop = n.life.afterCtx(ctx, func() {
 		if rj, ok := context.Cause(ctx).(*rejection); ok {
 			c.reject(min(rj.Tokens, c.taken.Load()), &rj.Err)
 		} else {
@@ -190,7 +195,7 @@ func (c *call) acceptedTokens() uint64 {
 // has failed. Its payload is valid until the following call: both hops pass each frame on at
 // once.
 func (c *call) next() (wire.FrameType, []byte, error) {
-	dl := time.Now().Add(c.stall)
+	dl := c.clock.Now().Add(c.stall)
 	first := !c.answered && c.firstBy.Before(dl)
 	if first {
 		dl = c.firstBy
@@ -243,6 +248,7 @@ func isTimeout(err error) bool {
 func (c *call) finish() {
 	c.stop()
 	c.drain.Stop()
+	c.unlife()
 	c.s.Close()
 	c.r.Release()
 }
@@ -251,6 +257,7 @@ func (c *call) finish() {
 func (c *call) abort() {
 	c.stop()
 	c.drain.Stop()
+	c.unlife()
 	c.s.Reset()
 	c.r.Release()
 }

@@ -33,7 +33,7 @@ const channelTimeout = 30 * time.Second
 // handleChannel serves the payee's side of the channel protocol.
 func (n *Node) handleChannel(s network.Stream) {
 	defer s.Close()
-	_ = s.SetDeadline(time.Now().Add(channelTimeout))
+	_ = s.SetDeadline(n.now().Add(channelTimeout))
 	ctx, cancel := context.WithTimeout(n.ctx, channelTimeout)
 	defer cancel()
 	r := wire.NewReader(s, 4<<10)
@@ -283,7 +283,7 @@ func (n *Node) startOpening(p peer.ID, prep func(context.Context) error, full bo
 	}
 	op := &opening{done: make(chan struct{})}
 	ps.opening[p] = op
-	go func() {
+	if !n.life.Go(func() {
 		ctx, cancel := context.WithTimeout(n.ctx, 2*channelTimeout)
 		defer cancel()
 		if prep != nil {
@@ -306,7 +306,11 @@ func (n *Node) startOpening(p peer.ID, prep func(context.Context) error, full bo
 		case op.err != nil:
 			n.log.Warn("cannot open a payment channel", "payee", p.String(), "err", op.err)
 		}
-	}()
+	}) { // the node is closing (we hold ps.mu)
+		op.err = errNodeClosed
+		delete(ps.opening, p)
+		close(op.done)
+	}
 	return op
 }
 

@@ -63,7 +63,7 @@ func (n *Node) startClient() error {
 	n.keeper = n.disc.NewKeeper(n.cfg.MinProxies, n.cfg.DiscoveryInterval, func(ctx context.Context, p peer.ID) {
 		n.attestProxy(ctx, p)
 		if n.payments != nil { // open (or resume) the channel we pay it on before the first request
-			n.wg.Go(func() { n.ensureChannel(n.ctx, p) })
+			n.life.Go(func() { n.ensureChannel(n.ctx, p) })
 		}
 	})
 	n.goLoop(n.keeper.Run)
@@ -116,7 +116,7 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, sink answe
 			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s is distrusted: %v", p.String(), pa.err)
 			continue
 		}
-		if n.mismatch.has(p) {
+		if n.mismatch.has(p, n.now()) {
 			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s does not match this node's payments: left alone for now", p.String())
 			continue
 		}

@@ -179,7 +179,7 @@ func (n *Node) payOn(ctx context.Context, p peer.ID) (*outChan, error) {
 		}
 		left := c.left()
 		if left < c.limit()/lowDeposit {
-			n.wg.Go(func() {
+			n.life.Go(func() {
 				if _, err := n.rotate(n.ctx, p, c, false); err != nil && n.ctx.Err() == nil {
 					n.log.Warn("cannot move to a new payment channel", "payee", p.String(), "err", err)
 				}
@@ -224,7 +224,7 @@ func (n *Node) rotate(ctx context.Context, p peer.ID, old *outChan, full bool) (
 	} else {
 		c, err = n.channelTo(ctx, p, full)
 	}
-	n.wg.Go(func() {
+	n.life.Go(func() {
 		defer done()
 		ctx, cancel := context.WithTimeout(n.ctx, replacedDrain)
 		defer cancel()
@@ -599,7 +599,7 @@ func (c *inChan) status() ChannelStatus {
 // are not closed: it notices closes, challenges a payer that started closing with an older
 // state than the newest we hold, and finishes a close once its quarantine is over.
 func (n *Node) watchChannels() {
-	t := time.NewTicker(n.cfg.Payments.WatchEvery)
+	t := n.clock.Ticker(n.cfg.Payments.WatchEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -678,7 +678,7 @@ func (n *Node) watch(ctx context.Context, r chanstore.Record) error {
 // UnearnedIdle, so payees that earn nothing do not hold the unearned cap. Either asks the
 // other side to close together, and closes alone if it does not answer.
 func (n *Node) settleIdle(ctx context.Context, r chanstore.Record) error {
-	idle, after := time.Since(r.Updated), n.cfg.Payments.SettleIdle
+	idle, after := n.clock.Since(r.Updated), n.cfg.Payments.SettleIdle
 	switch {
 	case r.Role == chanstore.Payer && r.Voucher.Sent == 0:
 		after = min(2*after, n.cfg.Payments.UnearnedIdle) // its payee never earned on it: free the cap
@@ -704,7 +704,7 @@ func (n *Node) resumeClose(ctx context.Context, r chanstore.Record, cs ton.Stora
 	if r.Role == chanstore.Payee {
 		stalled *= 2
 	}
-	if r.State != chanstore.Closing || !cs.Inited || time.Since(r.Updated) < stalled || n.payments.closingHere(r.ChannelID) {
+	if r.State != chanstore.Closing || !cs.Inited || n.clock.Since(r.Updated) < stalled || n.payments.closingHere(r.ChannelID) {
 		return nil
 	}
 	if r.Role == chanstore.Payee && !r.HasVoucher {

@@ -268,7 +268,12 @@ func (e *ConfigError) Unwrap() error { return ErrConfig }
 
 // validate fills zero fields from DefaultConfig and checks every rule.
 func (c *Config) validate() error {
-	d := DefaultConfig()
+	c.fill(DefaultConfig())
+	return c.check()
+}
+
+// fill sets every zero field to d's.
+func (c *Config) fill(d Config) {
 	fill(&c.Network, d.Network)
 	fill(&c.DHTMode, d.DHTMode)
 	fill(&c.DiscoveryInterval, d.DiscoveryInterval)
@@ -300,7 +305,10 @@ func (c *Config) validate() error {
 	fill(&c.MaxAttestations, d.MaxAttestations)
 	c.Payments.fill(d.Payments)
 	c.HTTP.Fill(d.HTTP)
+}
 
+// check returns the first rule a filled config breaks.
+func (c *Config) check() error {
 	switch c.Role {
 	case RoleClient, RoleProxy, RoleWorker:
 	default:

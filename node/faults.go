@@ -40,36 +40,31 @@ type Faults struct {
 }
 
 // faultOnOpen applies the faults that act before a request is read: it reports whether the
-// stream was taken care of (reset, or held until the caller gives up). beat is the heartbeat
-// an idle answer keeps.
-func (f *Faults) faultOnOpen(ctx context.Context, s network.Stream, beat time.Duration) bool {
-	switch {
-	case f == nil:
+// stream was taken care of (reset, or held until the caller gives up or the node closes, which
+// ctx ends). An idle answer keeps l's heartbeat every beat.
+func (f *Faults) faultOnOpen(ctx context.Context, s network.Stream, beat time.Duration, l *life) bool {
+	if f == nil || !(f.Reset || f.Idle || f.Hang) {
 		return false
-	case f.Reset:
+	}
+	if f.Reset {
 		s.Reset()
 		return true
-	case f.Idle:
-		a := newAnswer(s, beat)
-		go func() {
-			_, _ = io.Copy(io.Discard, s) // until the caller closes or resets
-			a.close()
-		}()
-		return true
-	case f.Hang:
-		// Never a frame: the caller's bounds must end it. Held until it resets or the node stops.
-		go func() {
-			buf := make([]byte, 4096)
-			for {
-				if _, err := s.Read(buf); err != nil || ctx.Err() != nil {
-					s.Reset()
-					return
-				}
-			}
-		}()
-		return true
 	}
-	return false
+	var a *answer
+	if f.Idle {
+		a = newAnswer(s, beat, l)
+	}
+	// Never a token: the caller's bounds must end it. Held until it closes or resets (or the
+	// node stops).
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+	_, _ = io.Copy(io.Discard, s)
+	if a != nil {
+		a.close()
+	} else {
+		s.Reset()
+	}
+	return true
 }
 
 // quote applies QuoteFactor to an honest quote.

@@ -175,7 +175,7 @@ func (n *Node) upsertWorker(a *wire.Advert) {
 		// gets one locks none of our deposit.
 		n.log.Info("worker joined", "worker", a.Worker.String(), "models", len(a.Offers), "max_active", a.MaxActive, "healthy", a.Healthy)
 		if n.payments != nil {
-			n.wg.Go(func() { n.checkTakesPayments(n.ctx, a.Worker) })
+			n.life.Go(func() { n.checkTakesPayments(n.ctx, a.Worker) })
 		}
 	}
 }
@@ -187,7 +187,7 @@ func (n *Node) upsertWorker(a *wire.Advert) {
 // over that connection; one heard of through gossip was queued by validateAdvert, within
 // Config.AdmitRate.
 func (n *Node) admitWorker(a *wire.Advert) bool {
-	if n.mismatch.has(a.Worker) {
+	if n.mismatch.has(a.Worker, n.now()) {
 		return false // dropped with a log line when found out
 	}
 	switch pa := n.cachedAttestation(a.Worker); {

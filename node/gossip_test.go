@@ -1,14 +1,12 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,19 +14,18 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/cocoon-mesh/cocoon/internal/syncbuf"
+	"github.com/cocoon-mesh/cocoon/node/p2phost"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 	"github.com/cocoon-mesh/cocoon/tee"
 )
 
 func TestCheckAdvert(t *testing.T) {
 	now := time.UnixMilli(1_800_000_000_000)
-	n := &Node{cfg: DefaultConfig(), now: func() time.Time { return now }}
+	n := &Node{cfg: DefaultConfig(), clock: NewMockClock(now)}
 	key, _, _ := crypto.GenerateEd25519Key(nil)
 	id, _ := peer.IDFromPrivateKey(key)
 	other, _, _ := crypto.GenerateEd25519Key(nil)
@@ -63,44 +60,32 @@ func TestCheckAdvert(t *testing.T) {
 	}
 }
 
-func TestLimitLoggerNamesTheRefusalOncePerSecond(t *testing.T) {
-	var buf bytes.Buffer
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.PartialLimitConfig{
-		System: rcmgr.ResourceLimits{Conns: rcmgr.BlockAllLimit, ConnsInbound: rcmgr.BlockAllLimit, ConnsOutbound: rcmgr.BlockAllLimit},
-	}.Build(rcmgr.DefaultLimits.AutoScale())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &limitLogger{ResourceManager: rm, log: slog.New(slog.NewTextHandler(&buf, nil))}
-	for range 3 {
-		if _, err := l.OpenConnection(network.DirInbound, true, ma.StringCast("/ip4/127.0.0.1/tcp/1")); err == nil {
-			t.Fatal("a blocked connection was admitted")
-		}
-	}
-	out := buf.String()
-	if strings.Count(out, "resource limit refused a connection") != 1 || !strings.Contains(out, "remote=/ip4/127.0.0.1/tcp/1") {
-		t.Fatalf("log: %s", out)
+// manualClock is a test's time, moved by hand.
+type manualClock struct {
+	m interface {
+		Add(time.Duration)
+		Now() time.Time
 	}
 }
 
-// clock is a test's time, moved by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
+// newManualClock is a test clock at t and the node clock that reads it.
+func newManualClock(t time.Time) (*manualClock, Clock) {
+	m := NewMockClock(t)
+	return &manualClock{m}, m
 }
 
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *manualClock) now() time.Time { return c.m.Now() }
 
-func (c *clock) advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+func (c *manualClock) advance(d time.Duration) { c.m.Add(d) }
 
 // gossipNode is a node of role on a loopback host, with a hand-moved clock and its log in
 // logs, not started: tests call its validator and admissions themselves.
-func gossipNode(t testing.TB, role Role, tweak func(*Config)) (*Node, *clock, *syncbuf.Buffer) {
+func gossipNode(t testing.TB, role Role, tweak func(*Config)) (*Node, *manualClock, *syncbuf.Buffer) {
 	t.Helper()
 	key, _, _ := crypto.GenerateEd25519Key(nil)
-	hc := DefaultHostConfig()
+	hc := p2phost.DefaultConfig()
 	hc.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
-	h, err := NewHost(hc, key, slog.New(slog.DiscardHandler))
+	h, err := p2phost.New(hc, key, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,9 +95,9 @@ func gossipNode(t testing.TB, role Role, tweak func(*Config)) (*Node, *clock, *s
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	c, nc := newManualClock(time.Unix(1_800_000_000, 0))
 	logs := &syncbuf.Buffer{}
-	n, err := New(cfg, Deps{Host: h, Now: c.now, Logger: slog.New(slog.NewTextHandler(logs, nil)),
+	n, err := New(cfg, Deps{Host: h, Clock: nc, Logger: slog.New(slog.NewTextHandler(logs, nil)),
 		TEE: tee.NewSimulated(nil), Verifier: tee.NewVerifier(tee.Policy{AllowSimulated: true}, nil)})
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ const requestReadTimeout = 10 * time.Second
 // a sealed request has no body yet (the caller sends it after our route frame), or, if
 // presealed, the sealed-set frame's payload stands in for the body.
 func (n *Node) readRequest(s network.Stream, routeFirst bool) (*wire.Reader, wire.Header, []byte, error) {
-	_ = s.SetReadDeadline(time.Now().Add(requestReadTimeout))
+	_ = s.SetReadDeadline(n.now().Add(requestReadTimeout))
 	defer s.SetReadDeadline(time.Time{})
 	r := wire.NewReader(s, n.cfg.MaxBodyBytes+sealSlack)
 	t, p, err := r.ReadFrame()
@@ -111,7 +111,7 @@ func (n *Node) timeLeft(ctx context.Context) (time.Duration, error) {
 	if !ok {
 		return n.cfg.RequestTimeout, nil
 	}
-	left := time.Until(dl) - n.cfg.HopMargin
+	left := n.clock.Until(dl) - n.cfg.HopMargin
 	if left < time.Millisecond {
 		return 0, wire.Errorf(wire.CodeTimeout, "no time left to forward the request")
 	}

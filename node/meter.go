@@ -198,10 +198,13 @@ func (m *metering) finish(c *call) {
 	default:
 	}
 	c.stop() // the answer is whole: the request ending no longer closes the call
-	go func(d *dueVoucher) {
+	d := m.due
+	if !m.n.life.Go(func() {
 		<-d.done
 		c.finish()
-	}(m.due)
+	}) {
+		c.finish() // the node is closing: no voucher goes out now
+	}
 }
 
 // payAhead signs, persists and sends a due voucher in the background, so an answer never
@@ -221,7 +224,7 @@ func (n *Node) payAhead(ch *outChan, d *dueVoucher) {
 	}
 	ch.ahead = true
 	ch.mu.Unlock()
-	go func() {
+	if !n.life.Go(func() {
 		for {
 			ch.mu.Lock()
 			d := ch.due
@@ -243,7 +246,12 @@ func (n *Node) payAhead(ch *outChan, d *dueVoucher) {
 			}
 			close(d.done)
 		}
-	}()
+	}) { // the node is closing: nothing is paid ahead now
+		ch.mu.Lock()
+		ch.ahead, ch.due = false, nil
+		ch.mu.Unlock()
+		close(d.done)
+	}
 }
 
 // final records the rest of the answer's cost; what is unpaid is settled shortly after.

@@ -34,25 +34,25 @@ type mismatches struct {
 	at map[peer.ID]time.Time
 }
 
-// mark records that p does not match; false if it was marked lately already, so the caller
-// logs only the first time.
-func (m *mismatches) mark(p peer.ID) bool {
+// mark records that p does not match, at now; false if it was marked lately already, so the
+// caller logs only the first time.
+func (m *mismatches) mark(p peer.ID, now time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.at == nil {
 		m.at = make(map[peer.ID]time.Time)
 	}
 	t, ok := m.at[p]
-	m.at[p] = time.Now()
-	return !ok || time.Since(t) >= mismatchFor
+	m.at[p] = now
+	return !ok || now.Sub(t) >= mismatchFor
 }
 
-// has reports whether p was found not to match lately.
-func (m *mismatches) has(p peer.ID) bool {
+// has reports whether p was found not to match lately, as of now.
+func (m *mismatches) has(p peer.ID, now time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, ok := m.at[p]
-	return ok && time.Since(t) < mismatchFor
+	return ok && now.Sub(t) < mismatchFor
 }
 
 // demandsPayment reports whether err, a peer's refusal, was for want of a payment channel
@@ -64,7 +64,7 @@ func (n *Node) demandsPayment(err error) bool {
 // leaveAlone marks p as not matching our payments, for why, and stops using it: a proxy drops
 // it from its worker table, a client skips it as a proxy. Each says so once.
 func (n *Node) leaveAlone(p peer.ID, why error) {
-	first := n.mismatch.mark(p)
+	first := n.mismatch.mark(p, n.now())
 	reason := fmt.Sprintf("%v; tried again in %s", why, mismatchFor)
 	switch {
 	case n.cfg.Role == RoleProxy:

@@ -3,10 +3,11 @@ package node
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -30,7 +31,11 @@ type Deps struct {
 	Host    host.Host       // required
 	Backend backend.Backend // required for workers
 	Logger  *slog.Logger    // nil: discard
-	Now     func() time.Time
+	// Clock gives the node its time and timers; nil: the wall clock.
+	Clock Clock
+	// Rand drives the node's random choices that need no secrecy (which receipts it checks);
+	// nil: seeded at random. A simulation passes a seeded one to replay a run.
+	Rand *rand.Rand
 	// TEE produces this node's evidence; nil runs outside a TEE (no attestation offered).
 	TEE tee.Provider
 	// Verifier checks peers' evidence; nil refuses all evidence (then only AllowUnattested
@@ -53,7 +58,8 @@ type Node struct {
 	h     host.Host
 	idStr string // h.ID().String(), which base58-encodes on every call
 	log   *slog.Logger
-	now   func() time.Time
+	clock Clock
+	rand  *lockedRand
 	disc  *discovery.Service
 	ps    *pubsub.PubSub
 
@@ -77,7 +83,10 @@ type Node struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	life   *life
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // New builds a node; nothing runs until Start.
@@ -91,13 +100,14 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if cfg.Role == RoleWorker && deps.Backend == nil {
 		return nil, errors.New("node: a worker needs a model backend")
 	}
-	n := &Node{cfg: cfg, h: deps.Host, idStr: deps.Host.ID().String(), log: deps.Logger, now: deps.Now, faults: deps.Faults}
+	n := &Node{cfg: cfg, h: deps.Host, idStr: deps.Host.ID().String(), log: deps.Logger, clock: deps.Clock, rand: newLockedRand(deps.Rand), faults: deps.Faults}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
-	if n.now == nil {
-		n.now = time.Now
+	if n.clock == nil {
+		n.clock = wallClock()
 	}
+	n.life = newLife(n.clock, n.idStr)
 	n.log = n.log.With("role", string(cfg.Role), "peer", n.h.ID().String())
 	verifier := deps.Verifier
 	if verifier == nil {
@@ -138,7 +148,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	case RoleWorker:
 		n.worker = newWorkerState(cfg, deps.Backend)
 	case RoleClient:
-		n.client = &clientState{idPrefix: rand.Text()[:12], routes: routeCache{
+		n.client = &clientState{idPrefix: crand.Text()[:12], routes: routeCache{
 			verified: make(map[[32]byte]routeEntry), sessions: make(map[string]*tee.Session),
 			candidates: make(map[candidateKey][]candidate)}}
 	}
@@ -158,7 +168,7 @@ func (n *Node) Config() Config { return n.cfg }
 // peers continues in the background. The node serves no HTTP itself: package api serves a
 // client's API and any node's admin endpoints over it, once it started.
 func (n *Node) Start() error {
-	n.wg.Go(func() {
+	n.life.Go(func() {
 		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 		defer cancel()
 		if err := n.disc.Bootstrap(ctx); err != nil {
@@ -167,8 +177,8 @@ func (n *Node) Start() error {
 	})
 	n.startAttest()
 	if n.payments != nil {
-		n.h.SetStreamHandler(ChannelProtocol, n.handleChannel)
-		n.wg.Go(n.watchChannels)
+		n.h.SetStreamHandler(ChannelProtocol, n.life.handler(n.handleChannel))
+		n.life.Go(n.watchChannels)
 	}
 	switch n.cfg.Role {
 	case RoleProxy:
@@ -181,16 +191,23 @@ func (n *Node) Start() error {
 	}
 }
 
-// Close stops the node: the loops, gossip and the DHT. It does not close the host, which
-// belongs to the caller, nor the HTTP servers over it (package api), which close first.
+// Close stops the node: the loops, gossip and the DHT. It returns once every goroutine, timer
+// and stream handler the node started has ended (streams still open are reset). It does not
+// close the host, which belongs to the caller, nor the HTTP servers over it (package api),
+// which close first. Only the first call does anything.
 func (n *Node) Close() error {
+	n.closeOnce.Do(func() { n.closeErr = n.close() })
+	return n.closeErr
+}
+
+func (n *Node) close() error {
 	n.cancel()
 	var errs []error
 	n.h.RemoveStreamHandler(InferProtocol)
 	n.h.RemoveStreamHandler(AdvertProtocol)
 	n.h.RemoveStreamHandler(AttestProtocol)
 	n.h.RemoveStreamHandler(ChannelProtocol)
-	n.wg.Wait()
+	n.life.close()
 	// Gossip needs no separate teardown: pubsub lives on n.ctx, cancelled above.
 	errs = append(errs, n.disc.Close())
 	return errors.Join(errs...)
@@ -198,13 +215,13 @@ func (n *Node) Close() error {
 
 // go runs f until the node closes.
 func (n *Node) goLoop(f func(ctx context.Context)) {
-	n.wg.Go(func() { f(n.ctx) })
+	n.life.Go(func() { f(n.ctx) })
 }
 
 // every calls f every d until the node closes.
 func (n *Node) every(d time.Duration, f func()) {
 	n.goLoop(func(ctx context.Context) {
-		t := time.NewTicker(d)
+		t := n.clock.Ticker(d)
 		defer t.Stop()
 		for {
 			select {

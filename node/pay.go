@@ -121,8 +121,8 @@ type outChan struct {
 	rec   chanstore.Record
 	payer *ton.Payer
 	meter *ton.Meter
-	flush *time.Timer // a pending settle (nil: none)
-	acked uint64      // the highest seqno the payee confirmed holding on the channel stream
+	flush *Timer // a pending settle (nil: none)
+	acked uint64 // the highest seqno the payee confirmed holding on the channel stream
 	// disputed: we refused value the payee may still count; the next settle says so.
 	disputed bool
 	due      *dueVoucher // the newest answer that found a voucher due while one was being paid
@@ -272,7 +272,7 @@ func (n *Node) settleLater(c *outChan) {
 	if c.flush != nil || (c.meter.Unpaid() == 0 && c.rec.Voucher.Seqno <= c.acked && !c.disputed) {
 		return
 	}
-	c.flush = time.AfterFunc(n.cfg.Payments.FlushAfter, func() {
+	c.flush = n.life.AfterFunc(n.cfg.Payments.FlushAfter, func() {
 		c.mu.Lock()
 		c.flush = nil
 		busy := c.active > 0
@@ -379,7 +379,7 @@ const paymentWait = 10 * time.Second
 // reserve lets an item worth cost go out on c within window, waiting for payment when the
 // payer is behind: bill is called once (with what is owed) to ask for it.
 func (n *Node) reserve(ctx context.Context, c *inChan, cost, window uint64, bill func(owed uint64) error) error {
-	var t *time.Timer
+	var t *Timer
 	for billed := false; ; billed = true {
 		c.mu.Lock()
 		if c.closed {
@@ -391,7 +391,7 @@ func (n *Node) reserve(ctx context.Context, c *inChan, cost, window uint64, bill
 		report := 0
 		if err != nil && !billed {
 			c.waits++
-			report, _ = c.waitLog.note(time.Now(), waitLogEvery)
+			report, _ = c.waitLog.note(n.now(), waitLogEvery)
 		}
 		c.mu.Unlock()
 		if report > 0 {
@@ -406,7 +406,7 @@ func (n *Node) reserve(ctx context.Context, c *inChan, cost, window uint64, bill
 			if err := bill(owed); err != nil {
 				return context.Canceled // the payer is gone
 			}
-			t = time.NewTimer(paymentWait)
+			t = n.clock.Timer(paymentWait)
 			defer t.Stop()
 		}
 		select {

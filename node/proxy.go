@@ -19,8 +19,8 @@ import (
 // startProxy makes the node a proxy: it takes requests from clients and adverts from
 // workers, announces itself in the DHT, and keeps its worker table fresh.
 func (n *Node) startProxy() error {
-	n.h.SetStreamHandler(InferProtocol, n.handleProxyInfer)
-	n.h.SetStreamHandler(AdvertProtocol, n.handleDirectAdvert)
+	n.h.SetStreamHandler(InferProtocol, n.life.handler(n.handleProxyInfer))
+	n.h.SetStreamHandler(AdvertProtocol, n.life.handler(n.handleDirectAdvert))
 	nb := &network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
 		p := c.RemotePeer()
 		if nw.Connectedness(p) != network.Connected && n.ctx.Err() == nil {
@@ -55,7 +55,7 @@ func (n *Node) routedModels() []string {
 // routable before its first gossip advert arrives.
 func (n *Node) handleDirectAdvert(s network.Stream) {
 	defer s.Close()
-	_ = s.SetReadDeadline(time.Now().Add(requestReadTimeout))
+	_ = s.SetReadDeadline(n.now().Add(requestReadTimeout))
 	t, p, err := wire.NewReader(s, wire.MaxAdvertSize).ReadFrame()
 	if err == nil && t != wire.FrameAdvert {
 		err = fmt.Errorf("expected an advert frame, got %s", t)
@@ -75,7 +75,7 @@ func (n *Node) handleDirectAdvert(s network.Stream) {
 // handleProxyInfer serves one client request: pick a worker, forward, stream the answer back,
 // and fail over to the next worker while nothing has reached the client yet.
 func (n *Node) handleProxyInfer(s network.Stream) {
-	out := newAnswer(s, n.beat())
+	out := newAnswer(s, n.beat(), n.life)
 	r, h, body, err := n.readRequest(s, true)
 	if err != nil {
 		out.fail(err)
@@ -136,11 +136,11 @@ func (n *Node) serve(ctx context.Context, h wire.Header, body []byte, preset []w
 			return cmp.Or(lastErr, error(routingError(err)))
 		}
 		tried = append(tried, d.Worker)
-		start := time.Now()
+		start := n.now()
 		rl := &relay{n: n, d: d, out: out, payer: payer}
 		err = rl.run(ctx, h, body, preset, bodies)
 		if !rl.answered {
-			rl.firstToken = time.Now()
+			rl.firstToken = n.now()
 		}
 		n.ended(d.Worker, rl.firstToken.Sub(start), err)
 		if err == nil {
@@ -275,7 +275,7 @@ func (rl *relay) step(ctx context.Context) (done bool, err error) {
 	c := rl.c
 	t, p, err := c.next()
 	if !rl.answered && (t == wire.FrameChunk || t == wire.FrameFinal || t == wire.FrameError || err != nil) {
-		rl.answered, rl.firstToken = true, time.Now()
+		rl.answered, rl.firstToken = true, rl.n.now()
 	}
 	if _, ok := context.Cause(ctx).(*rejection); ok {
 		c.leave() // the client refused the answer: the cancel hook refused it here too
@@ -479,7 +479,7 @@ func (b *bodySource) watch() {
 
 func (b *bodySource) next(ctx context.Context) (lateBody, error) {
 	if !b.watching {
-		_ = b.out.s.SetReadDeadline(time.Now().Add(requestReadTimeout))
+		_ = b.out.s.SetReadDeadline(b.out.life.clock.Now().Add(requestReadTimeout))
 		t, p, err := b.r.ReadFrame()
 		_ = b.out.s.SetReadDeadline(time.Time{})
 		b.watch()
@@ -493,7 +493,7 @@ func (b *bodySource) next(ctx context.Context) (lateBody, error) {
 		}
 		return lateBody{sealed: t == wire.FrameSealed, p: p}, nil
 	}
-	t := time.NewTimer(requestReadTimeout)
+	t := b.out.life.clock.Timer(requestReadTimeout)
 	defer t.Stop()
 	select {
 	case lb := <-b.ch:

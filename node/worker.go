@@ -53,7 +53,7 @@ func newWorkerState(cfg Config, b backend.Backend) *workerState {
 // startWorker makes the node a worker: it serves inference streams from proxies, keeps
 // connections to a few proxies, and publishes its capacity.
 func (n *Node) startWorker() error {
-	n.h.SetStreamHandler(InferProtocol, n.handleWorkerInfer)
+	n.h.SetStreamHandler(InferProtocol, n.life.handler(n.handleWorkerInfer))
 	n.checkHealth()
 	n.keeper = n.disc.NewKeeper(n.cfg.MinProxies, n.cfg.DiscoveryInterval, func(ctx context.Context, p peer.ID) {
 		n.sendDirectAdvert(ctx, p)
@@ -63,7 +63,7 @@ func (n *Node) startWorker() error {
 	n.every(n.cfg.HealthInterval, n.checkHealth)
 	n.goLoop(func(ctx context.Context) {
 		n.publishAdvert(ctx)
-		t := time.NewTicker(n.cfg.AdvertInterval)
+		t := n.clock.Ticker(n.cfg.AdvertInterval)
 		defer t.Stop()
 		for {
 			select {
@@ -198,10 +198,10 @@ func sendSplit(c backend.Chunk, paid bool, send func(*wire.Chunk, bool) error) e
 
 // handleWorkerInfer runs one request from a proxy on the backend and streams the answer.
 func (n *Node) handleWorkerInfer(s network.Stream) {
-	if n.faults.faultOnOpen(n.ctx, s, n.beat()) {
+	if n.faults.faultOnOpen(n.ctx, s, n.beat(), n.life) {
 		return
 	}
-	out := newAnswer(s, n.beat())
+	out := newAnswer(s, n.beat(), n.life)
 	r, h, body, err := n.readRequest(s, false)
 	if err != nil {
 		out.fail(err)

@@ -16,12 +16,13 @@ import (
 	"github.com/cocoon-mesh/cocoon/api/httpguard"
 	"github.com/cocoon-mesh/cocoon/discovery"
 	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/node/p2phost"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 	"github.com/cocoon-mesh/cocoon/tee"
 )
 
 // fileConfig is the config file's shape (TOML). Only cmd sees it: it becomes a node.Config,
-// a node.HostConfig and the backend settings.
+// a p2phost.Config and the backend settings.
 type fileConfig struct {
 	Role       string   `toml:"role"`
 	Network    string   `toml:"network"`
@@ -176,7 +177,7 @@ func loadConfigFile(path string) (fileConfig, error) {
 // settings is everything a run needs, resolved from defaults, the file and flags.
 type settings struct {
 	node       node.Config
-	host       node.HostConfig
+	host       p2phost.Config
 	dataDir    string
 	backendURL string
 	backendKey string
@@ -215,7 +216,7 @@ func override[T comparable](dst *T, v T) {
 
 // resolve turns the file config into settings over the defaults.
 func (fc *fileConfig) resolve() (settings, error) {
-	s := settings{node: node.DefaultConfig(), host: node.DefaultHostConfig(), backendNames: map[string]string{}}
+	s := settings{node: node.DefaultConfig(), host: p2phost.DefaultConfig(), backendNames: map[string]string{}}
 	if fc.Local {
 		s.node = node.LocalConfig()
 	}

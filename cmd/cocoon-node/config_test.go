@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/node/p2phost"
 )
 
 func TestDefaultConfigFileParsesToDefaults(t *testing.T) {
@@ -22,7 +23,7 @@ func TestDefaultConfigFileParsesToDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, dh := node.DefaultConfig(), node.DefaultHostConfig()
+		d, dh := node.DefaultConfig(), p2phost.DefaultConfig()
 		if string(s.node.Role) != role || s.node.Network != d.Network || s.node.APIAddr != d.APIAddr ||
 			s.node.MaxTokens != d.MaxTokens || s.node.RequestTimeout != d.RequestTimeout || s.node.MaxBodyBytes != d.MaxBodyBytes ||
 			s.host.ConnsHigh != dh.ConnsHigh || s.host.MaxStreams != dh.MaxStreams || len(s.host.Listen) != 2 {

@@ -3,5 +3,5 @@
 // serves the echo test backend (echo-backend).
 //
 // It stays thin: main calls Main.Run, each subcommand is a file that parses flags and a config
-// file into a node.Config, node.HostConfig and a backend, and hands them to the node package.
+// file into a node.Config, p2phost.Config and a backend, and hands them to the node package.
 package main

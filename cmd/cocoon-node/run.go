@@ -18,6 +18,7 @@ import (
 	"github.com/cocoon-mesh/cocoon/model"
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/backend"
+	"github.com/cocoon-mesh/cocoon/node/p2phost"
 )
 
 // listFlag collects a comma-separated or repeated flag.
@@ -216,11 +217,11 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 	if s.node.HTTP.LocalToken, err = loadOrCreateToken(s.dataDir); err != nil {
 		return err
 	}
-	key, err := node.LoadOrCreateIdentity(ctx, ds)
+	key, err := p2phost.LoadOrCreateIdentity(ctx, ds)
 	if err != nil {
 		return err
 	}
-	h, err := node.NewHost(s.host, key, log)
+	h, err := p2phost.New(s.host, key, log)
 	if err != nil {
 		return err
 	}

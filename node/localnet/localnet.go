@@ -25,6 +25,7 @@ import (
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/node/backend/echo"
+	"github.com/cocoon-mesh/cocoon/node/p2phost"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 	"github.com/cocoon-mesh/cocoon/routing"
 	"github.com/cocoon-mesh/cocoon/tee"
@@ -304,13 +305,13 @@ func (nw *Net) startNode(ctx context.Context, name string, cfg node.Config, be b
 	if nw.wrapDS != nil {
 		d = nw.wrapDS(name, ds)
 	}
-	key, err := node.LoadOrCreateIdentity(ctx, d)
+	key, err := p2phost.LoadOrCreateIdentity(ctx, d)
 	if err != nil {
 		return nil, err
 	}
-	hc := node.DefaultHostConfig()
+	hc := p2phost.DefaultConfig()
 	hc.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
-	h, err := node.NewHost(hc, key, log)
+	h, err := p2phost.New(hc, key, log)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package node
+package p2phost
 
 import (
 	"context"
@@ -56,8 +56,8 @@ func LoadOrCreateIdentity(ctx context.Context, ds datastore.Datastore) (crypto.P
 	return k, nil
 }
 
-// HostConfig configures the libp2p host of a real node.
-type HostConfig struct {
+// Config configures the libp2p host of a real node.
+type Config struct {
 	Listen []string // multiaddrs, TCP and QUIC
 	// ConnsLow and ConnsHigh are the connection manager's water marks: above High it trims
 	// unprotected connections down to Low. Proxies and workers a node depends on are protected.
@@ -70,9 +70,9 @@ type HostConfig struct {
 	PlainWrites bool
 }
 
-// DefaultHostConfig is sized for a proxy with hundreds of workers and clients.
-func DefaultHostConfig() HostConfig {
-	return HostConfig{
+// DefaultConfig is sized for a proxy with hundreds of workers and clients.
+func DefaultConfig() Config {
+	return Config{
 		Listen:     []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
 		ConnsLow:   600,
 		ConnsHigh:  1000,
@@ -84,7 +84,7 @@ func DefaultHostConfig() HostConfig {
 
 // NewHost builds a libp2p host: TCP and QUIC, Noise and TLS, yamux, a resource manager whose
 // refusals are logged, and a connection manager.
-func NewHost(cfg HostConfig, key crypto.PrivKey, log *slog.Logger) (host.Host, error) {
+func New(cfg Config, key crypto.PrivKey, log *slog.Logger) (host.Host, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -151,7 +151,7 @@ func isTCP(a ma.Multiaddr) bool {
 	return err == nil
 }
 
-func newResourceManager(cfg HostConfig, log *slog.Logger) (network.ResourceManager, error) {
+func newResourceManager(cfg Config, log *slog.Logger) (network.ResourceManager, error) {
 	peerLimits := rcmgr.ResourceLimits{
 		Streams:         rcmgr.LimitVal(cfg.MaxStreams / 4),
 		StreamsInbound:  rcmgr.LimitVal(cfg.MaxStreams / 8),
