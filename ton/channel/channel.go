@@ -312,7 +312,7 @@ func (c *Channel) persistFailed(pf PersistFailed) (Effects, error) {
 	if failed.att != nil && c.att == nil {
 		eff.Notes = append(eff.Notes, Note{What: NoteCloseFailed, Err: pf.Err})
 		if failed.att.asked {
-			eff.Send = append(eff.Send, Refusal{Err: pf.Err})
+			eff.Send = append(eff.Send, Refusal{Err: fmt.Errorf("closing: %w", pf.Err)})
 		}
 	}
 	return eff, nil

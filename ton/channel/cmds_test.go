@@ -46,7 +46,7 @@ func (a args) num(e *env, k string, def uint64) uint64 {
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		e.t.Fatalf("%s=%q: %v", k, s, err)
+		e.fatalf("%s=%q: %v", k, s, err)
 	}
 	return n
 }
@@ -58,7 +58,7 @@ func (a args) dur(e *env, k string, def time.Duration) time.Duration {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		e.t.Fatalf("%s=%q: %v", k, s, err)
+		e.fatalf("%s=%q: %v", k, s, err)
 	}
 	return d
 }
@@ -147,8 +147,9 @@ var commands = map[string]func(*env, args) Event{
 	"done": func(e *env, a args) Event { return ChainDone{Action: e.lastAction(a.words[0])} },
 	// fail chain=NAME [unconfirmed] | fail send=KIND [stream] | fail persist
 	"fail": cmdFail,
-	// crash [lost]: the process dies after the last Step's writes (lost: before they were
-	// durable) and the channel is rebuilt from the disk.
+	// crash [lost] [nosemi]: the process dies after the last Step's writes (lost: before
+	// they were durable) and the channel is rebuilt from the disk (nosemi: a record of an
+	// older version, without the payee's semichannel signature).
 	"crash": cmdCrash,
 	"state": func(*env, args) Event { return nil },
 }
@@ -167,7 +168,7 @@ func cmdNew(e *env, a args) Event {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.ch = ch
+	e.ch, e.disk, e.before, e.sent, e.acts = ch, nil, nil, nil, nil
 	return nil
 }
 
@@ -211,7 +212,7 @@ func cmdChain(e *env, a args) Event {
 			StateChallenged: a.has("challenged"),
 		}
 	default:
-		e.t.Fatalf("chain %s: want none, open, uninited, closed or quarantine", w)
+		e.fatalf("chain %s: want none, open, uninited, closed or quarantine", w)
 	}
 	e.chain = ChainObserved{Found: found, Storage: st}
 	return nil
@@ -231,13 +232,18 @@ func cmdFail(e *env, a args) Event {
 	case a.kv["send"] != "":
 		return SendFailed{Msg: e.lastSent(kindArg(e, a.kv["send"])), Err: err}
 	}
-	e.t.Fatal("fail: want persist, chain=NAME or send=KIND")
+	e.fatalf("fail: want persist, chain=NAME or send=KIND")
 	return nil
 }
 
 func cmdCrash(e *env, a args) Event {
 	if a.has("lost") {
 		e.disk = e.before
+	}
+	if a.has("nosemi") && e.disk != nil { // a record of an older version, without the payee's signature
+		r := *e.disk
+		r.PayeeSemi = [64]byte{}
+		e.disk = &r
 	}
 	e.sent, e.acts = nil, nil
 	if e.disk == nil {
@@ -265,7 +271,7 @@ func kindArg(e *env, s string) Kind {
 			return k
 		}
 	}
-	e.t.Fatalf("unknown message kind %q", s)
+	e.fatalf("unknown message kind %q", s)
 	return 0
 }
 
@@ -307,12 +313,12 @@ func (e *env) voucherWord(a args) []byte {
 func (e *env) voucher(s, forge string) []byte {
 	seqno, sent, ok := strings.Cut(s, "/")
 	if !ok {
-		e.t.Fatalf("voucher %q: want SEQNO/SENT", s)
+		e.fatalf("voucher %q: want SEQNO/SENT", s)
 	}
 	n, err1 := strconv.ParseUint(seqno, 10, 64)
 	m, err2 := strconv.ParseUint(sent, 10, 64)
 	if err1 != nil || err2 != nil {
-		e.t.Fatalf("voucher %q: want SEQNO/SENT", s)
+		e.fatalf("voucher %q: want SEQNO/SENT", s)
 	}
 	key, id := e.keyA, e.params.ChannelID
 	switch forge {
@@ -327,4 +333,12 @@ func (e *env) voucher(s, forge string) []byte {
 	}
 	b, _ := v.MarshalBinary()
 	return b
+}
+
+// roleOf reads a role by name.
+func roleOf(s string) chanstore.Role {
+	if s == "payee" {
+		return chanstore.Payee
+	}
+	return chanstore.Payer
 }

@@ -128,8 +128,7 @@ func (e *env) run(file string, line int, cmd string) string {
 		e.t.Fatalf("%s:%d: unknown command %q", file, line, fields[0])
 	}
 	a := parseArgs(fields[1:])
-	ev := h(e, a)
-	if ev != nil {
+	if ev := e.handle(file, line, h, a); ev != nil {
 		e.step(ev)
 	}
 	if e.ch != nil {
@@ -137,6 +136,28 @@ func (e *env) run(file string, line int, cmd string) string {
 	}
 	return e.out.String()
 }
+
+// scriptError is a command the script got wrong: handle reports it and goes on.
+type scriptError string
+
+// handle runs h, reporting a scriptError as a failed test and a line of output.
+func (e *env) handle(file string, line int, h func(*env, args) Event, a args) (ev Event) {
+	defer func() {
+		if r := recover(); r != nil {
+			msg, ok := r.(scriptError)
+			if !ok {
+				panic(r)
+			}
+			e.t.Errorf("%s:%d: %s", file, line, msg)
+			fmt.Fprintf(&e.out, "script error: %s\n", msg)
+			ev = nil
+		}
+	}()
+	return h(e, a)
+}
+
+// fatalf stops the command: the script got it wrong.
+func (e *env) fatalf(format string, a ...any) { panic(scriptError(fmt.Sprintf(format, a...))) }
 
 // step steps ev into the channel as the caller's loop does, keeping the disk, and checks
 // that an error changed nothing.
@@ -185,7 +206,7 @@ func (e *env) lastSent(k Kind) Message {
 			return e.sent[i]
 		}
 	}
-	e.t.Fatalf("no %s was sent", k)
+	e.fatalf("no %s was sent", k)
 	return nil
 }
 
@@ -196,7 +217,7 @@ func (e *env) lastAction(name string) Action {
 			return e.acts[i]
 		}
 	}
-	e.t.Fatalf("no %s was asked for", name)
+	e.fatalf("no %s was asked for", name)
 	return nil
 }
 
