@@ -206,7 +206,7 @@ func (s *step) note(k NoteKind, amount uint64, err error) {
 // apply. An impossible internal transition panics.
 func (c *Channel) Step(now time.Time, ev Event) (Effects, error) {
 	if pf, ok := ev.(PersistFailed); ok {
-		return c.persistFailed(pf)
+		return c.persistFailed(now, pf)
 	}
 	before := c.clone()
 	c.undo = nil
@@ -299,8 +299,10 @@ func (c *Channel) clone() Channel {
 
 // persistFailed returns the channel to what is durable, keeping what node keeps after a
 // failed Put: the sequencers (a payer never reuses a seqno it signed; a payee's ton.Payee
-// keeps what it accepted) and the sticky stops.
-func (c *Channel) persistFailed(pf PersistFailed) (Effects, error) {
+// keeps what it accepted) and the sticky stops. What the failed Step was part of fails as
+// node's call would: an opening or resumption (openOut), a close (closeOut, closeIn; one
+// that was paying what is left goes alone, as closeTogether's failure does).
+func (c *Channel) persistFailed(now time.Time, pf PersistFailed) (Effects, error) {
 	if c.undo == nil {
 		return Effects{}, fmt.Errorf("%w: the last Step wrote nothing", ErrUnexpected)
 	}
@@ -308,14 +310,28 @@ func (c *Channel) persistFailed(pf PersistFailed) (Effects, error) {
 	*c = *c.undo
 	c.payer, c.payee = failed.payer, failed.payee
 	c.stopped, c.shut = failed.stopped, failed.shut
-	var eff Effects
-	if failed.att != nil && c.att == nil {
-		eff.Notes = append(eff.Notes, Note{What: NoteCloseFailed, Err: pf.Err})
+	s := &step{now: now}
+	switch {
+	case c.opening != opNone:
+		c.opening, c.state = opNone, Opening
+		if c.stored() {
+			c.state = Open
+		}
+		c.pending.drop(KindAnnounce)
+		s.note(NoteOpenFailed, 0, pf.Err)
+	case c.att != nil && (failed.att == nil || failed.att.phase != c.att.phase):
+		if failed.att != nil && failed.att.phase == phSettle {
+			c.coopFailed(s, fmt.Errorf("paying what is left: %w", pf.Err))
+		} else {
+			c.fail(s, pf.Err)
+		}
+	case c.att == nil && failed.att != nil:
+		s.note(NoteCloseFailed, 0, pf.Err)
 		if failed.att.asked {
-			eff.Send = append(eff.Send, Refusal{Err: fmt.Errorf("closing: %w", pf.Err)})
+			s.send(Refusal{Err: fmt.Errorf("closing: %w", pf.Err)})
 		}
 	}
-	return eff, nil
+	return s.eff, nil
 }
 
 // persist writes rec, stamped with now (the store restamps it with its own clock).

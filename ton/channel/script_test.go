@@ -184,6 +184,7 @@ func (e *env) step(ev Event) {
 		fmt.Fprintf(&e.out, "persist: %s\n", fmtRecord(r))
 	}
 	for _, m := range eff.Send {
+		e.checkDurable(m)
 		e.sent = append(e.sent, m)
 		fmt.Fprintf(&e.out, "send: %s\n", fmtMessage(m))
 	}
@@ -196,6 +197,23 @@ func (e *env) step(ev Event) {
 	}
 	for _, n := range eff.Notes {
 		fmt.Fprintf(&e.out, "note: %s\n", n)
+	}
+}
+
+// checkDurable fails the test if m carries a payer's voucher that the disk does not hold
+// (or a newer one): persist before send.
+func (e *env) checkDurable(m Message) {
+	var v *ton.Voucher
+	switch m := m.(type) {
+	case Pay:
+		v = &m.Voucher
+	case Settle:
+		v = m.Voucher
+	case Announce:
+		v = m.Voucher
+	}
+	if v != nil && (e.disk == nil || !e.disk.HasVoucher || e.disk.Voucher.Seqno < v.Seqno) {
+		e.t.Errorf("voucher %s sent before it was durable (disk: %v)", fmtVoucher(v), e.disk)
 	}
 }
 
@@ -231,7 +249,7 @@ func (e *env) describe() string {
 	}
 	if c.role == chanstore.Payer {
 		fmt.Fprintf(&b, " received=%d unpaid=%d acked=%d active=%d", c.meter.Received(), c.meter.Unpaid(), c.acked, c.active)
-		mark(&b, c.inUse, "in-use")
+		mark(&b, c.inUse, "greeted")
 		mark(&b, c.stopped, "stopped")
 		mark(&b, c.disputed, "disputed")
 		if !c.flushAt.IsZero() {
