@@ -159,6 +159,10 @@ func (c *Channel) greeted(s *step, e Replied) {
 	if verr == nil {
 		c.acked = v.Seqno
 	}
+	if c.stopped { // the watch found it closing meanwhile: it is not paid on
+		s.note(NoteOpenFailed, 0, errors.New("the channel started closing while its payee was greeted"))
+		return
+	}
 	c.inUse, c.state = true, Open
 	s.note(NoteOpened, c.rec.Limit, nil)
 }
