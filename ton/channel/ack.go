@@ -51,8 +51,11 @@ func (c *Channel) sendFailed(s *step, e SendFailed) error {
 	}
 	c.pending.drop(k)
 	switch k {
-	case KindAnnounce:
-		c.opening, c.state = opNone, Open
+	case KindAnnounce: // node's openOut fails: the channel stays stored, not in use
+		c.opening = opNone
+		if !c.stopped {
+			c.state = Open
+		}
 		s.note(NoteOpenFailed, 0, e.Err)
 	case KindPay, KindSettle:
 		if c.att != nil && c.att.phase == phSettle {

@@ -75,6 +75,18 @@
 // nothing: Step restores the channel on every error. An impossible internal transition
 // (an answer ending that never began, a stored record that no longer loads) panics.
 //
+// # Left to the caller
+//
+// What spans channels or does I/O stays in node: choosing a channel id and a deposit
+// (depositFor), asking the payee for its semichannel signature (FrameChannelNew, whose answer
+// EmptySemi gives), trying a payer's older channels with a voucher this one refuses as
+// another's (acceptAny: ton.ErrBadSignature), waiting for credit (a Delivered refused with
+// ton.ErrCreditExhausted: bill once, wait for a voucher), waking the answers that wait after
+// each Step, counting refused vouchers and waits (each a Step error), answering a peer's
+// request with an error when its batch failed, and reading the ledger's time along with a
+// contract that is in quarantine. Idle and stalled closes are decided on ChainObserved, not
+// on Tick: like node's watch, they need the contract's state.
+//
 // The scripts in testdata (script_test.go; go test ./ton/channel -rewrite regenerates them)
 // show each flow step by step, crashes at every effect boundary included.
 package channel
