@@ -121,7 +121,7 @@ func StartTargets(ctx context.Context, cfg TargetsConfig) (_ *Targets, err error
 			if t.clear, err = t.Net.AddClient(ctx, func(c *node.Config) { c.DisableSealing = true }); err != nil {
 				return nil, err
 			}
-			t.URLs[MeshClear] = "http://" + t.clear.APIAddr() + "/v1"
+			t.URLs[MeshClear] = "http://" + t.Net.APIAddr(t.clear) + "/v1"
 			progress("mesh-clear: a second client that does not seal, at " + t.URLs[MeshClear])
 		}
 	}

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"net"
 	"slices"
 	"strconv"
 	"sync"
@@ -51,8 +50,8 @@ func (c *clientState) peerName(p peer.ID) string {
 	return s
 }
 
-// startClient makes the node a client: it stays connected to a few proxies, follows the
-// capacity gossip to know what the mesh offers, and serves the OpenAI API.
+// startClient makes the node a client: it stays connected to a few proxies and follows the
+// capacity gossip to know what the mesh offers, for the faces over it (Infer) to send requests.
 func (n *Node) startClient() error {
 	n.keeper = n.disc.NewKeeper(n.cfg.MinProxies, n.cfg.DiscoveryInterval, func(ctx context.Context, p peer.ID) {
 		n.attestProxy(ctx, p)
@@ -63,22 +62,7 @@ func (n *Node) startClient() error {
 	n.goLoop(n.keeper.Run)
 	n.goLoop(n.readAdverts)
 	n.every(n.cfg.WorkerTTL/4, n.expireWorkers)
-	ln, err := net.Listen("tcp", n.cfg.APIAddr)
-	if err != nil {
-		return &ConfigError{"api_addr", n.cfg.APIAddr, "cannot listen: " + err.Error()}
-	}
-	n.apiLn = ln
-	n.api = n.serveHTTP("API", ln, n.apiHandler())
-	n.log.Info("client API listening", "url", "http://"+ln.Addr().String()+"/v1")
 	return nil
-}
-
-// APIAddr is the address the client API listens on ("" for other roles).
-func (n *Node) APIAddr() string {
-	if n.apiLn == nil {
-		return ""
-	}
-	return n.apiLn.Addr().String()
 }
 
 // chunkFunc receives one chunk of an answer; more reports that the next frame is already

@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/cocoon-mesh/cocoon/api/httpguard"
 	"github.com/cocoon-mesh/cocoon/discovery"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 )
@@ -63,7 +64,9 @@ type Config struct {
 	HealthInterval time.Duration
 
 	// APIAddr is where a client serves the OpenAI API; APIKey, if set, is the bearer token
-	// callers must present there and at AdminAddr.
+	// callers must present there and at AdminAddr. The node itself serves no HTTP: package
+	// api does, reading APIAddr, APIKey, AdminAddr and HTTP from here, and node.New checks
+	// them with the rest so that one error names the field.
 	APIAddr, APIKey string
 	// AdminAddr is where a proxy or worker serves its status and channel commands (a client
 	// serves them on its API, and here too if set). Keep it on loopback: APIKey is all that
@@ -136,7 +139,7 @@ type Config struct {
 
 	// HTTP guards the client API and the admin endpoints: allowed Host names and browser
 	// origins, the local token, timeouts and a cap on connections.
-	HTTP HTTPConfig
+	HTTP httpguard.Config
 }
 
 // PaymentConfig configures a node's TON payment channels: clients pay proxies, proxies pay
@@ -224,10 +227,7 @@ func DefaultConfig() Config {
 		AdmitRate:       16,
 		AdmitBurst:      64,
 		MaxAttestations: 8192,
-		// 512 connections stay well below the descriptors a process gets (Go raises the soft
-		// limit to the hard one at start, ulimit -Hn: 20000 where this was measured; on macOS
-		// to kern.maxfilesperproc), leaving the rest to libp2p.
-		HTTP: HTTPConfig{MaxConns: 512, BodyTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: time.Minute},
+		HTTP:            httpguard.DefaultConfig(),
 	}
 }
 
@@ -268,7 +268,12 @@ func (e *ConfigError) Unwrap() error { return ErrConfig }
 
 // validate fills zero fields from DefaultConfig and checks every rule.
 func (c *Config) validate() error {
-	d := DefaultConfig()
+	c.fill(DefaultConfig())
+	return c.check()
+}
+
+// fill sets every zero field to d's.
+func (c *Config) fill(d Config) {
 	fill(&c.Network, d.Network)
 	fill(&c.DHTMode, d.DHTMode)
 	fill(&c.DiscoveryInterval, d.DiscoveryInterval)
@@ -299,8 +304,11 @@ func (c *Config) validate() error {
 	fill(&c.AdmitBurst, d.AdmitBurst)
 	fill(&c.MaxAttestations, d.MaxAttestations)
 	c.Payments.fill(d.Payments)
-	c.HTTP.fill(d.HTTP)
+	c.HTTP.Fill(d.HTTP)
+}
 
+// check returns the first rule a filled config breaks.
+func (c *Config) check() error {
 	switch c.Role {
 	case RoleClient, RoleProxy, RoleWorker:
 	default:
@@ -344,10 +352,19 @@ func (c *Config) validate() error {
 	if err := c.validateGossip(); err != nil {
 		return err
 	}
-	if err := c.HTTP.validate(); err != nil {
+	if err := c.validateHTTP(); err != nil {
 		return err
 	}
 	return c.Payments.validate()
+}
+
+// validateHTTP checks the [http] settings, naming the field as every ConfigError does.
+func (c *Config) validateHTTP() error {
+	err := c.HTTP.Validate()
+	if fe := (*httpguard.FieldError)(nil); errors.As(err, &fe) {
+		return &ConfigError{fe.Field, fe.Value, fe.Why}
+	}
+	return err
 }
 
 // validateGossip checks the bounds on what gossip may make a node hold.

@@ -1,28 +1,38 @@
 // Package node assembles a Cocoon mesh peer from the parts it is given (a libp2p host, a model
 // backend, a TEE provider and verifier, a logger, a clock) and runs one of three roles on it:
 //
-//   - client: serves the OpenAI API on a local port (api.go) and sends each request over one
-//     libp2p stream to a proxy it found through the DHT (client.go);
+//   - client: sends each request a face hands it (Infer, face.go) over one libp2p stream to a
+//     proxy it found through the DHT (client.go);
 //   - proxy: announces itself in the DHT, keeps a table of workers fed by signed capacity
 //     adverts (gossip.go, admit.go), and routes each request to a worker, failing over while
 //     no token has reached the client yet (proxy.go);
 //   - worker: stays connected to a few proxies, publishes its capacity, and runs requests on
 //     its model backend (worker.go).
 //
-// The data path, top to bottom: HTTP request -> api.go handleCompletion -> client.go infer,
-// which makes an attempt per proxy (attempt.go: attempt.run opens the call with openCall, and
-// attempt.step takes each event: sealTo on a route, quote, chunk, final) -> [stream
-// /cocoon/infer/1.0.0] -> proxy.go handleProxyInfer -> serve, which makes a relay per worker
-// (relay.run: sealedBody, openCall; relay.step: quote, chunk, final, each checking the worker's
-// claims, billing the client, metering the worker and forwarding) -> [stream] -> worker.go
-// handleWorkerInfer -> admitJob -> job.run -> job.generate -> backend.Generate, whose chunks
-// job.send bills, seals and sends back along the same streams. Both ends of each stream are
-// package stream: the caller's a stream.Call (Next yields typed events), the callee's a
-// stream.Answer (Quote, Bill, Route, Chosen, Chunk, Final, Fail); the frame order of each hop,
-// both ways, is checked there (stream.AnswerOrder, stream.CallOrder, documented in wire's
-// doc.go), so the hops hold only what they do with each event. Payments (meter.go: billing on
-// the payee's side, metering on the payer's), sealing (seal.go, attest.go) and receipts
-// (proxy_checks.go countersign, seal.go checkReceipt) are steps the hops call on those events.
+// The data path, top to bottom: HTTP request -> api/openai handleCompletion -> face.go Infer
+// (checks each chunk) -> client.go infer, which makes an attempt per proxy (attempt.go:
+// attempt.run opens the call with openCall, and attempt.step takes each event: sealTo on a
+// route, quote, chunk, final) -> [stream /cocoon/infer/1.0.0] -> proxy.go handleProxyInfer ->
+// serve, which makes a relay per worker (relay.run: sealedBody, openCall; relay.step: quote,
+// chunk, final, each checking the worker's claims, billing the client, metering the worker and
+// forwarding) -> [stream] -> worker.go handleWorkerInfer -> admitJob -> job.run -> job.generate
+// -> backend.Generate, whose chunks job.send bills, seals and sends back along the same
+// streams. Both ends of each stream are package stream: the caller's a stream.Call (Next yields
+// typed events), the callee's a stream.Answer (Quote, Bill, Route, Chosen, Chunk, Final, Fail);
+// the frame order of each hop, both ways, is checked there (stream.AnswerOrder,
+// stream.CallOrder, documented in wire's doc.go), so the hops hold only what they do with each
+// event. Payments (meter.go: billing on the payee's side, metering on the payer's), sealing
+// (seal.go, attest.go) and receipts (proxy_checks.go countersign, seal.go checkReceipt) are
+// steps the hops call on those events.
+//
+// Faces (face.go): the node serves no HTTP. Package api serves a client's API and any node's
+// admin endpoints over a small exported API, so that another API can sit beside OpenAI's
+// without reaching into the node: Infer takes a Request (an OpenAI body, the model, limits,
+// an ID from RequestID) and hands a streamed answer to a callback chunk by chunk (server-sent
+// events, checked) or returns it whole, checked, in the Result with its usage, cost, receipt
+// and the peers that served it; Prices says what each model costs this client; the operator
+// endpoints use Status, Channels, the channel commands, Wallet and PaymentsOn (admin.go).
+// Errors are *wire.Error (AsWireError classifies any other).
 //
 // Every wait has a bound (stream.Call.Next): a callee sends a progress frame after
 // StallTimeout/3 of silence, so a caller that hears nothing for StallTimeout, or gets no first
@@ -63,7 +73,7 @@
 // quarantine, resuming a close that stalled, and closing a channel gone idle, so no earning or
 // deposit stays locked. Peers whose payments do not match ours (one side has a ledger, the
 // other not) are left alone for a while (mismatch.go). Operators steer channels over the admin
-// endpoints (admin.go).
+// endpoints (package api/admin).
 //
 // Cancellation is the stream itself: a caller keeps its write side open until it has the
 // answer, so a callee that sees its read side end knows the caller went away, stops, and ends

@@ -9,6 +9,7 @@ import (
 
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
+	"github.com/cocoon-mesh/cocoon/api"
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/node/backend/echo"
@@ -47,6 +48,15 @@ func TestNodesOverMocknet(t *testing.T) {
 		t.Cleanup(func() { n.Close() })
 		return n
 	}
+	// serve starts a node's HTTP servers, as cocoon-node does once it started.
+	serve := func(n *node.Node) *api.Servers {
+		s, err := api.Serve(n, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
 	proxy := start(node.RoleProxy, nil, nil)
 	boot := []string{proxy.Status().Addrs[0]}
 	for range workers {
@@ -57,6 +67,7 @@ func TestNodesOverMocknet(t *testing.T) {
 		start(node.RoleWorker, boot, be)
 	}
 	client := start(node.RoleClient, boot, nil)
+	clientAPI := serve(client)
 
 	deadline := time.Now().Add(30 * time.Second)
 	for len(proxy.Status().Workers) < workers || len(client.Status().Proxies) < 1 {
@@ -66,7 +77,7 @@ func TestNodesOverMocknet(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	for i := range 5 {
-		r := post(t, "http://"+client.APIAddr()+"/v1/chat/completions", "",
+		r := post(t, "http://"+clientAPI.APIAddr()+"/v1/chat/completions", "",
 			fmt.Sprintf(`{"model":"echo-test","messages":[{"role":"user","content":"over mocknet %d"}]}`, i))
 		if r.status != 200 || !strings.Contains(r.body, fmt.Sprintf("over mocknet %d", i)) {
 			t.Fatalf("request %d: %+v", i, r)

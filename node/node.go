@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -82,12 +80,6 @@ type Node struct {
 	worker *workerState // workers only
 	client *clientState // clients only
 	faults *Faults      // nil: an honest node
-
-	api   *http.Server
-	apiLn net.Listener
-
-	admin   *http.Server // the operator endpoints at AdminAddr (nil: none)
-	adminLn net.Listener
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -172,12 +164,10 @@ func (n *Node) Host() host.Host { return n.h }
 // Config is the node's configuration with defaults filled in.
 func (n *Node) Config() Config { return n.cfg }
 
-// Start joins the mesh and starts the role's work. It returns once the node serves (for a
-// client: the API listens); finding peers continues in the background.
+// Start joins the mesh and starts the role's work. It returns once the node serves; finding
+// peers continues in the background. The node serves no HTTP itself: package api serves a
+// client's API and any node's admin endpoints over it, once it started.
 func (n *Node) Start() error {
-	if err := n.startAdmin(); err != nil {
-		return err
-	}
 	n.life.Go(func() {
 		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 		defer cancel()
@@ -201,10 +191,10 @@ func (n *Node) Start() error {
 	}
 }
 
-// Close stops the node: the API and admin servers, the loops, gossip and the DHT. It returns
-// once every goroutine, timer and stream handler the node started has ended (streams still
-// open are reset). It does not close the host, which belongs to the caller. Only the first
-// call does anything.
+// Close stops the node: the loops, gossip and the DHT. It returns once every goroutine, timer
+// and stream handler the node started has ended (streams still open are reset). It does not
+// close the host, which belongs to the caller, nor the HTTP servers over it (package api),
+// which close first. Only the first call does anything.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() { n.closeErr = n.close() })
 	return n.closeErr
@@ -213,13 +203,6 @@ func (n *Node) Close() error {
 func (n *Node) close() error {
 	n.cancel()
 	var errs []error
-	for _, srv := range []*http.Server{n.api, n.admin} {
-		if srv != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			errs = append(errs, srv.Shutdown(ctx))
-			cancel()
-		}
-	}
 	n.h.RemoveStreamHandler(InferProtocol)
 	n.h.RemoveStreamHandler(AdvertProtocol)
 	n.h.RemoveStreamHandler(AttestProtocol)

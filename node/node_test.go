@@ -279,7 +279,7 @@ func TestWarmRequestsReuseConnections(t *testing.T) {
 // caller never sees the hiccup.
 func TestLostSealSessionIsResent(t *testing.T) {
 	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1})
-	url := "http://" + nw.Client.APIAddr() + "/v1/chat/completions"
+	url := "http://" + nw.APIAddr(nw.Client) + "/v1/chat/completions"
 	ask := func(i int) {
 		t.Helper()
 		r := post(t, url, "", fmt.Sprintf(`{"model":"echo-test","messages":[{"role":"user","content":"lost %d"}]}`, i))
@@ -301,7 +301,7 @@ func TestLostSealSessionIsResent(t *testing.T) {
 func TestSealedBodyAtTheLimit(t *testing.T) {
 	const limit = 32 << 10
 	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 2, Tune: func(c *node.Config) { c.MaxBodyBytes = limit }})
-	url := "http://" + nw.Client.APIAddr() + "/v1/chat/completions"
+	url := "http://" + nw.APIAddr(nw.Client) + "/v1/chat/completions"
 	head := `{"model":"echo-test","max_tokens":4,"messages":[{"role":"user","content":"`
 	tail := `"}]}`
 	body := head + strings.Repeat("x", limit-len(head)-len(tail)) + tail

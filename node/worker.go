@@ -361,9 +361,7 @@ func (j *job) generate(ctx context.Context) (backend.Usage, error) {
 			if !h.Stream {
 				return sendSplit(c, paid, j.send)
 			}
-			j.pend.Data = append(j.pend.Data, "data: "...)
-			j.pend.Data = append(j.pend.Data, c.Data...)
-			j.pend.Data = append(j.pend.Data, "\n\n"...)
+			j.pend.Data = backend.AppendEvent(j.pend.Data, c.Data)
 			j.pend.Tokens += uint32(c.Tokens)
 			if c.More && len(j.pend.Data) < maxBatchedChunk && (!paid || j.pend.Tokens < maxBilledChunk) {
 				return nil

@@ -14,7 +14,8 @@
 //
 // Sealing (Seal, Open) encrypts a request to an attested worker's HPKE key with the hybrid
 // post-quantum KEM ML-KEM-768+X25519, and derives the key the worker's answer comes back under.
-// Receipts are the signed record of one answer, checked offline by VerifyReceipt.
+// Receipts are the signed record of one answer: the worker signs it (Receipt.SignWorker), the
+// proxy countersigns it (Receipt.Countersign), and anyone checks both offline (Receipt.Verify).
 //
 // The policy checks are pure: no goroutines, no network, time passed in. Fetching collateral
 // and reading /dev/tdx_guest are the package's only I/O.

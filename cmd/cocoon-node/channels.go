@@ -19,6 +19,7 @@ import (
 	leveldb "github.com/ipfs/go-ds-leveldb"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/cocoon-mesh/cocoon/api/admin"
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/ton/chanstore"
 )
@@ -70,7 +71,7 @@ func (m *Main) channelsList(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var list node.ChannelList
+	var list admin.ChannelList
 	if err := c.call(ctx, http.MethodGet, "/cocoon/v1/channels", &list); err != nil {
 		return err
 	}
@@ -118,7 +119,7 @@ func (m *Main) channelsCommand(ctx context.Context, cmd string, args []string) e
 	if *force {
 		path += "?force=true"
 	}
-	var list node.ChannelList
+	var list admin.ChannelList
 	if err := c.call(ctx, http.MethodPost, path, &list); err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/xssnick/tonutils-go/address"
 
+	"github.com/cocoon-mesh/cocoon/api/admin"
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/ton"
 	"github.com/cocoon-mesh/cocoon/ton/chanstore"
@@ -116,7 +117,7 @@ func TestChannelsCommandsCallTheNode(t *testing.T) {
 		case strings.HasSuffix(r.URL.Path, "/close"):
 			closing := ch
 			closing.State = "closing"
-			writeTestJSON(w, 200, node.ChannelList{Channels: []node.ChannelStatus{closing, closing}})
+			writeTestJSON(w, 200, admin.ChannelList{Channels: []node.ChannelStatus{closing, closing}})
 		case strings.HasSuffix(r.URL.Path, "/topup"):
 			writeTestJSON(w, 409, map[string]any{"error": map[string]any{"message": "payments are off on this node", "type": "invalid_request_error", "code": "payments_off"}})
 		default:
@@ -152,7 +153,7 @@ func TestChannelsListFromNode(t *testing.T) {
 	t.Setenv("HOME", t.TempDir()) // no ~/.cocoon/local-token to send
 	p := testPeer(t)
 	f := newFakeNode(t, func(w http.ResponseWriter, _ *http.Request) {
-		writeTestJSON(w, 200, node.ChannelList{Channels: []node.ChannelStatus{
+		writeTestJSON(w, 200, admin.ChannelList{Channels: []node.ChannelStatus{
 			{Peer: p, Role: "payee", State: "closing", ChannelID: "abcd", Address: "EQx", Deposit: 1000, Paid: 300, Owed: 7, Seqno: 9},
 			{Peer: p, Role: "payee", State: "open", ChannelID: "abce", Address: "EQy", Deposit: 1000, Paid: 40, Seqno: 2},
 			{Peer: p, Role: "payer", State: "open", ChannelID: "abcf", Address: "EQz", Deposit: 500, Paid: 320, Seqno: 5},
@@ -176,7 +177,7 @@ func TestChannelsListFromNode(t *testing.T) {
 	if a := f.asked(); len(a) != 1 || a[0] != "GET /cocoon/v1/channels " {
 		t.Fatalf("asked %q", a)
 	}
-	empty := newFakeNode(t, func(w http.ResponseWriter, _ *http.Request) { writeTestJSON(w, 200, node.ChannelList{}) })
+	empty := newFakeNode(t, func(w http.ResponseWriter, _ *http.Request) { writeTestJSON(w, 200, admin.ChannelList{}) })
 	if out, err := runCmd("channels", "list", "--node", empty.URL); err != nil || !strings.Contains(out, "(no channels)") {
 		t.Fatalf("empty: %q %v", out, err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/cocoon-mesh/cocoon/api/httpguard"
 	"github.com/cocoon-mesh/cocoon/discovery"
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/p2phost"
@@ -310,7 +311,7 @@ func (fc *fileConfig) resolve() (settings, error) {
 }
 
 // resolveHTTP reads the [http] section over the defaults in hc.
-func (fc *fileConfig) resolveHTTP(hc *node.HTTPConfig) {
+func (fc *fileConfig) resolveHTTP(hc *httpguard.Config) {
 	hc.AllowedHosts, hc.AllowedOrigins = fc.HTTP.AllowedHosts, fc.HTTP.AllowedOrigins
 	override(&hc.MaxConns, fc.HTTP.MaxConns)
 	override(&hc.BodyTimeout, fc.HTTP.BodyTimeout.Duration)

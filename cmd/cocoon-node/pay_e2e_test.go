@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cocoon-mesh/cocoon/api/admin"
 	"github.com/cocoon-mesh/cocoon/node"
 )
 
@@ -51,7 +52,7 @@ func liveChannelsAt(p *proc, addr string) []node.ChannelStatus {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	var list node.ChannelList
+	var list admin.ChannelList
 	if c.call(ctx, http.MethodGet, "/cocoon/v1/channels", &list) != nil {
 		return nil
 	}

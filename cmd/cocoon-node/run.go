@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	leveldb "github.com/ipfs/go-ds-leveldb"
 
+	"github.com/cocoon-mesh/cocoon/api"
 	"github.com/cocoon-mesh/cocoon/model"
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/backend"
@@ -240,18 +242,24 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 		n.Close()
 		return err
 	}
+	srv, err := api.Serve(n, log)
+	if err != nil {
+		n.Close()
+		return err
+	}
+	stop := func() error { return errors.Join(srv.Close(), n.Close()) } // the servers over the node first
 	st := n.Status()
 	log.Info("node running", "role", st.Role, "peer", st.Peer, "addrs", st.Addrs)
 	if f.readyFile != "" {
 		tf, _ := filepath.Abs(tokenPath(s.dataDir))
-		if err := writeReady(f.readyFile, n, tf); err != nil {
-			n.Close()
+		if err := writeReady(f.readyFile, n, srv, tf); err != nil {
+			stop()
 			return err
 		}
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
-	return n.Close()
+	return stop()
 }
 
 // ready is what --ready-file holds, for scripts and tests that start nodes.
@@ -265,9 +273,9 @@ type ready struct {
 }
 
 // writeReady writes the node's ready file.
-func writeReady(path string, n *node.Node, tokenFile string) error {
+func writeReady(path string, n *node.Node, srv *api.Servers, tokenFile string) error {
 	st := n.Status()
-	return writeJSONFile(path, ready{Peer: st.Peer, Addrs: st.Addrs, API: n.APIAddr(), Admin: n.AdminAddr(), TokenFile: tokenFile})
+	return writeJSONFile(path, ready{Peer: st.Peer, Addrs: st.Addrs, API: srv.APIAddr(), Admin: srv.AdminAddr(), TokenFile: tokenFile})
 }
 
 // writeJSONFile writes v as JSON atomically, so a reader never sees half of it.

@@ -30,6 +30,16 @@ const sseLineSlack = 16
 // broken, and looping on it forever would hang the call.
 const maxEmptyReads = 100
 
+// AppendEvent appends to dst one server-sent event carrying data (one line: "data: " data and
+// a blank line). A streamed answer travels in this framing from the worker (which frames each
+// Chunk so) through the mesh to the client's caller, which gets the events as they came:
+// CheckEvents is its check, ParseSSE its reader.
+func AppendEvent(dst, data []byte) []byte {
+	dst = append(dst, "data: "...)
+	dst = append(dst, data...)
+	return append(dst, "\n\n"...)
+}
+
 // ParseSSE reads a text/event-stream from r and calls fn with the data of
 // each event, in order, following the WHATWG parsing rules: lines end in
 // CRLF, LF or CR; lines starting with ':' are comments; "data:" lines (with

@@ -21,6 +21,7 @@ import (
 	leveldb "github.com/ipfs/go-ds-leveldb"
 	"github.com/libp2p/go-libp2p/core/host"
 
+	"github.com/cocoon-mesh/cocoon/api"
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/node/backend/echo"
@@ -103,7 +104,8 @@ type Net struct {
 	hosts                 []host.Host
 	ledger                *ledger.Embedded // nil without payments
 	stores                []datastore.Batching
-	servers               []*http.Server
+	servers               []*http.Server              // the echo backends
+	faces                 map[*node.Node]*api.Servers // each node's HTTP servers
 	closed                sync.Once
 }
 
@@ -139,7 +141,7 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 	if o.Proxies < 1 || o.Workers < 1 {
 		return nil, errors.New("localnet: need at least one proxy and one worker")
 	}
-	nw := &Net{dir: o.Dir, noTEE: o.NoTEE, wrap: o.NodeLedger, wrapDS: o.NodeStore}
+	nw := &Net{dir: o.Dir, noTEE: o.NoTEE, wrap: o.NodeLedger, wrapDS: o.NodeStore, faces: map[*node.Node]*api.Servers{}}
 	if nw.dir == "" {
 		nw.dir, err = os.MkdirTemp("", "cocoon-localnet-")
 		if err != nil {
@@ -345,6 +347,12 @@ func (nw *Net) startNode(ctx context.Context, name string, cfg node.Config, be b
 		nd.Close()
 		return nil, err
 	}
+	srv, err := api.Serve(nd, log.With("node", name))
+	if err != nil {
+		nd.Close()
+		return nil, err
+	}
+	nw.faces[nd] = srv
 	return nd, nil
 }
 
@@ -453,8 +461,14 @@ func (nw *Net) ClientURL() string {
 	if nw.Client == nil {
 		return ""
 	}
-	return "http://" + nw.Client.APIAddr() + "/v1"
+	return "http://" + nw.APIAddr(nw.Client) + "/v1"
 }
+
+// APIAddr is the address n's client API listens on ("" for other roles).
+func (nw *Net) APIAddr(n *node.Node) string { return nw.faces[n].APIAddr() }
+
+// AdminAddr is the address n's admin endpoints listen on ("" when Config.AdminAddr is unset).
+func (nw *Net) AdminAddr(n *node.Node) string { return nw.faces[n].AdminAddr() }
 
 // Close stops every node, host, backend and datastore, and removes a temporary directory.
 func (nw *Net) Close() (err error) {
@@ -467,6 +481,9 @@ func (nw *Net) close() error {
 	nodes := append(append([]*node.Node{nw.Client}, nw.extra...), nw.Workers...)
 	for _, n := range append(nodes, nw.Proxies...) {
 		if n != nil {
+			if srv := nw.faces[n]; srv != nil {
+				errs = append(errs, srv.Close())
+			}
 			errs = append(errs, n.Close())
 		}
 	}

@@ -278,105 +278,35 @@ func (e *Embedded) deliver(ctx context.Context, msg message) (Receipt, error) {
 	if err := ctx.Err(); err != nil {
 		return Receipt{}, err
 	}
-	if msg.body == nil {
-		return Receipt{}, fmt.Errorf("%w: no body", ErrWrongOp)
-	}
-	bs, err := msg.body.BeginParse()
-	if err != nil {
-		return Receipt{}, fmt.Errorf("%w: %v", ErrWrongOp, err)
-	}
-	if op, err := bs.LoadUInt(32); err != nil || op != msg.wantOp {
-		return Receipt{}, fmt.Errorf("%w: want %s (op %#x)", ErrWrongOp, msg.op, msg.wantOp)
-	}
-	toKey, err := keyOf(msg.to)
+	toKey, fromKey, unix, err := e.address(msg)
 	if err != nil {
 		return Receipt{}, err
 	}
-	var fromKey accountKey
-	internal := msg.from != nil
-	if internal {
-		if fromKey, err = keyOf(msg.from); err != nil {
-			return Receipt{}, err
-		}
-	}
-	unix := e.now().Unix()
-	if unix < 0 || unix > math.MaxUint32 {
-		return Receipt{}, fmt.Errorf("ledger: clock %d is outside the chain's uint32 seconds", unix)
-	}
-
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	tx := e.begin()
-	if internal {
-		w := tx.get(fromKey)
-		switch {
-		case w == nil:
-			return Receipt{}, fmt.Errorf("%w: sender %s has no account", ErrInsufficientFunds, msg.from)
-		case w.isContract():
-			return Receipt{}, fmt.Errorf("%w: %s", ErrNotWallet, msg.from)
-		case w.balance < msg.value:
-			return Receipt{}, fmt.Errorf("%w: %s holds %d, value %d", ErrInsufficientFunds, msg.from, w.balance, msg.value)
-		}
+	target, err := e.target(tx, msg, toKey, fromKey)
+	if err != nil {
+		return Receipt{}, err
 	}
-	target := tx.get(toKey)
-	switch {
-	case msg.init != nil && (target == nil || !target.isContract()):
-		deployed := &account{key: toKey, code: msg.init.Code, data: msg.init.Data}
-		if target != nil {
-			deployed.balance = target.balance
-		}
-		target = deployed
-	case target == nil:
-		return Receipt{}, fmt.Errorf("%w: %s", ErrNotFound, msg.to)
-	case !target.isContract() || !bytes.Equal(target.code.Hash(), e.codeHash):
-		return Receipt{}, fmt.Errorf("%w: %s", ErrNotChannel, msg.to)
-	}
-
 	balance := target.balance
-	if internal {
+	if msg.from != nil {
 		if balance > math.MaxUint64-msg.value {
 			return Receipt{}, fmt.Errorf("%w: balance overflow", ErrActions)
 		}
 		balance += msg.value // the incoming value is part of the balance the contract sees
 	}
-	cfg := tvm.MessageEmulationConfig{
-		Address: toKey.address(), Now: uint32(unix), Balance: new(big.Int).SetUint64(balance), Config: e.cfg,
-	}
-	var res *tvm.MessageExecutionResult
-	if internal {
-		limit := int64(MaxGas)
-		if bought := msg.value / e.gasPrice; bought < MaxGas {
-			limit = int64(bought)
-		}
-		cfg.Gas = vm.NewGas(vm.GasConfig{Max: limit, Limit: limit})
-		res, err = e.vm.EmulateInternalMessage(target.code, target.data, msg.body, msg.value, cfg)
-	} else {
-		res, err = e.vm.EmulateExternalMessage(target.code, target.data,
-			&tlb.ExternalMessage{DstAddr: cfg.Address, Body: msg.body}, cfg)
-	}
+	res, err := e.emulate(msg, target, toKey, balance, unix)
 	if err != nil {
-		return Receipt{}, fmt.Errorf("ledger: %s: emulate: %w", msg.op, err)
+		return Receipt{}, err
 	}
 	e.messages++
 	rcpt := Receipt{ExitCode: res.ExitCode, GasUsed: res.GasUsed}
 	if (res.ExitCode != 0 && res.ExitCode != 1) || !res.Committed || !res.Accepted {
 		return rcpt, &ExitError{Op: msg.op, ExitCode: res.ExitCode, Accepted: res.Accepted}
 	}
-
-	gas := uint64(max(res.GasUsed, 0))
-	if gas > math.MaxUint64/e.gasPrice {
-		return rcpt, fmt.Errorf("%w: fee overflow", ErrActions)
-	}
-	rcpt.Fee = gas * e.gasPrice
-	if internal {
-		w := tx.put(tx.get(fromKey))
-		if w.balance < msg.value || w.balance-msg.value < rcpt.Fee {
-			return rcpt, fmt.Errorf("%w: %s holds %d, value %d + fee %d", ErrInsufficientFunds, msg.from, w.balance, msg.value, rcpt.Fee)
-		}
-		w.balance -= msg.value + rcpt.Fee
-	} else {
-		rcpt.Fee = min(rcpt.Fee, balance) // the contract pays what it has
-		balance -= rcpt.Fee
+	if balance, err = e.chargeFee(tx, msg, fromKey, balance, res, &rcpt); err != nil {
+		return rcpt, err
 	}
 	// The TVM's cells carry the run's load trace: keep a detached copy, which concurrent
 	// readers (Channel) and later runs can parse without touching that trace.
@@ -393,6 +323,110 @@ func (e *Embedded) deliver(ctx context.Context, msg message) (Receipt, error) {
 		return rcpt, err
 	}
 	return rcpt, nil
+}
+
+// address checks msg's op and reads its accounts (fromKey is zero for an external message)
+// and the chain time it runs at.
+func (e *Embedded) address(msg message) (toKey, fromKey accountKey, unix int64, err error) {
+	if msg.body == nil {
+		return toKey, fromKey, 0, fmt.Errorf("%w: no body", ErrWrongOp)
+	}
+	bs, err := msg.body.BeginParse()
+	if err != nil {
+		return toKey, fromKey, 0, fmt.Errorf("%w: %v", ErrWrongOp, err)
+	}
+	if op, err := bs.LoadUInt(32); err != nil || op != msg.wantOp {
+		return toKey, fromKey, 0, fmt.Errorf("%w: want %s (op %#x)", ErrWrongOp, msg.op, msg.wantOp)
+	}
+	if toKey, err = keyOf(msg.to); err != nil {
+		return toKey, fromKey, 0, err
+	}
+	if msg.from != nil {
+		if fromKey, err = keyOf(msg.from); err != nil {
+			return toKey, fromKey, 0, err
+		}
+	}
+	unix = e.now().Unix()
+	if unix < 0 || unix > math.MaxUint32 {
+		return toKey, fromKey, 0, fmt.Errorf("ledger: clock %d is outside the chain's uint32 seconds", unix)
+	}
+	return toKey, fromKey, unix, nil
+}
+
+// target is the channel contract msg runs on (deployed by it, when it carries the init), once
+// an internal message's sender is known to be a wallet that holds its value.
+func (e *Embedded) target(tx *txn, msg message, toKey, fromKey accountKey) (*account, error) {
+	if msg.from != nil {
+		w := tx.get(fromKey)
+		switch {
+		case w == nil:
+			return nil, fmt.Errorf("%w: sender %s has no account", ErrInsufficientFunds, msg.from)
+		case w.isContract():
+			return nil, fmt.Errorf("%w: %s", ErrNotWallet, msg.from)
+		case w.balance < msg.value:
+			return nil, fmt.Errorf("%w: %s holds %d, value %d", ErrInsufficientFunds, msg.from, w.balance, msg.value)
+		}
+	}
+	target := tx.get(toKey)
+	switch {
+	case msg.init != nil && (target == nil || !target.isContract()):
+		deployed := &account{key: toKey, code: msg.init.Code, data: msg.init.Data}
+		if target != nil {
+			deployed.balance = target.balance
+		}
+		return deployed, nil
+	case target == nil:
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, msg.to)
+	case !target.isContract() || !bytes.Equal(target.code.Hash(), e.codeHash):
+		return nil, fmt.Errorf("%w: %s", ErrNotChannel, msg.to)
+	}
+	return target, nil
+}
+
+// emulate runs msg on target's code in the TVM, at chain time unix, the contract holding
+// balance; an internal message buys its gas with its value.
+func (e *Embedded) emulate(msg message, target *account, toKey accountKey, balance uint64, unix int64) (*tvm.MessageExecutionResult, error) {
+	cfg := tvm.MessageEmulationConfig{
+		Address: toKey.address(), Now: uint32(unix), Balance: new(big.Int).SetUint64(balance), Config: e.cfg,
+	}
+	var res *tvm.MessageExecutionResult
+	var err error
+	if msg.from != nil {
+		limit := int64(MaxGas)
+		if bought := msg.value / e.gasPrice; bought < MaxGas {
+			limit = int64(bought)
+		}
+		cfg.Gas = vm.NewGas(vm.GasConfig{Max: limit, Limit: limit})
+		res, err = e.vm.EmulateInternalMessage(target.code, target.data, msg.body, msg.value, cfg)
+	} else {
+		res, err = e.vm.EmulateExternalMessage(target.code, target.data,
+			&tlb.ExternalMessage{DstAddr: cfg.Address, Body: msg.body}, cfg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %s: emulate: %w", msg.op, err)
+	}
+	return res, nil
+}
+
+// chargeFee sets rcpt's fee for the gas res used and takes it: from an internal message's
+// sender (with the value it sent), or from the contract's balance for an external one, which
+// it returns as left.
+func (e *Embedded) chargeFee(tx *txn, msg message, fromKey accountKey, balance uint64, res *tvm.MessageExecutionResult, rcpt *Receipt) (uint64, error) {
+	gas := uint64(max(res.GasUsed, 0))
+	if gas > math.MaxUint64/e.gasPrice {
+		return balance, fmt.Errorf("%w: fee overflow", ErrActions)
+	}
+	rcpt.Fee = gas * e.gasPrice
+	if msg.from == nil {
+		rcpt.Fee = min(rcpt.Fee, balance) // the contract pays what it has
+		return balance - rcpt.Fee, nil
+	}
+	w := tx.put(tx.get(fromKey))
+	if w.balance < msg.value || w.balance-msg.value < rcpt.Fee {
+		return balance, fmt.Errorf("%w: %s holds %d, value %d + fee %d", ErrInsufficientFunds, msg.from, w.balance, msg.value, rcpt.Fee)
+	}
+	w.balance -= msg.value + rcpt.Fee
+	return balance, nil
 }
 
 // txn collects the accounts one message changes, as copies, until commit.

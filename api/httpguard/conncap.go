@@ -1,4 +1,4 @@
-package node
+package httpguard
 
 import (
 	"io"
@@ -156,27 +156,4 @@ func (l *connCap) refuse(c net.Conn) {
 		}
 		_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 	}()
-}
-
-// serveHTTP serves h on ln, as what (for logs), behind the node's guards and connection cap,
-// until the node closes. It returns the server, for Close to shut down.
-func (n *Node) serveHTTP(what string, ln net.Listener, h http.Handler) *http.Server {
-	capped := newConnCap(ln, n.cfg.HTTP.MaxConns, n.log.With("server", what))
-	srv := &http.Server{
-		Handler:           n.guard(ln.Addr(), h),
-		ReadHeaderTimeout: headerTimeout,
-		IdleTimeout:       n.cfg.HTTP.IdleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ConnState:         capped.track,
-	}
-	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() && len(n.cfg.HTTP.AllowedHosts) == 0 {
-		n.log.Warn("HTTP server listens beyond loopback: requests naming this machine otherwise than by the listen address are refused; list the names callers use in [http] allowed_hosts",
-			"server", what, "addr", ln.Addr().String())
-	}
-	n.life.Go(func() {
-		if err := srv.Serve(capped); err != nil && err != http.ErrServerClosed {
-			n.log.Error(what+" server stopped", "err", err)
-		}
-	})
-	return srv
 }

@@ -1,4 +1,4 @@
-package node
+package httpguard
 
 import (
 	"bufio"
@@ -14,24 +14,23 @@ import (
 	"time"
 )
 
-// servedNode serves h on loopback through serveHTTP, with the guards and the cap of cfg.
-func servedNode(t *testing.T, tune func(*HTTPConfig), h http.Handler) (*Node, *http.Server, string) {
+// served serves h on loopback through Serve, with the guards and the cap of cfg.
+func served(t *testing.T, tune func(*Config), h http.Handler) string {
 	t.Helper()
-	n := guardedNode(t, tune)
-	n.log = slog.New(slog.DiscardHandler)
+	g := guardOf(t, "", tune)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := n.serveHTTP("test", ln, h)
+	s := g.Serve("test", ln, h, slog.New(slog.DiscardHandler))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		srv.Shutdown(ctx)
-		srv.Close()
-		n.life.wg.Wait()
+		s.srv.Shutdown(ctx)
+		s.srv.Close()
+		<-s.done
 	})
-	return n, srv, ln.Addr().String()
+	return s.Addr()
 }
 
 // rawGet sends one GET on a new connection, reads the answer and keeps the connection open.
@@ -105,7 +104,7 @@ func TestConnCap(t *testing.T) {
 		}
 		io.WriteString(w, "fine")
 	})
-	_, _, addr := servedNode(t, func(c *HTTPConfig) { c.MaxConns, c.BodyTimeout = 4, 500*time.Millisecond }, ok)
+	addr := served(t, func(c *Config) { c.MaxConns, c.BodyTimeout = 4, 500*time.Millisecond }, ok)
 	var conns []net.Conn
 	for i := range 7 { // past 4, each new connection closes the one idle longest
 		c, got := rawGet(t, addr)
@@ -166,7 +165,7 @@ func TestStreamingDeadlines(t *testing.T) {
 			f.Flush()
 		}
 	})
-	_, _, addr := servedNode(t, func(c *HTTPConfig) { c.BodyTimeout, c.WriteTimeout = 300*time.Millisecond, 400*time.Millisecond }, h)
+	addr := served(t, func(c *Config) { c.BodyTimeout, c.WriteTimeout = 300*time.Millisecond, 400*time.Millisecond }, h)
 	resp, err := http.Post("http://"+addr+"/stream", "application/json", strings.NewReader(`{"x":1}`))
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package node
+package openai
 
 import (
 	"encoding/json"

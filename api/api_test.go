@@ -1,17 +1,66 @@
-package node_test
+package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
+	"github.com/cocoon-mesh/cocoon/api"
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/localnet"
 )
+
+func startNet(t *testing.T, o localnet.Options) *localnet.Net {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nw, err := localnet.Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nw.Close() })
+	return nw
+}
+
+type result struct {
+	status int
+	body   string
+	header http.Header
+}
+
+// post sends a JSON body with an optional bearer key and returns the answer.
+func post(t *testing.T, url, key, body string) result { return call(t, "POST", url, key, body) }
+
+// call sends a request, with a JSON body (always so labelled for a POST) and an optional
+// bearer key, and returns the answer.
+func call(t *testing.T, method, url, key, body string) result {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" || method == "POST" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return result{resp.StatusCode, string(b), resp.Header}
+}
 
 // openAIError decodes an error answer, failing the test if it is not in OpenAI's shape.
 func openAIError(t *testing.T, r result) (code, param, msg string) {
@@ -39,12 +88,12 @@ func TestAdminEndpointsWithoutPayments(t *testing.T) {
 		c.AdminAddr = "127.0.0.1:0"
 	}})
 	proxy, worker := nw.Proxies[0], nw.Workers[0]
-	bases := map[string]string{"client": "http://" + nw.Client.APIAddr()}
+	bases := map[string]string{"client": "http://" + nw.APIAddr(nw.Client)}
 	for _, n := range []*node.Node{proxy, worker} {
-		if n.AdminAddr() == "" || n.APIAddr() != "" {
-			t.Fatalf("%s: admin at %q, API at %q", n.Config().Role, n.AdminAddr(), n.APIAddr())
+		if nw.AdminAddr(n) == "" || nw.APIAddr(n) != "" {
+			t.Fatalf("%s: admin at %q, API at %q", n.Config().Role, nw.AdminAddr(n), nw.APIAddr(n))
 		}
-		bases[string(n.Config().Role)] = "http://" + n.AdminAddr()
+		bases[string(n.Config().Role)] = "http://" + nw.AdminAddr(n)
 	}
 	for role, base := range bases {
 		if r := call(t, "GET", base+"/cocoon/v1/status", "", ""); r.status != 401 {
@@ -100,8 +149,8 @@ func TestAdminListsChannels(t *testing.T) {
 	for _, c := range []struct {
 		url, role, peer string
 	}{
-		{"http://" + nw.Client.APIAddr(), "payer", nw.Proxies[0].ID().String()},
-		{"http://" + nw.Workers[0].AdminAddr(), "payee", nw.Proxies[0].ID().String()},
+		{"http://" + nw.APIAddr(nw.Client), "payer", nw.Proxies[0].ID().String()},
+		{"http://" + nw.AdminAddr(nw.Workers[0]), "payee", nw.Proxies[0].ID().String()},
 	} {
 		if r := call(t, "GET", c.url+"/cocoon/v1/channels", "", ""); r.status != 401 || !strings.Contains(r.body, "local token") {
 			t.Errorf("%s: channels without the token: %+v", c.url, r)
@@ -126,7 +175,7 @@ func TestAdminListsChannels(t *testing.T) {
 }
 
 // A bad admin address is refused before anything starts; one that cannot be bound is refused
-// at Start; both name the field.
+// when the servers start; both name the field.
 func TestAdminAddrErrors(t *testing.T) {
 	cfg := node.LocalConfig()
 	cfg.Role, cfg.AdminAddr = node.RoleProxy, "9100"
@@ -152,7 +201,13 @@ func TestAdminAddrErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	if err := n.Start(); !errors.As(err, &ce) || ce.Field != "admin_addr" || !errors.Is(err, node.ErrConfig) {
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := api.Serve(n, nil); !errors.As(err, &ce) || ce.Field != "admin_addr" || !errors.Is(err, node.ErrConfig) {
+		if s != nil {
+			s.Close()
+		}
 		t.Fatalf("admin_addr in use: %v", err)
 	}
 }

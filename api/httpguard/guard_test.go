@@ -1,4 +1,4 @@
-package node
+package httpguard
 
 import (
 	"net"
@@ -8,17 +8,17 @@ import (
 	"testing"
 )
 
-// guardedNode is a node with only what the HTTP guards read.
-func guardedNode(t *testing.T, tune func(*HTTPConfig)) *Node {
+// guardOf is the guard of the default config, tuned, and apiKey.
+func guardOf(t *testing.T, apiKey string, tune func(*Config)) *Guard {
 	t.Helper()
 	cfg := DefaultConfig()
 	if tune != nil {
-		tune(&cfg.HTTP)
+		tune(&cfg)
 	}
-	if err := cfg.HTTP.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return &Node{cfg: cfg, clock: wallClock(), life: newLife(wallClock(), "test")}
+	return New(cfg, apiKey)
 }
 
 var testListener = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 10000}
@@ -67,10 +67,10 @@ func FuzzHostPolicy(f *testing.F) {
 	})
 }
 
-// guarded sends r through n's guard to a handler that counts the requests reaching it.
-func guarded(n *Node, r *http.Request) (*httptest.ResponseRecorder, int) {
+// guarded sends r through g to a handler that counts the requests reaching it.
+func guarded(g *Guard, r *http.Request) (*httptest.ResponseRecorder, int) {
 	reached := 0
-	h := n.guard(testListener, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	h := g.Wrap(testListener, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		reached++
 		w.WriteHeader(200)
 	}))
@@ -83,7 +83,7 @@ func guarded(n *Node, r *http.Request) (*httptest.ResponseRecorder, int) {
 // page's Origin that the config does not allow, and a POST that is not JSON; it answers
 // allowed origins' preflights and labels their answers for CORS.
 func TestGuard(t *testing.T) {
-	n := guardedNode(t, func(c *HTTPConfig) { c.AllowedOrigins = []string{"https://app.example"} })
+	n := guardOf(t, "", func(c *Config) { c.AllowedOrigins = []string{"https://app.example"} })
 	req := func(method, host string, hdr ...string) *http.Request {
 		r := httptest.NewRequest(method, "http://"+host+"/v1/chat/completions", strings.NewReader(`{}`))
 		r.Host = host
@@ -157,14 +157,13 @@ func TestNeedSecret(t *testing.T) {
 		{"neither configured", "", "", "", 403},
 		{"neither configured, something sent", "", "", "x", 403},
 	} {
-		n := guardedNode(t, func(h *HTTPConfig) { h.LocalToken = c.token })
-		n.cfg.APIKey = c.key
+		n := guardOf(t, c.key, func(h *Config) { h.LocalToken = c.token })
 		r := httptest.NewRequest("GET", "/cocoon/v1/channels", nil)
 		if c.send != "" {
 			r.Header.Set("Authorization", "Bearer "+c.send)
 		}
 		rec := httptest.NewRecorder()
-		n.authorize(n.needSecret(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(200) })).ServeHTTP(rec, r)
+		n.Authorize(n.NeedSecret(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(200) })).ServeHTTP(rec, r)
 		if rec.Code != c.status {
 			t.Errorf("%s: status %d: %s", c.name, rec.Code, rec.Body)
 		}
@@ -172,16 +171,16 @@ func TestNeedSecret(t *testing.T) {
 }
 
 func TestHTTPConfigErrors(t *testing.T) {
-	for field, tune := range map[string]func(*HTTPConfig){
-		"http.allowed_hosts":   func(c *HTTPConfig) { c.AllowedHosts = []string{"http://x.example"} },
-		"http.allowed_origins": func(c *HTTPConfig) { c.AllowedOrigins = []string{"https://x.example/app"} },
-		"http.max_conns":       func(c *HTTPConfig) { c.MaxConns = -1 },
-		"http.body_timeout":    func(c *HTTPConfig) { c.BodyTimeout = -1 },
-		"http.local_token":     func(c *HTTPConfig) { c.LocalToken = "short" },
+	for field, tune := range map[string]func(*Config){
+		"http.allowed_hosts":   func(c *Config) { c.AllowedHosts = []string{"http://x.example"} },
+		"http.allowed_origins": func(c *Config) { c.AllowedOrigins = []string{"https://x.example/app"} },
+		"http.max_conns":       func(c *Config) { c.MaxConns = -1 },
+		"http.body_timeout":    func(c *Config) { c.BodyTimeout = -1 },
+		"http.local_token":     func(c *Config) { c.LocalToken = "short" },
 	} {
-		c := DefaultConfig().HTTP
+		c := DefaultConfig()
 		tune(&c)
-		if err := c.validate(); err == nil || !strings.Contains(err.Error(), field) {
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("%s: %v", field, err)
 		}
 	}

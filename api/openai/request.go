@@ -1,4 +1,4 @@
-package node
+package openai
 
 import (
 	"bytes"
@@ -11,7 +11,20 @@ import (
 	"github.com/cocoon-mesh/cocoon/node/wire"
 )
 
-// readFields are the top-level fields of an OpenAI request the client node reads. A key that
+// completionRequest is the part of an OpenAI request the face needs to read (decodeCompletion
+// reads it); the body itself travels untouched, so tools, tool_choice and any other field
+// reach the backend.
+type completionRequest struct {
+	Model               string
+	Stream              bool
+	IncludeUsage        bool // stream_options.include_usage
+	MaxTokens           *int64
+	MaxCompletionTokens *int64
+	Messages            json.RawMessage
+	Prompt              json.RawMessage
+}
+
+// readFields are the top-level fields of an OpenAI request the face reads. A key that
 // differs from one of them only in case is refused: Go's decoder folds case, Python's does not,
 // so the client and the backend would read different values.
 var readFields = []string{"model", "stream", "stream_options", "max_tokens", "max_completion_tokens",
@@ -105,7 +118,7 @@ func describeJSON(raw json.RawMessage) string {
 	return string(raw)
 }
 
-// decodeCompletion reads the fields of a completion request the client node checks: their
+// decodeCompletion reads the fields of a completion request the face checks: their
 // types, the input for ep, and the fan-out fields. One paid request must stay one answer, so
 // n and best_of must be 1 (or absent) and a completions prompt must be one prompt.
 func decodeCompletion(body []byte, ep wire.Endpoint) (completionRequest, *apiErr) {
