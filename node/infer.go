@@ -30,9 +30,6 @@ const drainTimeout = stream.DrainTimeout
 // while the body inside is held to the limit once it is in the clear.
 const sealSlack = 4 << 10
 
-// rejection is a request's end when its caller refused the answer (see stream.Rejection).
-type rejection = stream.Rejection
-
 // openCall opens an inference stream to p on hop and sends the header, then the body unless
 // it is nil (see stream.Open): the caller's side of the stream, under the node's life.
 func (n *Node) openCall(ctx context.Context, p peer.ID, hop stream.Hop, paid bool, h *wire.Header, body []byte) (*stream.Call, error) {
