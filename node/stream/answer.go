@@ -13,7 +13,7 @@ import (
 
 // AnswerConfig is what a callee knows of an answer before the request is read.
 type AnswerConfig struct {
-	Life Life
+	Life Life          // the node: its clock, the heartbeat, the caller watcher and the drain
 	Hop  Hop           // ClientProxy: we are a proxy answering a client; ProxyWorker: a worker
 	Beat time.Duration // a silence longer than this gets a progress frame (0: no heartbeat)
 }

@@ -15,7 +15,7 @@ import (
 
 // CallConfig is what a caller knows of a call before it opens it.
 type CallConfig struct {
-	Life     Life
+	Life     Life    // the node: its clock, the cancel hook and drain timer, the reset at its close
 	Hop      Hop     // ClientProxy: we are a client; ProxyWorker: a proxy
 	Peer     peer.ID // the callee
 	Paid     bool    // payments are on: the answer must be quoted

@@ -35,8 +35,8 @@ func (k Kind) String() string {
 }
 
 // Event is one frame of an answer, checked against the hop's order and decoded. Only the field
-// of its Kind is set. Its slices alias the frame as read, valid until the next Call.Next: a hop
-// passes each frame on at once.
+// of its Kind (and Raw) holds this frame; the others are left from earlier ones. Its slices
+// alias the frame as read, valid until the next Call.Next: a hop passes each frame on at once.
 type Event struct {
 	Kind   Kind
 	Raw    []byte      // the payload as it came: a proxy forwards a chunk without re-encoding it
