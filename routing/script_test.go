@@ -4,8 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,61 +11,19 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cocoon-mesh/cocoon/internal/script"
 )
 
 var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt with the actual output")
 
-// TestScripts runs testdata/*.txt: blocks of one command line, "----", and
-// the expected output up to a blank line (a tiny cockroachdb/datadriven).
-// Lines starting with '#' are comments. Run with -rewrite to regenerate.
+// TestScripts runs testdata/*.txt (see internal/script): each script steps one Table from t0.
+// Run with -rewrite to regenerate.
 func TestScripts(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no scripts in testdata")
-	}
-	for _, file := range files {
-		t.Run(filepath.Base(file), func(t *testing.T) { runScript(t, file) })
-	}
-}
-
-func runScript(t *testing.T, file string) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	tb, now := New(Config{}), t0
-	var out strings.Builder
-	for i := 0; i < len(lines); i++ {
-		cmd := lines[i]
-		if cmd == "" || strings.HasPrefix(cmd, "#") {
-			out.WriteString(cmd + "\n")
-			continue
-		}
-		if i+1 >= len(lines) || lines[i+1] != "----" {
-			t.Fatalf("%s:%d: command without ----", file, i+1)
-		}
-		start := i + 1
-		for i = start + 1; i < len(lines) && lines[i] != ""; i++ {
-		}
-		want := strings.Join(lines[start+1:i], "\n")
-		got := strings.TrimRight(runCommand(t, tb, &now, cmd), "\n")
-		if got != want && !*rewrite {
-			t.Errorf("%s:%d: %s\ngot:\n%s\nwant:\n%s", file, start, cmd, got, want)
-		}
-		out.WriteString(cmd + "\n----\n")
-		if got != "" {
-			out.WriteString(got + "\n")
-		}
-		if i < len(lines) {
-			out.WriteString("\n")
-		}
-	}
-	if *rewrite {
-		if err := os.WriteFile(file, []byte(out.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	script.RunDir(t, *rewrite, func(t *testing.T) script.Runner {
+		tb, now := New(Config{}), t0
+		return func(_ string, _ int, cmd string) string { return runCommand(t, tb, &now, cmd) }
+	})
 }
 
 // runCommand executes one script line; its output is what the test checks.

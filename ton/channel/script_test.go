@@ -4,8 +4,6 @@ import (
 	"crypto/ed25519"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/xssnick/tonutils-go/address"
 
+	"github.com/cocoon-mesh/cocoon/internal/script"
 	"github.com/cocoon-mesh/cocoon/ton"
 	"github.com/cocoon-mesh/cocoon/ton/chanstore"
 )
@@ -20,58 +19,12 @@ import (
 var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt with the actual output")
 
 // TestScripts runs testdata/*.txt: blocks of one command line, "----", and the expected
-// output up to a blank line (a tiny cockroachdb/datadriven, as routing's). Lines starting
+// output up to a blank line (internal/script, as routing's). Lines starting
 // with '#' are comments. Each command is one handler of commands (cmds_test.go); after it
 // the script shows what the Step asked for and the channel's state. Run with -rewrite to
 // regenerate.
 func TestScripts(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no scripts in testdata")
-	}
-	for _, file := range files {
-		t.Run(filepath.Base(file), func(t *testing.T) { runScript(t, file) })
-	}
-}
-
-func runScript(t *testing.T, file string) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	e := newEnv(t)
-	var out strings.Builder
-	for i := 0; i < len(lines); i++ {
-		cmd := lines[i]
-		if cmd == "" || strings.HasPrefix(cmd, "#") {
-			out.WriteString(cmd + "\n")
-			continue
-		}
-		if i+1 >= len(lines) || lines[i+1] != "----" {
-			t.Fatalf("%s:%d: command without ----", file, i+1)
-		}
-		start := i + 1
-		for i = start + 1; i < len(lines) && lines[i] != ""; i++ {
-		}
-		want := strings.Join(lines[start+1:i], "\n")
-		got := strings.TrimRight(e.run(file, start, cmd), "\n")
-		if got != want && !*rewrite {
-			t.Errorf("%s:%d: %s\ngot:\n%s\nwant:\n%s", file, start, cmd, got, want)
-		}
-		out.WriteString(cmd + "\n----\n")
-		if got != "" {
-			out.WriteString(got + "\n")
-		}
-		if i < len(lines) {
-			out.WriteString("\n")
-		}
-	}
-	if *rewrite {
-		if err := os.WriteFile(file, []byte(out.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	script.RunDir(t, *rewrite, func(t *testing.T) script.Runner { return newEnv(t).run })
 }
 
 // t0 is the scripts' epoch: times print as offsets from it.
