@@ -112,35 +112,10 @@ type Net struct {
 // Start brings the network up and returns when the client sees every proxy it wants and every
 // proxy routes to every worker, or when ctx ends.
 func Start(ctx context.Context, o Options) (_ *Net, err error) {
-	if o.Proxies == 0 {
-		o.Proxies = 2
-	}
-	if o.Workers == 0 {
-		o.Workers = 2
-	}
-	if o.APIAddr == "" {
-		o.APIAddr = "127.0.0.1:0"
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+	if err := o.fill(); err != nil {
+		return nil, err
 	}
 	progress := o.Progress
-	if progress == nil {
-		progress = func(string) {}
-	}
-	switch {
-	case o.NewBackend != nil:
-		if o.ModelID == "" {
-			return nil, errors.New("localnet: NewBackend needs a ModelID")
-		}
-	case o.BackendURL == "":
-		o.BackendModel, o.ModelID = "echo-test", EchoModelID
-	case o.ModelID == "":
-		o.ModelID = o.BackendModel + "@local:unpinned"
-	}
-	if o.Proxies < 1 || o.Workers < 1 {
-		return nil, errors.New("localnet: need at least one proxy and one worker")
-	}
 	nw := &Net{dir: o.Dir, noTEE: o.NoTEE, wrap: o.NodeLedger, wrapDS: o.NodeStore, faces: map[*node.Node]*api.Servers{}}
 	if nw.dir == "" {
 		nw.dir, err = os.MkdirTemp("", "cocoon-localnet-")
@@ -154,67 +129,24 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 			nw.Close()
 		}
 	}()
-
 	if !o.NoPayments {
-		ds, err := leveldb.NewDatastore(filepath.Join(nw.dir, "ledger"), nil)
-		if err != nil {
-			return nil, fmt.Errorf("localnet: ledger datastore: %w", err)
-		}
-		nw.stores = append(nw.stores, ds)
-		if nw.ledger, err = ledger.NewEmbedded(ctx, ds, ledger.Options{Now: o.LedgerNow}); err != nil {
+		if err := nw.startLedger(ctx, &o); err != nil {
 			return nil, err
 		}
-		if o.Prices == (wire.Prices{}) {
-			o.Prices = DevPrices
-		}
-		progress("embedded development ledger up (NOT real TON): the real channel contract in a TVM")
 	}
 	cfg := node.LocalConfig()
 	cfg.Models = []node.ModelConfig{{ID: o.ModelID, Prices: o.Prices}}
 	if o.Tune != nil {
 		o.Tune(&cfg)
 	}
-
-	var boot []string
-	for i := range o.Proxies {
-		c := cfg
-		c.Role, c.Bootstrap = node.RoleProxy, boot
-		nd, err := nw.startNode(ctx, fmt.Sprintf("proxy%d", i+1), c, nil, o.Faults[fmt.Sprintf("proxy%d", i+1)], o.Logger)
-		if err != nil {
-			return nil, err
-		}
-		nw.Proxies = append(nw.Proxies, nd)
-		if i == 0 {
-			boot = nd.Status().Addrs[:1]
-		}
-		progress(fmt.Sprintf("proxy %d/%d up: %s", i+1, o.Proxies, nd.ID()))
+	boot, err := nw.startProxies(ctx, o, cfg)
+	if err != nil {
+		return nil, err
 	}
 	for i := range o.Workers {
-		var be backend.Backend
-		url := o.BackendURL
-		if o.NewBackend != nil {
-			if be, err = o.NewBackend(); err != nil {
-				return nil, err
-			}
-		} else if url == "" {
-			url, err = nw.startEcho(o.EchoTokenDelay)
-			if err != nil {
-				return nil, err
-			}
-			progress(fmt.Sprintf("echo test backend %d/%d at %s (repeats prompts; not a language model)", i+1, o.Workers, url))
-		}
-		if be == nil {
-			nw.BackendURLs = append(nw.BackendURLs, url)
-			if be, err = backend.NewHTTP(backend.HTTPConfig{BaseURL: url, Models: map[string]string{o.ModelID: o.BackendModel}}); err != nil {
-				return nil, err
-			}
-		}
-		name := fmt.Sprintf("worker%d", i+1)
-		nd, err := nw.startWorker(ctx, name, cfg, boot, be, o.Faults[name], o.Logger)
-		if err != nil {
+		if err := nw.startNthWorker(ctx, o, cfg, boot, i); err != nil {
 			return nil, err
 		}
-		progress(fmt.Sprintf("worker %d/%d up: %s serving %s", i+1, o.Workers, nd.ID(), o.ModelID))
 	}
 	nw.cfg, nw.boot, nw.log, nw.modelID, nw.backendModel = cfg, boot, o.Logger, o.ModelID, o.BackendModel
 	c := cfg
@@ -228,6 +160,109 @@ func Start(ctx context.Context, o Options) (_ *Net, err error) {
 		return nil, err
 	}
 	return nw, nil
+}
+
+// fill sets o's defaults and checks it.
+func (o *Options) fill() error {
+	if o.Proxies == 0 {
+		o.Proxies = 2
+	}
+	if o.Workers == 0 {
+		o.Workers = 2
+	}
+	if o.APIAddr == "" {
+		o.APIAddr = "127.0.0.1:0"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Progress == nil {
+		o.Progress = func(string) {}
+	}
+	switch {
+	case o.NewBackend != nil:
+		if o.ModelID == "" {
+			return errors.New("localnet: NewBackend needs a ModelID")
+		}
+	case o.BackendURL == "":
+		o.BackendModel, o.ModelID = "echo-test", EchoModelID
+	case o.ModelID == "":
+		o.ModelID = o.BackendModel + "@local:unpinned"
+	}
+	if o.Proxies < 1 || o.Workers < 1 {
+		return errors.New("localnet: need at least one proxy and one worker")
+	}
+	return nil
+}
+
+// startLedger starts the embedded development ledger every node pays on, and gives the
+// workers the development prices unless o names others.
+func (nw *Net) startLedger(ctx context.Context, o *Options) error {
+	ds, err := leveldb.NewDatastore(filepath.Join(nw.dir, "ledger"), nil)
+	if err != nil {
+		return fmt.Errorf("localnet: ledger datastore: %w", err)
+	}
+	nw.stores = append(nw.stores, ds)
+	if nw.ledger, err = ledger.NewEmbedded(ctx, ds, ledger.Options{Now: o.LedgerNow}); err != nil {
+		return err
+	}
+	if o.Prices == (wire.Prices{}) {
+		o.Prices = DevPrices
+	}
+	o.Progress("embedded development ledger up (NOT real TON): the real channel contract in a TVM")
+	return nil
+}
+
+// startProxies starts o.Proxies proxies, the later ones bootstrapping from the first, and
+// returns the first's address for the others to bootstrap from.
+func (nw *Net) startProxies(ctx context.Context, o Options, cfg node.Config) ([]string, error) {
+	var boot []string
+	for i := range o.Proxies {
+		c := cfg
+		c.Role, c.Bootstrap = node.RoleProxy, boot
+		name := fmt.Sprintf("proxy%d", i+1)
+		nd, err := nw.startNode(ctx, name, c, nil, o.Faults[name], o.Logger)
+		if err != nil {
+			return nil, err
+		}
+		nw.Proxies = append(nw.Proxies, nd)
+		if i == 0 {
+			boot = nd.Status().Addrs[:1]
+		}
+		o.Progress(fmt.Sprintf("proxy %d/%d up: %s", i+1, o.Proxies, nd.ID()))
+	}
+	return boot, nil
+}
+
+// startNthWorker starts worker i+1 on the backend o says: NewBackend's, BackendURL, or an
+// echo backend of its own.
+func (nw *Net) startNthWorker(ctx context.Context, o Options, cfg node.Config, boot []string, i int) error {
+	var be backend.Backend
+	var err error
+	url := o.BackendURL
+	if o.NewBackend != nil {
+		if be, err = o.NewBackend(); err != nil {
+			return err
+		}
+	} else if url == "" {
+		if url, err = nw.startEcho(o.EchoTokenDelay); err != nil {
+			return err
+		}
+		o.Progress(fmt.Sprintf("echo test backend %d/%d at %s (repeats prompts; not a language model)", i+1, o.Workers, url))
+	}
+	if be == nil {
+		nw.BackendURLs = append(nw.BackendURLs, url)
+		if be, err = backend.NewHTTP(backend.HTTPConfig{BaseURL: url, Models: map[string]string{o.ModelID: o.BackendModel}}); err != nil {
+			return err
+		}
+	}
+	name := fmt.Sprintf("worker%d", i+1)
+	nd, err := nw.startWorker(ctx, name, cfg, boot, be, o.Faults[name], o.Logger)
+	if err != nil {
+		return err
+	}
+	o.Progress(fmt.Sprintf("worker %d/%d up: %s serving %s", i+1, o.Workers, nd.ID(), o.ModelID))
+	return nil
 }
 
 // AddClient starts one more client on its own port, with tune applied to its config, and
