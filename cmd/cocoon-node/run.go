@@ -187,25 +187,10 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-
-	var be backend.Backend
-	if s.node.Role == node.RoleWorker {
-		if s.backendURL == "" {
-			return fmt.Errorf("a worker needs a model backend: set --backend (or worker.backend_url) to an OpenAI-compatible server")
-		}
-		if s.backendURL == "embedded" {
-			if s.modelFile == "" && len(s.node.Models) == 0 {
-				s.node.Models = []node.ModelConfig{{ID: model.EmbeddedID}} // the model built into the binary
-			}
-			be, err = embeddedBackend(s)
-		} else {
-			be, err = backend.NewHTTP(backend.HTTPConfig{BaseURL: s.backendURL, APIKey: s.backendKey, Models: s.backendNames})
-		}
-		if err != nil {
-			return err
-		}
+	be, err := workerBackend(&s)
+	if err != nil {
+		return err
 	}
-
 	if err := os.MkdirAll(s.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -260,6 +245,25 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 	<-ctx.Done()
 	log.Info("shutting down")
 	return stop()
+}
+
+// workerBackend is the model backend a worker's settings name (nil for other roles): the
+// built-in engine (serving the model built into the binary unless s names others), or an
+// OpenAI-compatible server.
+func workerBackend(s *settings) (backend.Backend, error) {
+	if s.node.Role != node.RoleWorker {
+		return nil, nil
+	}
+	switch s.backendURL {
+	case "":
+		return nil, fmt.Errorf("a worker needs a model backend: set --backend (or worker.backend_url) to an OpenAI-compatible server")
+	case "embedded":
+		if s.modelFile == "" && len(s.node.Models) == 0 {
+			s.node.Models = []node.ModelConfig{{ID: model.EmbeddedID}} // the model built into the binary
+		}
+		return embeddedBackend(*s)
+	}
+	return backend.NewHTTP(backend.HTTPConfig{BaseURL: s.backendURL, APIKey: s.backendKey, Models: s.backendNames})
 }
 
 // ready is what --ready-file holds, for scripts and tests that start nodes.
