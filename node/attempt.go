@@ -47,7 +47,7 @@ func (a *attempt) run(ctx context.Context) error {
 	a.h.Timeout = left
 	a.h.Sealed = !n.cfg.DisableSealing
 	if n.payments != nil {
-		if a.payee, err = n.payOn(ctx, p); err != nil {
+		if a.payee, err = n.payments.payOn(ctx, p); err != nil {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
 			}
@@ -57,7 +57,7 @@ func (a *attempt) run(ctx context.Context) error {
 			}
 			return wire.Errorf(wire.CodeUnavailable, "%v", err)
 		}
-		defer n.donePaying(a.payee)
+		defer a.payee.end()
 	}
 	first := a.body
 	if a.h.Sealed {
@@ -175,7 +175,7 @@ func (a *attempt) quote(q wire.Quote) error {
 	if err := a.n.checkProxyQuote(q, a.ex.worker, a.h.Model, a.payee); err != nil {
 		return a.refuseProxy(err)
 	}
-	a.meter = a.n.newMetering(a.payee, q)
+	a.meter = newMetering(a.payee, q)
 	return nil
 }
 

@@ -56,7 +56,7 @@ func (n *Node) startClient() error {
 	n.keeper = n.disc.NewKeeper(n.cfg.MinProxies, n.cfg.DiscoveryInterval, func(ctx context.Context, p peer.ID) {
 		n.attestProxy(ctx, p)
 		if n.payments != nil { // open (or resume) the channel we pay it on before the first request
-			n.life.Go(func() { n.ensureChannel(n.ctx, p) })
+			n.life.Go(func() { n.payments.ensure(n.ctx, p) })
 		}
 	})
 	n.goLoop(n.keeper.Run)

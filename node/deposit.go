@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -49,12 +50,12 @@ func lockedBy(chans []ChannelStatus) (earned map[string]uint64, locked Locked) {
 // depositFor is what a new channel to payee p locks: FirstDeposit for a payee that earned
 // nothing from us, else twice what it earned, within [FirstDeposit, Deposit]. A payee that
 // earned nothing gets one only while what is locked for such payees stays within UnearnedCap.
-func (n *Node) depositFor(p peer.ID) (uint64, error) {
-	cfg := n.payments.cfg
-	earned, locked := lockedBy(n.Channels())
+func (cs *channels) depositFor(ctx context.Context, p peer.ID) (uint64, error) {
+	cfg := cs.cfg
+	earned, locked := lockedBy(cs.list(ctx))
 	e := earned[p.String()]
 	if e == 0 && locked.Unearned+cfg.FirstDeposit > cfg.UnearnedCap {
-		n.log.Warn("not opening a payment channel to a payee that has earned nothing yet: the cap is reached",
+		cs.log.Warn("not opening a payment channel to a payee that has earned nothing yet: the cap is reached",
 			"payee", p.String(), "locked_unearned", locked.Unearned, "unearned_cap", cfg.UnearnedCap,
 			"hint", "channels to such payees close after payments.unearned_idle; raise payments.unearned_cap to try more new workers at once")
 		return 0, fmt.Errorf("%w (%d nanoTON locked for such payees)", errUnearnedCap, locked.Unearned)

@@ -53,27 +53,49 @@
 // to workers the proxy chose before), so the proxy forwards ciphertext. The worker signs a
 // receipt for each answer and the proxy countersigns it.
 //
-// Payments (pay.go, channel.go), when the node has a ledger: the client pays each proxy and
-// the proxy each worker over a TON payment channel opened on /cocoon/channel/1.0.0. On the
+// Payments, when the node has a ledger: the client pays each proxy and the proxy each worker
+// over a TON payment channel opened on /cocoon/channel/1.0.0 (chanproto.go). On the
 // inference stream the payee quotes the answer's prices before its first chunk, the payer
 // sends cumulative vouchers as value arrives (every quarter of the payee's credit window; each
 // signed and made durable beside the answer, which never waits on the disk for it), and the
 // payee sends each chunk only within that window, billing and waiting when the payer is
 // behind; it reads its caller until the caller closes, so the voucher for an answer's last
 // tokens, and the caller's verdict on the answer, arrive after the final frame. A proxy bills
-// its client for each chunk before it counts it as owed to the worker. Every voucher is durable
-// (ton/chanstore) before a payer sends it and before a payee counts it. What a payee counted
-// that never reached its payer (a broken stream, a restart) is written off when they next meet
-// (reconcile.go), so a channel never jams. Deposits follow trust (deposit.go): a proxy opens a
-// worker's channel with its first request, small at first and growing with what it earned,
-// and caps what channels to payees that earned nothing lock. After opening (close.go): a payer
-// whose deposit runs low moves to a new channel and closes the old one together with its
-// payee; either side can close alone with the newest state it holds; and every node watches
-// its unclosed channels' contracts, challenging an older state, finishing a close after its
-// quarantine, resuming a close that stalled, and closing a channel gone idle, so no earning or
-// deposit stays locked. Peers whose payments do not match ours (one side has a ledger, the
-// other not) are left alone for a while (mismatch.go). Operators steer channels over the admin
-// endpoints (package api/admin).
+// its client for each chunk before it counts it as owed to the worker (meter.go). Every
+// voucher is durable (ton/chanstore) before a payer sends it and before a payee counts it.
+// What a payee counted that never reached its payer (a broken stream, a restart) is written
+// off when they next meet, within bounds (pay.go), so a channel never jams. Deposits follow
+// trust (deposit.go): a proxy opens a worker's channel with its first request, small at first
+// and growing with what it earned, and caps what channels to payees that earned nothing
+// lock. Peers whose payments do not match ours (one side has a ledger, the other not) are
+// left alone for a while (mismatch.go). Operators steer channels over the admin endpoints
+// (package api/admin, through close.go).
+//
+// Every decision about a channel is ton/channel's stepped core (open, pay, settle, rotate,
+// close together or alone, challenge, finish, write off); node only carries out its Effects.
+// Each channel has one owner (owner.go): a goroutine that alone steps its channel.Channel and,
+// before the next Step, carries out the Effects in order: the records durable (chanstore),
+// then the messages (a voucher on the answer's stream; a request on the channel stream, in
+// the background), then the chain actions (chain.go, in the background); outcomes come back
+// into its loop as events. So persist before send holds by construction. The rest posts
+// into that loop: the data path (pay.go: payOn, outChan.begin, receive, bill, end;
+// inChan.reserve, frames), the channel protocol's handlers (chanproto.go), the opening of a
+// channel (open.go), the watch's ticker and the owner's own timer, which only post. What
+// spans channels stays in channels.go: the owners by channel and the one in use per peer,
+// which stored channel to resume, a new channel's id and deposit.
+//
+// One owner per channel rather than one loop for all: a channel's writes are fsynced, and a
+// loop for all would queue every channel's voucher behind every other's write, so a disk or
+// a peer that stalls would stall every channel; per channel, it holds only its own (as the
+// per-channel voucher lock did before). An owner's work runs in its turn (mailbox.go), one
+// piece at a time and in order: on its goroutine, or, while it is idle, on the goroutine of
+// a caller that waits for it anyway (a reservation of credit on every chunk) or whose work
+// writes nothing, which spares two hand-offs between goroutines on the hot path. Value
+// received is always metered on the owner's goroutine (it may sign and write a voucher),
+// merged while a voucher is being written, as the pay-ahead goroutine did before. A turn
+// blocks on nothing but the channel's store writes and a voucher's write to an answer's
+// stream; a channel's status is published after each piece of work, so reading it never
+// waits for a turn.
 //
 // Cancellation is the stream itself: a caller keeps its write side open until it has the
 // answer, so a callee that sees its read side end knows the caller went away, stops, and ends

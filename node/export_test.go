@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cocoon-mesh/cocoon/tee"
+	"github.com/cocoon-mesh/cocoon/ton/channel"
 	"github.com/cocoon-mesh/cocoon/ton/chanstore"
 )
 
@@ -16,14 +17,22 @@ import (
 func ForgetSealSessions(n *Node) { n.attest.opener = tee.NewOpener(n.attest.opener.Key()) }
 
 // AbandonClose marks the channel n pays p on closing and takes it out of use, and starts no
-// close: what a payer that died in the middle of a close leaves behind.
+// close: what a payer that died in the middle of a close leaves behind (its channel resumed
+// from the store, as after a restart).
 func AbandonClose(ctx context.Context, n *Node, p peer.ID) error {
-	c := forgetOut(n, p)
-	if c == nil {
+	rec, ok := forgetOut(n, p)
+	if !ok {
 		return errors.New("no channel to abandon")
 	}
-	c.stop()
-	return n.markOut(ctx, c, chanstore.Closing)
+	rec.State = chanstore.Closing
+	if err := n.payments.store.Put(ctx, rec); err != nil {
+		return err
+	}
+	rec, err := n.payments.store.Get(ctx, rec.ChannelID, rec.Role)
+	if err == nil {
+		_, err = n.payments.resumed(rec)
+	}
+	return err
 }
 
 // OrphanChannel stores a new channel to p as a payer does just before deploying it, and
@@ -31,13 +40,11 @@ func AbandonClose(ctx context.Context, n *Node, p peer.ID) error {
 // It returns the new channel's id, in hex.
 func OrphanChannel(ctx context.Context, n *Node, p peer.ID) (string, error) {
 	ps := n.payments
-	cur := forgetOut(n, p)
-	if cur == nil {
+	cur, ok := forgetOut(n, p)
+	if !ok {
 		return "", errors.New("no channel to p")
 	}
-	cur.mu.Lock()
-	params, err := cur.rec.Params()
-	cur.mu.Unlock()
+	params, err := cur.Params()
 	if err != nil {
 		return "", err
 	}
@@ -49,25 +56,33 @@ func OrphanChannel(ctx context.Context, n *Node, p peer.ID) (string, error) {
 	return hex.EncodeToString(params.ChannelID[:]), ps.store.Put(ctx, rec)
 }
 
-// forgetOut takes the channel n pays p on out of n's memory, as a restart would.
-func forgetOut(n *Node, p peer.ID) *outChan {
-	n.payments.mu.Lock()
-	defer n.payments.mu.Unlock()
-	c := n.payments.out[p]
-	delete(n.payments.out, p)
-	return c
+// forgetOut takes the channel n pays p on out of n's memory, as a restart would, and returns
+// its record.
+func forgetOut(n *Node, p peer.ID) (chanstore.Record, bool) {
+	cs := n.payments
+	cs.mu.Lock()
+	c := cs.out[p]
+	cs.mu.Unlock()
+	if c == nil {
+		return chanstore.Record{}, false
+	}
+	var rec chanstore.Record
+	_ = c.ask(func() { rec = c.ch.Record() })
+	c.forget()
+	return rec, true
 }
 
 // Drift counts value v as delivered to payer p on n's channel without sending it anywhere:
 // what an answer leaves behind when the stream carrying it breaks.
 func Drift(n *Node, p peer.ID, v uint64) error {
-	c, err := n.payerIn(p)
+	c, err := n.payments.payerIn(p)
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.credit.Reserve(v, ^uint64(0))
+	if e := c.ask(func() { _, err = c.step(channel.Delivered{Cost: v, Window: ^uint64(0)}) }); e != nil {
+		return e
+	}
+	return err
 }
 
 // ForgetPayer makes n lose its in-memory state of the channel it pays p on, as a restart would.

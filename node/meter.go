@@ -18,7 +18,6 @@ import (
 // handler bills as it sends; a refusal from the payer (on the caller watcher) takes back what
 // was counted beyond what the payer accepted, and bills nothing more.
 type billing struct {
-	n      *Node
 	ch     *inChan
 	window uint64
 	bill   func(owed uint64) error // asks the payer for a voucher
@@ -34,16 +33,14 @@ type billing struct {
 var errRefused = wire.Errorf(wire.CodeCancelled, "the caller refused the answer")
 
 // newBilling starts an answer billed at q on channel c (nil when payments are off).
-func (n *Node) newBilling(c *inChan, q wire.Quote, bill func(owed uint64) error) *billing {
+func newBilling(c *inChan, q wire.Quote, bill func(owed uint64) error) *billing {
 	if c == nil {
 		return nil
 	}
 	tab := ton.NewTab(q.Prices, q.Coefficient)
-	window := tab.Per(uint64(n.cfg.Payments.WindowTokens))
-	c.mu.Lock()
-	c.window = window
-	c.mu.Unlock()
-	return &billing{n: n, ch: c, tab: tab, window: window, bill: bill}
+	window := tab.Per(uint64(c.cs.cfg.WindowTokens))
+	c.began(window)
+	return &billing{ch: c, tab: tab, window: window, bill: bill}
 }
 
 // chunk charges tokens completion tokens, waiting for payment if the payer is behind.
@@ -74,7 +71,7 @@ func (b *billing) charge(ctx context.Context, f func(*ton.Tab) (uint64, error)) 
 	if err != nil {
 		return wire.Errorf(wire.CodeInternal, "billing: %v", err)
 	}
-	if err := b.n.reserve(ctx, b.ch, v, b.window, b.bill); err != nil {
+	if err := b.ch.reserve(ctx, v, b.window, b.bill); err != nil {
 		return err
 	}
 	b.mu.Lock()
@@ -125,22 +122,22 @@ func tonUsage(u wire.Usage) ton.Usage {
 // metering is a payer's side of one answer: the tab it keeps at the quoted prices, on the
 // channel it pays on. A nil *metering (payments off) pays nothing.
 type metering struct {
-	n     *Node
 	ch    *outChan
 	tab   *ton.Tab
 	every uint64
-	due   *dueVoucher // the last voucher this answer had paid ahead (nil: none)
+	// metered: value went to the channel, which may have paid a voucher ahead on the stream.
+	metered bool
 	// refused: we refused the answer's value beyond what we accepted, and take no more.
 	refused bool
 }
 
 // newMetering starts metering an answer quoted at q on c (nil when payments are off).
-func (n *Node) newMetering(c *outChan, q wire.Quote) *metering {
+func newMetering(c *outChan, q wire.Quote) *metering {
 	if c == nil {
 		return nil
 	}
 	tab := ton.NewTab(q.Prices, q.Coefficient)
-	return &metering{n: n, ch: c, tab: tab, every: c.every(tab)}
+	return &metering{ch: c, tab: tab, every: c.every(tab)}
 }
 
 // refuse takes back, from what the channel received, the value of this answer beyond its first
@@ -164,98 +161,30 @@ func (m *metering) refuseOn(c *stream.Call, tokens uint64, why *wire.Error) {
 	m.refuse(tokens)
 }
 
-// chunk records tokens received and, when a voucher is due, has one paid ahead of the answer.
+// chunk records tokens received on call c: when a voucher is due, the channel pays one ahead
+// of the answer, on c, while the answer goes on.
 func (m *metering) chunk(ctx context.Context, c *stream.Call, tokens uint32) error {
 	if m == nil {
 		return nil
 	}
 	v, err := m.tab.Chunk(uint64(tokens))
 	if err != nil {
-		return m.send(ctx, c, nil, err)
+		return m.failed(err)
 	}
-	if m.ch.receive(v, m.every) {
-		m.due = &dueVoucher{c: c, every: m.every, done: make(chan struct{})}
-		m.n.payAhead(m.ch, m.due)
-	}
+	m.ch.receive(v, m.every, c)
+	m.metered = true
 	return nil
-}
-
-// dueVoucher is an answer that found a voucher due: the stream it goes out on, and the
-// answer's voucher spacing.
-type dueVoucher struct {
-	c     *stream.Call
-	every uint64
-	done  chan struct{} // closed once the voucher was sent on c, or left to another stream
 }
 
 // finish closes the answer's stream c once a voucher paid ahead on it went out: the payee
 // reads its caller's frames until then, so the voucher arrives on the stream that earned it.
 func (m *metering) finish(c *stream.Call) {
-	if m == nil || m.due == nil {
+	if m == nil || !m.metered {
 		c.Finish()
 		return
-	}
-	select {
-	case <-m.due.done: // sent already
-		c.Finish()
-		return
-	default:
 	}
 	c.Detach() // the answer is whole: the request ending no longer closes the call
-	d := m.due
-	if !m.n.life.Go(func() {
-		<-d.done
-		c.Finish()
-	}) {
-		c.Finish() // the node is closing: no voucher goes out now
-	}
-}
-
-// payAhead signs, persists and sends a due voucher in the background, so an answer never
-// waits on the disk for a payment its payee does not need yet (it is paid a quarter window
-// early). One runs per channel at a time; value received meanwhile is paid when it ends, on
-// the newest due answer's stream. A voucher that finds its stream gone, or a failure, is left
-// to settleLater; a payee that runs short meanwhile bills, and billNow pays in line.
-func (n *Node) payAhead(ch *outChan, d *dueVoucher) {
-	ch.mu.Lock()
-	if ch.due != nil {
-		close(ch.due.done) // the newer answer's voucher covers it
-	}
-	ch.due = d
-	if ch.ahead {
-		ch.mu.Unlock()
-		return
-	}
-	ch.ahead = true
-	ch.mu.Unlock()
-	if !n.life.Go(func() {
-		for {
-			ch.mu.Lock()
-			d := ch.due
-			ch.due = nil
-			if d == nil {
-				ch.ahead = false
-				ch.mu.Unlock()
-				return
-			}
-			ch.mu.Unlock()
-			// Persisted on the node's context: a voucher signed as the request is cancelled is kept.
-			vb, err := n.pay(n.ctx, ch, false, d.every)
-			if err != nil && n.ctx.Err() == nil {
-				n.log.Warn("cannot pay ahead on channel", "payee", ch.peer.String(), "err", err)
-			}
-			// A cancelled answer's call is closed for writing: the send fails.
-			if err != nil || (vb != nil && d.c.Pay(vb) != nil) {
-				n.settleLater(ch)
-			}
-			close(d.done)
-		}
-	}) { // the node is closing: nothing is paid ahead now
-		ch.mu.Lock()
-		ch.ahead, ch.due = false, nil
-		ch.mu.Unlock()
-		close(d.done)
-	}
+	m.ch.after(c.Finish)
 }
 
 // final records the rest of the answer's cost; what is unpaid is settled shortly after.
@@ -267,7 +196,7 @@ func (m *metering) final(u wire.Usage) error {
 	if err != nil {
 		return err
 	}
-	m.ch.receive(v, ^uint64(0)) // paid once the answer ends (donePaying), or ahead with the next
+	m.ch.final(v) // paid once the answer ends, or ahead with the next
 	return nil
 }
 
@@ -276,32 +205,14 @@ func (m *metering) final(u wire.Usage) error {
 // owed never reached us (a stream broke, or we restarted), and it may write that off. A
 // payment that fails ends the call.
 func (m *metering) billNow(ctx context.Context, c *stream.Call) error {
-	vb, err := m.n.pay(ctx, m.ch, true, 0)
-	if err == nil && vb == nil {
-		vb, err = m.ch.latest() // all paid, perhaps on a stream the payee has not read yet
+	if err := m.ch.bill(c); err != nil {
+		c.Abort()
+		return m.failed(err)
 	}
-	if err != nil || vb == nil {
-		if err = m.send(ctx, c, vb, err); err != nil {
-			c.Abort()
-		}
-		return err
-	}
-	_ = c.Settled(vb) // a cancelled request takes nothing more: settle pays later
 	return nil
 }
 
-// send passes a durable voucher on the answer's stream c. A cancelled request's stream takes
-// no more frames (or is gone): settle sends the voucher later.
-func (m *metering) send(ctx context.Context, c *stream.Call, vb []byte, err error) error {
-	if err != nil {
-		payee := "worker"
-		if m.n.cfg.Role == RoleClient {
-			payee = "proxy"
-		}
-		return wire.Errorf(wire.CodeInternal, "paying %s %s: %v", payee, m.ch.peer.String(), err)
-	}
-	if vb != nil && ctx.Err() == nil {
-		_ = c.Pay(vb)
-	}
-	return nil
+// failed is a payment that could not be made, as the answer's error.
+func (m *metering) failed(err error) error {
+	return wire.Errorf(wire.CodeInternal, "paying %s %s: %v", m.ch.cs.payees, m.ch.peer.String(), err)
 }

@@ -79,7 +79,7 @@ func (n *Node) leaveAlone(p peer.ID, why error) {
 func (n *Node) checkTakesPayments(ctx context.Context, p peer.ID) {
 	ctx, cancel := context.WithTimeout(ctx, channelTimeout)
 	defer cancel()
-	_, err := n.channelCall(ctx, p, wire.FrameTerms, nil, wire.FrameTerms)
+	_, err := channelCall(ctx, n.h, p, wire.FrameTerms, nil, wire.FrameTerms)
 	if errors.Is(err, multistream.ErrNotSupported[protocol.ID]{}) {
 		n.leaveAlone(p, errTakesNoPayments)
 	}

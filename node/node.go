@@ -74,7 +74,7 @@ type Node struct {
 
 	attest *attestState // this node's attestation and its peers'
 
-	payments *payState  // nil: payments off
+	payments *channels  // nil: payments off
 	mismatch mismatches // peers whose payments do not match ours, left alone for a while
 
 	worker *workerState // workers only
@@ -121,15 +121,16 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if n.attest, err = newAttestState(priv, deps.TEE, verifier); err != nil {
 		return nil, err
 	}
+	if deps.Ledger != nil && (deps.Channels == nil || deps.Wallet == nil) {
+		return nil, errors.New("node: payments need a channel store and a wallet besides the ledger")
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if deps.Ledger != nil {
-		if deps.Channels == nil || deps.Wallet == nil {
-			return nil, errors.New("node: payments need a channel store and a wallet besides the ledger")
-		}
-		if n.payments, err = newPayState(cfg.Payments, deps.Ledger, deps.Channels, priv, deps.Wallet); err != nil {
+		if n.payments, err = newChannels(n, deps.Ledger, deps.Channels, priv, deps.Wallet); err != nil {
+			n.cancel()
 			return nil, err
 		}
 	}
-	n.ctx, n.cancel = context.WithCancel(context.Background())
 
 	boot, _ := cfg.bootstrapPeers() // validated above
 	n.disc, err = discovery.New(n.h, discovery.Config{Network: cfg.Network, Mode: cfg.DHTMode, Bootstrap: boot, Logger: n.log})
@@ -177,8 +178,8 @@ func (n *Node) Start() error {
 	})
 	n.startAttest()
 	if n.payments != nil {
-		n.h.SetStreamHandler(ChannelProtocol, n.life.handler(n.handleChannel))
-		n.life.Go(n.watchChannels)
+		n.h.SetStreamHandler(ChannelProtocol, n.life.handler(n.payments.handle))
+		n.life.Go(n.payments.watchChannels)
 	}
 	switch n.cfg.Role {
 	case RoleProxy:

@@ -1,371 +1,117 @@
 package node
 
 import (
-	"bytes"
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/xssnick/tonutils-go/address"
 
 	"github.com/cocoon-mesh/cocoon/node/stream"
 	"github.com/cocoon-mesh/cocoon/node/wire"
 	"github.com/cocoon-mesh/cocoon/ton"
+	"github.com/cocoon-mesh/cocoon/ton/channel"
 	"github.com/cocoon-mesh/cocoon/ton/chanstore"
-	"github.com/cocoon-mesh/cocoon/ton/ledger"
 )
 
-// payState is a node's payment channels: those it pays on (a client's to proxies, a proxy's to
-// workers) and those it is paid on (a proxy's from clients, a worker's from proxies). Each
-// channel's state has one owner, its own mutex; the maps only find channels.
-type payState struct {
-	cfg    PaymentConfig
-	ledger ledger.Ledger
-	store  *chanstore.Store
-	key    ed25519.PrivateKey // the channel key: the node's libp2p identity key
-	wallet *address.Address   // dest_A of channels we pay, dest_B of those paying us
-	terms  wire.Terms         // what we ask of channels paying us
+// The data path's side of the payment channels: what an answer posts into its channel's
+// owner. A payer's answer counts itself (begin, end), meters what it receives (receive,
+// final, refuse) and pays when billed (bill); a payee's serves within the payer's credit
+// (reserve, release) and takes the vouchers its caller sends (frames). Nothing here waits on
+// the disk but a bill and a reservation: a voucher due is signed, made durable and sent on
+// the answer's stream by the owner, while the answer goes on.
+//
+// Reconciling what a payee counts as owed with what its payer received: the two drift apart
+// when an item never arrives (a stream breaks, the payer restarts knowing only its newest
+// voucher, or refuses an answer). So a payer that refuses an answer says how many of its
+// tokens it accepts, and both sides take back the rest (stream.Call.Reject, billing.refused,
+// metering.refuse); a payer billed for more than it received answers with its newest voucher
+// as settled, and a payer resuming a channel presents it: either way the payee writes off
+// what it counted beyond, within the bounds ton/channel keeps (WriteOffWindows,
+// WriteOffShare).
 
-	depositMu sync.Mutex // sizes a new channel's deposit and stores its record, one at a time
+// outChan is a channel this node pays on, as an answer holds it.
+type outChan struct{ *chanOwner }
 
-	mu      sync.Mutex
-	out     map[peer.ID]*outChan  // channels we pay on, by payee
-	in      map[peer.ID]*inChan   // channels paying us, by payer
-	old     map[peer.ID][]*inChan // channels a payer replaced with a newer one, until they close
-	opening map[peer.ID]*opening  // channels being opened or resumed, by payee
-	busy    map[ton.ChannelID]int // closes under way in this process, by channel
-}
+// inChan is a channel paying this node, as an answer holds it.
+type inChan struct{ *chanOwner }
 
-// closing marks a close of channel id as under way in this process until done is called: the
-// watcher leaves such a channel to it (see resumeClose).
-func (ps *payState) closing(id ton.ChannelID) (done func()) {
-	ps.mu.Lock()
-	ps.busy[id]++
-	ps.mu.Unlock()
-	return sync.OnceFunc(func() {
-		ps.mu.Lock()
-		if ps.busy[id]--; ps.busy[id] <= 0 {
-			delete(ps.busy, id)
+// errSpent refuses an answer on a channel whose deposit is spent; the next one takes it.
+var errSpent = errors.New("the deposit on the channel is spent")
+
+// payOn returns the channel to pay payee p on for one answer, counted: the caller calls end
+// when the answer ends. A channel whose deposit runs low is replaced meanwhile.
+func (cs *channels) payOn(ctx context.Context, p peer.ID) (*outChan, error) {
+	for range 3 { // a channel being replaced refuses new answers: take the next one
+		c, err := cs.channelTo(ctx, p, false)
+		if err != nil {
+			return nil, err
 		}
-		ps.mu.Unlock()
-	})
-}
-
-// closingHere reports whether a close of channel id is under way in this process.
-func (ps *payState) closingHere(id ton.ChannelID) bool {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	return ps.busy[id] > 0
-}
-
-// pub is this node's channel public key.
-func (ps *payState) pub() ed25519.PublicKey { return ps.key.Public().(ed25519.PublicKey) }
-
-// opening is one ensureChannel in flight; others wanting the same channel wait for it.
-type opening struct {
-	done chan struct{}
-	ch   *outChan
-	err  error
-}
-
-// ed25519Key returns the raw ed25519 key behind a libp2p key: channel keys are identity keys,
-// so a peer's channel key is the one its connection authenticated.
-func ed25519Key(k crypto.PubKey) (ed25519.PublicKey, error) {
-	if k == nil || k.Type() != crypto.Ed25519 {
-		return nil, errors.New("payments need an ed25519 peer identity")
+		switch err := c.begin(); {
+		case err == nil:
+			return c, nil
+		case errors.Is(err, errSpent):
+			return nil, fmt.Errorf("the deposit on the channel to %s is spent", p.String())
+		case !errors.Is(err, channel.ErrStopped) && !errors.Is(err, errChannelGone):
+			return nil, err
+		}
 	}
-	raw, err := k.Raw()
-	if err != nil || len(raw) != ed25519.PublicKeySize {
-		return nil, errors.New("payments need an ed25519 peer identity")
-	}
-	return raw, nil
+	return nil, fmt.Errorf("the channel to %s is being replaced", p.String())
 }
 
-func newPayState(cfg PaymentConfig, l ledger.Ledger, store *chanstore.Store, identity crypto.PrivKey, wallet *address.Address) (*payState, error) {
-	if identity.Type() != crypto.Ed25519 {
-		return nil, errors.New("node: payments need an ed25519 identity key")
+// begin counts an answer paid on c.
+func (c *outChan) begin() error {
+	var err error
+	if e := c.ask(func() {
+		var eff channel.Effects
+		if eff, err = c.step(channel.AnswerBegan{}); err == nil && hasNote(eff, channel.NoteSpent) {
+			err = errSpent
+		}
+	}); e != nil {
+		return e
 	}
-	raw, err := identity.Raw()
-	if err != nil || len(raw) != ed25519.PrivateKeySize {
-		return nil, errors.New("node: payments need an ed25519 identity key")
-	}
-	return &payState{
-		cfg: cfg, ledger: l, store: store, key: raw, wallet: wallet,
-		terms: wire.Terms{
-			Wallet:       wallet.String(),
-			Quarantine:   uint32(cfg.Quarantine / time.Second),
-			CondClose:    uint32(cfg.ConditionalClose / time.Second),
-			ExcessFee:    cfg.ExcessFee,
-			Commission:   cfg.Commission,
-			WindowTokens: cfg.WindowTokens,
-		},
-		out: make(map[peer.ID]*outChan), in: make(map[peer.ID]*inChan), opening: make(map[peer.ID]*opening),
-		busy: make(map[ton.ChannelID]int),
-		old:  make(map[peer.ID][]*inChan),
-	}, nil
+	return err
 }
 
-// outChan is a channel this node pays on. Signing and persisting a voucher is sequenced by
-// payMu; mu guards the meter and the record, and is never held across I/O.
-type outChan struct {
-	peer  peer.ID
-	id    ton.ChannelID // rec's, fixed: read without mu to find the channel
-	terms wire.Terms    // the payee's terms: its commission and window
-
-	payMu sync.Mutex
-	mu    sync.Mutex
-	rec   chanstore.Record
-	payer *ton.Payer
-	meter *ton.Meter
-	flush *Timer // a pending settle (nil: none)
-	acked uint64 // the highest seqno the payee confirmed holding on the channel stream
-	// disputed: we refused value the payee may still count; the next settle says so.
-	disputed bool
-	due      *dueVoucher // the newest answer that found a voucher due while one was being paid
-	ahead    bool        // payAhead is signing and persisting a voucher in the background
-
-	active  int           // answers being paid for on the channel
-	closing bool          // no new answers: the channel is being replaced or closed
-	idle    chan struct{} // closed when closing and active reaches 0
-}
-
-// acquire counts a new answer paid on c; false once c is closing.
-func (c *outChan) acquire() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return false
-	}
-	c.active++
-	return true
-}
-
-// release ends an answer counted by acquire.
-func (c *outChan) release() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.active--; c.active == 0 && c.closing && c.idle != nil {
-		close(c.idle)
-		c.idle = nil
-	}
-}
-
-// stop takes no more answers on c and returns a channel closed once those under way ended;
-// false if c was already stopping.
-func (c *outChan) stop() (<-chan struct{}, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	first := !c.closing
-	c.closing = true
-	idle := make(chan struct{})
-	if c.active == 0 {
-		close(idle)
-	} else if c.idle != nil {
-		idle = c.idle
-	} else {
-		c.idle = idle
-	}
-	return idle, first
-}
-
-// newOutChan resumes paying on rec.
-func newOutChan(p peer.ID, terms wire.Terms, key ed25519.PrivateKey, rec chanstore.Record) (*outChan, error) {
-	payer, err := ton.NewPayer(ton.PayerConfig{ChannelID: rec.ChannelID, Key: key, Limit: rec.Limit,
-		Seqno: max(rec.Voucher.Seqno, rec.CommittedSeqno), Sent: rec.Voucher.Sent})
-	if err != nil {
-		return nil, err
-	}
-	return &outChan{peer: p, id: rec.ChannelID, terms: terms, rec: rec, payer: payer, meter: ton.NewMeter(rec.Voucher.Sent)}, nil
-}
+// end ends an answer counted by payOn; what it left unpaid is settled once no answer on c is
+// under way.
+func (c *outChan) end() { c.do(func() { _, _ = c.step(channel.AnswerEnded{}) }) }
 
 // every is how much value this channel's payer lets go unpaid before signing, for an answer
 // billed at tab: a quarter of the payee's window, so the payee never waits on a paying payer.
 func (c *outChan) every(tab *ton.Tab) uint64 { return tab.Per(uint64(c.terms.WindowTokens) / 4) }
 
+// final meters the rest of an answer's cost, paid once the answer ended.
+func (c *outChan) final(value uint64) {
+	c.do(func() { _, _ = c.step(channel.Received{Value: value, Final: true}) })
+}
+
 // refuse takes back value received that we refused; the next settle tells the payee.
 func (c *outChan) refuse(value uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.meter.Refuse(value)
-	c.disputed = true
+	c.do(func() { _, _ = c.step(channel.Refused{Value: value}) })
 }
 
-// receive records value received and reports whether a voucher is due.
-func (c *outChan) receive(value, every uint64) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.meter.Receive(value, every)
+// bill pays everything received at once, as settled, on the billed answer's call s.
+func (c *outChan) bill(s *stream.Call) error {
+	var err error
+	if e := c.ask(func() { _, err = c.step(channel.Billed{Stream: s}) }); e != nil {
+		return e
+	}
+	return err
 }
 
-// latest is the encoding of the newest durable voucher (nil: none yet).
-func (c *outChan) latest() ([]byte, error) {
-	c.mu.Lock()
-	v, ok := c.rec.Voucher, c.rec.HasVoucher
-	c.mu.Unlock()
-	if !ok {
-		return nil, nil
+// after runs f once what was posted to c before has run: a voucher due is on its stream.
+func (c *outChan) after(f func()) {
+	if !c.inline(f) && !c.post(f) {
+		f()
 	}
-	return v.MarshalBinary()
 }
 
-// limit is the channel's deposit.
-func (c *outChan) limit() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.rec.Limit
-}
-
-// left is what the deposit still covers beyond what was received.
-func (c *outChan) left() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.rec.Limit - min(c.rec.Limit, c.meter.Received())
-}
-
-// pay signs a voucher for everything received, if one is due (or, with force, if anything is
-// unpaid), and returns its encoding once it is durable; nil when none was due. A voucher is
-// never sent before it is on disk: a restarted payer must never reuse its seqno.
-func (n *Node) pay(ctx context.Context, c *outChan, force bool, every uint64) ([]byte, error) {
-	c.payMu.Lock()
-	defer c.payMu.Unlock()
-	c.mu.Lock()
-	unpaid := c.meter.Unpaid()
-	if unpaid == 0 || (!force && unpaid < max(every, 1)) {
-		c.mu.Unlock()
-		return nil, nil
-	}
-	v, err := c.payer.PayTo(c.meter.Received())
-	rec := c.rec
-	c.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	rec.Voucher, rec.HasVoucher = v, true
-	if err := n.payments.store.Put(ctx, rec); err != nil {
-		return nil, fmt.Errorf("persisting voucher %d: %w", v.Seqno, err)
-	}
-	c.mu.Lock()
-	c.rec = rec
-	c.meter.Signed(v.Sent)
-	c.mu.Unlock()
-	return v.MarshalBinary()
-}
-
-// donePaying ends an answer paid on c (counted by payOn) and settles, later, what it left
-// unpaid: the last answer to end on c is the one whose settle runs.
-func (n *Node) donePaying(c *outChan) {
-	c.release()
-	n.settleLater(c)
-}
-
-// settleLater pays what is left unpaid on c after PaymentConfig.FlushAfter, over the channel
-// stream: the end of an answer, or value drained from a cancelled one, has no stream left to
-// carry a voucher. It also makes sure the payee holds our newest voucher: one sent on an
-// inference stream that broke may never have arrived.
-func (n *Node) settleLater(c *outChan) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.flush != nil || (c.meter.Unpaid() == 0 && c.rec.Voucher.Seqno <= c.acked && !c.disputed) {
-		return
-	}
-	c.flush = n.life.AfterFunc(n.cfg.Payments.FlushAfter, func() {
-		c.mu.Lock()
-		c.flush = nil
-		busy := c.active > 0
-		c.mu.Unlock()
-		// Answers still under way may yet be refused (a proxy learns its client's verdict
-		// last): paying what they received now would pay for value we may refuse. The last
-		// of them to end settles (donePaying).
-		if busy || n.ctx.Err() != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
-		defer cancel()
-		if err := n.settle(ctx, c); err != nil && n.ctx.Err() == nil {
-			n.log.Warn("cannot pay on channel", "payee", c.peer.String(), "err", err)
-		}
-	})
-}
-
-// inChan is a channel paying this node. mu guards everything; paid is closed (and replaced)
-// whenever a durable voucher raises what is paid, waking answers waiting for credit.
-type inChan struct {
-	peer peer.ID
-	id   ton.ChannelID // rec's, fixed: read without mu to find the channel
-
-	mu       sync.Mutex
-	rec      chanstore.Record
-	payee    *ton.Payee
-	credit   *ton.Credit
-	paid     chan struct{}
-	window   uint64     // the credit window of the latest answer billed, nanoTON: what bounds a write-off
-	disputes int        // write-offs refused: the payer disputed more than it is trusted with
-	bad      int        // vouchers refused
-	waits    int        // answers that waited for a voucher: the payer was a whole window behind
-	waitLog  quietCount // the waits not logged yet
-	closed   bool       // a close was signed or started: no more vouchers, no more credit
-}
-
-// newInChan resumes being paid on rec.
-func newInChan(p peer.ID, rec chanstore.Record) (*inChan, error) {
-	payee, err := ton.NewPayee(ton.PayeeConfig{ChannelID: rec.ChannelID, PayerKey: rec.KeyA, Limit: rec.Limit, CommittedSeqno: rec.CommittedSeqno})
-	if err != nil {
-		return nil, err
-	}
-	if rec.HasVoucher {
-		if err := payee.Accept(rec.Voucher); err != nil {
-			return nil, fmt.Errorf("stored voucher: %w", err)
-		}
-	}
-	return &inChan{peer: p, id: rec.ChannelID, rec: rec, payee: payee, credit: ton.NewCredit(payee.Sent()), paid: make(chan struct{})}, nil
-}
-
-// errSuperseded drops a voucher that pays no more than one already accepted, at a seqno no
-// higher: vouchers of one channel travel on many answers' streams and may arrive out of order.
-var errSuperseded = errors.New("voucher superseded by one already accepted")
-
-// accept checks a voucher, makes it durable, and only then counts it as paid. A refused
-// voucher changes nothing; a superseded one is not even checked (errSuperseded).
-func (n *Node) accept(ctx context.Context, c *inChan, b []byte) error {
-	v, err := ton.DecodeVoucher(b)
-	c.mu.Lock()
-	if latest, ok := c.payee.Latest(); err == nil && ok && v.Seqno <= latest.Seqno && v.Sent <= latest.Sent {
-		c.mu.Unlock()
-		return errSuperseded
-	}
-	if err == nil && c.closed {
-		err = errChannelClosing
-	}
-	if err == nil {
-		err = c.payee.Accept(v)
-	}
-	if err != nil {
-		c.bad++
-		c.mu.Unlock()
-		return err
-	}
-	rec := c.rec
-	rec.Voucher, rec.HasVoucher = v, true
-	c.mu.Unlock()
-	// Puts of one channel may finish out of order; the store keeps the newest, and a voucher
-	// older than what is stored is covered by that one.
-	if err := n.payments.store.Put(ctx, rec); err != nil && !errors.Is(err, chanstore.ErrStale) {
-		return fmt.Errorf("persisting voucher %d: %w", v.Seqno, err)
-	}
-	c.mu.Lock()
-	if v.Seqno > c.rec.Voucher.Seqno || !c.rec.HasVoucher {
-		c.rec = rec
-	}
-	c.credit.Paid(v.Sent)
-	close(c.paid)
-	c.paid = make(chan struct{})
-	c.mu.Unlock()
-	return nil
+// began records the credit window of an answer billed on c, in nanoTON: what bounds what
+// it writes off on its payer's word.
+func (c *inChan) began(window uint64) {
+	c.do(func() { _, _ = c.step(channel.AnswerBegan{Window: window}) })
 }
 
 // errChannelClosing refuses vouchers and answers on a channel being closed.
@@ -377,84 +123,143 @@ const waitLogEvery = time.Minute
 // paymentWait bounds how long an answer waits for a payer that fell behind.
 const paymentWait = 10 * time.Second
 
+// rebillEvery is how often a payee waiting for payment bills its payer again: a bill the
+// payer answered before the value it is behind on reached it (an answer's end still on its
+// way, which the payer settles only once its answers ended) would otherwise hold the item
+// for the whole of paymentWait.
+const rebillEvery = time.Second
+
 // reserve lets an item worth cost go out on c within window, waiting for payment when the
-// payer is behind: bill is called once (with what is owed) to ask for it.
-func (n *Node) reserve(ctx context.Context, c *inChan, cost, window uint64, bill func(owed uint64) error) error {
-	var t *Timer
-	for billed := false; ; billed = true {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return errChannelClosing
-		}
-		err := c.credit.Reserve(cost, window)
-		owed, paid := c.credit.Owed(), c.paid
-		report := 0
-		if err != nil && !billed {
-			c.waits++
-			report, _ = c.waitLog.note(n.now(), waitLogEvery)
-		}
-		c.mu.Unlock()
-		if report > 0 {
-			n.log.Info("answers wait for payment: the payer is a whole credit window behind",
-				"payer", c.peer.String(), "waits", report, "window_tokens", n.cfg.Payments.WindowTokens,
-				"hint", "many answers at once on one channel outgrow the window; raise payments.window_tokens to serve them without waiting")
-		}
-		if err == nil {
-			return nil
-		}
-		if !billed {
-			if err := bill(owed); err != nil {
-				return context.Canceled // the payer is gone
-			}
-			t = n.clock.Timer(paymentWait)
-			defer t.Stop()
-		}
+// payer is behind: bill asks for it (with what is owed), again every rebillEvery.
+func (c *inChan) reserve(ctx context.Context, cost, window uint64, bill func(owed uint64) error) error {
+	owed, paid, err := c.deliver(cost, window, true)
+	if done, err := reserved(err); done {
+		return err
+	}
+	if err := bill(owed); err != nil {
+		return context.Canceled // the payer is gone
+	}
+	t := c.cs.clock.Timer(paymentWait)
+	defer t.Stop()
+	again := c.cs.clock.Ticker(rebillEvery)
+	defer again.Stop()
+	for {
 		select {
 		case <-paid:
+		case <-again.C:
+			if err := bill(owed); err != nil {
+				return context.Canceled
+			}
+			continue
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-t.C:
-			n.log.Warn("payer stopped paying; ending its answer", "payer", c.peer.String(), "owed", owed)
+			c.cs.log.Warn("payer stopped paying; ending its answer", "payer", c.peer.String(), "owed", owed)
 			return wire.Errorf(wire.CodePayment, "no payment for %d nanoTON owed within %s", owed, paymentWait)
 		}
+		owed, paid, err = c.deliver(cost, window, false)
+		if done, err := reserved(err); done {
+			return err
+		}
 	}
 }
 
-// payerIn returns the channel peer p pays this node on, or a payment error. After a restart
-// the channel is resumed from the store, newest first, at its durable voucher.
-func (n *Node) payerIn(p peer.ID) (*inChan, error) {
-	n.payments.mu.Lock()
-	c := n.payments.in[p]
-	n.payments.mu.Unlock()
-	if c != nil {
-		return c, nil
+// reserved says whether a reservation's outcome err ends the wait for credit, and with what.
+func reserved(err error) (bool, error) {
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, channel.ErrClosing):
+		return true, errChannelClosing
+	case !errors.Is(err, ton.ErrCreditExhausted):
+		return true, err
 	}
-	if key, err := ed25519Key(n.h.Peerstore().PubKey(p)); err == nil {
-		rec, ok, err := n.newestRecord(n.ctx, func(r chanstore.Record) bool {
-			return r.Role == chanstore.Payee && r.State == chanstore.Open && bytes.Equal(r.KeyA, key)
-		})
-		if err == nil && ok {
-			return n.adoptIn(p, rec)
-		}
-	}
-	return nil, wire.Errorf(wire.CodePayment, "no payment channel from %s: open one first (%s)", p.String(), ChannelProtocol)
+	return false, nil
 }
 
-// newestRecord finds the most recently stored channel record that match accepts.
-func (n *Node) newestRecord(ctx context.Context, match func(chanstore.Record) bool) (chanstore.Record, bool, error) {
-	recs, err := n.payments.store.List(ctx)
-	if err != nil {
-		return chanstore.Record{}, false, err
+// deliver reserves cost on c's credit (Delivered). Refused for want of credit, it returns
+// what is owed and a channel closed once credit may have room. With first, it counts a wait
+// when the payer was a whole window behind as the item came (as the channel's status showed
+// it then): a voucher being made durable meanwhile still held the item back.
+func (c *inChan) deliver(cost, window uint64, first bool) (uint64, <-chan struct{}, error) {
+	behind := first && c.behind(cost, window)
+	var owed uint64
+	var paid <-chan struct{}
+	var err error
+	if e := c.ask(func() {
+		_, err = c.step(channel.Delivered{Cost: cost, Window: window})
+		exhausted := errors.Is(err, ton.ErrCreditExhausted)
+		if exhausted {
+			owed, paid, c.paidOut = c.ch.Counts().Owed, c.paid, true
+		}
+		if first && (behind || exhausted) {
+			c.waited()
+		}
+	}); e != nil {
+		return 0, nil, e
 	}
-	var best chanstore.Record
-	found := false
-	for _, r := range recs {
-		if match(r) && (!found || r.Updated.After(best.Updated)) {
-			best, found = r, true
+	return owed, paid, err
+}
+
+// behind reports whether an item of cost did not fit c's credit window as of its status.
+func (c *inChan) behind(cost, window uint64) bool {
+	owed := c.status().Owed
+	return owed > 0 && (owed > window || cost > window-owed)
+}
+
+// waited counts an answer that waited for payment, and says so now and then.
+func (c *inChan) waited() {
+	c.waits++
+	if report, _ := c.waitLog.note(c.cs.clock.Now(), waitLogEvery); report > 0 {
+		c.cs.log.Info("answers wait for payment: the payer is a whole credit window behind",
+			"payer", c.peer.String(), "waits", report, "window_tokens", c.cs.cfg.WindowTokens,
+			"hint", "many answers at once on one channel outgrow the window; raise payments.window_tokens to serve them without waiting")
+	}
+}
+
+// release takes back value counted as delivered on c that its payer refused, or that never
+// went out, and wakes the answers waiting for credit.
+func (c *inChan) release(v uint64) {
+	c.do(func() { _, _ = c.step(channel.Refused{Value: v}) })
+}
+
+// frames is what a request's caller watcher does with the vouchers its payer sends on the
+// stream: accept them on c, and write off what a settling one shows never arrived (nothing
+// when payments are off, c nil).
+func (c *inChan) frames() stream.Late {
+	if c == nil {
+		return stream.Late{}
+	}
+	return stream.Late{
+		Pay:     func(p []byte) { c.voucher(channel.VoucherReceived{Voucher: p}) },
+		Settled: func(p []byte) { c.voucher(channel.Settled{Voucher: p}) },
+	}
+}
+
+// voucher takes a voucher the payer sent on an answer's stream: on the caller watcher's
+// goroutine when the owner is idle, which then waits for the voucher's write, as it did.
+func (c *inChan) voucher(ev channel.Event) {
+	c.do(func() {
+		_, err := c.step(ev)
+		switch {
+		case err == nil, c.cs.ctx.Err() != nil:
+		case errors.Is(err, channel.ErrSuperseded):
+			c.cs.log.Debug("voucher arrived after a newer one", "payer", c.peer.String())
+		default:
+			c.bad++
+			c.cs.log.Warn("voucher refused", "payer", c.peer.String(), "err", err)
+		}
+	})
+}
+
+// hasNote reports whether eff says k.
+func hasNote(eff channel.Effects, k channel.NoteKind) bool {
+	for _, n := range eff.Notes {
+		if n.What == k {
+			return true
 		}
 	}
-	return best, found, nil
+	return false
 }
 
 // ChannelStatus is one payment channel as the node's status shows it.
@@ -478,90 +283,6 @@ type ChannelStatus struct {
 	Disputes   int    `json:"refused_write_offs,omitempty"`
 }
 
-// Channels lists this node's payment channels, closed ones included, as last made durable and,
-// for those in use, with what is owed and delivered now (nil when payments are off).
-func (n *Node) Channels() []ChannelStatus {
-	if n.payments == nil {
-		return nil
-	}
-	ps := n.payments
-	type key struct {
-		role chanstore.Role
-		id   ton.ChannelID
-	}
-	live := make(map[key]ChannelStatus)
-	ps.mu.Lock()
-	outs := make([]*outChan, 0, len(ps.out))
-	for _, c := range ps.out {
-		outs = append(outs, c)
-	}
-	ins := make([]*inChan, 0, len(ps.in))
-	for _, c := range ps.in {
-		ins = append(ins, c)
-	}
-	for _, old := range ps.old {
-		ins = append(ins, old...)
-	}
-	ps.mu.Unlock()
-	for _, c := range outs {
-		live[key{chanstore.Payer, c.id}] = c.status()
-	}
-	for _, c := range ins {
-		live[key{chanstore.Payee, c.id}] = c.status()
-	}
-	recs, err := ps.store.List(n.ctx)
-	if err != nil {
-		n.log.Warn("cannot list every payment channel", "err", err)
-	}
-	st := make([]ChannelStatus, 0, len(recs))
-	for _, r := range recs {
-		if l, ok := live[key{r.Role, r.ChannelID}]; ok && r.State == chanstore.Open {
-			st = append(st, l)
-			continue
-		}
-		st = append(st, channelStatus(counterparty(r), r, 0, 0, 0))
-	}
-	return st
-}
-
-// proxyCommission is the highest per-mille commission among the payees this node pays on a
-// channel (a client's proxies); false when it pays none yet.
-func (n *Node) proxyCommission() (uint32, bool) {
-	if n.payments == nil {
-		return 0, false
-	}
-	ps := n.payments
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	var c uint32
-	for _, o := range ps.out {
-		c = max(c, o.terms.Commission)
-	}
-	return c, len(ps.out) > 0
-}
-
-// counterparty is the peer on the other side of a channel: channel keys are identity keys.
-func counterparty(r chanstore.Record) peer.ID {
-	key := r.KeyB
-	if r.Role == chanstore.Payee {
-		key = r.KeyA
-	}
-	return keyPeer(key)
-}
-
-// keyPeer is the peer whose identity is ed25519 key k ("" if k is not one).
-func keyPeer(k ed25519.PublicKey) peer.ID {
-	pub, err := crypto.UnmarshalEd25519PublicKey(k)
-	if err != nil {
-		return ""
-	}
-	id, err := peer.IDFromPublicKey(pub)
-	if err != nil {
-		return ""
-	}
-	return id
-}
-
 func channelStatus(p peer.ID, rec chanstore.Record, owed, delivered uint64, bad int) ChannelStatus {
 	s := ChannelStatus{Peer: p.String(), Role: rec.Role.String(), State: rec.State.String(), ChannelID: fmt.Sprintf("%x", rec.ChannelID[:]),
 		Deposit: rec.Limit, Paid: rec.Voucher.Sent, Owed: owed, Seqno: rec.Voucher.Seqno, Delivered: delivered, Refused: bad}
@@ -571,25 +292,56 @@ func channelStatus(p peer.ID, rec chanstore.Record, owed, delivered uint64, bad 
 	return s
 }
 
-// payerFrames is what a request's caller watcher does with the vouchers its payer sends on the
-// stream: accept them on c, and write off what a settling one shows never arrived (nothing
-// when payments are off, c nil).
-func (n *Node) payerFrames(c *inChan) stream.Late {
-	if c == nil {
-		return stream.Late{}
+// list is every channel of the node's, closed ones included, as last made durable and, for
+// those in use, with what is owed and delivered now.
+func (cs *channels) list(ctx context.Context) []ChannelStatus {
+	cs.mu.Lock()
+	var live []*chanOwner
+	for _, c := range cs.out {
+		live = append(live, c.chanOwner)
 	}
-	return stream.Late{Pay: n.voucherSink(c), Settled: func(p []byte) { n.settled(n.ctx, c, p) }}
-}
-
-// voucherSink accepts the vouchers arriving on c.
-func (n *Node) voucherSink(c *inChan) func([]byte) {
-	return func(p []byte) {
-		switch err := n.accept(n.ctx, c, p); {
-		case err == nil, n.ctx.Err() != nil:
-		case errors.Is(err, errSuperseded):
-			n.log.Debug("voucher arrived after a newer one", "payer", c.peer.String())
-		default:
-			n.log.Warn("voucher refused", "payer", c.peer.String(), "err", err)
+	for _, c := range cs.in {
+		live = append(live, c.chanOwner)
+	}
+	for _, old := range cs.old {
+		for _, c := range old {
+			live = append(live, c.chanOwner)
 		}
 	}
+	cs.mu.Unlock()
+	now := make(map[chanKey]ChannelStatus, len(live))
+	for _, o := range live {
+		now[o.key] = o.status()
+	}
+	recs, err := cs.store.List(ctx)
+	if err != nil {
+		cs.log.Warn("cannot list every payment channel", "err", err)
+	}
+	st := make([]ChannelStatus, 0, len(recs))
+	for _, r := range recs {
+		if l, ok := now[chanKey{r.Role, r.ChannelID}]; ok && r.State == chanstore.Open {
+			st = append(st, l)
+			continue
+		}
+		st = append(st, channelStatus(counterparty(r), r, 0, 0, 0))
+	}
+	return st
+}
+
+// Channels lists this node's payment channels, closed ones included, as last made durable and,
+// for those in use, with what is owed and delivered now (nil when payments are off).
+func (n *Node) Channels() []ChannelStatus {
+	if n.payments == nil {
+		return nil
+	}
+	return n.payments.list(n.ctx)
+}
+
+// proxyCommission is the highest per-mille commission among the payees this node pays on a
+// channel (a client's proxies); false when it pays none yet.
+func (n *Node) proxyCommission() (uint32, bool) {
+	if n.payments == nil {
+		return 0, false
+	}
+	return n.payments.commission()
 }

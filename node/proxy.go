@@ -85,7 +85,7 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 	}
 	cl := &toClient{out: out}
 	if n.payments != nil {
-		if cl.payer, err = n.payerIn(s.Conn().RemotePeer()); err != nil {
+		if cl.payer, err = n.payments.payerIn(s.Conn().RemotePeer()); err != nil {
 			out.Fail(asWireError(err))
 			return
 		}
@@ -107,7 +107,7 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 		cl.refused(rj)
 		n.log.Warn("the client refused an answer", "client", s.Conn().RemotePeer().String(), "request", h.ID, "accepted_tokens", rj.Tokens, "why", rj.Err.Message)
 	})
-	out.Watch(cancelCause, n.payerFrames(cl.payer))
+	out.Watch(cancelCause, cl.payer.frames())
 	if err := n.serve(ctx, h, body, preset, cl); err != nil {
 		out.Fail(asWireError(err))
 	}
@@ -256,13 +256,13 @@ func (rl *relay) run(ctx context.Context, h wire.Header, body []byte, preset []w
 		return err
 	}
 	if rl.cl.payer != nil {
-		if rl.payee, err = n.payOn(ctx, d.Worker); err != nil {
+		if rl.payee, err = n.payments.payOn(ctx, d.Worker); err != nil {
 			if errors.Is(err, errUnearnedCap) {
 				return err
 			}
 			return wire.Errorf(wire.CodeWorkerFailed, "%v", err)
 		}
-		defer n.donePaying(rl.payee) // what the answer left unpaid, whatever ended it
+		defer rl.payee.end() // what the answer left unpaid, whatever ended it
 	}
 	if rl.pa, err = n.peerAttestation(ctx, d.Worker); err != nil {
 		return err
@@ -369,8 +369,8 @@ func (rl *relay) quote(wq wire.Quote) error {
 		return rl.refuse(err)
 	}
 	cq.client = rl.n.faults.quote(cq.client)
-	rl.meter = rl.n.newMetering(rl.payee, cq.worker)
-	rl.bill = rl.n.newBilling(rl.cl.payer, cq.client, rl.cl.out.Bill)
+	rl.meter = newMetering(rl.payee, cq.worker)
+	rl.bill = newBilling(rl.cl.payer, cq.client, rl.cl.out.Bill)
 	rl.cl.billWith(rl.bill)
 	if err := rl.cl.out.Quote(&cq.client, false); err != nil {
 		rl.c.Abort()

@@ -222,7 +222,7 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 		j.bill.refused(rj.Tokens) // j.bill is set before the watcher starts
 		n.log.Warn("the proxy refused our answer", "request", h.ID, "accepted_tokens", rj.Tokens, "why", rj.Err.Message)
 	})
-	out.Watch(cancelCause, n.payerFrames(j.payer))
+	out.Watch(cancelCause, j.payer.frames())
 	if err := j.run(ctx, s); err != nil {
 		n.failJob(ctx, &h, out, err)
 	}
@@ -279,7 +279,7 @@ func (n *Node) admitJob(s network.Stream, h *wire.Header, body []byte, out *stre
 	}
 	if n.payments != nil {
 		var err error
-		if j.payer, err = n.payerIn(s.Conn().RemotePeer()); err != nil {
+		if j.payer, err = n.payments.payerIn(s.Conn().RemotePeer()); err != nil {
 			w.active.Add(-1)
 			return nil, err
 		}
@@ -288,7 +288,7 @@ func (n *Node) admitJob(s network.Stream, h *wire.Header, body []byte, out *stre
 	// within the proxy's credit window.
 	j.quoted = j.payer == nil
 	j.quote = n.faults.quote(wire.Quote{Prices: w.models[h.Model].Prices, Coefficient: n.cfg.Coefficient})
-	j.bill = n.newBilling(j.payer, j.quote, out.Bill)
+	j.bill = newBilling(j.payer, j.quote, out.Bill)
 	return j, nil
 }
 

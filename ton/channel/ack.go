@@ -119,6 +119,8 @@ func (c *Channel) chainFailed(s *step, e ChainFailed) error {
 			return fmt.Errorf("%w: no uncooperative close started", ErrUnexpected)
 		}
 		c.fail(s, fmt.Errorf("starting the close of %s alone: %w", c.addr, e.Err))
+	case Observe:
+		return c.observeFailed(s, e.Err)
 	case Challenge, Finish:
 		if c.acting != a.Name() {
 			return fmt.Errorf("%w: no %s submitted", ErrUnexpected, a.Name())
@@ -127,6 +129,23 @@ func (c *Channel) chainFailed(s *step, e ChainFailed) error {
 		s.note(NoteCloseFailed, 0, fmt.Errorf("%s: %w", a.Name(), e.Err))
 	default:
 		return fmt.Errorf("%w: %T", ErrUnexpected, e.Action)
+	}
+	return nil
+}
+
+// observeFailed takes a read of the contract that failed: what waited for it fails as node's
+// would (a resumption, as resumable's error fails openOut; a close, as onChain's fails
+// closeOut and closeIn). A watch's read that failed asks nothing: the next one tries again.
+func (c *Channel) observeFailed(s *step, err error) error {
+	err = fmt.Errorf("channel %s on the ledger: %w", c.addr, err)
+	switch {
+	case c.opening == opCheck:
+		c.opening, c.state = opNone, Open
+		s.note(NoteOpenFailed, 0, err)
+	case c.att != nil && (c.att.phase == phObserve || c.att.phase == phRefresh):
+		c.fail(s, err)
+	default:
+		return fmt.Errorf("%w: no read of the contract awaits an answer", ErrUnexpected)
 	}
 	return nil
 }

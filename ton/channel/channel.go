@@ -378,6 +378,17 @@ func (c *Channel) InUse() bool {
 	return c.state == Open && !c.shut
 }
 
+// Opening reports whether a payer's opening or resumption is under way: a deployment, a
+// check on chain or the payee's greeting. Once it ended, InUse says whether it succeeded.
+func (c *Channel) Opening() bool { return c.opening != opNone }
+
+// VoucherDue reports whether Received{Value: value, Every: every} would sign a voucher now
+// (and so write the record): the caller may step one that would not without waiting for
+// a write.
+func (c *Channel) VoucherDue(value, every uint64) bool {
+	return c.role == chanstore.Payer && c.meter.Unpaid()+value >= max(every, 1)
+}
+
 // Closing reports whether a close is under way in this process (node's closingHere).
 func (c *Channel) Closing() bool { return c.att != nil }
 

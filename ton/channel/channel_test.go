@@ -87,3 +87,38 @@ func TestDeadline(t *testing.T) {
 		t.Fatalf("deadline %v, want the settle's", d.Sub(t0))
 	}
 }
+
+// VoucherDue says exactly when a Received signs a voucher.
+func TestVoucherDueIsWhenReceivedPays(t *testing.T) {
+	keyA, keyB := testKey(1), testKey(2)
+	p := testParams(keyA, keyB, 3600, 60)
+	cfg := Config{Key: keyA, FlushAfter: time.Second}
+	c, err := New(cfg, chanstore.Payer, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1e9, 0)
+	for _, ev := range []Event{OpenRequested{Deposit: 10000, PayeeSemi: EmptySemi(Config{Key: keyB}, p.ChannelID)},
+		ChainDone{Action: Deploy{}}, Replied{To: KindAnnounce}, AnswerBegan{}} {
+		if _, err := c.Step(now, ev); err != nil {
+			t.Fatalf("%T: %v", ev, err)
+		}
+	}
+	paid := 0
+	for _, v := range []uint64{10, 20, 30, 1, 60, 0, 100} {
+		due := c.VoucherDue(v, 50)
+		eff, err := c.Step(now, Received{Value: v, Every: 50, Stream: "s"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wrote := len(eff.Persist) > 0; wrote != due {
+			t.Fatalf("value %d: VoucherDue %t, but the Step wrote %t", v, due, wrote)
+		}
+		if due {
+			paid++
+		}
+	}
+	if paid != 3 {
+		t.Fatalf("%d vouchers for 221 at every 50, want 3", paid)
+	}
+}

@@ -53,9 +53,10 @@
 // with the payee's semichannel signature before deploying it; resumes a stored one only
 // once the chain shows it inited, and above the payee's newer voucher; signs a voucher when
 // a quarter window is unpaid (Received.Every), at once when billed, and FlushAfter after an
-// answer ended; moves to a new channel when less than 1/LowDeposit of the deposit is left;
-// closes once its answers ended: pays what is left, proposes the balances, submits them when
-// co-signed, and otherwise starts an uncooperative close.
+// answer ended, once none is under way (the last answer to end settles); moves to a new
+// channel when less than 1/LowDeposit of the deposit is left; closes once its answers
+// ended: pays what is left, proposes the balances, submits them when co-signed, and
+// otherwise starts an uncooperative close.
 //
 // A payee (node's openIn, accept, acceptNew, reserve, writeOff, cosign, closeIn): it takes a
 // channel only as an inited contract with its parameters and a deposit; accepts vouchers

@@ -141,7 +141,8 @@ func (Refusal) Kind() Kind { return KindRefusal }
 // Its outcome is stepped as ChainDone or ChainFailed (a read's as ChainObserved).
 type Action interface{ Name() string }
 
-// Observe reads the contract (and the ledger's time) and steps ChainObserved.
+// Observe reads the contract (and the ledger's time) and steps ChainObserved: Found false
+// when there is no contract; ChainFailed when the read itself failed.
 type Observe struct{ Address *address.Address }
 
 // Deploy sends, from the payer's wallet, the contract's StateInit with init_channel: Value

@@ -80,7 +80,7 @@ type CloseSigned struct {
 type AnswerBegan struct{ Window uint64 }
 
 // AnswerEnded (payer) ends an answer counted by AnswerBegan; what it left unpaid is settled
-// FlushAfter later.
+// FlushAfter later, unless answers are under way then: the last of them to end settles.
 type AnswerEnded struct{}
 
 // Received (payer) is value received on an answer: when a voucher is due (the unpaid part

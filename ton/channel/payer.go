@@ -325,12 +325,18 @@ func (c *Channel) settledReply(s *step, e Replied) {
 	}
 }
 
-// tick sends a settle that is due and gives up a drain past its bound.
+// tick sends a settle that is due and gives up a drain past its bound. A settle falling
+// while answers are under way is skipped: they may yet be refused (a proxy learns its
+// client's verdict last), and paying what they received now would pay for value we may
+// refuse; the last of them to end arms it again (AnswerEnded).
 func (c *Channel) tick(s *step) {
 	if !c.flushAt.IsZero() && !s.now.Before(c.flushAt) {
-		if c.pending.has(KindPay) || c.pending.has(KindSettle) {
+		switch {
+		case c.active > 0:
+			c.flushAt = time.Time{}
+		case c.pending.has(KindPay) || c.pending.has(KindSettle):
 			c.flushAt = s.now.Add(c.cfg.FlushAfter) // one settle at a time: again after it
-		} else {
+		default:
 			c.flushAt = time.Time{}
 			if _, err := c.settle(s); err != nil {
 				s.note(NoteSettleFailed, 0, err)
