@@ -377,10 +377,17 @@ const waitLogEvery = time.Minute
 // paymentWait bounds how long an answer waits for a payer that fell behind.
 const paymentWait = 10 * time.Second
 
+// rebillEvery is how often a payee waiting for payment bills its payer again: a bill the
+// payer answered before the value it is behind on reached it (an answer's end still on its
+// way, which the payer settles only once its answers ended) would otherwise hold the item for
+// the whole of paymentWait.
+const rebillEvery = time.Second
+
 // reserve lets an item worth cost go out on c within window, waiting for payment when the
-// payer is behind: bill is called once (with what is owed) to ask for it.
+// payer is behind: bill asks for it (with what is owed), again every rebillEvery.
 func (n *Node) reserve(ctx context.Context, c *inChan, cost, window uint64, bill func(owed uint64) error) error {
 	var t *Timer
+	var again *Ticker
 	for billed := false; ; billed = true {
 		c.mu.Lock()
 		if c.closed {
@@ -409,9 +416,15 @@ func (n *Node) reserve(ctx context.Context, c *inChan, cost, window uint64, bill
 			}
 			t = n.clock.Timer(paymentWait)
 			defer t.Stop()
+			again = n.clock.Ticker(rebillEvery)
+			defer again.Stop()
 		}
 		select {
 		case <-paid:
+		case <-again.C:
+			if err := bill(owed); err != nil {
+				return context.Canceled
+			}
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		case <-t.C:
