@@ -304,6 +304,7 @@ type inChan struct {
 	credit   *ton.Credit
 	paid     chan struct{}
 	window   uint64     // the credit window of the latest answer billed, nanoTON: what bounds a write-off
+	largest  uint64     // the costliest single item delivered (a long prompt's, billed at the end), nanoTON
 	disputes int        // write-offs refused: the payer disputed more than it is trusted with
 	bad      int        // vouchers refused
 	waits    int        // answers that waited for a voucher: the payer was a whole window behind
@@ -395,6 +396,9 @@ func (n *Node) reserve(ctx context.Context, c *inChan, cost, window uint64, bill
 			return errChannelClosing
 		}
 		err := c.credit.Reserve(cost, window)
+		if err == nil {
+			c.largest = max(c.largest, cost)
+		}
 		owed, paid := c.credit.Owed(), c.paid
 		report := 0
 		if err != nil && !billed {

@@ -21,8 +21,13 @@ import (
 //     all it received, and the payee writes off what it counted beyond (writeOff).
 //
 // A write-off takes the payer's word, so it is bounded: at most what is owed, which Reserve
-// keeps within one window, and in all no more than writeOffWindows windows or a
-// 1/writeOffShare part of what the payer paid, whichever is more. A payment that arrives after
+// keeps within one window or one item costlier than the window (a long prompt, billed with
+// the answer's end), and in all no more than writeOffWindows such exposures (a window, or the
+// costliest item delivered on the channel, whichever is more) or a 1/writeOffShare part of
+// what the payer paid, whichever is more. Counting the costliest item matters: a stopped
+// worker whose answers' ends for long prompts went into streams its caller had cut would
+// otherwise exhaust a budget of windows in two write-offs, and wait for payment that never
+// comes. A payment that arrives after
 // all (the value was in flight) undoes the write-off (ton.Credit.Paid).
 
 // Bounds on what a payee writes off on a payer's word, net of what was paid after all.
@@ -74,7 +79,7 @@ func (n *Node) writeOff(c *inChan, v ton.Voucher, why string) {
 		c.mu.Unlock()
 		return
 	}
-	budget := max(writeOffWindows*c.window, c.credit.PaidTotal()/writeOffShare)
+	budget := max(writeOffWindows*max(c.window, c.largest), c.credit.PaidTotal()/writeOffShare)
 	if c.credit.WrittenOff()+owed > budget {
 		c.disputes++
 		total := c.credit.WrittenOff()
