@@ -18,6 +18,9 @@ type Clock = clock.Clock
 // Timer is a Clock's timer.
 type Timer = clock.Timer
 
+// Ticker is a Clock's ticker.
+type Ticker = clock.Ticker
+
 // wallClock is the default Clock: real time.
 func wallClock() Clock { return clock.New() }
 

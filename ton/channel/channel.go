@@ -97,6 +97,7 @@ type Channel struct {
 	payee    ton.Payee
 	credit   ton.Credit
 	window   uint64 // the latest answer's credit window: what bounds a write-off
+	largest  uint64 // the costliest item delivered: it bounds a write-off too, if above window
 	disputes int    // write-offs refused
 	shut     bool   // a close was signed or started: no vouchers, no credit (sticky)
 

@@ -14,8 +14,9 @@ import (
 // (writeOff) and the close it co-signs (cosign).
 
 // Bounds on what a payee writes off on a payer's word, net of what was paid after all: at
-// most WriteOffWindows of the latest answer's window, or a 1/WriteOffShare part of what the
-// payer paid, whichever is more.
+// most WriteOffWindows exposures (the latest answer's window, or the costliest item
+// delivered on the channel if more: a long prompt's end, let through when nothing is owed),
+// or a 1/WriteOffShare part of what the payer paid, whichever is more.
 const (
 	WriteOffWindows = 4
 	WriteOffShare   = 16
@@ -163,7 +164,7 @@ func (c *Channel) writeOff(s *step, v ton.Voucher) {
 	if owed == 0 || v.Sent < c.credit.PaidTotal() {
 		return
 	}
-	budget := max(WriteOffWindows*c.window, c.credit.PaidTotal()/WriteOffShare)
+	budget := max(WriteOffWindows*max(c.window, c.largest), c.credit.PaidTotal()/WriteOffShare)
 	if c.credit.WrittenOff()+owed > budget {
 		c.disputes++
 		s.note(NoteDisputed, owed, fmt.Errorf("written off %d, limit %d: it stays owed", c.credit.WrittenOff(), budget))
@@ -181,7 +182,11 @@ func (c *Channel) delivered(e Delivered) error {
 	case c.shut:
 		return ErrClosing
 	}
-	return c.credit.Reserve(e.Cost, e.Window)
+	if err := c.credit.Reserve(e.Cost, e.Window); err != nil {
+		return err
+	}
+	c.largest = max(c.largest, e.Cost)
+	return nil
 }
 
 // closeProposed co-signs the payer's close if it pays exactly the newest voucher held and
