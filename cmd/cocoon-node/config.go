@@ -240,6 +240,41 @@ func (fc *fileConfig) resolve() (settings, error) {
 	}
 	override(&n.APIKey, key)
 	override(&n.MaxPrice, fc.Client.MaxPrice)
+	if err := fc.resolveWorker(&s); err != nil {
+		return s, err
+	}
+	override(&n.MaxBodyBytes, fc.Limits.MaxBodyBytes)
+	override(&n.MaxTokens, fc.Limits.MaxTokens)
+	override(&n.RequestTimeout, fc.Limits.RequestTimeout.Duration)
+	override(&n.FirstTokenTimeout, fc.Limits.FirstTokenTimeout.Duration)
+	override(&n.StallTimeout, fc.Limits.StallTimeout.Duration)
+	override(&n.WholeAnswerTimeout, fc.Limits.WholeAnswerTimeout.Duration)
+	fc.resolveHTTP(&n.HTTP)
+	fc.resolveHost(&s.host)
+	if s.dataDir, err = dataDirOr(fc.DataDir); err != nil {
+		s.dataDir = ".cocoon" // no home directory: beside the working directory
+	}
+	s.logLevel = fc.LogLevel
+	n.DisableSealing = fc.Client.DisableSealing
+	if s.tee, err = fc.resolveTEE(); err != nil {
+		return s, err
+	}
+	if err := fc.resolvePayments(&s); err != nil {
+		return s, err
+	}
+	n.AllowUnattested = fc.TEE.AllowUnattested
+	override(&n.AttestTTL, fc.TEE.AttestTTL.Duration)
+	override(&n.MaxAttestations, fc.TEE.MaxAttestations)
+	override(&n.MaxWorkers, fc.Gossip.MaxWorkers)
+	override(&n.AdmitRate, fc.Gossip.AdmitRate)
+	override(&n.AdmitBurst, fc.Gossip.AdmitBurst)
+	return s, nil
+}
+
+// resolveWorker reads the [worker] section: the models offered, at what prices, on which
+// backend.
+func (fc *fileConfig) resolveWorker(s *settings) error {
+	n := &s.node
 	override(&n.MaxActive, fc.Worker.MaxActive)
 	override(&n.Coefficient, fc.Worker.PriceCoefficient)
 	for _, m := range fc.Worker.Models {
@@ -249,7 +284,7 @@ func (fc *fileConfig) resolve() (settings, error) {
 		if name == "" {
 			id, err := wire.ParseModelID(m.ID)
 			if err != nil {
-				return s, fmt.Errorf("config worker.models: %w", err)
+				return fmt.Errorf("config worker.models: %w", err)
 			}
 			name = id.Name
 		}
@@ -257,35 +292,29 @@ func (fc *fileConfig) resolve() (settings, error) {
 	}
 	s.backendURL, s.backendKey = fc.Worker.BackendURL, fc.Worker.BackendAPIKey
 	s.modelFile, s.tokenizerFile = fc.Worker.ModelFile, fc.Worker.TokenizerFile
-	override(&n.MaxBodyBytes, fc.Limits.MaxBodyBytes)
-	override(&n.MaxTokens, fc.Limits.MaxTokens)
-	override(&n.RequestTimeout, fc.Limits.RequestTimeout.Duration)
-	override(&n.FirstTokenTimeout, fc.Limits.FirstTokenTimeout.Duration)
-	override(&n.StallTimeout, fc.Limits.StallTimeout.Duration)
-	override(&n.WholeAnswerTimeout, fc.Limits.WholeAnswerTimeout.Duration)
-	fc.resolveHTTP(&n.HTTP)
+	return nil
+}
+
+// resolveHost reads the listen addresses and the [host] section over the defaults in h.
+func (fc *fileConfig) resolveHost(h *p2phost.Config) {
 	if fc.Listen != nil {
-		s.host.Listen = fc.Listen
+		h.Listen = fc.Listen
 	}
-	h := &s.host
 	override(&h.ConnsLow, fc.Host.ConnsLow)
 	override(&h.ConnsHigh, fc.Host.ConnsHigh)
 	override(&h.MaxConns, fc.Host.MaxConns)
 	override(&h.MaxStreams, fc.Host.MaxStreams)
-	if s.dataDir, err = dataDirOr(fc.DataDir); err != nil {
-		s.dataDir = ".cocoon" // no home directory: beside the working directory
-	}
-	s.logLevel = fc.LogLevel
-	n.DisableSealing = fc.Client.DisableSealing
-	if s.tee, err = fc.resolveTEE(); err != nil {
-		return s, err
-	}
+}
+
+// resolvePayments reads the [payments] section: which ledger, and the channels' settings.
+func (fc *fileConfig) resolvePayments(s *settings) error {
+	n := &s.node
 	p := &fc.Payments
 	if p.Ledger != "" && p.TONConfig != "" {
-		return s, errors.New("config payments: set ledger (development) or ton_config (real TON), not both")
+		return errors.New("config payments: set ledger (development) or ton_config (real TON), not both")
 	}
 	if p.DevFund != 0 && p.Ledger == "" {
-		return s, errors.New("config payments.dev_fund needs payments.ledger: only a development ledger has a faucet")
+		return errors.New("config payments.dev_fund needs payments.ledger: only a development ledger has a faucet")
 	}
 	s.pay = paySettings{ledgerURL: p.Ledger, tonConfig: p.TONConfig, devFund: p.DevFund}
 	pc := &n.Payments
@@ -301,13 +330,7 @@ func (fc *fileConfig) resolve() (settings, error) {
 	override(&pc.WatchEvery, p.WatchEvery.Duration)
 	override(&pc.SettleIdle, p.SettleIdle.Duration)
 	override(&pc.DisputeFee, p.DisputeFee)
-	n.AllowUnattested = fc.TEE.AllowUnattested
-	override(&n.AttestTTL, fc.TEE.AttestTTL.Duration)
-	override(&n.MaxAttestations, fc.TEE.MaxAttestations)
-	override(&n.MaxWorkers, fc.Gossip.MaxWorkers)
-	override(&n.AdmitRate, fc.Gossip.AdmitRate)
-	override(&n.AdmitBurst, fc.Gossip.AdmitBurst)
-	return s, nil
+	return nil
 }
 
 // resolveHTTP reads the [http] section over the defaults in hc.

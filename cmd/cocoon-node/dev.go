@@ -70,22 +70,33 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 	}
 	defer nw.Close()
 
+	devUp(out, nw.ClientURL(), *backendURL, *backendModel, *modelID, *dir, time.Since(start))
+	<-ctx.Done()
+	fmt.Fprintln(out, "\nStopping the local mesh...")
+	if err := nw.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "Stopped.")
+	return nil
+}
+
+// devUp tells the user the mesh is up: where its API is, what serves it, and how to try it.
+func devUp(out io.Writer, url, backendURL, backendModel, modelID, dir string, took time.Duration) {
 	served := model.EmbeddedName
-	switch *backendURL {
+	switch backendURL {
 	case "":
 	case "echo":
 		served = "echo-test"
 	default:
-		served = *backendModel
-		if *modelID != "" {
-			served = *modelID
+		served = backendModel
+		if modelID != "" {
+			served = modelID
 		}
 	}
-	url := nw.ClientURL()
-	fmt.Fprintf(out, "\nCocoon mesh is up in %.1fs.\n  OpenAI base URL: %s\n", time.Since(start).Seconds(), url)
+	fmt.Fprintf(out, "\nCocoon mesh is up in %.1fs.\n  OpenAI base URL: %s\n", took.Seconds(), url)
 	fmt.Fprintln(out, "  Every node runs a SIMULATED TEE (no TDX here): prompts are sealed to the workers, so the\n"+
 		"  proxies never see them, but the attestation is fake and nothing protects a worker's memory.")
-	switch *backendURL {
+	switch backendURL {
 	case "":
 		fmt.Fprintf(out, "  Workers serve the built-in model %s: 260K parameters trained on the Go standard\n"+
 			"  library's doc comments. It writes Go-documentation-like prose, not answers. Pass\n"+
@@ -94,14 +105,7 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 		fmt.Fprintf(out, "  Workers use the echo test backend: it repeats your prompt word by word and is not a\n"+
 			"  language model.\n")
 	}
-	tryIt(out, url, served, *dir)
-	<-ctx.Done()
-	fmt.Fprintln(out, "\nStopping the local mesh...")
-	if err := nw.Close(); err != nil {
-		return err
-	}
-	fmt.Fprintln(out, "Stopped.")
-	return nil
+	tryIt(out, url, served, dir)
 }
 
 // devToken makes *dir, a temporary directory if it is empty, and the local token there that

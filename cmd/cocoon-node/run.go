@@ -159,27 +159,7 @@ func newLogger(level string, w *os.File) (*slog.Logger, error) {
 
 // runNode runs one node until ctx ends.
 func (m *Main) runNode(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	var f runFlags
-	f.register(fs)
-	faults := registerFaults(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
-	}
-	var fc fileConfig
-	if f.config != "" {
-		var err error
-		if fc, err = loadConfigFile(f.config); err != nil {
-			return err
-		}
-	}
-	if err := f.apply(&fc); err != nil {
-		return err
-	}
-	s, err := fc.resolve()
+	f, s, faults, err := runSettings(args)
 	if err != nil {
 		return err
 	}
@@ -215,7 +195,7 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	deps := node.Deps{Host: h, Backend: be, Logger: log, TEE: provider, Verifier: verifier, Faults: faults()}
+	deps := node.Deps{Host: h, Backend: be, Logger: log, TEE: provider, Verifier: verifier, Faults: faults}
 	if err := m.attachLedger(ctx, s, ds, &deps, log); err != nil {
 		return err
 	}
@@ -245,6 +225,33 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 	<-ctx.Done()
 	log.Info("shutting down")
 	return stop()
+}
+
+// runSettings parses run's flags and the config file they name into the node's settings,
+// the flags over the file over the defaults.
+func runSettings(args []string) (runFlags, settings, *node.Faults, error) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	var f runFlags
+	f.register(fs)
+	faults := registerFaults(fs)
+	if err := fs.Parse(args); err != nil {
+		return f, settings{}, nil, err
+	}
+	if fs.NArg() > 0 {
+		return f, settings{}, nil, usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	}
+	var fc fileConfig
+	if f.config != "" {
+		var err error
+		if fc, err = loadConfigFile(f.config); err != nil {
+			return f, settings{}, nil, err
+		}
+	}
+	if err := f.apply(&fc); err != nil {
+		return f, settings{}, nil, err
+	}
+	s, err := fc.resolve()
+	return f, s, faults(), err
 }
 
 // workerBackend is the model backend a worker's settings name (nil for other roles): the
