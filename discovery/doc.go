@@ -2,7 +2,15 @@
 // private Kademlia DHT under a key derived from the network name (and one key per model they
 // serve), and clients and workers look those records up and stay connected to several proxies.
 //
-// The caller builds a Service around its libp2p host, calls Bootstrap once, then runs
-// Advertise (proxies) or a Keeper (clients and workers) until its context ends. Any node can be a
-// bootstrap peer: all nodes run the DHT, in server mode unless told otherwise.
+// The caller's loop (node does this for every role):
+//
+//	s, err := discovery.New(h, discovery.Config{Network: "mainnet", Bootstrap: peers})
+//	defer s.Close()
+//	s.Bootstrap(ctx)                                   // once; the DHT keeps retrying
+//	go s.Advertise(ctx, models, retry, interval)        // a proxy: provide NetworkKey, ModelKey
+//	k := s.NewKeeper(want, interval, onConnect); go k.Run(ctx) // clients and workers
+//
+// FindProxies looks the records up; a Keeper stays connected to want proxies (Proxies lists
+// them, Lost reports one gone). Any node can be a bootstrap peer: all nodes run the DHT, in
+// server mode unless told otherwise.
 package discovery

@@ -8,7 +8,13 @@
 // channel parameters and its latest voucher, in two messages; and it needs no dictionaries,
 // Merkle proofs or global registries (unlike the v4 contract).
 //
-// The channel logic (Payer, Payee) is a pure state machine: no goroutines, no network, no clock.
+// The channel logic (Payer, Payee, Credit) is a pure state machine: no goroutines, no network,
+// no clock. A payer signs each voucher with Payer.Pay (or PayTo) and a payee checks it with
+// Payee.Accept; Credit bounds what a payee lets out ahead of payment. The lifecycle around
+// them (open, rotate, close together or alone, challenge, finish, write off) is package
+// ton/channel's stepped core, which node drives; ton/ledger moves the money, ton/chanstore
+// keeps each channel's newest state durably.
+//
 // Every message this package builds is executed against the real contract code in tonutils-go's
 // TVM by the tests.
 package ton
