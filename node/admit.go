@@ -216,41 +216,41 @@ func (ad *admissions) note(why refusal, now time.Time) (int, bool) {
 }
 
 // startAdmissions starts a proxy's pools of handshakes with workers to admit.
-func (n *Node) startAdmissions() {
+func (ro *roster) startAdmissions() {
 	for range admitDialers {
-		n.goLoop(func(ctx context.Context) { n.admitLoop(ctx, admitDial) })
+		ro.life.Loop(func(ctx context.Context) { ro.admitLoop(ctx, admitDial) })
 	}
 	for range admitConnected {
-		n.goLoop(func(ctx context.Context) { n.admitLoop(ctx, admitOverConn) })
+		ro.life.Loop(func(ctx context.Context) { ro.admitLoop(ctx, admitOverConn) })
 	}
 }
 
-func (n *Node) admitLoop(ctx context.Context, kind admitKind) {
+func (ro *roster) admitLoop(ctx context.Context, kind admitKind) {
 	for {
-		a, ok := n.admit.next(ctx, kind)
+		a, ok := ro.admit.next(ctx, kind)
 		if !ok {
 			return
 		}
-		n.admitOne(a, kind)
+		ro.admitOne(a, kind)
 	}
 }
 
 // admitOne attests a worker and, if it passes, puts its latest advert in the table. The
 // advert's addresses are dialled only now, and forgotten if that fails.
-func (n *Node) admitOne(a *wire.Advert, kind admitKind) {
+func (ro *roster) admitOne(a *wire.Advert, kind admitKind) {
 	p := a.Worker
-	dial := kind == admitDial && !n.connected(p)
+	dial := kind == admitDial && !ro.connected(p)
 	if dial {
-		n.h.Peerstore().AddAddrs(p, admitAddrs(a.Addrs), admitAddrTTL)
+		ro.h.Peerstore().AddAddrs(p, admitAddrs(a.Addrs), admitAddrTTL)
 	}
-	pa, err := n.peerAttestation(n.ctx, p)
-	a = n.admit.finish(p, kind)
+	pa, err := ro.attest.peer(ro.life.ctx, p)
+	a = ro.admit.finish(p, kind)
 	switch {
-	case n.ctx.Err() != nil:
-	case err == nil && pa.trusted(n.cfg.AllowUnattested) && !n.mismatch.has(p, n.now()):
-		n.upsertWorker(a)
-	case dial && !n.connected(p):
-		n.h.Peerstore().ClearAddrs(p)
+	case ro.life.ctx.Err() != nil:
+	case err == nil && pa.trusted(ro.cfg.AllowUnattested) && !ro.mismatch.has(p, ro.now()):
+		ro.upsert(a)
+	case dial && !ro.connected(p):
+		ro.h.Peerstore().ClearAddrs(p)
 	}
 }
 
@@ -268,80 +268,80 @@ func admitAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
 	return out
 }
 
-func (n *Node) connected(p peer.ID) bool {
-	return n.h.Network().Connectedness(p) == network.Connected
+func (ro *roster) connected(p peer.ID) bool {
+	return ro.h.Network().Connectedness(p) == network.Connected
 }
 
-// knownWorker reports whether adverts published by p pass without a token: its own node's,
+// known reports whether adverts published by p pass without a token: its own node's,
 // a worker in the table, and at a proxy one being admitted or connected to it.
-func (n *Node) knownWorker(p peer.ID) bool {
-	if p == n.h.ID() {
+func (ro *roster) known(p peer.ID) bool {
+	if p == ro.h.ID() {
 		return true
 	}
-	n.tableMu.Lock()
-	in := n.table.Has(p)
-	n.tableMu.Unlock()
-	if in || n.cfg.Role != RoleProxy {
+	ro.mu.Lock()
+	in := ro.table.Has(p)
+	ro.mu.Unlock()
+	if in || ro.cfg.Role != RoleProxy {
 		return in
 	}
-	return n.admit.has(p) || n.connected(p)
+	return ro.admit.has(p) || ro.connected(p)
 }
 
 // mayAdmit reports whether an advert of an unknown worker could be taken in now: checked
 // before its signature, so a flood beyond the rate costs no more than pubsub's own check.
-func (n *Node) mayAdmit() bool {
-	ok, why := n.tableRoom()
+func (ro *roster) mayAdmit() bool {
+	ok, why := ro.tableRoom()
 	if ok {
-		ok, why = n.admit.room(n.now(), n.cfg.Role == RoleProxy)
+		ok, why = ro.admit.room(ro.now(), ro.cfg.Role == RoleProxy)
 	}
 	if !ok {
-		n.refuse(why)
+		ro.refuse(why)
 	}
 	return ok
 }
 
 // admitNew takes in a valid advert of a worker this node did not know, and reports whether
 // the advert may be forwarded: a proxy queues the worker's handshake, a client lists it
-// (observeAdvert does that once the validator accepted it).
-func (n *Node) admitNew(a *wire.Advert) bool {
-	ok, why := n.tableRoom()
+// (observe does that once the validator accepted it).
+func (ro *roster) admitNew(a *wire.Advert) bool {
+	ok, why := ro.tableRoom()
 	switch {
 	case !ok:
-	case n.cfg.Role == RoleProxy:
-		ok, why = n.admit.offer(a, admitDial, n.now())
+	case ro.cfg.Role == RoleProxy:
+		ok, why = ro.admit.offer(a, admitDial, ro.now())
 	default:
-		ok, why = n.admit.take(n.now()), refusedRate
+		ok, why = ro.admit.take(ro.now()), refusedRate
 	}
 	if !ok {
-		n.refuse(why)
+		ro.refuse(why)
 	}
 	return ok
 }
 
 // tableRoom reports whether the worker table has room for one more.
-func (n *Node) tableRoom() (bool, refusal) {
-	n.tableMu.Lock()
-	defer n.tableMu.Unlock()
-	return n.table.Len() < n.cfg.MaxWorkers, refusedTable
+func (ro *roster) tableRoom() (bool, refusal) {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	return ro.table.Len() < ro.cfg.MaxWorkers, refusedTable
 }
 
 // refuse logs refusals of unknown workers' adverts, a line per kind every refusalLogEvery.
-func (n *Node) refuse(why refusal) {
-	count, ok := n.admit.note(why, n.now())
+func (ro *roster) refuse(why refusal) {
+	count, ok := ro.admit.note(why, ro.now())
 	if !ok {
 		return
 	}
 	var reason, fix string
 	switch why {
 	case refusedRate:
-		reason = fmt.Sprintf("more new workers than %g a second (burst %d)", n.cfg.AdmitRate, n.cfg.AdmitBurst)
+		reason = fmt.Sprintf("more new workers than %g a second (burst %d)", ro.cfg.AdmitRate, ro.cfg.AdmitBurst)
 		fix = "raise gossip.admit_rate or gossip.admit_burst if these workers are real"
 	case refusedPending:
 		reason = fmt.Sprintf("%d attestation handshakes already queued", maxPendingAdmissions)
 		fix = "none: workers' handshakes are slow or failing; they are retried on their next advert"
 	default:
-		reason = fmt.Sprintf("the worker table is full (%d workers)", n.cfg.MaxWorkers)
+		reason = fmt.Sprintf("the worker table is full (%d workers)", ro.cfg.MaxWorkers)
 		fix = "raise gossip.max_workers if the network has that many workers"
 	}
-	n.log.Warn("adverts of new workers ignored", "count", count, "reason", reason, "fix", fix)
+	ro.log.Warn("adverts of new workers ignored", "count", count, "reason", reason, "fix", fix)
 }

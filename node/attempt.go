@@ -63,7 +63,7 @@ func (a *attempt) run(ctx context.Context) error {
 	if a.h.Sealed {
 		// Sealed to the workers this proxy routed us to before, if any; otherwise the body is
 		// sent once the proxy's route names the worker.
-		if first, a.pre, err = n.preseal(p, &a.h, a.body); err != nil {
+		if first, a.pre, err = n.client.preseal(p, &a.h, a.body); err != nil {
 			return err
 		}
 	}
@@ -103,7 +103,7 @@ func (a *attempt) step(ctx context.Context) (done bool, err error) {
 	case stream.Bill:
 		return false, a.meter.billNow(ctx, c)
 	case stream.Route:
-		if err := a.n.sealTo(c, a.p, &ev.Route, &a.h, a.body, &a.ex); err != nil {
+		if err := a.n.client.sealTo(c, a.p, &ev.Route, &a.h, a.body, &a.ex); err != nil {
 			c.Abort()
 			return false, err
 		}
@@ -141,7 +141,7 @@ func (a *attempt) refuse(err error) error {
 // proxy is distrusted for a while, and its worker not blamed.
 func (a *attempt) refuseProxy(err error) error {
 	a.proxyFault = true
-	a.n.distrust(a.p, err)
+	a.n.attest.distrust(a.p, err)
 	return a.refuse(err)
 }
 
@@ -186,9 +186,9 @@ func (n *Node) checkProxyQuote(q wire.Quote, worker peer.ID, model string, payee
 	if worker == "" {
 		return nil
 	}
-	n.tableMu.Lock()
-	o, ok := n.table.Offer(worker, model)
-	n.tableMu.Unlock()
+	n.workers.mu.Lock()
+	o, ok := n.workers.table.Offer(worker, model)
+	n.workers.mu.Unlock()
 	if !ok {
 		return nil
 	}
@@ -246,7 +246,7 @@ func (a *attempt) final(fin *wire.Final) error {
 			return a.refuse(err)
 		}
 	}
-	receipt, err := a.n.checkReceipt(fin, &a.h, a.p, &a.ex)
+	receipt, err := a.n.client.checkReceipt(fin, &a.h, a.p, &a.ex)
 	if err != nil {
 		return a.refuse(fmt.Errorf("the receipt does not check: %v", err))
 	}

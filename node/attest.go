@@ -7,12 +7,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -37,8 +39,11 @@ const (
 // connected (its handshake failed or could not run) has no disconnect to clear its entry.
 const attestSweepEvery = 10 * time.Second
 
-// attestState is the node's own attestation and what it learnt of its peers'.
-type attestState struct {
+// attester is the node's own attestation and what it learnt of its peers': it serves our
+// hello, runs the handshake with peers and caches its outcome, and checks the routes a proxy
+// sends a client. Its cache is its own (mu); the rest is set once.
+type attester struct {
+	attestEnv
 	provider tee.Provider // nil: this node runs outside a TEE
 	verifier *tee.Verifier
 	opener   *tee.Opener // our sealing key: workers open sealed requests with it
@@ -53,6 +58,17 @@ type attestState struct {
 	full  quietCount              // handshakes left uncached because the cache was full
 }
 
+// attestEnv is what an attester runs on: the node's host, life and log, and its settings.
+type attestEnv struct {
+	h    host.Host
+	life *life
+	log  *slog.Logger
+	rand *lockedRand
+	cfg  *Config // AttestTTL, MaxAttestations, AllowUnattested, ReceiptCheckEvery
+}
+
+func (a *attester) now() time.Time { return a.life.clock.Now() }
+
 // peerAttest is one handshake's outcome. done is closed once the fields are set; after that
 // they never change (a refresh makes a new peerAttest).
 type peerAttest struct {
@@ -62,7 +78,7 @@ type peerAttest struct {
 	hello      []byte  // the hello as received: a proxy hands workers' hellos to clients
 	key        []byte  // the peer's libp2p public key, marshalled
 	err        error   // wraps tee.ErrNotAttested for a peer outside a TEE
-	refreshing bool    // guarded by attestState.mu
+	refreshing bool    // guarded by attester.mu
 	distrusted bool    // caught with a bad receipt: no work for it until the entry expires
 	unreached  bool    // the handshake could not run: err says nothing of the peer's TEE
 	sealID     [8]byte // wire.SealKeyID of the sealing key it attested
@@ -74,8 +90,8 @@ func (pa *peerAttest) trusted(allowUnattested bool) bool {
 	return pa.err == nil || (allowUnattested && errors.Is(pa.err, tee.ErrNotAttested))
 }
 
-// newAttestState makes the node's sealing key and evidence binding it to the node's key.
-func newAttestState(priv crypto.PrivKey, provider tee.Provider, verifier *tee.Verifier) (*attestState, error) {
+// newAttester makes the node's sealing key and evidence binding it to the node's key.
+func newAttester(env attestEnv, priv crypto.PrivKey, provider tee.Provider, verifier *tee.Verifier) (*attester, error) {
 	sk, err := tee.GenerateSealKey()
 	if err != nil {
 		return nil, err
@@ -84,7 +100,7 @@ func newAttestState(priv crypto.PrivKey, provider tee.Provider, verifier *tee.Ve
 	if err != nil {
 		return nil, err
 	}
-	a := &attestState{provider: provider, verifier: verifier, opener: tee.NewOpener(sk), key: pub, priv: priv,
+	a := &attester{attestEnv: env, provider: provider, verifier: verifier, opener: tee.NewOpener(sk), key: pub, priv: priv,
 		signer: &batchSigner{key: priv}, peers: make(map[peer.ID]*peerAttest)}
 	hello := tee.Hello{SealKey: sk.PublicKey()}
 	if provider != nil {
@@ -123,61 +139,61 @@ func describeAttest(pa *peerAttest) string {
 
 // startAttest serves our hello to any peer that asks, forgets peers' handshakes when their
 // last connection closes, and says loudly when this node's own evidence is simulated.
-func (n *Node) startAttest() {
-	n.h.SetStreamHandler(AttestProtocol, n.life.handler(n.handleAttest))
+func (a *attester) start() {
+	a.h.SetStreamHandler(AttestProtocol, a.life.handler(a.handle))
 	nb := &network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
 		if p := c.RemotePeer(); nw.Connectedness(p) != network.Connected {
-			n.attest.mu.Lock()
-			delete(n.attest.peers, p)
-			n.attest.mu.Unlock()
+			a.mu.Lock()
+			delete(a.peers, p)
+			a.mu.Unlock()
 		}
 	}}
-	n.h.Network().Notify(nb)
-	n.goLoop(func(ctx context.Context) {
+	a.h.Network().Notify(nb)
+	a.life.Loop(func(ctx context.Context) {
 		<-ctx.Done()
-		n.h.Network().StopNotify(nb)
+		a.h.Network().StopNotify(nb)
 	})
-	n.every(attestSweepEvery, func() {
-		n.attest.mu.Lock()
-		n.attest.sweep(n.now(), n.cfg.AttestTTL)
-		n.attest.mu.Unlock()
+	a.life.Every(attestSweepEvery, func() {
+		a.mu.Lock()
+		a.sweep(a.now(), a.cfg.AttestTTL)
+		a.mu.Unlock()
 	})
 	switch {
-	case n.attest.provider == nil:
-		n.log.Info("running outside a TEE: this node offers no attestation")
-	case n.attest.provider.Kind() == tee.KindSimulated:
-		n.log.Warn("!!! SIMULATED TEE: this node's attestation is FAKE and protects nothing. " +
+	case a.provider == nil:
+		a.log.Info("running outside a TEE: this node offers no attestation")
+	case a.provider.Kind() == tee.KindSimulated:
+		a.log.Warn("!!! SIMULATED TEE: this node's attestation is FAKE and protects nothing. " +
 			"Peers accept it only when started with the insecure allow-simulated flag. Never use it with real prompts or money. !!!")
 	default:
-		n.log.Info("attested", "tee", n.attest.provider.Kind().String(), "evidence", hex.EncodeToString(n.attest.digest[:8]))
+		a.log.Info("attested", "tee", a.provider.Kind().String(), "evidence", hex.EncodeToString(a.digest[:8]))
 	}
-	pol := n.attest.verifier.Policy()
+	pol := a.verifier.Policy()
 	if pol.AllowSimulated {
-		n.log.Warn("!!! INSECURE: this node accepts SIMULATED attestation from its peers: prompts may reach machines that can read them !!!")
+		a.log.Warn("!!! INSECURE: this node accepts SIMULATED attestation from its peers: prompts may reach machines that can read them !!!")
 	}
 }
 
-// attestProxy runs the handshake with a proxy as soon as we connect to it, so that no request
+// warm runs the handshake with a proxy as soon as we connect to it, so that no request
 // waits for it.
-func (n *Node) attestProxy(ctx context.Context, p peer.ID) { _, _ = n.peerAttestation(ctx, p) }
+func (a *attester) warm(ctx context.Context, p peer.ID) { _, _ = a.peer(ctx, p) }
 
-// handleAttest sends our hello.
-func (n *Node) handleAttest(s network.Stream) {
+// handle sends our hello.
+func (a *attester) handle(s network.Stream) {
 	w := wire.NewWriter(s)
 	defer w.Release()
-	if err := w.WriteFrame(wire.FrameHello, n.attest.hello); err != nil || w.Flush() != nil {
+	if err := w.WriteFrame(wire.FrameHello, a.hello); err != nil || w.Flush() != nil {
 		s.Reset()
 		return
 	}
 	s.Close()
 }
 
-// cachedAttestation returns p's handshake if one has finished and is still good, without
+// cached returns p's handshake if one has finished and is still good, without
 // waiting or fetching.
-func (n *Node) cachedAttestation(p peer.ID) *peerAttest {
-	n.attest.mu.Lock()
-	defer n.attest.mu.Unlock()
-	pa := n.attest.peers[p]
+func (a *attester) cached(p peer.ID) *peerAttest {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	pa := a.peers[p]
 	if pa == nil {
 		return nil
 	}
@@ -186,13 +202,13 @@ func (n *Node) cachedAttestation(p peer.ID) *peerAttest {
 	default:
 		return nil
 	}
-	if n.now().Sub(pa.at) >= n.attestTTL(pa) {
+	if a.now().Sub(pa.at) >= a.ttl(pa) {
 		return nil
 	}
 	return pa
 }
 
-func (n *Node) attestTTL(pa *peerAttest) time.Duration { return attestTTL(pa, n.cfg.AttestTTL) }
+func (a *attester) ttl(pa *peerAttest) time.Duration { return attestTTL(pa, a.cfg.AttestTTL) }
 
 // attestTTL is how long a finished handshake is used: good is Config.AttestTTL.
 func attestTTL(pa *peerAttest, good time.Duration) time.Duration {
@@ -222,7 +238,7 @@ func (pa *peerAttest) finished() bool {
 }
 
 // sweep drops the finished handshakes that expired; a.mu is held.
-func (a *attestState) sweep(now time.Time, good time.Duration) {
+func (a *attester) sweep(now time.Time, good time.Duration) {
 	maps.DeleteFunc(a.peers, func(_ peer.ID, pa *peerAttest) bool {
 		return pa.finished() && now.Sub(pa.at) >= attestTTL(pa, good)
 	})
@@ -232,7 +248,7 @@ func (a *attestState) sweep(now time.Time, good time.Duration) {
 // does: first the expired, then those that could not run, then refusals (distrusted peers
 // stay). Trusted entries are never evicted: there is one per connected peer, which the
 // connection limit bounds, and each leaves when its peer disconnects. a.mu is held.
-func (a *attestState) makeRoom(now time.Time, good time.Duration, limit int) bool {
+func (a *attester) makeRoom(now time.Time, good time.Duration, limit int) bool {
 	if len(a.peers) < limit {
 		return true
 	}
@@ -249,22 +265,22 @@ func (a *attestState) makeRoom(now time.Time, good time.Duration, limit int) boo
 	return len(a.peers) < limit
 }
 
-// peerAttestation returns p's handshake: cached, or fetched now (one fetch per peer at a
+// peer returns p's handshake: cached, or fetched now (one fetch per peer at a
 // time). A good one is refreshed in the background once it is three quarters through its TTL,
 // so a request never waits for a refresh.
-func (n *Node) peerAttestation(ctx context.Context, p peer.ID) (*peerAttest, error) {
-	n.attest.mu.Lock()
-	pa := n.attest.peers[p]
+func (a *attester) peer(ctx context.Context, p peer.ID) (*peerAttest, error) {
+	a.mu.Lock()
+	pa := a.peers[p]
 	if pa != nil {
 		select {
 		case <-pa.done:
-			age, ttl := n.now().Sub(pa.at), n.attestTTL(pa)
+			age, ttl := a.now().Sub(pa.at), a.ttl(pa)
 			if age < ttl {
 				if age > ttl*3/4 && !pa.refreshing && pa.err == nil {
 					pa.refreshing = true
-					n.life.Go(func() { n.fetchAttestation(p, pa) })
+					a.life.Go(func() { a.fetch(p, pa) })
 				}
-				n.attest.mu.Unlock()
+				a.mu.Unlock()
 				return pa, nil
 			}
 			pa = nil // expired: fetch anew
@@ -273,24 +289,24 @@ func (n *Node) peerAttestation(ctx context.Context, p peer.ID) (*peerAttest, err
 	}
 	if pa == nil {
 		pa = &peerAttest{done: make(chan struct{})}
-		_, replaces := n.attest.peers[p]
-		cached := replaces || n.attest.makeRoom(n.now(), n.cfg.AttestTTL, n.cfg.MaxAttestations)
+		_, replaces := a.peers[p]
+		cached := replaces || a.makeRoom(a.now(), a.cfg.AttestTTL, a.cfg.MaxAttestations)
 		if cached {
-			n.attest.peers[p] = pa
+			a.peers[p] = pa
 		}
 		count, logNow := 0, false
 		if !cached {
-			count, logNow = n.attest.full.note(n.now(), refusalLogEvery)
+			count, logNow = a.full.note(a.now(), refusalLogEvery)
 		}
-		n.attest.mu.Unlock()
+		a.mu.Unlock()
 		if logNow {
-			n.log.Warn("attestation cache full of trusted, distrusted and running handshakes: new ones run uncached", "uncached", count,
-				"max_attestations", n.cfg.MaxAttestations, "fix", "raise tee.max_attestations above host.max_conns")
+			a.log.Warn("attestation cache full of trusted, distrusted and running handshakes: new ones run uncached", "uncached", count,
+				"max_attestations", a.cfg.MaxAttestations, "fix", "raise tee.max_attestations above host.max_conns")
 		}
-		n.fetchAttestation(p, pa)
+		a.fetch(p, pa)
 		return pa, nil
 	}
-	n.attest.mu.Unlock()
+	a.mu.Unlock()
 	select {
 	case <-pa.done:
 		return pa, nil
@@ -299,14 +315,14 @@ func (n *Node) peerAttestation(ctx context.Context, p peer.ID) (*peerAttest, err
 	}
 }
 
-// fetchAttestation runs the handshake with p and stores the outcome: into pa when pa is still
+// fetch runs the handshake with p and stores the outcome: into pa when pa is still
 // pending, or as a new entry replacing pa when pa is being refreshed.
-func (n *Node) fetchAttestation(p peer.ID, pa *peerAttest) {
-	ctx, cancel := context.WithTimeout(n.ctx, requestReadTimeout)
+func (a *attester) fetch(p peer.ID, pa *peerAttest) {
+	ctx, cancel := context.WithTimeout(a.life.ctx, requestReadTimeout)
 	defer cancel()
 	res := &peerAttest{done: make(chan struct{})}
-	res.hello, res.key, res.att, res.err = n.handshake(ctx, p)
-	res.at = n.now()
+	res.hello, res.key, res.att, res.err = a.handshake(ctx, p)
+	res.at = a.now()
 	res.unreached = res.err != nil && res.hello == nil
 	if res.err == nil {
 		res.sealID = wire.SealKeyID(res.att.SealKey)
@@ -316,24 +332,24 @@ func (n *Node) fetchAttestation(p peer.ID, pa *peerAttest) {
 	}
 	switch {
 	case res.unreached:
-		n.log.Debug("attestation handshake could not run", "peer", p.String(), "err", res.err)
+		a.log.Debug("attestation handshake could not run", "peer", p.String(), "err", res.err)
 	case res.err == nil:
-		n.log.Info("peer attested", "peer", p.String(), "tee", describe(&res.att.Claims))
+		a.log.Info("peer attested", "peer", p.String(), "tee", describe(&res.att.Claims))
 	case errors.Is(res.err, tee.ErrNotAttested):
-		n.log.Debug("peer offers no attestation", "peer", p.String())
+		a.log.Debug("peer offers no attestation", "peer", p.String())
 	default:
-		n.log.Warn("peer attestation refused", "peer", p.String(), "err", res.err)
+		a.log.Warn("peer attestation refused", "peer", p.String(), "err", res.err)
 	}
-	n.attest.mu.Lock()
-	defer n.attest.mu.Unlock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	select {
 	case <-pa.done: // a refresh: swap in the new outcome if pa is still the current one
 		close(res.done)
 		switch {
 		case res.unreached:
 			pa.refreshing = false // a hiccup says nothing against the good entry: try again later
-		case n.attest.peers[p] == pa:
-			n.attest.peers[p] = res
+		case a.peers[p] == pa:
+			a.peers[p] = res
 		}
 	default:
 		pa.at, pa.att, pa.hello, pa.key, pa.err, pa.unreached, pa.sealID = res.at, res.att, res.hello, res.key, res.err, res.unreached, res.sealID
@@ -342,8 +358,8 @@ func (n *Node) fetchAttestation(p peer.ID, pa *peerAttest) {
 }
 
 // handshake reads p's hello and verifies it against the key p's connection authenticated.
-func (n *Node) handshake(ctx context.Context, p peer.ID) (hello, key []byte, att tee.Attestation, err error) {
-	s, err := n.h.NewStream(ctx, p, AttestProtocol)
+func (a *attester) handshake(ctx context.Context, p peer.ID) (hello, key []byte, att tee.Attestation, err error) {
+	s, err := a.h.NewStream(ctx, p, AttestProtocol)
 	if err != nil {
 		return nil, nil, att, fmt.Errorf("attestation handshake with %s: %w", p.String(), err)
 	}
@@ -369,35 +385,35 @@ func (n *Node) handshake(ctx context.Context, p peer.ID) (hello, key []byte, att
 	if err != nil {
 		return nil, nil, att, err
 	}
-	att, err = n.verifyHello(payload, key)
+	att, err = a.verifyHello(payload, key)
 	return payload, key, att, err
 }
 
 // verifyHello decodes and verifies a hello for the peer whose marshalled public key is key.
-func (n *Node) verifyHello(raw, key []byte) (tee.Attestation, error) {
+func (a *attester) verifyHello(raw, key []byte) (tee.Attestation, error) {
 	h, err := tee.UnmarshalHello(raw)
 	if err != nil {
 		return tee.Attestation{}, err
 	}
-	return n.attest.verifier.VerifyHello(&h, key, n.now())
+	return a.verifier.VerifyHello(&h, key, a.now())
 }
 
 // distrust marks p as refused for failedAttestTTL, as a failed handshake would: a peer caught
 // cheating gets no work until it attests again. The mark is kept even past the cache's cap
 // (only a connected peer can be caught, so there are few).
-func (n *Node) distrust(p peer.ID, why error) {
-	pa := &peerAttest{done: make(chan struct{}), at: n.now(), err: fmt.Errorf("distrusted: %w", why), distrusted: true}
+func (a *attester) distrust(p peer.ID, why error) {
+	pa := &peerAttest{done: make(chan struct{}), at: a.now(), err: fmt.Errorf("distrusted: %w", why), distrusted: true}
 	close(pa.done)
-	n.attest.mu.Lock()
-	n.attest.makeRoom(n.now(), n.cfg.AttestTTL, n.cfg.MaxAttestations)
-	n.attest.peers[p] = pa
-	n.attest.mu.Unlock()
-	n.log.Warn("peer distrusted", "peer", p.String(), "err", why)
+	a.mu.Lock()
+	a.makeRoom(a.now(), a.cfg.AttestTTL, a.cfg.MaxAttestations)
+	a.peers[p] = pa
+	a.mu.Unlock()
+	a.log.Warn("peer distrusted", "peer", p.String(), "err", why)
 }
 
 // sampleReceipt says whether to verify this receipt's signatures (one in ReceiptCheckEvery).
-func (n *Node) sampleReceipt() bool {
-	return n.cfg.ReceiptCheckEvery <= 1 || n.rand.IntN(n.cfg.ReceiptCheckEvery) == 0
+func (a *attester) sampleReceipt() bool {
+	return a.cfg.ReceiptCheckEvery <= 1 || a.rand.IntN(a.cfg.ReceiptCheckEvery) == 0
 }
 
 // routeCache remembers the worker hellos a client verified, by a hash of key and hello, one
@@ -462,7 +478,7 @@ const maxRouteCache = 1024
 
 // checkRoute verifies the worker a proxy routed us to and returns the session to seal to it;
 // nil with no error means the worker is unattested and this node allows sending it plaintext.
-func (n *Node) checkRoute(r *wire.Route) (*tee.Session, tee.Attestation, error) {
+func (a *attester) checkRoute(rc *routeCache, r *wire.Route) (*tee.Session, tee.Attestation, error) {
 	pub, err := crypto.UnmarshalPublicKey(r.Key)
 	if err == nil && !r.Worker.MatchesPublicKey(pub) {
 		err = errors.New("the key is not the worker's")
@@ -474,15 +490,14 @@ func (n *Node) checkRoute(r *wire.Route) (*tee.Session, tee.Attestation, error) 
 	h.Write(r.Key)
 	h.Write(r.Hello)
 	k := [32]byte(h.Sum(nil))
-	now := n.now()
-	rc := &n.client.routes
+	now := a.now()
 	rc.mu.Lock()
 	e, ok := rc.verified[k]
 	rc.mu.Unlock()
-	if !ok || now.Sub(e.at) > n.cfg.AttestTTL || (e.err != nil && now.Sub(e.at) > failedAttestTTL) {
+	if !ok || now.Sub(e.at) > a.cfg.AttestTTL || (e.err != nil && now.Sub(e.at) > failedAttestTTL) {
 		e = routeEntry{at: now}
 		// The route aliases the stream's read buffer; what the cache keeps must not.
-		e.att, e.err = n.verifyHello(bytes.Clone(r.Hello), r.Key)
+		e.att, e.err = a.verifyHello(bytes.Clone(r.Hello), r.Key)
 		rc.mu.Lock()
 		if len(rc.verified) >= maxRouteCache {
 			clear(rc.verified)
@@ -491,7 +506,7 @@ func (n *Node) checkRoute(r *wire.Route) (*tee.Session, tee.Attestation, error) 
 		rc.mu.Unlock()
 	}
 	if e.err != nil {
-		if errors.Is(e.err, tee.ErrNotAttested) && n.cfg.AllowUnattested {
+		if errors.Is(e.err, tee.ErrNotAttested) && a.cfg.AllowUnattested {
 			return nil, tee.Attestation{}, nil
 		}
 		return nil, tee.Attestation{}, wire.Errorf(wire.CodeAttestation, "worker %s: %v", r.Worker.String(), e.err)

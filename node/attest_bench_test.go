@@ -27,14 +27,14 @@ func attestPeer(b testing.TB, allowSimulated bool) *Node {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { h.Close() })
-	a, err := newAttestState(key, tee.NewSimulated(nil), tee.NewVerifier(tee.Policy{AllowSimulated: allowSimulated}, nil))
-	if err != nil {
+	n := &Node{h: h, clock: wallClock(), life: newLife(wallClock(), "test"), rand: newLockedRand(nil), log: slog.New(slog.DiscardHandler), cfg: DefaultConfig()}
+	n.ctx, n.cancel = n.life.ctx, n.life.cancel
+	env := attestEnv{h: n.h, life: n.life, log: n.log, rand: n.rand, cfg: &n.cfg}
+	if n.attest, err = newAttester(env, key, tee.NewSimulated(nil), tee.NewVerifier(tee.Policy{AllowSimulated: allowSimulated}, nil)); err != nil {
 		b.Fatal(err)
 	}
-	n := &Node{h: h, attest: a, clock: wallClock(), life: newLife(wallClock(), "test"), log: slog.New(slog.DiscardHandler), cfg: DefaultConfig()}
-	n.ctx, n.cancel = context.WithCancel(context.Background())
 	b.Cleanup(func() { n.cancel(); n.life.close() })
-	h.SetStreamHandler(AttestProtocol, n.handleAttest)
+	h.SetStreamHandler(AttestProtocol, n.attest.handle)
 	return n
 }
 
@@ -54,7 +54,7 @@ func BenchmarkAttestHandshake(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, _, err := a.handshake(ctx, z.h.ID()); err != nil {
+		if _, _, _, err := a.attest.handshake(ctx, z.h.ID()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -68,7 +68,7 @@ func BenchmarkConnectAndAttest(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		connect(b, a.h, z.h)
-		if _, _, _, err := a.handshake(ctx, z.h.ID()); err != nil {
+		if _, _, _, err := a.attest.handshake(ctx, z.h.ID()); err != nil {
 			b.Fatal(err)
 		}
 		a.h.Network().ClosePeer(z.h.ID())

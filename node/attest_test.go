@@ -22,21 +22,21 @@ func TestAttestationCacheAndRefresh(t *testing.T) {
 	var handshakes atomic.Int32
 	z.h.SetStreamHandler(AttestProtocol, func(s network.Stream) {
 		handshakes.Add(1)
-		z.handleAttest(s)
+		z.attest.handle(s)
 	})
 	clk, nc := newManualClock(time.Unix(1_700_000_000, 0))
-	a.clock = nc
+	a.clock, a.life.clock = nc, nc
 	advance := clk.advance
 	a.cfg.AttestTTL = time.Hour
 	connect(t, a.h, z.h)
 	ctx := context.Background()
 
-	pa, err := a.peerAttestation(ctx, z.h.ID())
+	pa, err := a.attest.peer(ctx, z.h.ID())
 	if err != nil || pa.err != nil {
 		t.Fatalf("first handshake: %v %v", err, pa.err)
 	}
 	for range 5 {
-		if again, _ := a.peerAttestation(ctx, z.h.ID()); again != pa {
+		if again, _ := a.attest.peer(ctx, z.h.ID()); again != pa {
 			t.Fatal("a fresh handshake was not reused")
 		}
 	}
@@ -45,20 +45,20 @@ func TestAttestationCacheAndRefresh(t *testing.T) {
 	}
 
 	advance(50 * time.Minute) // past three quarters: served from cache, refreshed behind
-	if got, _ := a.peerAttestation(ctx, z.h.ID()); got != pa {
+	if got, _ := a.attest.peer(ctx, z.h.ID()); got != pa {
 		t.Fatal("a request waited for the refresh")
 	}
 	a.life.wg.Wait()
 	if n := handshakes.Load(); n != 2 {
 		t.Fatalf("%d handshakes after the refresh, want 2", n)
 	}
-	refreshed := a.cachedAttestation(z.h.ID())
+	refreshed := a.attest.cached(z.h.ID())
 	if refreshed == nil || refreshed == pa || refreshed.err != nil {
 		t.Fatalf("refreshed entry: %+v", refreshed)
 	}
 
 	advance(2 * time.Hour) // expired: fetched again, synchronously
-	if got, _ := a.peerAttestation(ctx, z.h.ID()); got == refreshed || got.err != nil {
+	if got, _ := a.attest.peer(ctx, z.h.ID()); got == refreshed || got.err != nil {
 		t.Fatal("an expired handshake was reused")
 	}
 	if n := handshakes.Load(); n != 3 {
@@ -66,10 +66,10 @@ func TestAttestationCacheAndRefresh(t *testing.T) {
 	}
 
 	// A closed connection forgets the peer's handshake.
-	a.startAttest()
+	a.attest.start()
 	a.h.Network().ClosePeer(z.h.ID())
 	deadline := time.Now().Add(5 * time.Second)
-	for a.cachedAttestation(z.h.ID()) != nil {
+	for a.attest.cached(z.h.ID()) != nil {
 		if time.Now().After(deadline) {
 			t.Fatal("the handshake outlived the connection")
 		}
@@ -84,14 +84,14 @@ func TestAttestationCacheAndRefresh(t *testing.T) {
 func TestAttestationCacheIsBounded(t *testing.T) {
 	a := attestPeer(t, true)
 	clk, nc := newManualClock(time.Unix(1_700_000_000, 0))
-	a.clock = nc
+	a.clock, a.life.clock = nc, nc
 	a.cfg.MaxAttestations = 4
 	size := func() int { a.attest.mu.Lock(); defer a.attest.mu.Unlock(); return len(a.attest.peers) }
 	ctx := context.Background()
 	attested := func() *Node {
 		z := attestPeer(t, true)
 		connect(t, a.h, z.h)
-		if pa, err := a.peerAttestation(ctx, z.h.ID()); err != nil || pa.err != nil {
+		if pa, err := a.attest.peer(ctx, z.h.ID()); err != nil || pa.err != nil {
 			t.Fatalf("honest handshake: %v %v", err, pa.err)
 		}
 		return z
@@ -99,15 +99,15 @@ func TestAttestationCacheIsBounded(t *testing.T) {
 	z1, z2 := attested(), attested()
 
 	liar, other := attestPeer(t, true), attestPeer(t, true)
-	liar.h.SetStreamHandler(AttestProtocol, other.handleAttest) // a hello binding another key
+	liar.h.SetStreamHandler(AttestProtocol, other.attest.handle) // a hello binding another key
 	connect(t, a.h, liar.h)
-	if pa, _ := a.peerAttestation(ctx, liar.h.ID()); !pa.refused() || pa.hello != nil || pa.key != nil {
+	if pa, _ := a.attest.peer(ctx, liar.h.ID()); !pa.refused() || pa.hello != nil || pa.key != nil {
 		t.Fatalf("impostor's handshake: refused %v, hello kept %v", pa.refused(), pa.hello != nil)
 	}
 	for i := range 20 { // peers with no address: their handshakes cannot run
 		key, _, _ := crypto.GenerateEd25519Key(nil)
 		id, _ := peer.IDFromPrivateKey(key)
-		if pa, _ := a.peerAttestation(ctx, id); !pa.unreached {
+		if pa, _ := a.attest.peer(ctx, id); !pa.unreached {
 			t.Fatalf("unreachable peer %d: %v", i, pa.err)
 		}
 		if n := size(); n > 4 {
@@ -115,18 +115,18 @@ func TestAttestationCacheIsBounded(t *testing.T) {
 		}
 	}
 	for _, z := range []*Node{z1, z2} {
-		if a.cachedAttestation(z.h.ID()) == nil {
+		if a.attest.cached(z.h.ID()) == nil {
 			t.Fatal("a trusted entry was evicted")
 		}
 	}
-	a.distrust(liar.h.ID(), errors.New("bad receipt"))
+	a.attest.distrust(liar.h.ID(), errors.New("bad receipt"))
 	z3 := attested() // takes the place of the last unreachable peer
-	if n := size(); n != 4 || a.cachedAttestation(z3.h.ID()) == nil || !a.cachedAttestation(liar.h.ID()).distrusted {
+	if n := size(); n != 4 || a.attest.cached(z3.h.ID()) == nil || !a.attest.cached(liar.h.ID()).distrusted {
 		t.Fatalf("%d entries; want z1-z3 and the distrusted one", n)
 	}
 	z4 := attested() // nothing left to evict
-	if n := size(); n != 4 || a.cachedAttestation(z4.h.ID()) != nil {
-		t.Fatalf("%d entries, z4 cached %v: a full cache of trusted entries must run z4 uncached", n, a.cachedAttestation(z4.h.ID()) != nil)
+	if n := size(); n != 4 || a.attest.cached(z4.h.ID()) != nil {
+		t.Fatalf("%d entries, z4 cached %v: a full cache of trusted entries must run z4 uncached", n, a.attest.cached(z4.h.ID()) != nil)
 	}
 
 	sweep := func() int {
@@ -151,12 +151,12 @@ func TestStatusSummarisesAttestations(t *testing.T) {
 	a, z := attestPeer(t, true), attestPeer(t, true)
 	connect(t, a.h, z.h)
 	ctx := context.Background()
-	a.peerAttestation(ctx, z.h.ID())
+	a.attest.peer(ctx, z.h.ID())
 	const unreachable = 100
 	for range unreachable {
 		key, _, _ := crypto.GenerateEd25519Key(nil)
 		id, _ := peer.IDFromPrivateKey(key)
-		a.peerAttestation(ctx, id)
+		a.attest.peer(ctx, id)
 	}
 	st := a.Status()
 	if len(st.Attestations) != maxStatusAttestations || st.Attestations[z.h.ID().String()] != "simulated (INSECURE)" {
@@ -174,11 +174,11 @@ func TestCheckRoute(t *testing.T) {
 	c.client = &clientState{routes: routeCache{verified: map[[32]byte]routeEntry{}, sessions: map[string]*tee.Session{},
 		candidates: map[candidateKey][]candidate{}}}
 	good := wire.Route{Worker: w.h.ID(), Key: w.attest.key, Hello: w.attest.hello}
-	s, att, err := c.checkRoute(&good)
+	s, att, err := c.attest.checkRoute(&c.client.routes, &good)
 	if err != nil || s == nil || att.Claims.Kind != tee.KindSimulated {
 		t.Fatalf("honest route: %v", err)
 	}
-	if s2, _, _ := c.checkRoute(&good); s2 != s {
+	if s2, _, _ := c.attest.checkRoute(&c.client.routes, &good); s2 != s {
 		t.Fatal("a second route to the same worker set up a new session")
 	}
 
@@ -189,22 +189,22 @@ func TestCheckRoute(t *testing.T) {
 		"garbage hello":              {Worker: w.h.ID(), Key: w.attest.key, Hello: []byte("junk")},
 		"another worker, same hello": {Worker: other.h.ID(), Key: other.attest.key, Hello: w.attest.hello},
 	} {
-		if _, _, err := c.checkRoute(&r); err == nil || asWireError(err).Code != wire.CodeAttestation {
+		if _, _, err := c.attest.checkRoute(&c.client.routes, &r); err == nil || asWireError(err).Code != wire.CodeAttestation {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
 
-	bare, err := newAttestState(other.attest.priv, nil, other.attest.verifier) // outside a TEE
+	bare, err := newAttester(attestEnv{}, other.attest.priv, nil, other.attest.verifier) // outside a TEE
 	if err != nil {
 		t.Fatal(err)
 	}
 	unattested := wire.Route{Worker: other.h.ID(), Key: other.attest.key, Hello: bare.hello}
-	if _, _, err := c.checkRoute(&unattested); err == nil {
+	if _, _, err := c.attest.checkRoute(&c.client.routes, &unattested); err == nil {
 		t.Error("an unattested worker was accepted by default")
 	}
 	c.cfg.AllowUnattested = true
 	c.client.routes.verified = map[[32]byte]routeEntry{}
-	if s, _, err := c.checkRoute(&unattested); err != nil || s != nil {
+	if s, _, err := c.attest.checkRoute(&c.client.routes, &unattested); err != nil || s != nil {
 		t.Errorf("unattested worker where allowed: session %v, %v (want plaintext, no error)", s, err)
 	}
 }

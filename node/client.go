@@ -14,7 +14,9 @@ import (
 
 // clientState is what a client tracks beyond the common node.
 type clientState struct {
-	next atomic.Uint64 // round-robin position over the connected proxies
+	attest *attester
+	cfg    *Config
+	next   atomic.Uint64 // round-robin position over the connected proxies
 
 	idPrefix string        // random per client process
 	ids      atomic.Uint64 // requests numbered after idPrefix
@@ -54,14 +56,14 @@ func (c *clientState) peerName(p peer.ID) string {
 // capacity gossip to know what the mesh offers, for the faces over it (Infer) to send requests.
 func (n *Node) startClient() error {
 	n.keeper = n.disc.NewKeeper(n.cfg.MinProxies, n.cfg.DiscoveryInterval, func(ctx context.Context, p peer.ID) {
-		n.attestProxy(ctx, p)
+		n.attest.warm(ctx, p)
 		if n.payments != nil { // open (or resume) the channel we pay it on before the first request
 			n.life.Go(func() { n.payments.ensure(n.ctx, p) })
 		}
 	})
-	n.goLoop(n.keeper.Run)
-	n.goLoop(n.readAdverts)
-	n.every(n.cfg.WorkerTTL/4, n.expireWorkers)
+	n.life.Loop(n.keeper.Run)
+	n.life.Loop(n.workers.read)
+	n.life.Every(n.cfg.WorkerTTL/4, n.workers.expire)
 	return nil
 }
 
@@ -105,7 +107,7 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, sink answe
 	resent := false
 	for i := 0; i < n.cfg.MaxAttempts; i++ {
 		p := proxies[(first+i)%len(proxies)]
-		if pa := n.cachedAttestation(p); pa != nil && pa.distrusted {
+		if pa := n.attest.cached(p); pa != nil && pa.distrusted {
 			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s is distrusted: %v", p.String(), pa.err)
 			continue
 		}

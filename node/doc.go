@@ -9,6 +9,25 @@
 //   - worker: stays connected to a few proxies, publishes its capacity, and runs requests on
 //     its model backend (worker.go).
 //
+// A caller's loop is short (cmd/cocoon-node and node/localnet do this):
+//
+//	n, err := node.New(cfg, node.Deps{Host: h, Backend: b, Ledger: l, Channels: store, Wallet: w})
+//	if err != nil { ... }              // a wrong config names the setting to change
+//	if err := n.Start(); err != nil { ... }
+//	srv, err := api.Serve(n, log)      // a client's OpenAI API and the admin endpoints
+//	...                                // until a signal
+//	srv.Close(); n.Close()             // Close returns once nothing of n's runs
+//
+// A node is parts that each own their state, wired together by *Node (node.go), which keeps
+// the role's hops of the data path: life (life.go: every goroutine, timer and stream handler
+// the node starts, so Close waits for them), attester (attest.go: our hello, peers'
+// handshakes, the routes a client is sent), roster (gossip.go, admit.go: the worker table,
+// fed by capacity adverts, and the admission of unknown workers into it), channels
+// (channels.go, owner.go: the payment channels, one owner each), workerState (worker.go,
+// workeradvert.go: a worker's jobs, adverts and backend health) and clientState (client.go,
+// seal.go: a client's proxies, sealing and receipts). Time and randomness come from Deps
+// (Clock, Rand): a simulation runs many nodes in one process on a fake clock.
+//
 // The data path, top to bottom: HTTP request -> api/openai handleCompletion -> face.go Infer
 // (checks each chunk) -> client.go infer, which makes an attempt per proxy (attempt.go:
 // attempt.run opens the call with openCall, and attempt.step takes each event: sealTo on a

@@ -106,7 +106,7 @@ func (n *Node) Infer(ctx context.Context, req Request, onChunk func(Chunk) error
 		return nil, asWireError(err)
 	}
 	return &Result{Answer: answer, Usage: res.fin.Usage, Worker: res.fin.Worker, WorkerTEE: res.workerTE,
-		Proxy: n.client.peerName(res.proxy), ProxyTEE: describeAttest(n.cachedAttestation(res.proxy)),
+		Proxy: n.client.peerName(res.proxy), ProxyTEE: describeAttest(n.attest.cached(res.proxy)),
 		Receipt: res.receipt, Cost: res.cost, Paid: res.paid}, nil
 }
 
@@ -162,7 +162,11 @@ type ModelPrice struct {
 // Models.
 func (n *Node) Prices() []ModelPrice {
 	models := n.Models()
-	commission, known := n.proxyCommission()
+	var commission uint32
+	var known bool
+	if n.payments != nil { // the highest commission among the proxies this client pays
+		commission, known = n.payments.commission()
+	}
 	out := make([]ModelPrice, 0, len(models))
 	for _, m := range models {
 		o := m.Cheapest

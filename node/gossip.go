@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cocoon-mesh/cocoon/node/wire"
@@ -49,6 +52,28 @@ func scoreParams(topic string) (*pubsub.PeerScoreParams, *pubsub.PeerScoreThresh
 		}
 }
 
+// roster is the node's view of the workers: the worker table (a proxy routes with it, a
+// client lists models from it), fed by capacity adverts, and at a proxy the admission of
+// workers it does not know yet. It is the table's one owner: every call on the table happens
+// under mu, and nothing blocks there.
+type roster struct {
+	h        host.Host
+	life     *life
+	log      *slog.Logger
+	cfg      *Config
+	attest   *attester
+	mismatch *mismatches
+	topic    *pubsub.Topic
+	// joined is called (in a goroutine of the node's) for a worker a proxy takes in.
+	joined func(ctx context.Context, worker peer.ID)
+
+	mu    sync.Mutex
+	table *routing.Table
+	admit *admissions // workers being taken in from adverts
+}
+
+func (ro *roster) now() time.Time { return ro.life.clock.Now() }
+
 // startGossip starts gossipsub and joins the capacity topic with its validator.
 func (n *Node) startGossip() error {
 	topic := capacityTopic(n.cfg.Network)
@@ -63,7 +88,7 @@ func (n *Node) startGossip() error {
 	if err != nil {
 		return fmt.Errorf("node: start gossipsub: %w", err)
 	}
-	if err := ps.RegisterTopicValidator(topic, n.validateAdvert); err != nil {
+	if err := ps.RegisterTopicValidator(topic, n.workers.validate); err != nil {
 		return fmt.Errorf("node: register advert validator: %w", err)
 	}
 	n.ps = ps
@@ -71,42 +96,43 @@ func (n *Node) startGossip() error {
 	if err != nil {
 		return fmt.Errorf("node: join %s: %w", topic, err)
 	}
+	n.workers.topic = n.topic
 	return nil
 }
 
-// validateAdvert is the capacity topic's validator. Malformed, oversized, forged or
+// validate is the capacity topic's validator. Malformed, oversized, forged or
 // misattributed adverts are rejected (the forwarding peer is penalised); stale ones are
 // ignored, since delay is no proof of malice. Adverts of workers this node does not know are
 // taken in at Config.AdmitRate; beyond it they are ignored too, and so not forwarded: a flood
 // of fresh identities goes no further than that rate. It carries no penalty, as a forwarder
 // that knows a thousand workers this node has not heard of yet sends a flood too.
-func (n *Node) validateAdvert(_ context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
-	known := n.knownWorker(m.GetFrom())
-	if !known && !n.mayAdmit() {
+func (ro *roster) validate(_ context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+	known := ro.known(m.GetFrom())
+	if !known && !ro.mayAdmit() {
 		return pubsub.ValidationIgnore
 	}
-	a, err := n.checkAdvert(m.GetData(), m.GetFrom())
+	a, err := ro.check(m.GetData(), m.GetFrom())
 	switch {
 	case err == nil:
 	case errors.Is(err, wire.ErrStale) || errors.Is(err, wire.ErrFuture):
-		n.log.Debug("advert ignored", "from", from.String(), "err", err)
+		ro.log.Debug("advert ignored", "from", from.String(), "err", err)
 		return pubsub.ValidationIgnore
 	default:
-		if count, ok := n.admit.note(rejectedAdvert, n.now()); ok {
-			n.log.Warn("advert rejected", "from", from.String(), "err", err, "count", count)
+		if count, ok := ro.admit.note(rejectedAdvert, ro.now()); ok {
+			ro.log.Warn("advert rejected", "from", from.String(), "err", err, "count", count)
 		}
 		return pubsub.ValidationReject
 	}
-	if !known && !n.admitNew(a) {
+	if !known && !ro.admitNew(a) {
 		return pubsub.ValidationIgnore
 	}
 	m.ValidatorData = a
 	return pubsub.ValidationAccept
 }
 
-// checkAdvert decodes an advert, verifies its signature, that it was published by the worker
+// check decodes an advert, verifies its signature, that it was published by the worker
 // it describes, and that it is fresh.
-func (n *Node) checkAdvert(data []byte, publisher peer.ID) (*wire.Advert, error) {
+func (ro *roster) check(data []byte, publisher peer.ID) (*wire.Advert, error) {
 	a, err := wire.DecodeAdvert(data)
 	if err != nil {
 		return nil, err
@@ -114,17 +140,17 @@ func (n *Node) checkAdvert(data []byte, publisher peer.ID) (*wire.Advert, error)
 	if a.Worker != publisher {
 		return nil, fmt.Errorf("advert for %s published by %s", a.Worker.String(), publisher.String())
 	}
-	if err := a.CheckFresh(n.now(), n.cfg.AdvertMaxAge, n.cfg.AdvertMaxSkew); err != nil {
+	if err := a.CheckFresh(ro.now(), ro.cfg.AdvertMaxAge, ro.cfg.AdvertMaxSkew); err != nil {
 		return nil, err
 	}
 	return a, nil
 }
 
-// readAdverts feeds every accepted advert into the worker table until the node closes.
-func (n *Node) readAdverts(ctx context.Context) {
-	sub, err := n.topic.Subscribe()
+// read feeds every accepted advert into the worker table until the node closes.
+func (ro *roster) read(ctx context.Context) {
+	sub, err := ro.topic.Subscribe()
 	if err != nil {
-		n.log.Error("cannot subscribe to capacity adverts", "err", err)
+		ro.log.Error("cannot subscribe to capacity adverts", "err", err)
 		return
 	}
 	defer sub.Cancel()
@@ -134,107 +160,107 @@ func (n *Node) readAdverts(ctx context.Context) {
 			return
 		}
 		if a, ok := m.ValidatorData.(*wire.Advert); ok {
-			n.observeAdvert(a)
+			ro.observe(a)
 		}
 	}
 }
 
-// observeAdvert puts a worker's advert into the table; a proxy admits an unknown worker
-// first (see admitWorker).
-func (n *Node) observeAdvert(a *wire.Advert) {
-	if a.Worker == n.h.ID() {
+// observe puts a worker's advert into the table; a proxy admits an unknown worker
+// first (see vet).
+func (ro *roster) observe(a *wire.Advert) {
+	if a.Worker == ro.h.ID() {
 		return
 	}
-	if n.cfg.Role == RoleProxy && !n.admitWorker(a) {
+	if ro.cfg.Role == RoleProxy && !ro.vet(a) {
 		return
 	}
-	n.upsertWorker(a)
+	ro.upsert(a)
 }
 
-// upsertWorker adds a worker to the table, or refreshes it; a new one only while the table
+// upsert adds a worker to the table, or refreshes it; a new one only while the table
 // has room (Config.MaxWorkers).
-func (n *Node) upsertWorker(a *wire.Advert) {
+func (ro *roster) upsert(a *wire.Advert) {
 	info := routing.WorkerInfo{ID: a.Worker, MaxActive: int(a.MaxActive), Healthy: a.Healthy}
 	for _, o := range a.Offers {
 		info.Offers = append(info.Offers, routing.Offer{Model: o.Model, Price: a.EffectivePrice(o), Prices: o.Prices, Coefficient: a.Coefficient})
 	}
-	n.tableMu.Lock()
-	known := n.table.Has(a.Worker)
-	room := known || n.table.Len() < n.cfg.MaxWorkers
+	ro.mu.Lock()
+	known := ro.table.Has(a.Worker)
+	room := known || ro.table.Len() < ro.cfg.MaxWorkers
 	if room {
-		n.table.Upsert(n.now(), info)
+		ro.table.Upsert(ro.now(), info)
 	}
-	n.tableMu.Unlock()
+	ro.mu.Unlock()
 	if !room {
-		n.refuse(refusedTable)
+		ro.refuse(refusedTable)
 		return
 	}
-	if !known && n.cfg.Role == RoleProxy {
-		n.h.ConnManager().Protect(a.Worker, workerTag)
+	if !known && ro.cfg.Role == RoleProxy {
+		ro.h.ConnManager().Protect(a.Worker, workerTag)
 		// Its payment channel opens with the first request routed to it: a worker that never
 		// gets one locks none of our deposit.
-		n.log.Info("worker joined", "worker", a.Worker.String(), "models", len(a.Offers), "max_active", a.MaxActive, "healthy", a.Healthy)
-		if n.payments != nil {
-			n.life.Go(func() { n.checkTakesPayments(n.ctx, a.Worker) })
+		ro.log.Info("worker joined", "worker", a.Worker.String(), "models", len(a.Offers), "max_active", a.MaxActive, "healthy", a.Healthy)
+		if ro.joined != nil {
+			ro.life.Go(func() { ro.joined(ro.life.ctx, a.Worker) })
 		}
 	}
 }
 
-// admitWorker reports whether a proxy may put the advertising worker in its table: its
+// vet reports whether a proxy may put the advertising worker in its table: its
 // attestation verified (or it offers none, where unattested workers are allowed). A worker
 // without one is queued for the handshake (at most once), and its latest advert is admitted
 // once that succeeds (admitOne). One that is connected to us (its direct advert) is attested
-// over that connection; one heard of through gossip was queued by validateAdvert, within
+// over that connection; one heard of through gossip was queued by validate, within
 // Config.AdmitRate.
-func (n *Node) admitWorker(a *wire.Advert) bool {
-	if n.mismatch.has(a.Worker, n.now()) {
+func (ro *roster) vet(a *wire.Advert) bool {
+	if ro.mismatch.has(a.Worker, ro.now()) {
 		return false // dropped with a log line when found out
 	}
-	switch pa := n.cachedAttestation(a.Worker); {
+	switch pa := ro.attest.cached(a.Worker); {
 	case pa == nil:
 	case pa.unreached:
 		return false // tried a moment ago; its next advert tries again
-	case pa.trusted(n.cfg.AllowUnattested):
+	case pa.trusted(ro.cfg.AllowUnattested):
 		return true
 	default:
-		n.dropWorker(a.Worker, "attestation refused: "+pa.err.Error())
+		ro.drop(a.Worker, "attestation refused: "+pa.err.Error())
 		return false
 	}
 	kind := admitDial
-	if n.connected(a.Worker) {
+	if ro.connected(a.Worker) {
 		kind = admitOverConn
 	}
-	if ok, why := n.admit.offer(a, kind, n.now()); !ok {
-		n.refuse(why)
+	if ok, why := ro.admit.offer(a, kind, ro.now()); !ok {
+		ro.refuse(why)
 	}
 	return false
 }
 
-// dropWorker removes a worker from the table and says why.
-func (n *Node) dropWorker(id peer.ID, why string) {
-	n.tableMu.Lock()
-	had := n.table.Remove(id)
-	n.tableMu.Unlock()
+// drop removes a worker from the table and says why.
+func (ro *roster) drop(id peer.ID, why string) {
+	ro.mu.Lock()
+	had := ro.table.Remove(id)
+	ro.mu.Unlock()
 	if had {
-		n.forgotWorker(id, why)
+		ro.forgot(id, why)
 	}
 }
 
-// expireWorkers drops workers whose adverts stopped arriving.
-func (n *Node) expireWorkers() {
-	n.tableMu.Lock()
-	gone := n.table.Expire(n.now())
-	n.tableMu.Unlock()
+// expire drops workers whose adverts stopped arriving.
+func (ro *roster) expire() {
+	ro.mu.Lock()
+	gone := ro.table.Expire(ro.now())
+	ro.mu.Unlock()
 	for _, id := range gone {
-		n.forgotWorker(id, fmt.Sprintf("no advert for %s", n.cfg.WorkerTTL))
+		ro.forgot(id, fmt.Sprintf("no advert for %s", ro.cfg.WorkerTTL))
 	}
 }
 
-// forgotWorker releases a proxy's hold on a worker the table no longer has, and logs why.
-func (n *Node) forgotWorker(id peer.ID, why string) {
-	if n.cfg.Role == RoleProxy {
-		n.h.ConnManager().Unprotect(id, workerTag)
-		n.log.Warn("worker dropped", "worker", id.String(), "reason", why)
+// forgot releases a proxy's hold on a worker the table no longer has, and logs why.
+func (ro *roster) forgot(id peer.ID, why string) {
+	if ro.cfg.Role == RoleProxy {
+		ro.h.ConnManager().Unprotect(id, workerTag)
+		ro.log.Warn("worker dropped", "worker", id.String(), "reason", why)
 	}
 }
 

@@ -25,7 +25,8 @@ import (
 
 func TestCheckAdvert(t *testing.T) {
 	now := time.UnixMilli(1_800_000_000_000)
-	n := &Node{cfg: DefaultConfig(), clock: NewMockClock(now)}
+	cfg := DefaultConfig()
+	ro := &roster{cfg: &cfg, life: newLife(NewMockClock(now), "test")}
 	key, _, _ := crypto.GenerateEd25519Key(nil)
 	id, _ := peer.IDFromPrivateKey(key)
 	other, _, _ := crypto.GenerateEd25519Key(nil)
@@ -38,24 +39,24 @@ func TestCheckAdvert(t *testing.T) {
 		}
 		return b
 	}
-	if _, err := n.checkAdvert(mk(now), id); err != nil {
+	if _, err := ro.check(mk(now), id); err != nil {
 		t.Fatalf("good advert refused: %v", err)
 	}
-	if _, err := n.checkAdvert(mk(now), otherID); err == nil || !strings.Contains(err.Error(), "published by") {
+	if _, err := ro.check(mk(now), otherID); err == nil || !strings.Contains(err.Error(), "published by") {
 		t.Fatalf("advert relayed as someone else's accepted: %v", err)
 	}
-	if _, err := n.checkAdvert(mk(now.Add(-2*n.cfg.AdvertMaxAge)), id); !errors.Is(err, wire.ErrStale) {
+	if _, err := ro.check(mk(now.Add(-2*cfg.AdvertMaxAge)), id); !errors.Is(err, wire.ErrStale) {
 		t.Fatalf("stale advert: %v", err)
 	}
-	if _, err := n.checkAdvert(mk(now.Add(time.Hour)), id); !errors.Is(err, wire.ErrFuture) {
+	if _, err := ro.check(mk(now.Add(time.Hour)), id); !errors.Is(err, wire.ErrFuture) {
 		t.Fatalf("future advert: %v", err)
 	}
 	forged := mk(now)
 	forged[len(forged)-1] ^= 1
-	if _, err := n.checkAdvert(forged, id); !errors.Is(err, wire.ErrBadSignature) {
+	if _, err := ro.check(forged, id); !errors.Is(err, wire.ErrBadSignature) {
 		t.Fatalf("forged advert: %v", err)
 	}
-	if _, err := n.checkAdvert(make([]byte, wire.MaxAdvertSize+1), id); !errors.Is(err, wire.ErrFrameTooLarge) {
+	if _, err := ro.check(make([]byte, wire.MaxAdvertSize+1), id); !errors.Is(err, wire.ErrFrameTooLarge) {
 		t.Fatalf("oversized advert: %v", err)
 	}
 }
@@ -133,7 +134,7 @@ func freshAdverts(t *testing.T, n int, at time.Time, addrs []ma.Multiaddr) []*pu
 func validateAll(n *Node, ms []*pubsub.Message) map[pubsub.ValidationResult]int {
 	got := map[pubsub.ValidationResult]int{}
 	for _, m := range ms {
-		got[n.validateAdvert(context.Background(), "", m)]++
+		got[n.workers.validate(context.Background(), "", m)]++
 	}
 	return got
 }
@@ -172,9 +173,9 @@ func closedAddrs(t *testing.T, k int) (*atomic.Int64, []ma.Multiaddr) {
 
 // pendingAdmissions is how many workers n is admitting.
 func pendingAdmissions(n *Node) int {
-	n.admit.mu.Lock()
-	defer n.admit.mu.Unlock()
-	return len(n.admit.pending)
+	n.workers.admit.mu.Lock()
+	defer n.workers.admit.mu.Unlock()
+	return len(n.workers.admit.pending)
 }
 
 func TestTokenBucket(t *testing.T) {
@@ -273,7 +274,7 @@ func TestAdmissionsQueue(t *testing.T) {
 // with the bucket empty, and a known worker's adverts always pass.
 func TestProxyAdvertFloodIsBounded(t *testing.T) {
 	p, clk, logs := gossipNode(t, RoleProxy, nil)
-	p.startAdmissions()
+	p.workers.startAdmissions()
 	dials, addrs := closedAddrs(t, wire.MaxAdvertAddrs)
 	const flood = 1000
 	ms := freshAdverts(t, flood, clk.now(), addrs)
@@ -301,22 +302,22 @@ func TestProxyAdvertFloodIsBounded(t *testing.T) {
 			withAddrs++
 		}
 	}
-	if withAddrs != 0 || p.table.Len() != 0 {
-		t.Fatalf("after failed admissions: %d flood identities have addresses, %d are in the table", withAddrs, p.table.Len())
+	if withAddrs != 0 || p.workers.table.Len() != 0 {
+		t.Fatalf("after failed admissions: %d flood identities have addresses, %d are in the table", withAddrs, p.workers.table.Len())
 	}
 	// The bucket is empty: a worker connected to the proxy still gets in, and once known its
 	// adverts always pass.
 	w := attestPeer(t, true)
 	connect(t, w.h, p.h)
 	wm := advertMsg(t, w.attest.priv, clk.now(), nil)
-	if r := p.validateAdvert(context.Background(), "", freshAdverts(t, 1, clk.now(), nil)[0]); r != pubsub.ValidationIgnore {
+	if r := p.workers.validate(context.Background(), "", freshAdverts(t, 1, clk.now(), nil)[0]); r != pubsub.ValidationIgnore {
 		t.Fatalf("an unknown worker with the bucket empty: %v, want ignored", r)
 	}
-	if r := p.validateAdvert(context.Background(), "", wm); r != pubsub.ValidationAccept {
+	if r := p.workers.validate(context.Background(), "", wm); r != pubsub.ValidationAccept {
 		t.Fatalf("a connected worker's advert with the bucket empty: %v", r)
 	}
-	p.observeAdvert(wm.ValidatorData.(*wire.Advert))
-	for !p.knownWorker(w.h.ID()) || pendingAdmissions(p) > 0 || !p.table.Has(w.h.ID()) {
+	p.workers.observe(wm.ValidatorData.(*wire.Advert))
+	for !p.workers.known(w.h.ID()) || pendingAdmissions(p) > 0 || !p.workers.table.Has(w.h.ID()) {
 		if time.Now().After(deadline) {
 			t.Fatal("the connected worker was not admitted")
 		}
@@ -324,12 +325,12 @@ func TestProxyAdvertFloodIsBounded(t *testing.T) {
 	}
 	p.h.Network().ClosePeer(w.h.ID()) // known by the table alone now
 	for range 3 {
-		if r := p.validateAdvert(context.Background(), "", advertMsg(t, w.attest.priv, clk.now(), nil)); r != pubsub.ValidationAccept {
+		if r := p.workers.validate(context.Background(), "", advertMsg(t, w.attest.priv, clk.now(), nil)); r != pubsub.ValidationAccept {
 			t.Fatalf("a known worker's advert: %v", r)
 		}
 	}
 
-	_, counts := p.attestSummary()
+	_, counts := p.attest.summary()
 	if counts["unreached"] != burst || counts["simulated (INSECURE)"] != 1 || len(counts) != 2 {
 		t.Fatalf("attestation entries %v, want %d unreached and the connected worker's", counts, burst)
 	}
@@ -360,17 +361,17 @@ func TestClientTableIsBounded(t *testing.T) {
 	}
 	for _, key := range keys {
 		m := advertMsg(t, key, clk.now(), nil)
-		if c.validateAdvert(context.Background(), "", m) == pubsub.ValidationAccept {
-			c.observeAdvert(m.ValidatorData.(*wire.Advert))
+		if c.workers.validate(context.Background(), "", m) == pubsub.ValidationAccept {
+			c.workers.observe(m.ValidatorData.(*wire.Advert))
 		}
 	}
-	if n := c.table.Len(); n != 10 {
+	if n := c.workers.table.Len(); n != 10 {
 		t.Fatalf("client table has %d workers, want MaxWorkers=10", n)
 	}
 	if n := refusalLines(logs); n != 1 || !strings.Contains(logs.String(), "gossip.max_workers") {
 		t.Fatalf("%d refusal lines, want 1 naming gossip.max_workers:\n%s", n, logs)
 	}
-	if r := c.validateAdvert(context.Background(), "", advertMsg(t, keys[0], clk.now(), nil)); r != pubsub.ValidationAccept {
+	if r := c.workers.validate(context.Background(), "", advertMsg(t, keys[0], clk.now(), nil)); r != pubsub.ValidationAccept {
 		t.Fatalf("a listed worker's next advert: %v", r)
 	}
 	if len(c.h.Peerstore().PeersWithAddrs()) > 1 {
@@ -391,12 +392,12 @@ func FuzzValidateAdvert(f *testing.F) {
 	state := func() [3]int {
 		p.attest.mu.Lock()
 		defer p.attest.mu.Unlock()
-		return [3]int{p.table.Len(), pendingAdmissions(p), len(p.attest.peers)}
+		return [3]int{p.workers.table.Len(), pendingAdmissions(p), len(p.attest.peers)}
 	}
 	f.Fuzz(func(t *testing.T, from, data []byte) {
 		before := state()
 		m := &pubsub.Message{Message: &pb.Message{From: from, Data: data}}
-		r := p.validateAdvert(context.Background(), "", m)
+		r := p.workers.validate(context.Background(), "", m)
 		if r != pubsub.ValidationAccept {
 			if after := state(); after != before {
 				t.Fatalf("%v advert changed the state: %v -> %v", r, before, after)

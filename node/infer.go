@@ -38,41 +38,41 @@ func (n *Node) openCall(ctx context.Context, p peer.ID, hop stream.Hop, paid boo
 		return nil, err
 	}
 	return stream.Open(ctx, s, stream.CallConfig{Life: n.life, Hop: hop, Peer: p, Paid: paid,
-		MaxFrame: n.cfg.MaxChunkBytes + 1024, Stall: n.cfg.StallTimeout, FirstWait: n.firstTokenWait(hop, h.Stream)}, h, body)
+		MaxFrame: n.cfg.MaxChunkBytes + 1024, Stall: n.cfg.StallTimeout, FirstWait: n.cfg.firstTokenWait(hop, h.Stream)}, h, body)
 }
 
 // firstTokenWait is how long a caller waits for the first chunk of an answer on hop:
 // FirstTokenTimeout for a streamed one, WholeAnswerTimeout for a non-streamed one (its first
 // chunk is all of it); a proxy may try MaxAttempts workers, each within that.
-func (n *Node) firstTokenWait(hop stream.Hop, streamed bool) time.Duration {
-	d := n.cfg.FirstTokenTimeout
+func (c *Config) firstTokenWait(hop stream.Hop, streamed bool) time.Duration {
+	d := c.FirstTokenTimeout
 	if !streamed {
-		d = n.cfg.WholeAnswerTimeout
+		d = c.WholeAnswerTimeout
 	}
 	if hop == stream.ClientProxy {
-		return d*time.Duration(n.cfg.MaxAttempts) + n.cfg.StallTimeout
+		return d*time.Duration(c.MaxAttempts) + c.StallTimeout
 	}
 	return d
 }
 
 // beat is how often a callee's answer fills a silence with a heartbeat: a third of the stall
 // bound its caller holds it to.
-func (n *Node) beat() time.Duration { return n.cfg.StallTimeout / 3 }
+func (c *Config) beat() time.Duration { return c.StallTimeout / 3 }
 
 // newAnswer starts the callee's side of inference stream s on hop, with its heartbeat.
 func (n *Node) newAnswer(s network.Stream, hop stream.Hop) *stream.Answer {
-	return stream.NewAnswer(s, stream.AnswerConfig{Life: n.life, Hop: hop, Beat: n.beat()})
+	return stream.NewAnswer(s, stream.AnswerConfig{Life: n.life, Hop: hop, Beat: n.cfg.beat()})
 }
 
 // limits bound the requests this node reads.
-func (n *Node) limits() stream.Limits {
-	return stream.Limits{MaxFrame: n.cfg.MaxBodyBytes + sealSlack, MaxBody: n.cfg.MaxBodyBytes, MaxTokens: n.cfg.MaxTokens}
+func (c *Config) limits() stream.Limits {
+	return stream.Limits{MaxFrame: c.MaxBodyBytes + sealSlack, MaxBody: c.MaxBodyBytes, MaxTokens: c.MaxTokens}
 }
 
 // checkBodySize holds a body in the clear to MaxBodyBytes.
-func (n *Node) checkBodySize(body []byte) error {
-	if len(body) > n.cfg.MaxBodyBytes {
-		return wire.Errorf(wire.CodeTooLarge, "request body of %d bytes is over this node's limit of %d", len(body), n.cfg.MaxBodyBytes)
+func (c *Config) checkBodySize(body []byte) error {
+	if len(body) > c.MaxBodyBytes {
+		return wire.Errorf(wire.CodeTooLarge, "request body of %d bytes is over this node's limit of %d", len(body), c.MaxBodyBytes)
 	}
 	return nil
 }

@@ -19,6 +19,8 @@ var errNodeClosed = errors.New("the node is closing")
 type life struct {
 	clock  Clock
 	labels context.Context // pprof labels naming the node, set on each of its goroutines
+	ctx    context.Context // done once the node starts closing
+	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	closed  bool
@@ -30,8 +32,9 @@ type life struct {
 
 // newLife starts the life of the node with peer ID id on clock c.
 func newLife(c Clock, id string) *life {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &life{clock: c, labels: pprof.WithLabels(context.Background(), pprof.Labels(nodeLabel, id)),
-		done: make(chan struct{}), onClose: make(map[uint64]func())}
+		ctx: ctx, cancel: cancel, done: make(chan struct{}), onClose: make(map[uint64]func())}
 }
 
 // nodeLabel is the pprof label that names the node a goroutine works for (and goroutines it
@@ -94,6 +97,25 @@ func (l *life) Go(f func()) bool {
 	return true
 }
 
+// Loop runs f in a goroutine of the node's, with a context done once the node starts closing.
+func (l *life) Loop(f func(ctx context.Context)) { l.Go(func() { f(l.ctx) }) }
+
+// Every calls f every d (on the node's clock) until the node closes.
+func (l *life) Every(d time.Duration, f func()) {
+	l.Loop(func(ctx context.Context) {
+		t := l.clock.Ticker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				f()
+			}
+		}
+	})
+}
+
 // AfterCtx calls f in a goroutine of the node's once ctx is done (nothing, if the node closed
 // first), unless the returned stop is called first, as context.AfterFunc.
 func (l *life) AfterCtx(ctx context.Context, f func()) (stop func() bool) {
@@ -134,6 +156,7 @@ func (l *life) close() {
 	if !l.closed {
 		l.closed = true
 		close(l.done)
+		l.cancel()
 		for _, f := range l.onClose {
 			fs = append(fs, f)
 		}

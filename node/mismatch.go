@@ -68,7 +68,7 @@ func (n *Node) leaveAlone(p peer.ID, why error) {
 	reason := fmt.Sprintf("%v; tried again in %s", why, mismatchFor)
 	switch {
 	case n.cfg.Role == RoleProxy:
-		n.dropWorker(p, reason) // logs if the table had it
+		n.workers.drop(p, reason) // logs if the table had it
 	case first:
 		n.log.Warn("not using a proxy whose payments do not match ours", "proxy", p.String(), "reason", reason)
 	}

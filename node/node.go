@@ -1,20 +1,19 @@
 package node
 
 import (
-	"cmp"
 	"context"
 	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/xssnick/tonutils-go/address"
 
 	"github.com/cocoon-mesh/cocoon/discovery"
@@ -66,13 +65,9 @@ type Node struct {
 	topic  *pubsub.Topic
 	keeper *discovery.Keeper // clients and workers: the proxies we hold connections to
 
-	// table is the worker table: the proxy routes with it, the client lists models from it.
-	// Its owner is tableMu: every call on it happens under the lock, and nothing blocks there.
-	tableMu sync.Mutex
-	table   *routing.Table
-	admit   *admissions // workers being taken in from adverts
+	workers *roster // the worker table and the admission of workers into it
 
-	attest *attestState // this node's attestation and its peers'
+	attest *attester // this node's attestation and its peers'
 
 	payments *channels  // nil: payments off
 	mismatch mismatches // peers whose payments do not match ours, left alone for a while
@@ -118,13 +113,14 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		return nil, errors.New("node: the host holds no private key for its own peer ID")
 	}
 	var err error
-	if n.attest, err = newAttestState(priv, deps.TEE, verifier); err != nil {
+	env := attestEnv{h: n.h, life: n.life, log: n.log, rand: n.rand, cfg: &n.cfg}
+	if n.attest, err = newAttester(env, priv, deps.TEE, verifier); err != nil {
 		return nil, err
 	}
 	if deps.Ledger != nil && (deps.Channels == nil || deps.Wallet == nil) {
 		return nil, errors.New("node: payments need a channel store and a wallet besides the ledger")
 	}
-	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.ctx, n.cancel = n.life.ctx, n.life.cancel
 	if deps.Ledger != nil {
 		if n.payments, err = newChannels(n, deps.Ledger, deps.Channels, priv, deps.Wallet); err != nil {
 			n.cancel()
@@ -132,6 +128,11 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		}
 	}
 
+	n.workers = &roster{h: n.h, life: n.life, log: n.log, cfg: &n.cfg, attest: n.attest, mismatch: &n.mismatch,
+		table: routing.New(routing.Config{TTL: cfg.WorkerTTL}), admit: newAdmissions(cfg)}
+	if n.payments != nil {
+		n.workers.joined = n.checkTakesPayments
+	}
 	boot, _ := cfg.bootstrapPeers() // validated above
 	n.disc, err = discovery.New(n.h, discovery.Config{Network: cfg.Network, Mode: cfg.DHTMode, Bootstrap: boot, Logger: n.log})
 	if err != nil {
@@ -143,13 +144,11 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		n.cancel()
 		return nil, err
 	}
-	n.table = routing.New(routing.Config{TTL: cfg.WorkerTTL})
-	n.admit = newAdmissions(cfg)
 	switch cfg.Role {
 	case RoleWorker:
-		n.worker = newWorkerState(cfg, deps.Backend)
+		n.worker = newWorkerState(advertEnv{h: n.h, life: n.life, log: n.log, cfg: &n.cfg, topic: n.topic}, deps.Backend)
 	case RoleClient:
-		n.client = &clientState{idPrefix: crand.Text()[:12], routes: routeCache{
+		n.client = &clientState{attest: n.attest, cfg: &n.cfg, idPrefix: crand.Text()[:12], routes: routeCache{
 			verified: make(map[[32]byte]routeEntry), sessions: make(map[string]*tee.Session),
 			candidates: make(map[candidateKey][]candidate)}}
 	}
@@ -176,14 +175,14 @@ func (n *Node) Start() error {
 			n.log.Warn("bootstrap failed; the DHT keeps retrying its bootstrap peers", "err", err)
 		}
 	})
-	n.startAttest()
+	n.attest.start()
 	if n.payments != nil {
 		n.h.SetStreamHandler(ChannelProtocol, n.life.handler(n.payments.handle))
 		n.life.Go(n.payments.watchChannels)
 	}
 	switch n.cfg.Role {
 	case RoleProxy:
-		n.startAdmissions()
+		n.workers.startAdmissions()
 		return n.startProxy()
 	case RoleWorker:
 		return n.startWorker()
@@ -197,42 +196,16 @@ func (n *Node) Start() error {
 // close the host, which belongs to the caller, nor the HTTP servers over it (package api),
 // which close first. Only the first call does anything.
 func (n *Node) Close() error {
-	n.closeOnce.Do(func() { n.closeErr = n.close() })
-	return n.closeErr
-}
-
-func (n *Node) close() error {
-	n.cancel()
-	var errs []error
-	n.h.RemoveStreamHandler(InferProtocol)
-	n.h.RemoveStreamHandler(AdvertProtocol)
-	n.h.RemoveStreamHandler(AttestProtocol)
-	n.h.RemoveStreamHandler(ChannelProtocol)
-	n.life.close()
-	// Gossip needs no separate teardown: pubsub lives on n.ctx, cancelled above.
-	errs = append(errs, n.disc.Close())
-	return errors.Join(errs...)
-}
-
-// go runs f until the node closes.
-func (n *Node) goLoop(f func(ctx context.Context)) {
-	n.life.Go(func() { f(n.ctx) })
-}
-
-// every calls f every d until the node closes.
-func (n *Node) every(d time.Duration, f func()) {
-	n.goLoop(func(ctx context.Context) {
-		t := n.clock.Ticker(d)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				f()
-			}
+	n.closeOnce.Do(func() {
+		n.cancel()
+		for _, p := range []protocol.ID{InferProtocol, AdvertProtocol, AttestProtocol, ChannelProtocol} {
+			n.h.RemoveStreamHandler(p)
 		}
+		n.life.close()
+		// Gossip needs no separate teardown: pubsub lives on n.ctx, cancelled above.
+		n.closeErr = n.disc.Close()
 	})
+	return n.closeErr
 }
 
 // Status is a snapshot for operators (the status endpoint and logs).
@@ -262,9 +235,9 @@ type Status struct {
 
 // Models summarises the models offered by the workers this node knows of.
 func (n *Node) Models() []routing.ModelSummary {
-	n.tableMu.Lock()
-	defer n.tableMu.Unlock()
-	return n.table.Models()
+	n.workers.mu.Lock()
+	defer n.workers.mu.Unlock()
+	return n.workers.table.Models()
 }
 
 // Status reports what the node sees now.
@@ -277,16 +250,16 @@ func (n *Node) Status() Status {
 	if n.attest.provider != nil {
 		st.TEE = n.attest.provider.Kind().String()
 	}
-	st.Attestations, st.AttestationCounts = n.attestSummary()
+	st.Attestations, st.AttestationCounts = n.attest.summary()
 	if n.keeper != nil {
 		for _, p := range n.keeper.Proxies() {
 			st.Proxies = append(st.Proxies, p.String())
 		}
 	}
 	if n.cfg.Role == RoleProxy {
-		n.tableMu.Lock()
-		st.Workers = n.table.Workers()
-		n.tableMu.Unlock()
+		n.workers.mu.Lock()
+		st.Workers = n.workers.table.Workers()
+		n.workers.mu.Unlock()
 	}
 	if n.payments != nil {
 		st.Wallet = n.payments.wallet.String()
@@ -300,60 +273,4 @@ func (n *Node) Status() Status {
 		st.Healthy = &h
 	}
 	return st
-}
-
-// maxStatusAttestations bounds the handshakes Status lists one by one.
-const maxStatusAttestations = 64
-
-// attestSummary lists the unexpired handshakes, trusted ones first, at most
-// maxStatusAttestations, and counts every entry of the cache by outcome.
-func (n *Node) attestSummary() (map[string]string, map[string]int) {
-	type entry struct {
-		p    peer.ID
-		pa   *peerAttest // finished: its fields no longer change
-		rank int
-		kind string
-	}
-	now := n.now()
-	counts := map[string]int{}
-	var list []entry
-	n.attest.mu.Lock()
-	for p, pa := range n.attest.peers {
-		e := entry{p: p, pa: pa, rank: 2}
-		switch {
-		case !pa.finished():
-			e.kind = "pending"
-		case now.Sub(pa.at) >= n.attestTTL(pa):
-			e.kind = "expired"
-		case pa.unreached:
-			e.kind = "unreached"
-		default:
-			e.kind = describeAttest(pa)
-		}
-		counts[e.kind]++
-		if e.kind == "pending" || e.kind == "expired" {
-			continue
-		}
-		switch {
-		case pa.err == nil:
-			e.rank = 0
-		case !pa.refused():
-			e.rank = 1
-		}
-		list = append(list, e)
-	}
-	n.attest.mu.Unlock()
-	if len(counts) == 0 {
-		return nil, nil
-	}
-	slices.SortFunc(list, func(a, b entry) int { return cmp.Or(cmp.Compare(a.rank, b.rank), cmp.Compare(a.p, b.p)) })
-	out := make(map[string]string, min(len(list), maxStatusAttestations))
-	for _, e := range list[:min(len(list), maxStatusAttestations)] {
-		text := e.kind
-		if e.pa.err != nil && !errors.Is(e.pa.err, tee.ErrNotAttested) {
-			text += ": " + e.pa.err.Error()
-		}
-		out[e.p.String()] = text
-	}
-	return out, counts
 }

@@ -336,12 +336,3 @@ func (n *Node) Channels() []ChannelStatus {
 	}
 	return n.payments.list(n.ctx)
 }
-
-// proxyCommission is the highest per-mille commission among the payees this node pays on a
-// channel (a client's proxies); false when it pays none yet.
-func (n *Node) proxyCommission() (uint32, bool) {
-	if n.payments == nil {
-		return 0, false
-	}
-	return n.payments.commission()
-}

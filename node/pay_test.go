@@ -15,7 +15,7 @@ func TestWorkerCap(t *testing.T) {
 	for _, c := range []struct{ client, worker uint64 }{
 		{0, 0}, {1, 1}, {1050, 1000}, {1049, 999}, {math.MaxUint64, huge.Uint64()},
 	} {
-		if got := n.workerCap(c.client); got != c.worker {
+		if got := n.cfg.workerCap(c.client); got != c.worker {
 			t.Errorf("workerCap(%d) = %d, want %d", c.client, got, c.worker)
 		}
 	}

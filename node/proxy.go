@@ -26,19 +26,19 @@ func (n *Node) startProxy() error {
 	nb := &network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
 		p := c.RemotePeer()
 		if nw.Connectedness(p) != network.Connected && n.ctx.Err() == nil {
-			n.dropWorker(p, "connection closed")
+			n.workers.drop(p, "connection closed")
 		}
 	}}
 	n.h.Network().Notify(nb)
-	n.goLoop(func(ctx context.Context) {
+	n.life.Loop(func(ctx context.Context) {
 		<-ctx.Done()
 		n.h.Network().StopNotify(nb)
 	})
-	n.goLoop(n.readAdverts)
-	n.goLoop(func(ctx context.Context) {
+	n.life.Loop(n.workers.read)
+	n.life.Loop(func(ctx context.Context) {
 		n.disc.Advertise(ctx, n.routedModels, n.cfg.ProvideRetry, n.cfg.ProvideInterval)
 	})
-	n.every(n.cfg.WorkerTTL/4, n.expireWorkers)
+	n.life.Every(n.cfg.WorkerTTL/4, n.workers.expire)
 	n.log.Info("proxy started", "network", n.cfg.Network)
 	return nil
 }
@@ -64,21 +64,21 @@ func (n *Node) handleDirectAdvert(s network.Stream) {
 	}
 	var a *wire.Advert
 	if err == nil {
-		a, err = n.checkAdvert(p, s.Conn().RemotePeer())
+		a, err = n.workers.check(p, s.Conn().RemotePeer())
 	}
 	if err != nil {
 		n.log.Warn("direct advert rejected", "from", s.Conn().RemotePeer().String(), "err", err)
 		s.Reset()
 		return
 	}
-	n.observeAdvert(a)
+	n.workers.observe(a)
 }
 
 // handleProxyInfer serves one client request: pick a worker, forward, stream the answer back,
 // and fail over to the next worker while nothing has reached the client yet.
 func (n *Node) handleProxyInfer(s network.Stream) {
 	out := n.newAnswer(s, stream.ClientProxy)
-	h, body, err := out.ReadRequest(n.limits())
+	h, body, err := out.ReadRequest(n.cfg.limits())
 	if err != nil {
 		out.Fail(asWireError(err))
 		return
@@ -89,7 +89,7 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 			out.Fail(asWireError(err))
 			return
 		}
-		h.MaxPrice = n.workerCap(h.MaxPrice)
+		h.MaxPrice = n.cfg.workerCap(h.MaxPrice)
 	}
 	base, cancelCause := context.WithCancelCause(n.ctx)
 	defer cancelCause(nil)
@@ -155,12 +155,12 @@ func (n *Node) serve(ctx context.Context, h wire.Header, body []byte, preset []w
 	var lastErr error
 	skips := 0 // workers passed over for want of a channel: not attempts
 	for attempt := 0; attempt < n.cfg.MaxAttempts; attempt++ {
-		n.tableMu.Lock()
-		d, err := n.table.Pick(n.now(), routing.Request{Model: h.Model, MaxPrice: h.MaxPrice, Exclude: tried})
+		n.workers.mu.Lock()
+		d, err := n.workers.table.Pick(n.now(), routing.Request{Model: h.Model, MaxPrice: h.MaxPrice, Exclude: tried})
 		if err == nil {
-			n.table.Begin(d.Worker)
+			n.workers.table.Begin(d.Worker)
 		}
-		n.tableMu.Unlock()
+		n.workers.mu.Unlock()
 		if err != nil {
 			return cmp.Or(lastErr, error(routingError(err)))
 		}
@@ -207,14 +207,14 @@ const maxSkips = 32
 // worker. An attempt that ended before the worker had a say (the client left, or we would not
 // open it a channel) tells nothing about the worker.
 func (n *Node) ended(w peer.ID, latency time.Duration, err error) {
-	n.tableMu.Lock()
+	n.workers.mu.Lock()
 	var ejected time.Duration
 	if errors.Is(err, context.Canceled) || errors.Is(err, errUnearnedCap) {
-		n.table.Drop(n.now(), w)
+		n.workers.table.Drop(n.now(), w)
 	} else {
-		ejected = n.table.End(n.now(), w, latency, !workerFault(err))
+		ejected = n.workers.table.End(n.now(), w, latency, !workerFault(err))
 	}
-	n.tableMu.Unlock()
+	n.workers.mu.Unlock()
 	if ejected > 0 {
 		n.log.Warn("worker ejected from routing after failing repeatedly", "worker", w.String(), "for", ejected, "last_err", err)
 	}
@@ -264,7 +264,7 @@ func (rl *relay) run(ctx context.Context, h wire.Header, body []byte, preset []w
 		}
 		defer rl.payee.end() // what the answer left unpaid, whatever ended it
 	}
-	if rl.pa, err = n.peerAttestation(ctx, d.Worker); err != nil {
+	if rl.pa, err = n.attest.peer(ctx, d.Worker); err != nil {
 		return err
 	}
 	if !rl.pa.trusted(n.cfg.AllowUnattested) {
@@ -364,7 +364,7 @@ func (rl *relay) quote(wq wire.Quote) error {
 	if o := rl.d.Offer; wq.Prices != o.Prices || wq.Coefficient != o.Coefficient {
 		return rl.refuse(fmt.Errorf("quoted %v at coefficient %d, not the %v at coefficient %d it advertised", wq.Prices, wq.Coefficient, o.Prices, o.Coefficient))
 	}
-	cq, err := rl.n.clientQuote(wq, rl.h.MaxPrice)
+	cq, err := rl.n.cfg.clientQuote(wq, rl.h.MaxPrice)
 	if err != nil {
 		return rl.refuse(err)
 	}

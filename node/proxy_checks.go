@@ -41,10 +41,10 @@ func (n *Node) countersign(fin *wire.Final, h *wire.Header, worker peer.ID, pa *
 	case rc.Sealed != h.Sealed:
 		err = errors.New("receipt's sealed flag is wrong")
 	}
-	if err == nil && n.sampleReceipt() {
+	if err == nil && n.attest.sampleReceipt() {
 		if err = rc.CheckWorker(); err != nil {
-			n.distrust(worker, err)
-			n.dropWorker(worker, "it signed a receipt that does not verify")
+			n.attest.distrust(worker, err)
+			n.workers.drop(worker, "it signed a receipt that does not verify")
 		}
 	}
 	if err == nil {
@@ -65,11 +65,11 @@ type quotes struct{ worker, client wire.Quote }
 
 // clientQuote takes a worker's quote and adds our commission; the client's price must be
 // within its cap (in worker terms, see workerCap).
-func (n *Node) clientQuote(wq wire.Quote, workerCap uint64) (quotes, error) {
+func (c *Config) clientQuote(wq wire.Quote, workerCap uint64) (quotes, error) {
 	if workerCap != 0 && wq.Effective() > workerCap {
 		return quotes{}, fmt.Errorf("quoted %d nanoTON per completion token, over the caller's cap", wq.Effective())
 	}
-	cp, err := wq.Prices.WithCommission(n.cfg.Payments.Commission)
+	cp, err := wq.Prices.WithCommission(c.Payments.Commission)
 	if err != nil {
 		return quotes{}, err
 	}
@@ -78,13 +78,13 @@ func (n *Node) clientQuote(wq wire.Quote, workerCap uint64) (quotes, error) {
 
 // workerCap turns a client's cap on what it pays per completion token into a cap on the
 // worker's price, our commission taken off.
-func (n *Node) workerCap(clientCap uint64) uint64 {
+func (c *Config) workerCap(clientCap uint64) uint64 {
 	if clientCap == 0 {
 		return 0
 	}
 	// clientCap * 1000 / (1000 + commission), in 128 bits: hi < 1000 <= the divisor, so the
 	// quotient fits. At least 1, since 0 means no cap.
 	hi, lo := bits.Mul64(clientCap, wire.CoefficientOne)
-	q, _ := bits.Div64(hi, lo, wire.CoefficientOne+uint64(n.cfg.Payments.Commission))
+	q, _ := bits.Div64(hi, lo, wire.CoefficientOne+uint64(c.Payments.Commission))
 	return max(q, 1)
 }

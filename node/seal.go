@@ -48,12 +48,12 @@ func (ex *exchange) open(ch *wire.Chunk) error {
 // preseal seals body to each worker proxy p routed this client to before for h.Model, and
 // returns the sealed-set frame's payload (nil when there are none) and what each answer will be
 // checked against. It marks h presealed.
-func (n *Node) preseal(p peer.ID, h *wire.Header, body []byte) ([]byte, map[peer.ID]exchange, error) {
-	cands := n.client.routes.candidatesFor(p, h.Model, n.now(), n.cfg.AttestTTL)
+func (cs *clientState) preseal(p peer.ID, h *wire.Header, body []byte) ([]byte, map[peer.ID]exchange, error) {
+	cands := cs.routes.candidatesFor(p, h.Model, cs.attest.now(), cs.cfg.AttestTTL)
 	// The set travels as one frame under the body limit: a large body is sealed to fewer
 	// workers (the most recently routed to), or to none, and then takes the route.
 	const perEntry = 1300 // worker id, key id, the encapsulated key of an unconfirmed session
-	fit := (n.cfg.MaxBodyBytes + sealSlack) / (len(body) + perEntry)
+	fit := (cs.cfg.MaxBodyBytes + sealSlack) / (len(body) + perEntry)
 	if len(cands) > fit {
 		cands = cands[len(cands)-fit:]
 	}
@@ -77,8 +77,8 @@ func (n *Node) preseal(p peer.ID, h *wire.Header, body []byte) ([]byte, map[peer
 // sealTo handles a route event: it checks the worker's attestation and sends the body sealed
 // to it (or in the clear to an unattested worker, where this node allows that). The worker
 // becomes a candidate for presealing this client's next requests through proxy p.
-func (n *Node) sealTo(c *stream.Call, p peer.ID, route *wire.Route, h *wire.Header, body []byte, ex *exchange) error {
-	sess, att, err := n.checkRoute(route)
+func (cs *clientState) sealTo(c *stream.Call, p peer.ID, route *wire.Route, h *wire.Header, body []byte, ex *exchange) error {
+	sess, att, err := cs.attest.checkRoute(&cs.routes, route)
 	if err != nil {
 		return err
 	}
@@ -89,8 +89,8 @@ func (n *Node) sealTo(c *stream.Call, p peer.ID, route *wire.Route, h *wire.Head
 			return wire.Errorf(wire.CodeInternal, "sealing: %v", err)
 		}
 		ex.sealed, ex.workerTE, ex.session = true, describe(&att.Claims), sess
-		n.client.routes.remember(p, h.Model, candidate{worker: route.Worker, keyID: wire.SealKeyID(att.SealKey),
-			sess: sess, te: ex.workerTE, at: n.now()})
+		cs.routes.remember(p, h.Model, candidate{worker: route.Worker, keyID: wire.SealKeyID(att.SealKey),
+			sess: sess, te: ex.workerTE, at: cs.attest.now()})
 	}
 	ex.sent = sha256.Sum256(sent)
 	if err := c.Body(ex.sealed, sent); err != nil {
@@ -104,7 +104,7 @@ func (n *Node) sealTo(c *stream.Call, p peer.ID, route *wire.Route, h *wire.Head
 // for the usage reported. A sealed answer carries the worker's own word for the receipt; the
 // signatures are verified on a sample (Config.ReceiptCheckEvery), and a proxy that passes on a
 // bad one is distrusted.
-func (n *Node) checkReceipt(fin *wire.Final, h *wire.Header, p peer.ID, ex *exchange) (string, error) {
+func (cs *clientState) checkReceipt(fin *wire.Final, h *wire.Header, p peer.ID, ex *exchange) (string, error) {
 	rc, err := tee.UnmarshalReceipt(fin.Receipt)
 	if err != nil {
 		return "", err
@@ -120,9 +120,9 @@ func (n *Node) checkReceipt(fin *wire.Final, h *wire.Header, p peer.ID, ex *exch
 			return "", errors.New("the worker did not seal this receipt's digest into the answer")
 		}
 	}
-	if n.sampleReceipt() {
+	if cs.attest.sampleReceipt() {
 		if _, _, err := rc.Verify(); err != nil {
-			n.distrust(p, err)
+			cs.attest.distrust(p, err)
 			return "", err
 		}
 	}

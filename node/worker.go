@@ -19,6 +19,7 @@ import (
 
 // workerState is what a worker tracks beyond the common node.
 type workerState struct {
+	advertEnv
 	backend backend.Backend
 	models  map[string]ModelConfig
 
@@ -43,8 +44,9 @@ func (w *workerState) measureRate(now time.Time) {
 	w.lastTokens, w.lastAt = tokens, now
 }
 
-func newWorkerState(cfg Config, b backend.Backend) *workerState {
-	w := &workerState{backend: b, models: map[string]ModelConfig{}}
+func newWorkerState(env advertEnv, b backend.Backend) *workerState {
+	cfg := env.cfg
+	w := &workerState{advertEnv: env, backend: b, models: map[string]ModelConfig{}}
 	for _, m := range cfg.Models {
 		w.models[m.ID] = m
 	}
@@ -55,15 +57,15 @@ func newWorkerState(cfg Config, b backend.Backend) *workerState {
 // connections to a few proxies, and publishes its capacity.
 func (n *Node) startWorker() error {
 	n.h.SetStreamHandler(InferProtocol, n.life.handler(n.handleWorkerInfer))
-	n.checkHealth()
+	n.worker.checkHealth()
 	n.keeper = n.disc.NewKeeper(n.cfg.MinProxies, n.cfg.DiscoveryInterval, func(ctx context.Context, p peer.ID) {
-		n.sendDirectAdvert(ctx, p)
-		n.attestProxy(ctx, p)
+		n.worker.sendDirectAdvert(ctx, p)
+		n.attest.warm(ctx, p)
 	})
-	n.goLoop(n.keeper.Run)
-	n.every(n.cfg.HealthInterval, n.checkHealth)
-	n.goLoop(func(ctx context.Context) {
-		n.publishAdvert(ctx)
+	n.life.Loop(n.keeper.Run)
+	n.life.Every(n.cfg.HealthInterval, n.worker.checkHealth)
+	n.life.Loop(func(ctx context.Context) {
+		n.worker.publishAdvert(ctx)
 		t := n.clock.Ticker(n.cfg.AdvertInterval)
 		defer t.Stop()
 		for {
@@ -71,7 +73,7 @@ func (n *Node) startWorker() error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				n.publishAdvert(ctx)
+				n.worker.publishAdvert(ctx)
 			}
 		}
 	})
@@ -81,92 +83,6 @@ func (n *Node) startWorker() error {
 	}
 	n.log.Info("worker started", "models", models, "max_active", n.cfg.MaxActive)
 	return nil
-}
-
-// checkHealth asks the backend whether it can serve, and logs changes.
-func (n *Node) checkHealth() {
-	ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
-	defer cancel()
-	err := n.worker.backend.Health(ctx)
-	if n.ctx.Err() != nil {
-		return // shutting down: the check was cut short, not failed
-	}
-	ok := err == nil
-	if was := n.worker.healthy.Swap(ok); was != ok {
-		if ok {
-			n.log.Info("backend healthy")
-		} else {
-			n.log.Warn("backend unhealthy: proxies will stop routing here", "err", err)
-		}
-	}
-}
-
-// advert builds the worker's current capacity advert.
-func (n *Node) advert() *wire.Advert {
-	w := n.worker
-	now := n.now()
-	a := &wire.Advert{
-		Worker:       n.h.ID(),
-		Seq:          w.seq.Add(1),
-		Time:         now,
-		Addrs:        n.h.Addrs(),
-		MaxActive:    uint32(n.cfg.MaxActive),
-		Running:      uint32(w.active.Load()),
-		Coefficient:  n.cfg.Coefficient,
-		TokensPerSec: w.rate.Load(),
-		Healthy:      w.healthy.Load(),
-	}
-	if len(a.Addrs) > wire.MaxAdvertAddrs {
-		a.Addrs = a.Addrs[:wire.MaxAdvertAddrs]
-	}
-	for _, m := range n.cfg.Models {
-		a.Offers = append(a.Offers, wire.Offer{Model: m.ID, Prices: m.Prices})
-	}
-	return a
-}
-
-// signedAdvert returns the current advert, signed.
-func (n *Node) signedAdvert() ([]byte, error) {
-	return wire.SignAdvert(n.advert(), n.h.Peerstore().PrivKey(n.h.ID()))
-}
-
-// publishAdvert gossips the current advert.
-func (n *Node) publishAdvert(ctx context.Context) {
-	n.worker.measureRate(n.now())
-	b, err := n.signedAdvert()
-	if err == nil {
-		err = n.topic.Publish(ctx, b)
-	}
-	if err != nil && ctx.Err() == nil {
-		n.log.Warn("cannot publish capacity advert", "err", err)
-	}
-}
-
-// sendDirectAdvert hands a newly connected proxy our advert, so it can route to us at once.
-func (n *Node) sendDirectAdvert(ctx context.Context, p peer.ID) {
-	b, err := n.signedAdvert()
-	if err != nil {
-		n.log.Warn("cannot sign advert", "err", err)
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	s, err := n.h.NewStream(ctx, p, AdvertProtocol)
-	if err != nil {
-		n.log.Warn("cannot send advert to proxy", "proxy", p.String(), "err", err)
-		return
-	}
-	w := wire.NewWriter(s)
-	defer w.Release()
-	err = w.WriteFrame(wire.FrameAdvert, b)
-	if err == nil {
-		err = w.Flush()
-	}
-	if err != nil {
-		s.Reset()
-		return
-	}
-	s.Close()
 }
 
 // maxBatchedChunk bounds the JSON lines one streamed chunk frame collects.
@@ -199,11 +115,11 @@ func sendSplit(c backend.Chunk, paid bool, send func(*wire.Chunk, bool) error) e
 
 // handleWorkerInfer runs one request from a proxy on the backend and streams the answer.
 func (n *Node) handleWorkerInfer(s network.Stream) {
-	if n.faults.faultOnOpen(n.ctx, s, n.beat(), n.life) {
+	if n.faults.faultOnOpen(n.ctx, s, n.cfg.beat(), n.life) {
 		return
 	}
 	out := n.newAnswer(s, stream.ProxyWorker)
-	h, body, err := out.ReadRequest(n.limits())
+	h, body, err := out.ReadRequest(n.cfg.limits())
 	if err != nil {
 		out.Fail(asWireError(err))
 		return
@@ -263,7 +179,7 @@ func (n *Node) admitJob(s network.Stream, h *wire.Header, body []byte, out *stre
 			}
 			return nil, wire.Errorf(code, "%v", err)
 		}
-		if err := n.checkBodySize(j.body); err != nil {
+		if err := n.cfg.checkBodySize(j.body); err != nil {
 			return nil, err
 		}
 	}
@@ -301,7 +217,7 @@ func (j *job) run(ctx context.Context, s network.Stream) error {
 	if err != nil {
 		return err
 	}
-	proxyAttest, err := n.peerAttestation(ctx, s.Conn().RemotePeer())
+	proxyAttest, err := n.attest.peer(ctx, s.Conn().RemotePeer())
 	if err != nil {
 		return err
 	}
