@@ -85,8 +85,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 
 // benchFlags parses and checks bench's flags.
 func (m *Main) benchFlags(args []string) (*benchFlags, error) {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
+	fs := m.flagSet("bench")
 	f := &benchFlags{}
 	fs.IntVar(&f.proxies, "proxies", 2, "proxies in the local mesh")
 	fs.IntVar(&f.workers, "workers", 2, "workers in the local mesh")

@@ -39,6 +39,10 @@ func (m *Main) channels(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return usageError(channelsUsage)
 	}
+	if isHelp(args[0]) { // the flags of list and of the commands, which are alike
+		_ = m.channelsCommand(ctx, "close", []string{"-h"}) // prints its flags
+		return flag.ErrHelp
+	}
 	switch args[0] {
 	case "list":
 		return m.channelsList(ctx, args[1:])
@@ -50,8 +54,7 @@ func (m *Main) channels(ctx context.Context, args []string) error {
 
 // channelsList runs `cocoon-node channels list`.
 func (m *Main) channelsList(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("channels list", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
+	fs := m.flagSet("channels list")
 	nodeURL := fs.String("node", "", "a running node's URL: a client's API (http://127.0.0.1:10000) or a proxy's or worker's admin address")
 	apiKey := fs.String("api-key", "", "with --node: the node's api_key or local token (default $COCOON_API_KEY, else the token in --data-dir)")
 	dataDir := fs.String("data-dir", "", "the node's data directory (default ~/.cocoon): without --node, the stopped node's datastore is read; with it, its local token")
@@ -80,8 +83,7 @@ func (m *Main) channelsList(ctx context.Context, args []string) error {
 
 // channelsCommand runs `cocoon-node channels open|topup|close PEER` against a running node.
 func (m *Main) channelsCommand(ctx context.Context, cmd string, args []string) error {
-	fs := flag.NewFlagSet("channels "+cmd, flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
+	fs := m.flagSet("channels " + cmd)
 	nodeURL := fs.String("node", "", "the running node's URL: a client's API (http://127.0.0.1:10000) or a proxy's or worker's admin address")
 	apiKey := fs.String("api-key", "", "the node's api_key or local token (default $COCOON_API_KEY, else the token in --data-dir)")
 	dataDir := fs.String("data-dir", "", "the node's data directory, holding its local token (default ~/.cocoon)")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +16,7 @@ import (
 
 // dev starts a whole local network in this process and serves it until Ctrl-C.
 func (m *Main) dev(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs := m.flagSet("dev")
 	proxies := fs.Int("proxies", 2, "proxies to start")
 	workers := fs.Int("workers", 2, "workers to start")
 	api := fs.String("api", "127.0.0.1:10000", "address of the client's OpenAI API")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,7 +14,7 @@ import (
 // echoBackend serves the echo test backend: an OpenAI-compatible server that repeats the
 // prompt. End-to-end tests run it as the workers' backend process; it is not a model.
 func (m *Main) echoBackend(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("echo-backend", flag.ContinueOnError)
+	fs := m.flagSet("echo-backend")
 	listen := fs.String("listen", "127.0.0.1:8000", "address to serve on")
 	delay := fs.Duration("token-delay", 0, "pause between streamed tokens")
 	if err := fs.Parse(args); err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -227,7 +226,7 @@ func renderDefaultConfig(role string) string {
 
 // initConfig writes the commented default config.
 func (m *Main) initConfig(args []string) error {
-	fset := flag.NewFlagSet("init", flag.ContinueOnError)
+	fset := m.flagSet("init")
 	out := fset.String("out", "cocoon.toml", "file to write")
 	role := fset.String("role", "client", "client, proxy or worker")
 	force := fset.Bool("force", false, "overwrite an existing file")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -26,17 +25,10 @@ type ledgerReady struct {
 // TON: anyone who can reach it may mint nanoTON through its faucet (/v1/fund), so it belongs on
 // loopback. The separate processes of a development network share it through ledger.NewRemote.
 func (m *Main) ledgerServer(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("ledger", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
+	fs := m.flagSet("ledger")
 	listen := fs.String("listen", "127.0.0.1:10050", "address to serve on; keep it on loopback: the faucet mints for anyone")
 	dataDir := fs.String("data-dir", "", "directory for the ledger's accounts (required)")
 	readyFile := fs.String("ready-file", "", "write {\"url\": ...} as JSON here once the ledger serves")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: cocoon-node ledger --data-dir DIR [--listen ADDR] [--ready-file F]\n\n"+
-			"Serves an embedded DEVELOPMENT ledger (NOT real TON; its faucet mints money for any caller)\n"+
-			"for the nodes of a development network.\n\n")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -19,8 +19,10 @@ func main() {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 	case errors.As(err, new(usageError)):
-		fmt.Fprintln(os.Stderr, "cocoon-node:", err)
-		fmt.Fprintln(os.Stderr, "Run 'cocoon-node help' for usage.")
+		if err.Error() != "" { // empty: the usage was printed already
+			fmt.Fprintln(os.Stderr, "cocoon-node:", err)
+			fmt.Fprintln(os.Stderr, "Run 'cocoon-node help' for usage.")
+		}
 		os.Exit(2)
 	default:
 		fmt.Fprintln(os.Stderr, "cocoon-node:", err)
@@ -41,9 +43,20 @@ func (e usageError) Error() string { return string(e) }
 
 // Run dispatches to a subcommand; no subcommand means run.
 func (m *Main) Run(ctx context.Context, args []string) error {
-	cmd := "run"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
+	if len(args) == 0 { // not a node on every interface by surprise: say what there is
+		fmt.Fprint(m.Stderr, usage)
+		return usageError("")
+	}
+	cmd, named := "run", false
+	switch {
+	case args[0] == "--version" || args[0] == "-version":
+		cmd = "version"
+	case args[0] != "" && args[0][0] != '-':
+		cmd, args, named = args[0], args[1:], true
+	}
+	if !named && len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprint(m.Stdout, usage) // the program's help; 'help run' or 'run -h' gives run's flags
+		return nil
 	}
 	switch cmd {
 	case "run":
@@ -64,9 +77,11 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.channels(ctx, args)
 	case "verify-receipt":
 		return m.verifyReceipt(args)
-	case "help", "-h", "--help":
-		fmt.Fprint(m.Stdout, usage)
+	case "version":
+		fmt.Fprintln(m.Stdout, buildVersion())
 		return nil
+	case "help":
+		return m.help(args)
 	}
 	return usageError(fmt.Sprintf("unknown command %q", cmd))
 }
@@ -90,8 +105,11 @@ Usage:
                                the running node at URL, or the stopped node's datastore)
   cocoon-node channels open|topup|close PEER --node URL
                                open, top up (move to a new deposit) or close the channel with PEER
-  With --node, these send the node's local token, read from --data-dir DIR (default ~/.cocoon;
-  the node writes DIR/local-token when it starts), or --api-key KEY / $COCOON_API_KEY.
+  cocoon-node version          the module version and VCS revision of this binary
+  cocoon-node help [COMMAND]   this text, or a command's usage and flags with their defaults
 
-Run 'cocoon-node <command> -h' for a command's flags.
+With --node, wallet and channels send the node's local token, read from --data-dir DIR (default
+~/.cocoon; the node writes DIR/local-token when it starts), or --api-key KEY / $COCOON_API_KEY.
+
+Run 'cocoon-node help COMMAND' (or 'cocoon-node COMMAND -h') for a command's flags.
 `

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,11 +16,7 @@ import (
 // and that the keys in it are the peers it names. The file holds the receipt as the client API
 // hands it out (the X-Cocoon-Receipt header or the cocoon_receipt field), or its raw bytes.
 func (m *Main) verifyReceipt(args []string) error {
-	fs := flag.NewFlagSet("verify-receipt", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(m.Stderr, "usage: cocoon-node verify-receipt FILE   (FILE '-' reads standard input)")
-	}
+	fs := m.flagSet("verify-receipt")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -159,7 +159,7 @@ func newLogger(level string, w *os.File) (*slog.Logger, error) {
 
 // runNode runs one node until ctx ends.
 func (m *Main) runNode(ctx context.Context, args []string) error {
-	f, s, faults, err := runSettings(args)
+	f, s, faults, err := m.runSettings(args)
 	if err != nil {
 		return err
 	}
@@ -229,8 +229,8 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 
 // runSettings parses run's flags and the config file they name into the node's settings,
 // the flags over the file over the defaults.
-func runSettings(args []string) (runFlags, settings, *node.Faults, error) {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+func (m *Main) runSettings(args []string) (runFlags, settings, *node.Faults, error) {
+	fs := m.flagSet("run")
 	var f runFlags
 	f.register(fs)
 	faults := registerFaults(fs)

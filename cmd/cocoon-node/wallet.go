@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -19,12 +18,17 @@ import (
 // wallet runs `cocoon-node wallet address|balance`: the node's TON wallet, whose key lives in
 // the node's datastore (made on first use, apart from its libp2p identity).
 func (m *Main) wallet(ctx context.Context, args []string) error {
-	if len(args) == 0 || (args[0] != "address" && args[0] != "balance") {
-		return usageError("usage: cocoon-node wallet address|balance [flags] (-h for the flags)")
+	name, cmd := "wallet", "balance" // -h: the flags of both, which are the same
+	switch {
+	case len(args) > 0 && (args[0] == "address" || args[0] == "balance"):
+		cmd = args[0]
+		name += " " + cmd
+	case len(args) == 0 || !isHelp(args[0]):
+		return usageError("usage: cocoon-node wallet address|balance [flags] ('cocoon-node help wallet' for the flags)")
+	default:
+		args = []string{cmd, "-h"}
 	}
-	cmd := args[0]
-	fs := flag.NewFlagSet("wallet "+cmd, flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
+	fs := m.flagSet(name)
 	nodeURL := fs.String("node", "", "ask the running node at this URL (a client's API, a proxy's or worker's admin address) for its wallet, on its ledger")
 	apiKey := fs.String("api-key", "", "with --node: the node's api_key or local token (default $COCOON_API_KEY, else the token in --data-dir)")
 	dataDir := fs.String("data-dir", "", "the node's data directory (default ~/.cocoon): without --node the node must not be running; with it, its local token is read there")
