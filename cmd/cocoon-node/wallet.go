@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -33,6 +35,7 @@ func (m *Main) wallet(ctx context.Context, args []string) error {
 	apiKey := fs.String("api-key", "", "with --node: the node's api_key or local token (default $COCOON_API_KEY, else the token in --data-dir)")
 	dataDir := fs.String("data-dir", "", "the node's data directory (default ~/.cocoon): without --node the node must not be running; with it, its local token is read there")
 	testnet := fs.Bool("testnet", false, "the testnet wallet address instead of mainnet's")
+	create := fs.Bool("create", false, "without --node: make the node's data directory and wallet if --data-dir holds none yet (to fund a node before its first run)")
 	ledgerURL := fs.String("ledger", "", "balance: a development ledger's URL (cocoon-node ledger)")
 	tonConfig := fs.String("ton-config", "", "balance: a TON liteserver global config, as a URL or a file (real TON)")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -60,7 +63,7 @@ func (m *Main) wallet(ctx context.Context, args []string) error {
 		}
 		return nil
 	}
-	key, err := loadWalletKey(ctx, *dataDir)
+	key, err := loadWalletKey(ctx, *dataDir, *create)
 	if err != nil {
 		return err
 	}
@@ -93,15 +96,21 @@ func (m *Main) wallet(ctx context.Context, args []string) error {
 }
 
 // loadWalletKey opens the node's datastore just long enough to read (or make) its wallet key.
-func loadWalletKey(ctx context.Context, dataDir string) (ed25519.PrivateKey, error) {
+// A directory that holds no node's datastore is refused unless create is set: a mistyped
+// --data-dir would otherwise show a new wallet's address, and a user would fund it.
+func loadWalletKey(ctx context.Context, dataDir string, create bool) (ed25519.PrivateKey, error) {
 	dataDir, err := dataDirOr(dataDir)
 	if err != nil {
 		return nil, err
 	}
+	store := filepath.Join(dataDir, "datastore")
+	if _, err := os.Stat(store); errors.Is(err, fs.ErrNotExist) && !create {
+		return nil, fmt.Errorf("%s holds no node (no %s): check --data-dir, or pass --create to make a new wallet there before the node first runs", dataDir, store)
+	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	ds, err := leveldb.NewDatastore(filepath.Join(dataDir, "datastore"), nil)
+	ds, err := leveldb.NewDatastore(store, nil)
 	if err != nil {
 		return nil, fmt.Errorf("open datastore in %s: %w (stop the node using this data dir first)", dataDir, err)
 	}

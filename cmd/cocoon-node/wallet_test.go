@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -22,7 +26,16 @@ func TestWalletCommand(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out))
 	}
-	addr := run("address", "--data-dir", dir)
+	// A directory with no node in it (a typo) shows no address, and is left as it was.
+	typo := filepath.Join(dir, "typo")
+	out, err := exec.Command(binaryPath, "wallet", "address", "--data-dir", typo).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "holds no node") || !strings.Contains(string(out), "--create") {
+		t.Fatalf("wallet address in an empty directory: %v %s", err, out)
+	}
+	if _, err := os.Stat(typo); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the mistyped directory was made: %v", err)
+	}
+	addr := run("address", "--data-dir", dir, "--create")
 	if again := run("address", "--data-dir", dir); again != addr {
 		t.Fatalf("address changed between runs: %s, then %s", addr, again)
 	}
@@ -41,7 +54,7 @@ func TestWalletCommand(t *testing.T) {
 	if got := run("balance", "--data-dir", dir, "--ledger", lp.url); !strings.Contains(got, "1500000000 nanoTON (1.500000000 TON)") {
 		t.Fatalf("balance: %q", got)
 	}
-	out, err := exec.Command(binaryPath, "wallet", "balance", "--data-dir", dir).CombinedOutput()
+	out, err = exec.Command(binaryPath, "wallet", "balance", "--data-dir", dir).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "exactly one of --ledger") {
 		t.Fatalf("balance without a ledger: %v %s", err, out)
 	}
