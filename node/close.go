@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -27,11 +28,33 @@ func (n *Node) OpenChannel(ctx context.Context, p peer.ID) (ChannelStatus, error
 	if n.payments == nil {
 		return ChannelStatus{}, errPaymentsOff
 	}
+	if err := n.checkPayee(p); err != nil {
+		return ChannelStatus{}, err
+	}
 	c, err := n.payments.channelTo(ctx, p, true)
 	if err != nil {
 		return ChannelStatus{}, err
 	}
 	return c.status(), nil
+}
+
+// checkPayee refuses a channel an operator asks for to a peer this node would never pay: a
+// client pays its proxies, a proxy its workers, and a worker no one. Such a channel would lock
+// a deposit nothing uses.
+func (n *Node) checkPayee(p peer.ID) error {
+	switch n.cfg.Role {
+	case RoleWorker:
+		return wire.Errorf(wire.CodeBadRequest, "a worker pays no one (proxies pay it): it opens no channels")
+	case RoleClient:
+		if !slices.Contains(n.keeper.Proxies(), p) {
+			return wire.Errorf(wire.CodeBadRequest, "%s is not one of this client's proxies, and a client pays only its proxies: the status endpoint lists them", p)
+		}
+	case RoleProxy:
+		if !n.workers.has(p) {
+			return wire.Errorf(wire.CodeBadRequest, "%s is not a worker this proxy routes to, and a proxy pays only its workers: the status endpoint lists them", p)
+		}
+	}
+	return nil
 }
 
 // TopUpChannel moves the payments to p onto a freshly funded channel, with the whole
@@ -41,6 +64,9 @@ func (n *Node) TopUpChannel(ctx context.Context, p peer.ID) (ChannelStatus, erro
 	cs := n.payments
 	if cs == nil {
 		return ChannelStatus{}, errPaymentsOff
+	}
+	if err := n.checkPayee(p); err != nil {
+		return ChannelStatus{}, err
 	}
 	cs.mu.Lock()
 	old := cs.out[p]

@@ -74,6 +74,13 @@ type roster struct {
 
 func (ro *roster) now() time.Time { return ro.life.clock.Now() }
 
+// has reports whether the table holds worker p.
+func (ro *roster) has(p peer.ID) bool {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	return ro.table.Has(p)
+}
+
 // startGossip starts gossipsub and joins the capacity topic with its validator.
 func (n *Node) startGossip() error {
 	topic := capacityTopic(n.cfg.Network)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/xssnick/tonutils-go/address"
 
 	"github.com/cocoon-mesh/cocoon/node"
@@ -327,4 +328,41 @@ type tWriter struct{ t *testing.T }
 func (w tWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
 	return len(b), nil
+}
+
+// An operator's channel commands open channels only to peers the node pays: a client's
+// proxies, a proxy's workers. A channel to anyone else would lock a deposit nothing uses, so
+// it is refused, saying whom the node pays, and nothing is locked.
+func TestChannelsOpenOnlyToPayees(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nw, err := Start(ctx, Options{Proxies: 1, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nw.Close()
+	client, proxy, worker := nw.Client, nw.Proxies[0], nw.Workers[0]
+	before := len(client.Channels()) + len(proxy.Channels())
+	for _, c := range []struct {
+		n    *node.Node
+		to   *node.Node
+		want string
+	}{
+		{client, worker, "a client pays only its proxies"},
+		{proxy, client, "a proxy pays only its workers"},
+		{worker, proxy, "a worker pays no one"},
+	} {
+		for _, cmd := range []func(context.Context, peer.ID) (node.ChannelStatus, error){c.n.OpenChannel, c.n.TopUpChannel} {
+			_, err := cmd(ctx, c.to.ID())
+			if err == nil || !strings.Contains(err.Error(), c.want) || node.AsWireError(err).Code != wire.CodeBadRequest {
+				t.Errorf("%s to %s: %v, want a refusal saying %q", c.n.Config().Role, c.to.Config().Role, err, c.want)
+			}
+		}
+	}
+	if after := len(client.Channels()) + len(proxy.Channels()); after != before {
+		t.Errorf("refused commands changed the channels: %d before, %d after", before, after)
+	}
+	if _, err := client.OpenChannel(ctx, proxy.ID()); err != nil {
+		t.Errorf("a client opening its proxy's channel: %v", err)
+	}
 }
