@@ -103,11 +103,24 @@ func (n *Node) Infer(ctx context.Context, req Request, onChunk func(Chunk) error
 	}
 	res, err := n.infer(ctx, h, req.Body, sink)
 	if err != nil {
-		return nil, asWireError(err)
+		return nil, n.workers.explainModel(asWireError(err), req.Model)
 	}
 	return &Result{Answer: answer, Usage: res.fin.Usage, Worker: res.fin.Worker, WorkerTEE: res.workerTE,
 		Proxy: n.client.peerName(res.proxy), ProxyTEE: describeAttest(n.attest.cached(res.proxy)),
 		Receipt: res.receipt, Cost: res.cost, Paid: res.paid}, nil
+}
+
+// explainModel says more of a proxy's "no worker serves this model": a model this client
+// heard of lately (its workers' adverts) is one with no worker right now, to retry later (503
+// with Retry-After); any other is not served by this network, and /v1/models lists what is.
+func (ro *roster) explainModel(we *wire.Error, model string) *wire.Error {
+	if we.Code != wire.CodeUnknownModel {
+		return we
+	}
+	if ro.servedLately(model) {
+		return wire.Errorf(wire.CodeNoCapacity, "no worker serves model %q right now (its workers left or are out of reach): retry in a while", model)
+	}
+	return wire.Errorf(wire.CodeUnknownModel, "model %q is not served by this network: GET /v1/models lists the models it serves", model)
 }
 
 // checked makes a failed check of what a worker sent the worker's failure, refusing its answer.

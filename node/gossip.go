@@ -74,6 +74,13 @@ type roster struct {
 
 func (ro *roster) now() time.Time { return ro.life.clock.Now() }
 
+// servedLately reports whether a worker in the table offers model, or did until lately.
+func (ro *roster) servedLately(model string) bool {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	return ro.table.ServedLately(ro.now(), model)
+}
+
 // has reports whether the table holds worker p.
 func (ro *roster) has(p peer.ID) bool {
 	ro.mu.Lock()
@@ -176,6 +183,10 @@ func (ro *roster) read(ctx context.Context) {
 // first (see vet).
 func (ro *roster) observe(a *wire.Advert) {
 	if a.Worker == ro.h.ID() {
+		return
+	}
+	if len(a.Offers) == 0 { // only the worker can sign it: it is leaving (publishLeaving)
+		ro.drop(a.Worker, "it left the network")
 		return
 	}
 	if ro.cfg.Role == RoleProxy && !ro.vet(a) {

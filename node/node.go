@@ -30,7 +30,8 @@ type Deps struct {
 	Host    host.Host       // required
 	Backend backend.Backend // required for workers
 	Logger  *slog.Logger    // nil: discard
-	// Clock gives the node its time and timers; nil: the wall clock.
+	// Clock gives the node its time and timers; nil: the wall clock. (A worker's Close waits
+	// 200 ms on it, for its leaving advert to go out: a mock clock must be moved then.)
 	Clock Clock
 	// Rand drives the node's random choices that need no secrecy (which receipts it checks);
 	// nil: seeded at random. A simulation passes a seeded one to replay a run.
@@ -197,6 +198,9 @@ func (n *Node) Start() error {
 // which close first. Only the first call does anything.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		if n.worker != nil && n.topic != nil {
+			n.worker.publishLeaving()
+		}
 		n.cancel()
 		for _, p := range []protocol.ID{InferProtocol, AdvertProtocol, AttestProtocol, ChannelProtocol} {
 			n.h.RemoveStreamHandler(p)

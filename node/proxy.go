@@ -465,6 +465,8 @@ func routingError(err error) *wire.Error {
 	switch {
 	case errors.Is(err, routing.ErrUnknownModel):
 		return wire.Errorf(wire.CodeUnknownModel, "%v", err)
+	case errors.Is(err, routing.ErrNoWorkers):
+		return wire.Errorf(wire.CodeNoCapacity, "%v; retry in a while", err)
 	case errors.Is(err, routing.ErrPriceTooHigh):
 		return wire.Errorf(wire.CodePriceTooHigh, "%v", err)
 	}

@@ -109,3 +109,31 @@ func (w *workerState) sendDirectAdvert(ctx context.Context, p peer.ID) {
 	}
 	s.Close()
 }
+
+// leaveWait bounds how long a closing worker waits to queue its leaving advert, and
+// leaveFlush how long it then lets pubsub send it (pubsub has no flush to wait on).
+const (
+	leaveWait  = time.Second
+	leaveFlush = 200 * time.Millisecond
+)
+
+// publishLeaving gossips an advert offering nothing, so that clients and proxies take this
+// worker off their tables now, not once its adverts have stopped for WorkerTTL (and
+// /v1/models stops listing a model nobody serves any more). Best effort: a crash sends none.
+func (w *workerState) publishLeaving() {
+	a := w.advert()
+	a.Offers, a.Healthy, a.Running = nil, false, 0
+	b, err := wire.SignAdvert(a, w.h.Peerstore().PrivKey(w.h.ID()))
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(w.life.ctx, leaveWait)
+	defer cancel()
+	if err := w.topic.Publish(ctx, b); err != nil {
+		w.log.Debug("cannot tell the network this worker leaves", "err", err)
+	}
+	// Publish only queues it: give pubsub a moment to write it before Close cancels it.
+	t := w.life.clock.Timer(leaveFlush)
+	defer t.Stop()
+	<-t.C
+}

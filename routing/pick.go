@@ -57,6 +57,9 @@ var (
 	ErrUnknownModel = errors.New("routing: no worker serves this model")
 	ErrPriceTooHigh = errors.New("routing: every worker serving this model is above the price cap")
 	ErrNoCapacity   = errors.New("routing: every worker serving this model is busy or unhealthy")
+	// ErrNoWorkers is for a model whose workers all left lately (Config.GoneFor): it may be
+	// back soon, unlike a model nobody served.
+	ErrNoWorkers = errors.New("routing: no worker serves this model right now: the workers that served it left")
 )
 
 // candidate is an eligible worker with its sort keys computed once.
@@ -105,6 +108,8 @@ func (t *Table) Pick(now time.Time, r Request) (Decision, error) {
 		serving++
 	}
 	switch {
+	case serving == 0 && t.wentAway(now, r.Model):
+		return Decision{}, fmt.Errorf("%w: %q", ErrNoWorkers, r.Model)
 	case serving == 0:
 		return Decision{}, fmt.Errorf("%w: %q", ErrUnknownModel, r.Model)
 	case len(cands) == 0 && pricey > 0 && pricey == serving-excluded:

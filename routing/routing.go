@@ -43,12 +43,16 @@ type Config struct {
 	// EjectFor is how long its first ejection lasts, doubling with each ejection until a
 	// success; default 30s. EjectMax caps it; default 10m.
 	EjectFor, EjectMax time.Duration
+	// GoneFor is how long a model whose last worker left (Remove, Expire) is remembered:
+	// Pick answers ErrNoWorkers for it, "none right now", rather than ErrUnknownModel;
+	// default 10m.
+	GoneFor time.Duration
 }
 
 // DefaultConfig returns the configuration New uses for fields left zero.
 func DefaultConfig() Config {
 	return Config{TTL: 90 * time.Second, LatencyHalfLife: 30 * time.Second, DefaultLatency: time.Second,
-		EjectAfter: 3, EjectFor: 30 * time.Second, EjectMax: 10 * time.Minute}
+		EjectAfter: 3, EjectFor: 30 * time.Second, EjectMax: 10 * time.Minute, GoneFor: 10 * time.Minute}
 }
 
 // WorkerStatus is a snapshot of one worker, for status output and logs.
@@ -85,7 +89,13 @@ type Table struct {
 	// seq numbers the picks; a worker remembers the seq of its latest pick
 	// so that ties go to the least recently picked (round robin).
 	seq uint64
+	// gone holds when the workers of each model (by every name a request may use) were
+	// last removed, for GoneFor; at most maxGone.
+	gone map[string]time.Time
 }
+
+// maxGone bounds the models a Table remembers as gone: past it, the oldest go first.
+const maxGone = 1024
 
 type worker struct {
 	id        peer.ID
@@ -130,7 +140,10 @@ func New(cfg Config) *Table {
 	if cfg.EjectMax <= 0 {
 		cfg.EjectMax = max(def.EjectMax, cfg.EjectFor)
 	}
-	return &Table{cfg: cfg, workers: make(map[peer.ID]*worker)}
+	if cfg.GoneFor <= 0 {
+		cfg.GoneFor = def.GoneFor
+	}
+	return &Table{cfg: cfg, workers: make(map[peer.ID]*worker), gone: make(map[string]time.Time)}
 }
 
 // observe advances the Table's notion of the latest time.
@@ -181,9 +194,48 @@ func normalizeOffers(in []Offer) []offer {
 // Remove forgets a worker, e.g. when its connection is lost, and reports
 // whether it was present. Requests still running on it are simply forgotten.
 func (t *Table) Remove(id peer.ID) bool {
-	_, ok := t.workers[id]
-	delete(t.workers, id)
+	w, ok := t.workers[id]
+	if ok {
+		t.forget(t.clock, w)
+	}
 	return ok
+}
+
+// forget drops w and remembers its models as gone at now.
+func (t *Table) forget(now time.Time, w *worker) {
+	delete(t.workers, w.id)
+	for len(t.gone) >= maxGone {
+		oldest := ""
+		for m, at := range t.gone {
+			if oldest == "" || at.Before(t.gone[oldest]) {
+				oldest = m
+			}
+		}
+		delete(t.gone, oldest)
+	}
+	for _, o := range w.offers {
+		for _, name := range []string{o.Model, o.nameRev, o.name} {
+			t.gone[name] = now
+		}
+	}
+}
+
+// ServedLately reports whether a worker in the table offers model (by any name a request may
+// use), or did until less than Config.GoneFor ago.
+func (t *Table) ServedLately(now time.Time, model string) bool {
+	t.observe(now)
+	for _, w := range t.workers {
+		if _, ok := w.match(model); ok {
+			return true
+		}
+	}
+	return t.wentAway(now, model)
+}
+
+// wentAway reports whether model was served lately, by workers now gone.
+func (t *Table) wentAway(now time.Time, model string) bool {
+	at, ok := t.gone[model]
+	return ok && now.Sub(at) < t.cfg.GoneFor
 }
 
 // Expire drops the workers whose last Upsert is more than TTL before now
@@ -194,7 +246,7 @@ func (t *Table) Expire(now time.Time) []peer.ID {
 	for id, w := range t.workers {
 		if now.Sub(w.lastSeen) > t.cfg.TTL {
 			dropped = append(dropped, id)
-			delete(t.workers, id)
+			t.forget(now, w)
 		}
 	}
 	slices.Sort(dropped)

@@ -384,8 +384,8 @@ func TestExpire(t *testing.T) {
 	if got := tb.Expire(t0.Add(16 * time.Second)); !slices.Equal(got, []peer.ID{"b"}) {
 		t.Errorf("expired %q, want [b]", got)
 	}
-	if _, err := tb.Pick(t0.Add(16*time.Second), Request{Model: "m"}); !errors.Is(err, ErrUnknownModel) {
-		t.Errorf("Pick after expiry: %v", err)
+	if _, err := tb.Pick(t0.Add(16*time.Second), Request{Model: "m"}); !errors.Is(err, ErrNoWorkers) {
+		t.Errorf("Pick after expiry: %v, want ErrNoWorkers (its workers left lately)", err)
 	}
 }
 

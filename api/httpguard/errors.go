@@ -29,8 +29,15 @@ func ErrorBody(status int, code, param, msg string) map[string]any {
 	return map[string]any{"error": map[string]any{"message": msg, "type": ErrorType(status), "param": p, "code": code}}
 }
 
-// WriteError answers with status and the error envelope.
+// retryAfter is what a 503 tells its caller to wait, in seconds: a worker that reconnects,
+// or a proxy found anew, is routable within a few seconds.
+const retryAfter = "5"
+
+// WriteError answers with status and the error envelope; a 503 says when to retry.
 func WriteError(w http.ResponseWriter, status int, code, param, msg string) {
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", retryAfter)
+	}
 	WriteJSON(w, status, ErrorBody(status, code, param, msg))
 }
 
