@@ -88,6 +88,9 @@ func New(cfg Config, key crypto.PrivKey, log *slog.Logger) (host.Host, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if err := checkFree(cfg.Listen); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	rm, err := newResourceManager(cfg, log)
 	if err != nil {
 		return nil, err
