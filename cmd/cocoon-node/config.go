@@ -24,6 +24,8 @@ import (
 // fileConfig is the config file's shape (TOML). Only cmd sees it: it becomes a node.Config,
 // a p2phost.Config and the backend settings.
 type fileConfig struct {
+	// prices are --prices given without --model: the built-in model's prices (workerBackend).
+	prices     *wire.Prices
 	Role       string   `toml:"role"`
 	Network    string   `toml:"network"`
 	DataDir    string   `toml:"data_dir"`
@@ -186,9 +188,12 @@ type settings struct {
 	modelFile, tokenizerFile string
 	// backendNames maps an advertised model id to the name the backend knows.
 	backendNames map[string]string
-	logLevel     string
-	tee          teeSettings
-	pay          paySettings
+	// defaultPrices are what the built-in model costs when a worker names no models
+	// (--prices without --model).
+	defaultPrices *wire.Prices
+	logLevel      string
+	tee           teeSettings
+	pay           paySettings
 }
 
 // paySettings say which ledger holds the node's channels (none: payments off).
@@ -291,6 +296,7 @@ func (fc *fileConfig) resolveWorker(s *settings) error {
 		s.backendNames[m.ID] = name
 	}
 	s.backendURL, s.backendKey = fc.Worker.BackendURL, fc.Worker.BackendAPIKey
+	s.defaultPrices = fc.prices
 	s.modelFile, s.tokenizerFile = fc.Worker.ModelFile, fc.Worker.TokenizerFile
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/cocoon-mesh/cocoon/model"
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/backend"
+	"github.com/cocoon-mesh/cocoon/node/wire"
 )
 
 // letterTokenizer writes a tokenizer.bin of n one-letter pieces.
@@ -76,5 +77,29 @@ func TestEmbeddedWorkerServesTheBuiltinModel(t *testing.T) {
 	s.node.Models[0].ID = "other@v1:0123456789abcdef"
 	if _, err := embeddedBackend(s); err == nil {
 		t.Fatal("served the built-in model under another identity")
+	}
+}
+
+// A worker's --prices price the built-in model when it names no --model (they were silently
+// dropped, and the "paid" worker served for free); given where they price nothing, they are
+// refused.
+func TestPricesReachTheBuiltinModel(t *testing.T) {
+	m := &Main{}
+	_, s, _, err := m.runSettings([]string{"--role", "worker", "--backend", "embedded", "--prices", "1,2,3,4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := workerBackend(&s); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.node.Models) != 1 || s.node.Models[0].Prices != (wire.Prices{Prompt: 1, Cached: 2, Completion: 3, Reasoning: 4}) {
+		t.Fatalf("the built-in model is offered as %+v, want the prices 1,2,3,4", s.node.Models)
+	}
+	_, s, _, err = m.runSettings([]string{"--role", "worker", "--backend", "http://127.0.0.1:1/v1", "--prices", "1,2,3,4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := workerBackend(&s); err == nil || !strings.Contains(err.Error(), "give --model") {
+		t.Fatalf("--prices with nothing to price: %v, want a refusal naming --model", err)
 	}
 }

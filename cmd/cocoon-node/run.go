@@ -19,6 +19,7 @@ import (
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/node/p2phost"
+	"github.com/cocoon-mesh/cocoon/node/wire"
 )
 
 // listFlag collects a comma-separated or repeated flag.
@@ -136,6 +137,9 @@ func (f *runFlags) apply(fc *fileConfig) error {
 			}
 			prices[i] = v
 		}
+	}
+	if f.prices != "" && len(f.models) == 0 {
+		fc.prices = &wire.Prices{Prompt: prices[0], Cached: prices[1], Completion: prices[2], Reasoning: prices[3]}
 	}
 	for _, m := range f.models {
 		id, name, _ := strings.Cut(m, "=")
@@ -267,8 +271,18 @@ func workerBackend(s *settings) (backend.Backend, error) {
 	case "embedded":
 		if s.modelFile == "" && len(s.node.Models) == 0 {
 			s.node.Models = []node.ModelConfig{{ID: model.EmbeddedID}} // the model built into the binary
+			if s.defaultPrices != nil {
+				s.node.Models[0].Prices = *s.defaultPrices
+			}
+			s.defaultPrices = nil
+		}
+		if s.defaultPrices != nil {
+			return nil, usageError("--prices prices the --model models: give --model with it (or set each model's prices in worker.models)")
 		}
 		return embeddedBackend(*s)
+	}
+	if s.defaultPrices != nil {
+		return nil, usageError("--prices prices the --model models: give --model with it (or set each model's prices in worker.models)")
 	}
 	return backend.NewHTTP(backend.HTTPConfig{BaseURL: s.backendURL, APIKey: s.backendKey, Models: s.backendNames})
 }
