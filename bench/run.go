@@ -74,6 +74,8 @@ type Report struct {
 	Comparisons []Comparison     `json:"comparisons"`
 	Checks      []Check          `json:"checks"`
 	IdleProxy   *IdleProxyResult `json:"idle_proxy,omitempty"`
+	// Interrupted says the run was stopped (its context ended) after the scenarios in Results.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // Failures is the number of failed requests over all scenarios.
@@ -114,6 +116,7 @@ func Run(ctx context.Context, t *Targets, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("bench: no targets")
 	}
 	onChain := t.onChainMessages()
+scenarios:
 	for _, stream := range cfg.Streams {
 		for _, conc := range cfg.Concurrency {
 			n := cfg.Requests
@@ -121,6 +124,10 @@ func Run(ctx context.Context, t *Targets, cfg Config) (*Report, error) {
 				n = cfg.RequestsC1
 			}
 			results, err := runPair(ctx, clients, t.payCounters(), cfg, stream, conc, n)
+			if err != nil && ctx.Err() != nil { // stopped: report the scenarios measured so far
+				rep.Interrupted = true
+				break scenarios
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -193,6 +200,9 @@ func runPair(ctx context.Context, clients map[Mode]*Client, pays map[Mode]func()
 				before = count()
 			}
 			meas, err := measure(ctx, clients[m], stream, conc, size)
+			if err == nil {
+				err = ctx.Err() // stopped mid-way: its failed requests measure nothing
+			}
 			if err != nil {
 				return nil, err
 			}

@@ -52,7 +52,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if f.idleWorkers > 0 {
+	if f.idleWorkers > 0 && !rep.Interrupted {
 		exe, err := os.Executable()
 		if err != nil {
 			return fmt.Errorf("bench: find own binary for the idle proxy: %w", err)
@@ -76,6 +76,10 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 			return err
 		}
 		fmt.Fprintf(out, "\nResults written to %s\n", f.jsonFile)
+	}
+	if rep.Interrupted {
+		fmt.Fprintf(out, "\nStopped: the results above are the %d scenarios measured before Ctrl-C.\n", len(rep.Results))
+		return context.Canceled
 	}
 	if n := rep.Failures(); n > 0 && f.failOnError {
 		return fmt.Errorf("bench: %d requests failed (see the table; --fail-on-error=false to ignore)", n)

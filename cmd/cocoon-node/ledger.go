@@ -67,6 +67,7 @@ func (m *Main) ledgerServer(ctx context.Context, args []string) error {
 			ln.Close()
 			return err
 		}
+		defer os.Remove(*readyFile) // a script must not find a stopped ledger ready
 	}
 	done, served := make(chan struct{}), make(chan struct{})
 	go func() {

@@ -18,6 +18,9 @@ func main() {
 	err := m.Run(ctx, os.Args[1:])
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
+	case ctx.Err() != nil && errors.Is(err, context.Canceled): // Ctrl-C before the command was up
+		fmt.Fprintln(os.Stderr, "cocoon-node: stopped")
+		os.Exit(130)
 	case errors.As(err, new(usageError)):
 		if err.Error() != "" { // empty: the usage was printed already
 			fmt.Fprintln(os.Stderr, "cocoon-node:", err)

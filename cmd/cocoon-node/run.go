@@ -225,6 +225,7 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 			stop()
 			return err
 		}
+		defer os.Remove(f.readyFile) // a script must not find a stopped node ready
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
