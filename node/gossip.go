@@ -186,7 +186,13 @@ func (ro *roster) observe(a *wire.Advert) {
 		return
 	}
 	if len(a.Offers) == 0 { // only the worker can sign it: it is leaving (publishLeaving)
-		ro.drop(a.Worker, "it left the network")
+		ro.mu.Lock()
+		had := ro.table.Remove(a.Worker)
+		ro.mu.Unlock()
+		if had && ro.cfg.Role == RoleProxy {
+			ro.h.ConnManager().Unprotect(a.Worker, workerTag)
+			ro.log.Info("worker left", "worker", a.Worker.String())
+		}
 		return
 	}
 	if ro.cfg.Role == RoleProxy && !ro.vet(a) {

@@ -29,6 +29,9 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *proxies < 1 || *workers < 1 {
+		return usageError(fmt.Sprintf("dev needs at least one proxy and one worker: --proxies %d --workers %d", *proxies, *workers))
+	}
 	if *backendURL != "" && *backendURL != "echo" && *backendModel == "" {
 		return usageError("--backend needs --backend-model, the model name the server serves")
 	}
