@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"regexp"
 	"strings"
@@ -73,5 +74,16 @@ func TestDevStartsServesAndStops(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "Stopped.") {
 		t.Fatalf("no clean stop:\n%s", out.String())
+	}
+}
+
+// dev refuses a network it cannot make, rather than starting defaults in its place.
+func TestDevRefusesNoProxiesOrWorkers(t *testing.T) {
+	for _, args := range [][]string{{"dev", "--proxies", "0"}, {"dev", "--workers", "0"}, {"dev", "--proxies", "-1"}} {
+		out, err := runCmd(args...)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "at least one proxy and one worker") || strings.Contains(out, "Starting") {
+			t.Errorf("%v: %v, output %q", args, err, out)
+		}
 	}
 }
