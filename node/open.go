@@ -80,7 +80,8 @@ func (cs *channels) awaitOpening(ctx context.Context, p peer.ID, op *opening) (*
 		switch {
 		case errors.Is(op.err, ledger.ErrInsufficientFunds):
 			return nil, wire.Errorf(wire.CodePayment, "this node's wallet %s cannot fund a payment channel to %s: %v. "+
-				"Each channel locks payments.deposit (%d nanoTON) plus fees: fund the wallet, or lower the deposit",
+				"Each channel locks payments.deposit (%d nanoTON) plus fees: fund the wallet (on a development ledger, "+
+				"start the node with --dev-fund NANOTON, or payments.dev_fund, to ask its faucet), or lower payments.deposit",
 				cs.wallet.String(), p.String(), op.err, cs.cfg.Deposit)
 		case errors.Is(op.err, errUnearnedCap):
 			return nil, op.err

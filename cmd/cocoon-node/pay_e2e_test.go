@@ -444,7 +444,7 @@ func TestPoorClientIsToldToFundItsWallet(t *testing.T) {
 	})
 	if status != http.StatusPaymentRequired || !strings.Contains(body, `"payment_required"`) ||
 		!strings.Contains(body, "cannot fund a payment channel") || !strings.Contains(body, "holds 50000000") ||
-		!strings.Contains(body, "fund the wallet") {
+		!strings.Contains(body, "fund the wallet") || !strings.Contains(body, "--dev-fund") {
 		t.Fatalf("status %d: %s", status, body)
 	}
 }
