@@ -34,6 +34,8 @@ var commands = []command{
 		"running node at --node URL or from the stopped node's datastore."},
 	{"channels", "list|open|topup|close [PEER] [flags]", "The node's payment channels: list them (deposit, paid, state, seqno), or open, top up\n" +
 		"(move to a new deposit) or close the channel with PEER on the running node at --node URL."},
+	{"id", "[--data-dir DIR] [--create]", "Prints the peer ID of the node whose data directory is DIR, from its datastore (the node\n" +
+		"must be stopped; --create makes the identity first), to name its multiaddr .../p2p/ID before it runs."},
 	{"version", "", "Prints the module version and the VCS revision this binary was built from."},
 	{"help", "[COMMAND]", "Prints this text, or a command's usage and flags with their defaults."},
 }

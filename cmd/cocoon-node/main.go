@@ -80,6 +80,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.channels(ctx, args)
 	case "verify-receipt":
 		return m.verifyReceipt(args)
+	case "id":
+		return m.id(ctx, args)
 	case "version":
 		fmt.Fprintln(m.Stdout, buildVersion())
 		return nil
@@ -108,6 +110,8 @@ Usage:
                                the running node at URL, or the stopped node's datastore)
   cocoon-node channels open|topup|close PEER --node URL
                                open, top up (move to a new deposit) or close the channel with PEER
+  cocoon-node id [--data-dir DIR] [--create]
+                               a node's peer ID, from its datastore (the node must be stopped)
   cocoon-node version          the module version and VCS revision of this binary
   cocoon-node help [COMMAND]   this text, or a command's usage and flags with their defaults
 

@@ -96,16 +96,27 @@ func (m *Main) wallet(ctx context.Context, args []string) error {
 }
 
 // loadWalletKey opens the node's datastore just long enough to read (or make) its wallet key.
-// A directory that holds no node's datastore is refused unless create is set: a mistyped
-// --data-dir would otherwise show a new wallet's address, and a user would fund it.
 func loadWalletKey(ctx context.Context, dataDir string, create bool) (ed25519.PrivateKey, error) {
+	ds, err := openNodeStore(dataDir, create)
+	if err != nil {
+		return nil, err
+	}
+	defer ds.Close()
+	return ton.LoadOrCreateWalletKey(ctx, ds)
+}
+
+// openNodeStore opens the datastore of the stopped node whose data directory is dataDir
+// (default ~/.cocoon). A directory that holds no node's datastore is refused unless create is
+// set: a mistyped --data-dir would otherwise make a new identity or wallet there, and a user
+// would fund or bootstrap from the wrong one.
+func openNodeStore(dataDir string, create bool) (*leveldb.Datastore, error) {
 	dataDir, err := dataDirOr(dataDir)
 	if err != nil {
 		return nil, err
 	}
 	store := filepath.Join(dataDir, "datastore")
 	if _, err := os.Stat(store); errors.Is(err, fs.ErrNotExist) && !create {
-		return nil, fmt.Errorf("%s holds no node (no %s): check --data-dir, or pass --create to make a new wallet there before the node first runs", dataDir, store)
+		return nil, fmt.Errorf("%s holds no node (no %s): check --data-dir, or pass --create to make one there before the node first runs", dataDir, store)
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
@@ -114,8 +125,7 @@ func loadWalletKey(ctx context.Context, dataDir string, create bool) (ed25519.Pr
 	if err != nil {
 		return nil, fmt.Errorf("open datastore in %s: %w (stop the node using this data dir first)", dataDir, err)
 	}
-	defer ds.Close()
-	return ton.LoadOrCreateWalletKey(ctx, ds)
+	return ds, nil
 }
 
 // formatTON writes nanoTON as TON with nine decimals.
