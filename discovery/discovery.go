@@ -100,11 +100,22 @@ func (s *Service) Close() error { return s.dht.Close() }
 // Bootstrap connects to the configured bootstrap peers and fills the routing table.
 // It succeeds if at least one bootstrap peer answered, or if none were configured.
 func (s *Service) Bootstrap(ctx context.Context) error {
+	errs, ok := s.connectBootstrap(ctx)
+	if err := s.dht.Bootstrap(ctx); err != nil {
+		return fmt.Errorf("discovery: bootstrap: %w", err)
+	}
+	if len(errs) > 0 && ok == 0 {
+		return fmt.Errorf("discovery: no bootstrap peer reachable: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// connectBootstrap dials every bootstrap peer but this node, and returns the failures and
+// how many answered.
+func (s *Service) connectBootstrap(ctx context.Context) (errs []error, ok int) {
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-		ok   int
+		wg sync.WaitGroup
+		mu sync.Mutex
 	)
 	for _, ai := range s.cfg.Bootstrap {
 		if ai.ID == s.h.ID() {
@@ -122,13 +133,20 @@ func (s *Service) Bootstrap(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
-	if err := s.dht.Bootstrap(ctx); err != nil {
-		return fmt.Errorf("discovery: bootstrap: %w", err)
+	return errs, ok
+}
+
+// rejoin dials the bootstrap peers again when the routing table is empty: they were not up
+// yet when this node started (a user starting a worker before its proxy), or all its peers
+// went away. Without it a lookup finds nothing until the DHT's next refresh, minutes later.
+func (s *Service) rejoin(ctx context.Context) {
+	if s.dht.RoutingTable().Size() > 0 || len(s.cfg.Bootstrap) == 0 {
+		return
 	}
-	if len(errs) > 0 && ok == 0 {
-		return fmt.Errorf("discovery: no bootstrap peer reachable: %w", errors.Join(errs...))
+	if _, ok := s.connectBootstrap(ctx); ok > 0 {
+		s.log.Info("reached a bootstrap peer", "peers", ok)
+		_ = s.dht.Bootstrap(ctx) // fills the table from them
 	}
-	return nil
 }
 
 // Provide announces this node under keys once. It fails while the routing table is empty.

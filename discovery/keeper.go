@@ -130,6 +130,7 @@ func (k *Keeper) fill(ctx context.Context) bool {
 	// timeout); bound it by the check interval so a proxy that joined meanwhile is found soon.
 	fctx, cancel := context.WithTimeout(ctx, min(max(k.interval, 2*time.Second), 15*time.Second))
 	defer cancel()
+	k.s.rejoin(fctx)
 	enough := false
 	k.s.FindProxies(fctx, 4*k.want, func(ai peer.AddrInfo) bool {
 		k.mu.Lock()
