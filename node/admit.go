@@ -248,9 +248,21 @@ func (ro *roster) admitOne(a *wire.Advert, kind admitKind) {
 	switch {
 	case ro.life.ctx.Err() != nil:
 	case err == nil && pa.trusted(ro.cfg.AllowUnattested) && !ro.mismatch.has(p, ro.now()):
+		ro.refused.forget(p)
 		ro.upsert(a)
 	case dial && !ro.connected(p):
 		ro.h.Peerstore().ClearAddrs(p)
+	}
+	if err == nil && pa.err != nil && !pa.unreached && !pa.trusted(ro.cfg.AllowUnattested) {
+		ro.refuseWorker(p, pa.err)
+	}
+}
+
+// refuseWorker says, once per worker and reason, why a worker is kept out of the table.
+func (ro *roster) refuseWorker(p peer.ID, err error) {
+	reason, fix := attestRefusal(err, RoleProxy)
+	if ro.refused.note(ro.now(), p, reason, fix) {
+		ro.log.Warn("worker refused", "worker", p.String(), "reason", reason, "fix", fix)
 	}
 }
 

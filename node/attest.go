@@ -65,6 +65,8 @@ type attestEnv struct {
 	log  *slog.Logger
 	rand *lockedRand
 	cfg  *Config // AttestTTL, MaxAttestations, AllowUnattested, ReceiptCheckEvery
+	// refused records the workers a client refuses to seal to (checkRoute), and why.
+	refused *refusedPeers
 }
 
 func (a *attester) now() time.Time { return a.life.clock.Now() }
@@ -509,7 +511,11 @@ func (a *attester) checkRoute(rc *routeCache, r *wire.Route) (*tee.Session, tee.
 		if errors.Is(e.err, tee.ErrNotAttested) && a.cfg.AllowUnattested {
 			return nil, tee.Attestation{}, nil
 		}
-		return nil, tee.Attestation{}, wire.Errorf(wire.CodeAttestation, "worker %s: %v", r.Worker.String(), e.err)
+		reason, fix := attestRefusal(e.err, RoleClient)
+		if a.refused.note(now, r.Worker, reason, fix) {
+			a.log.Warn("worker refused", "worker", r.Worker.String(), "reason", reason, "fix", fix)
+		}
+		return nil, tee.Attestation{}, wire.Errorf(wire.CodeAttestation, "worker %s: %s: %s", r.Worker.String(), reason, fix)
 	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()

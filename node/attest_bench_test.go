@@ -29,7 +29,7 @@ func attestPeer(b testing.TB, allowSimulated bool) *Node {
 	b.Cleanup(func() { h.Close() })
 	n := &Node{h: h, clock: wallClock(), life: newLife(wallClock(), "test"), rand: newLockedRand(nil), log: slog.New(slog.DiscardHandler), cfg: DefaultConfig()}
 	n.ctx, n.cancel = n.life.ctx, n.life.cancel
-	env := attestEnv{h: n.h, life: n.life, log: n.log, rand: n.rand, cfg: &n.cfg}
+	env := attestEnv{h: n.h, life: n.life, log: n.log, rand: n.rand, cfg: &n.cfg, refused: &n.refused}
 	if n.attest, err = newAttester(env, key, tee.NewSimulated(nil), tee.NewVerifier(tee.Policy{AllowSimulated: allowSimulated}, nil)); err != nil {
 		b.Fatal(err)
 	}

@@ -63,6 +63,7 @@ type roster struct {
 	cfg      *Config
 	attest   *attester
 	mismatch *mismatches
+	refused  *refusedPeers // workers refused, and why
 	topic    *pubsub.Topic
 	// joined is called (in a goroutine of the node's) for a worker a proxy takes in.
 	joined func(ctx context.Context, worker peer.ID)
@@ -248,6 +249,7 @@ func (ro *roster) vet(a *wire.Advert) bool {
 		return true
 	default:
 		ro.drop(a.Worker, "attestation refused: "+pa.err.Error())
+		ro.refuseWorker(a.Worker, pa.err)
 		return false
 	}
 	kind := admitDial

@@ -66,6 +66,7 @@ func (n *Node) demandsPayment(err error) bool {
 func (n *Node) leaveAlone(p peer.ID, why error) {
 	first := n.mismatch.mark(p, n.now())
 	reason := fmt.Sprintf("%v; tried again in %s", why, mismatchFor)
+	n.refused.note(n.now(), p, why.Error(), "give both nodes the same payments setting: a ledger (--ledger or --ton-config) on both, or on neither")
 	switch {
 	case n.cfg.Role == RoleProxy:
 		n.workers.drop(p, reason) // logs if the table had it

@@ -70,8 +70,9 @@ type Node struct {
 
 	attest *attester // this node's attestation and its peers'
 
-	payments *channels  // nil: payments off
-	mismatch mismatches // peers whose payments do not match ours, left alone for a while
+	payments *channels    // nil: payments off
+	mismatch mismatches   // peers whose payments do not match ours, left alone for a while
+	refused  refusedPeers // peers refused work, and why (logged once each, listed in Status)
 
 	worker *workerState // workers only
 	client *clientState // clients only
@@ -114,7 +115,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		return nil, errors.New("node: the host holds no private key for its own peer ID")
 	}
 	var err error
-	env := attestEnv{h: n.h, life: n.life, log: n.log, rand: n.rand, cfg: &n.cfg}
+	env := attestEnv{h: n.h, life: n.life, log: n.log, rand: n.rand, cfg: &n.cfg, refused: &n.refused}
 	if n.attest, err = newAttester(env, priv, deps.TEE, verifier); err != nil {
 		return nil, err
 	}
@@ -129,7 +130,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		}
 	}
 
-	n.workers = &roster{h: n.h, life: n.life, log: n.log, cfg: &n.cfg, attest: n.attest, mismatch: &n.mismatch,
+	n.workers = &roster{h: n.h, life: n.life, log: n.log, cfg: &n.cfg, attest: n.attest, mismatch: &n.mismatch, refused: &n.refused,
 		table: routing.New(routing.Config{TTL: cfg.WorkerTTL}), admit: newAdmissions(cfg)}
 	if n.payments != nil {
 		n.workers.joined = n.checkTakesPayments
@@ -226,9 +227,11 @@ type Status struct {
 	// TEE is this node's own attestation; Attestations what each peer's handshake established.
 	// Attestations lists at most maxStatusAttestations of them (trusted ones first);
 	// AttestationCounts counts all the node holds, by outcome.
-	TEE               string            `json:"tee"`
-	Attestations      map[string]string `json:"attestations,omitempty"`
-	AttestationCounts map[string]int    `json:"attestation_counts,omitempty"`
+	TEE          string            `json:"tee"`
+	Attestations map[string]string `json:"attestations,omitempty"`
+	// Refused are the peers this node refuses work with, why, and what changes it.
+	Refused           []RefusedPeer  `json:"refused"`
+	AttestationCounts map[string]int `json:"attestation_counts,omitempty"`
 	// Wallet is the node's TON wallet and Channels its payment channels, when payments are on;
 	// Locked is what its channels lock as a payer, and how much of it for payees that have
 	// earned nothing yet (capped by payments.unearned_cap).
@@ -255,6 +258,7 @@ func (n *Node) Status() Status {
 		st.TEE = n.attest.provider.Kind().String()
 	}
 	st.Attestations, st.AttestationCounts = n.attest.summary()
+	st.Refused = n.refused.list()
 	if n.keeper != nil {
 		for _, p := range n.keeper.Proxies() {
 			st.Proxies = append(st.Proxies, p.String())
