@@ -35,7 +35,7 @@ func readmeBlock(t *testing.T, marker string) string {
 // the curl line in it gets an answer.
 func TestReadmeHandRunNetwork(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("no curl on this machine (.ci/run installs it)")
+		t.Fatal("no curl on this machine: .ci/run installs it (apt-get install curl)")
 	}
 	block := readmeBlock(t, "<!-- hand-run:")
 	// The block ends by stopping its nodes; the test does that itself, to see them stop.
