@@ -97,7 +97,7 @@ func TestGossipRejectsBadAdverts(t *testing.T) {
 	}
 	has := func(id peer.ID) bool {
 		for _, w := range proxy.Status().Workers {
-			if w.ID == id {
+			if w.Peer == id.String() {
 				return true
 			}
 		}

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -55,4 +56,49 @@ func TestStoppedWorkerLeavesModels(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("the model left /v1/models %v after its worker stopped (WorkerTTL 1m)", time.Since(start).Round(time.Millisecond))
+}
+
+// The status JSON is snake_case throughout, gives durations in milliseconds named _ms, and
+// always has its lists (empty, not absent).
+func TestStatusJSONShape(t *testing.T) {
+	nw := startNet(t, localnet.Options{Proxies: 1, Workers: 1, Tune: func(c *node.Config) { c.AdminAddr = "127.0.0.1:0" }})
+	for _, n := range []*node.Node{nw.Client, nw.Proxies[0], nw.Workers[0]} {
+		raw := call(t, "GET", "http://"+nw.AdminAddr(n)+"/cocoon/v1/status", "", "").body
+		var keys []string
+		var walk func(v any)
+		walk = func(v any) {
+			switch v := v.(type) {
+			case map[string]any:
+				for k, e := range v {
+					keys = append(keys, k)
+					if k != "attestations" && k != "attestation_counts" { // keyed by peer and outcome
+						walk(e)
+					}
+				}
+			case []any:
+				for _, e := range v {
+					walk(e)
+				}
+			}
+		}
+		var st map[string]any
+		if err := json.Unmarshal([]byte(raw), &st); err != nil {
+			t.Fatalf("%s: %v: %s", n.Config().Role, err, raw)
+		}
+		walk(st)
+		for _, k := range keys {
+			if k != strings.ToLower(k) || strings.Contains(k, "-") || strings.Contains(k, "latency") && !strings.HasSuffix(k, "_ms") {
+				t.Errorf("%s status: key %q is not snake_case with its unit", n.Config().Role, k)
+			}
+		}
+		for _, list := range []string{"addrs", "proxies", "workers", "channels", "refused"} {
+			if v, ok := st[list].([]any); !ok || v == nil {
+				t.Errorf("%s status: %q is %v, want a list (empty if need be)", n.Config().Role, list, st[list])
+			}
+		}
+	}
+	raw := call(t, "GET", "http://"+nw.AdminAddr(nw.Proxies[0])+"/cocoon/v1/status", "", "").body
+	if !strings.Contains(raw, `"avg_latency_ms"`) || !strings.Contains(raw, `"price_nanoton"`) {
+		t.Errorf("the proxy's workers lack their fields: %s", raw)
+	}
 }

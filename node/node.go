@@ -4,7 +4,6 @@ import (
 	"context"
 	crand "crypto/rand"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -213,72 +212,9 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
-// Status is a snapshot for operators (the status endpoint and logs).
-type Status struct {
-	Role    Role                   `json:"role"`
-	Peer    string                 `json:"peer"`
-	Network string                 `json:"network"`
-	Addrs   []string               `json:"addrs"`
-	Peers   int                    `json:"connected_peers"`
-	Proxies []string               `json:"proxies,omitempty"`
-	Workers []routing.WorkerStatus `json:"workers,omitempty"`
-	Active  int                    `json:"active_requests,omitempty"`
-	Healthy *bool                  `json:"backend_healthy,omitempty"`
-	// TEE is this node's own attestation; Attestations what each peer's handshake established.
-	// Attestations lists at most maxStatusAttestations of them (trusted ones first);
-	// AttestationCounts counts all the node holds, by outcome.
-	TEE          string            `json:"tee"`
-	Attestations map[string]string `json:"attestations,omitempty"`
-	// Refused are the peers this node refuses work with, why, and what changes it.
-	Refused           []RefusedPeer  `json:"refused"`
-	AttestationCounts map[string]int `json:"attestation_counts,omitempty"`
-	// Wallet is the node's TON wallet and Channels its payment channels, when payments are on;
-	// Locked is what its channels lock as a payer, and how much of it for payees that have
-	// earned nothing yet (capped by payments.unearned_cap).
-	Wallet   string          `json:"wallet,omitempty"`
-	Channels []ChannelStatus `json:"channels,omitempty"`
-	Locked   *Locked         `json:"locked,omitempty"`
-}
-
 // Models summarises the models offered by the workers this node knows of.
 func (n *Node) Models() []routing.ModelSummary {
 	n.workers.mu.Lock()
 	defer n.workers.mu.Unlock()
 	return n.workers.table.Models()
-}
-
-// Status reports what the node sees now.
-func (n *Node) Status() Status {
-	st := Status{Role: n.cfg.Role, Peer: n.h.ID().String(), Network: n.cfg.Network, Peers: len(n.h.Network().Peers())}
-	for _, a := range n.h.Addrs() {
-		st.Addrs = append(st.Addrs, fmt.Sprintf("%s/p2p/%s", a, n.h.ID()))
-	}
-	st.TEE = "none"
-	if n.attest.provider != nil {
-		st.TEE = n.attest.provider.Kind().String()
-	}
-	st.Attestations, st.AttestationCounts = n.attest.summary()
-	st.Refused = n.refused.list()
-	if n.keeper != nil {
-		for _, p := range n.keeper.Proxies() {
-			st.Proxies = append(st.Proxies, p.String())
-		}
-	}
-	if n.cfg.Role == RoleProxy {
-		n.workers.mu.Lock()
-		st.Workers = n.workers.table.Workers()
-		n.workers.mu.Unlock()
-	}
-	if n.payments != nil {
-		st.Wallet = n.payments.wallet.String()
-		st.Channels = n.Channels()
-		_, l := lockedBy(st.Channels)
-		st.Locked = &l
-	}
-	if n.worker != nil {
-		st.Active = int(n.worker.active.Load())
-		h := n.worker.healthy.Load()
-		st.Healthy = &h
-	}
-	return st
 }

@@ -137,7 +137,7 @@ func TestClientRefusesAnswersItCannotOpen(t *testing.T) {
 		t.Errorf("the client did not log its refusal:\n%s", logs.String())
 	}
 	for _, w := range nw.Proxies[0].Status().Workers {
-		if w.ID == rogue.ID() && w.Failures == 0 {
+		if w.Peer == rogue.ID().String() && w.Failures == 0 {
 			t.Errorf("the proxy counts no failure for the rogue: %+v", w)
 		}
 	}

@@ -24,7 +24,6 @@ import (
 
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/localnet"
-	"github.com/cocoon-mesh/cocoon/routing"
 )
 
 // advNet is a paying network of real processes for the adversarial tests.
@@ -170,17 +169,17 @@ func (a *advNet) locked() node.Locked {
 }
 
 // routed is worker w as the proxy's routing table holds it.
-func (a *advNet) routed(w *proc) (routing.WorkerStatus, bool) {
+func (a *advNet) routed(w *proc) (node.WorkerStatus, bool) {
 	var st struct {
-		Workers []routing.WorkerStatus `json:"workers"`
+		Workers []node.WorkerStatus `json:"workers"`
 	}
 	a.status(a.proxy, &st)
 	for _, ws := range st.Workers {
-		if ws.ID.String() == w.ready.Peer {
+		if ws.Peer == w.ready.Peer {
 			return ws, true
 		}
 	}
-	return routing.WorkerStatus{}, false
+	return node.WorkerStatus{}, false
 }
 
 // logLines are the lines of logs that contain s.
@@ -301,7 +300,7 @@ func TestRogueWorkersCannotCaptureTraffic(t *testing.T) {
 		}
 		// Each rogue failed, and counts so: it is failing, or ejected, in the proxy's table.
 		w, ok := a.routed(a.rogues[fault])
-		if !ok || (w.Failures == 0 && w.Streak == 0 && w.Ejected.IsZero()) {
+		if !ok || (w.Failures == 0 && w.Streak == 0 && w.EjectedUntil == nil) {
 			t.Errorf("the proxy counts no failure for the %s rogue: %+v", fault, w)
 		}
 	}

@@ -239,7 +239,7 @@ func countingListeners(t *testing.T, k int) (*atomic.Int64, []ma.Multiaddr) {
 // (one entry per peer); AttestationCounts the summary by outcome.
 type floodStatus struct {
 	Workers []struct {
-		ID string `json:"ID"`
+		Peer string `json:"peer"`
 	} `json:"workers"`
 	Attestations      map[string]string `json:"attestations"`
 	AttestationCounts map[string]int    `json:"attestation_counts"`
@@ -256,7 +256,7 @@ func (s floodStatus) attestations() int {
 
 func hasWorker(st floodStatus, id string) bool {
 	for _, w := range st.Workers {
-		if w.ID == id {
+		if w.Peer == id {
 			return true
 		}
 	}

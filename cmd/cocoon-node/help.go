@@ -25,6 +25,8 @@ var commands = []command{
 		"Flags override the file; the file overrides the defaults. 'cocoon-node init' writes a file."},
 	{"init", "[--role ROLE] [--out FILE]", "Writes a commented default config file for a client, proxy or worker."},
 	{"bench", "[flags]", "Measures the mesh path against a direct call to the backend and two plain HTTP hops."},
+	{"status", "[--node URL]", "Prints a running node's status for humans: its peers, workers, channels, and the peers it\n" +
+		"refuses and why (the same as GET /cocoon/v1/status, which is JSON)."},
 	{"verify-receipt", "FILE", "Checks an answer's receipt offline: the worker's signature and the proxy's countersignature.\n" +
 		"FILE holds the X-Cocoon-Receipt header or the cocoon_receipt field; '-' reads standard input."},
 	{"echo-backend", "[--listen ADDR]", "Serves the echo test backend: it repeats prompts word by word and is not a model."},

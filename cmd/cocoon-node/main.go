@@ -82,6 +82,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.verifyReceipt(args)
 	case "id":
 		return m.id(ctx, args)
+	case "status":
+		return m.status(ctx, args)
 	case "version":
 		fmt.Fprintln(m.Stdout, buildVersion())
 		return nil
@@ -110,6 +112,8 @@ Usage:
                                the running node at URL, or the stopped node's datastore)
   cocoon-node channels open|topup|close PEER --node URL
                                open, top up (move to a new deposit) or close the channel with PEER
+  cocoon-node status [--node URL]
+                               a running node's status, for humans (its JSON: GET /cocoon/v1/status)
   cocoon-node id [--data-dir DIR] [--create]
                                a node's peer ID, from its datastore (the node must be stopped)
   cocoon-node version          the module version and VCS revision of this binary

@@ -46,10 +46,15 @@ func TestRefusedWorkersAreLoudAndNameTheFix(t *testing.T) {
 		t.Errorf("the strict proxy's status lists %+v as refused, want the worker with the fix", st.Refused)
 	}
 
+	code, out, errOut := runBinary(t, "status", "--node", "http://"+strict.ready.Admin)
+	if code != 0 || !strings.Contains(out, "Workers (0)") || !strings.Contains(out, "Refused (1):\n  "+worker.ready.Peer) ||
+		!strings.Contains(out, "fix: start the proxy with --allow-unattested") {
+		t.Errorf("cocoon-node status: exit %d\n%s%s", code, out, errOut)
+	}
+
 	// Through the lax proxy the client is routed to the worker, and refuses to send it the
 	// prompt: the error says which flag of the client's changes that.
 	api := "http://" + client.ready.API + "/v1"
-	var code int
 	var body []byte
 	m.waitFor("the client is routed to the unattested worker", func() bool {
 		code, body, _ = post(api, "/chat/completions", `{"model":"echo-test","messages":[{"role":"user","content":"hi"}]}`)

@@ -27,7 +27,6 @@ import (
 	"github.com/cocoon-mesh/cocoon/node/backend/echo"
 	"github.com/cocoon-mesh/cocoon/node/p2phost"
 	"github.com/cocoon-mesh/cocoon/node/wire"
-	"github.com/cocoon-mesh/cocoon/routing"
 	"github.com/cocoon-mesh/cocoon/tee"
 	"github.com/cocoon-mesh/cocoon/ton"
 	"github.com/cocoon-mesh/cocoon/ton/chanstore"
@@ -306,7 +305,7 @@ func (nw *Net) AddWorker(ctx context.Context, faults *node.Faults) (*node.Node, 
 		return nil, err
 	}
 	for _, p := range nw.Proxies {
-		for !slices.ContainsFunc(p.Status().Workers, func(w routing.WorkerStatus) bool { return w.ID == nd.ID() && w.Healthy }) {
+		for !slices.ContainsFunc(p.Status().Workers, func(w node.WorkerStatus) bool { return w.Peer == nd.ID().String() && w.Healthy }) {
 			select {
 			case <-ctx.Done():
 				return nil, fmt.Errorf("localnet: added worker not routed to: %w", ctx.Err())
