@@ -131,7 +131,7 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, sink answe
 		if w := at.ex.worker; w != "" && workerFault(err) && !at.proxyFault && len(h.Exclude) < wire.MaxExclude && !slices.Contains(h.Exclude, w) {
 			h.Exclude = append(slices.Clip(h.Exclude), w) // wherever we ask next, not that worker
 		}
-		if !at.started && n.demandsPayment(err) {
+		if !at.started && demandsPayment(n.payments, err) {
 			n.leaveAlone(p, errDemandsPayment)
 			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s: %v", p.String(), errDemandsPayment)
 			continue

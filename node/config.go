@@ -102,6 +102,9 @@ type Config struct {
 	// MaxAttempts times as long, plus StallTimeout). Longer answers should be streamed.
 	WholeAnswerTimeout time.Duration
 
+	// NoRequestLog stops the info line a client or proxy writes per finished request (id,
+	// model, peer, tokens, cost, duration, time to first token, outcome).
+	NoRequestLog bool
 	// AllowUnattested lets a proxy route to workers that offer no attestation, and a client
 	// send them prompts, in the clear. Off by default: only attested workers get work.
 	AllowUnattested bool

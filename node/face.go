@@ -82,6 +82,13 @@ func (n *Node) Infer(ctx context.Context, req Request, onChunk func(Chunk) error
 	defer cancel()
 	h := wire.Header{ID: n.RequestID(req.ID), Model: req.Model, Endpoint: req.Endpoint, Stream: req.Stream,
 		MaxTokens: req.MaxTokens, MaxPrice: req.MaxPrice}
+	rec := requestRecord{role: RoleClient, id: h.ID, model: req.Model}
+	start := n.now()
+	first := func() {
+		if !rec.answered {
+			rec.answered, rec.ttft = true, n.now().Sub(start)
+		}
+	}
 	var answer []byte
 	sink := answerSink{chunk: func(c *wire.Chunk, more bool) error {
 		// A streamed chunk is passed on as it came once it checks out (each event one JSON
@@ -90,6 +97,7 @@ func (n *Node) Infer(ctx context.Context, req Request, onChunk func(Chunk) error
 		if err := checked(backend.CheckEvents(c.Data)); err != nil {
 			return err
 		}
+		first()
 		if err := onChunk(Chunk{Data: c.Data, Tokens: c.Tokens, More: more}); err != nil {
 			return errCallerGone
 		}
@@ -97,13 +105,22 @@ func (n *Node) Infer(ctx context.Context, req Request, onChunk func(Chunk) error
 	}}
 	if !req.Stream {
 		sink = answerSink{chunk: func(c *wire.Chunk, _ bool) error {
+			first()
 			answer = append(answer, c.Data...)
 			return nil
 		}, whole: func() error { return checked(backend.CheckAnswer(answer)) }, reset: func() { answer = answer[:0] }}
 	}
 	res, err := n.infer(ctx, h, req.Body, sink)
 	if err != nil {
-		return nil, n.workers.explainModel(asWireError(err), req.Model)
+		err = n.workers.explainModel(asWireError(err), req.Model)
+	}
+	rec.duration, rec.outcome, rec.err = n.now().Sub(start), outcomeOf(err), err
+	if res != nil {
+		rec.usage, rec.cost, rec.peer = res.fin.Usage, res.cost, n.client.peerName(res.proxy)
+	}
+	n.metrics.finished(rec)
+	if err != nil {
+		return nil, err
 	}
 	return &Result{Answer: answer, Usage: res.fin.Usage, Worker: res.fin.Worker, WorkerTEE: res.workerTE,
 		Proxy: n.client.peerName(res.proxy), ProxyTEE: describeAttest(n.attest.cached(res.proxy)),

@@ -64,6 +64,7 @@ type roster struct {
 	attest   *attester
 	mismatch *mismatches
 	refused  *refusedPeers // workers refused, and why
+	metrics  *metrics      // counts the adverts judged (nil in unit tests)
 	topic    *pubsub.Topic
 	// joined is called (in a goroutine of the node's) for a worker a proxy takes in.
 	joined func(ctx context.Context, worker peer.ID)
@@ -121,7 +122,18 @@ func (n *Node) startGossip() error {
 // taken in at Config.AdmitRate; beyond it they are ignored too, and so not forwarded: a flood
 // of fresh identities goes no further than that rate. It carries no penalty, as a forwarder
 // that knows a thousand workers this node has not heard of yet sends a flood too.
-func (ro *roster) validate(_ context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+func (ro *roster) validate(ctx context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+	r := ro.judge(ctx, from, m)
+	if ro.metrics != nil {
+		ro.metrics.adverts.WithLabelValues(validationNames[r]).Inc()
+	}
+	return r
+}
+
+var validationNames = map[pubsub.ValidationResult]string{pubsub.ValidationAccept: "accept", pubsub.ValidationReject: "reject", pubsub.ValidationIgnore: "ignore"}
+
+// judge is validate's verdict on one advert.
+func (ro *roster) judge(_ context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
 	known := ro.known(m.GetFrom())
 	if !known && !ro.mayAdmit() {
 		return pubsub.ValidationIgnore

@@ -29,6 +29,16 @@ type billing struct {
 	dead     bool   // refused: nothing more is billed
 }
 
+// total is what b counted as delivered for its answer, nanoTON (0 when payments are off).
+func (b *billing) total() uint64 {
+	if b == nil {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.reserved
+}
+
 // errRefused ends billing for an answer its payer refused.
 var errRefused = wire.Errorf(wire.CodeCancelled, "the caller refused the answer")
 

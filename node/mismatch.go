@@ -56,9 +56,9 @@ func (m *mismatches) has(p peer.ID, now time.Time) bool {
 }
 
 // demandsPayment reports whether err, a peer's refusal, was for want of a payment channel
-// while this node has no ledger to open one.
-func (n *Node) demandsPayment(err error) bool {
-	return n.payments == nil && asWireError(err).Code == wire.CodePayment
+// while this node has no ledger to open one (cs, its channels, is nil).
+func demandsPayment(cs *channels, err error) bool {
+	return cs == nil && asWireError(err).Code == wire.CodePayment
 }
 
 // leaveAlone marks p as not matching our payments, for why, and stops using it: a proxy drops

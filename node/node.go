@@ -72,6 +72,7 @@ type Node struct {
 	payments *channels    // nil: payments off
 	mismatch mismatches   // peers whose payments do not match ours, left alone for a while
 	refused  refusedPeers // peers refused work, and why (logged once each, listed in Status)
+	metrics  *metrics     // Prometheus collectors and the request log
 
 	worker *workerState // workers only
 	client *clientState // clients only
@@ -134,6 +135,8 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if n.payments != nil {
 		n.workers.joined = n.checkTakesPayments
 	}
+	n.metrics = newMetrics(n)
+	n.workers.metrics = n.metrics
 	boot, _ := cfg.bootstrapPeers() // validated above
 	n.disc, err = discovery.New(n.h, discovery.Config{Network: cfg.Network, Mode: cfg.DHTMode, Bootstrap: boot, Logger: n.log})
 	if err != nil {

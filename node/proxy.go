@@ -108,9 +108,20 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 		n.log.Warn("the client refused an answer", "client", s.Conn().RemotePeer().String(), "request", h.ID, "accepted_tokens", rj.Tokens, "why", rj.Err.Message)
 	})
 	out.Watch(cancelCause, cl.payer.frames())
-	if err := n.serve(ctx, h, body, preset, cl); err != nil {
+	start := n.now()
+	err = n.serve(ctx, h, body, preset, cl)
+	if err != nil {
 		out.Fail(asWireError(err))
 	}
+	rec := requestRecord{role: RoleProxy, id: h.ID, model: h.Model, peer: s.Conn().RemotePeer().String(),
+		duration: n.now().Sub(start), outcome: outcomeOf(err), err: err}
+	cl.mu.Lock()
+	rec.usage, rec.cost = cl.usage, cl.cost
+	if !cl.firstChunk.IsZero() {
+		rec.answered, rec.ttft = true, cl.firstChunk.Sub(start)
+	}
+	cl.mu.Unlock()
+	n.metrics.finished(rec)
 }
 
 // toClient is a proxy's answer to its client, which the relays trying one worker after
@@ -122,6 +133,19 @@ type toClient struct {
 	mu      sync.Mutex
 	bill    *billing     // the billing of the relay that quoted last
 	refusal *wire.Reject // the client's refusal, once it came
+	// What the request log and metrics report of the answer served: its usage and what the
+	// client was billed for it (once final), and when the worker's first chunk came.
+	usage      wire.Usage
+	cost       uint64
+	firstChunk time.Time
+}
+
+// served records the answer a relay finished: its usage and what b billed for it.
+func (cl *toClient) served(u wire.Usage, b *billing, firstChunk time.Time) {
+	cost := b.total()
+	cl.mu.Lock()
+	cl.usage, cl.cost, cl.firstChunk = u, cost, firstChunk
+	cl.mu.Unlock()
 }
 
 // billWith has the client's refusal take back what b counted, in place of the billing of the
@@ -181,7 +205,7 @@ func (n *Node) serve(ctx context.Context, h wire.Header, body []byte, preset []w
 			lastErr = err
 			continue
 		}
-		if !rl.started && n.demandsPayment(err) {
+		if !rl.started && demandsPayment(n.payments, err) {
 			n.leaveAlone(d.Worker, errDemandsPayment)
 			lastErr = wire.Errorf(wire.CodeNoCapacity, "worker %s: %v", d.Worker.String(), errDemandsPayment)
 			continue
@@ -436,6 +460,7 @@ func (rl *relay) final(ctx context.Context, fin *wire.Final) error {
 	}
 	c.Detach() // from here the verdict, not the request ending, decides what the worker gets
 	rl.started = true
+	rl.cl.served(fin.Usage, rl.bill, rl.firstToken)
 	_ = rl.cl.out.Final(fin) // if the client left before reading the end, the worker still served in full
 	if rj := rl.cl.out.Verdict(drainTimeout); rj != nil {
 		rl.meter.refuseOn(c, min(rj.Tokens, c.Taken()), &rj.Err)

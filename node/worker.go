@@ -139,9 +139,13 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 		n.log.Warn("the proxy refused our answer", "request", h.ID, "accepted_tokens", rj.Tokens, "why", rj.Err.Message)
 	})
 	out.Watch(cancelCause, j.payer.frames())
-	if err := j.run(ctx, s); err != nil {
+	start := n.now()
+	err = j.run(ctx, s)
+	if err != nil {
 		n.failJob(ctx, &h, out, err)
 	}
+	n.metrics.finished(requestRecord{role: RoleWorker, id: h.ID, model: h.Model, peer: s.Conn().RemotePeer().String(),
+		usage: j.usage, cost: j.bill.total(), duration: n.now().Sub(start), outcome: outcomeOf(err), err: err})
 }
 
 // job is one request a worker runs: its request, the answer going back, and how it is billed.
@@ -162,6 +166,7 @@ type job struct {
 	sealed  wire.Chunk // buffer for sealed chunks
 	pend    wire.Chunk // streamed events held to go with the next ones
 	sent    int        // chunks sent (counted only for Faults)
+	usage   wire.Usage // the answer's, once generated (for the metrics)
 }
 
 // admitJob opens a sealed request and checks that we can run it now: the model, the backend's
@@ -232,6 +237,7 @@ func (j *job) run(ctx context.Context, s network.Stream) error {
 			Reasoning: uint32(usage.Reasoning), Estimated: usage.Estimated},
 		Worker: n.idStr,
 	}
+	j.usage = fin.Usage
 	if err := j.claim.final(fin.Usage); err != nil {
 		return wire.Errorf(wire.CodeBackend, "backend usage out of bounds: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cocoon-mesh/cocoon/api/httpguard"
 	"github.com/cocoon-mesh/cocoon/node"
@@ -51,14 +52,63 @@ func (e *Endpoints) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /cocoon/v1/channels/{peer}/open", secret(func(w http.ResponseWriter, r *http.Request) { e.channelCommand(w, r, one(n.OpenChannel)) }))
 	mux.HandleFunc("POST /cocoon/v1/channels/{peer}/topup", secret(func(w http.ResponseWriter, r *http.Request) { e.channelCommand(w, r, one(n.TopUpChannel)) }))
 	mux.HandleFunc("POST /cocoon/v1/channels/{peer}/close", secret(e.handleCloseCommand))
+	e.probes(mux, "/cocoon")
+}
+
+// probes adds the metrics and the health probes under prefix: a client's API serves them
+// under /cocoon (behind its API key), a node's admin address at the root too.
+func (e *Endpoints) probes(mux *http.ServeMux, prefix string) {
+	mux.Handle("GET "+prefix+"/metrics", promhttp.HandlerFor(e.n.Metrics(), promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET "+prefix+"/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		httpguard.WriteJSON(w, http.StatusOK, map[string]string{"status": "alive"})
+	})
+	mux.HandleFunc("GET "+prefix+"/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if why := notReady(e.n); why != "" {
+			httpguard.WriteError(w, http.StatusServiceUnavailable, "not_ready", "", why)
+			return
+		}
+		httpguard.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+}
+
+// notReady says why n cannot do its job yet ("" when it can): a client needs a proxy and a
+// model to send requests to, a proxy a worker it may route to, a worker a proxy and a backend
+// that answers.
+func notReady(n *node.Node) string {
+	st := n.Status()
+	switch st.Role {
+	case node.RoleClient:
+		if len(st.Proxies) == 0 {
+			return "not connected to any proxy yet (check --bootstrap, or wait for discovery)"
+		}
+		if len(n.Models()) == 0 {
+			return "no worker known yet: no model to serve (GET /v1/models lists them once one is)"
+		}
+	case node.RoleProxy:
+		for _, w := range st.Workers {
+			if w.Healthy && w.EjectedUntil == nil {
+				return ""
+			}
+		}
+		return fmt.Sprintf("no worker to route to: %d in the table, none healthy and not ejected; %d refused (see GET /cocoon/v1/status)", len(st.Workers), len(st.Refused))
+	case node.RoleWorker:
+		if len(st.Proxies) == 0 {
+			return "not connected to any proxy yet (check --bootstrap, or wait for discovery)"
+		}
+		if st.Healthy != nil && !*st.Healthy {
+			return "the model backend does not answer its health check"
+		}
+	}
+	return ""
 }
 
 // Handler serves the operator endpoints alone, as at a node's AdminAddr, behind the API key.
 func (e *Endpoints) Handler() http.Handler {
 	mux := http.NewServeMux()
 	e.Routes(mux)
+	e.probes(mux, "")
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		httpguard.WriteError(w, http.StatusNotFound, "not_found", "", fmt.Sprintf("no route for %s %s: this address serves GET /cocoon/v1/status, GET /cocoon/v1/channels, GET /cocoon/v1/wallet and POST /cocoon/v1/channels/{peer}/open|topup|close", r.Method, r.URL.Path))
+		httpguard.WriteError(w, http.StatusNotFound, "not_found", "", fmt.Sprintf("no route for %s %s: this address serves GET /metrics, /healthz, /readyz, GET /cocoon/v1/status, GET /cocoon/v1/channels, GET /cocoon/v1/wallet and POST /cocoon/v1/channels/{peer}/open|topup|close", r.Method, r.URL.Path))
 	})
 	return e.guard.Authorize(mux)
 }

@@ -35,6 +35,7 @@ type fileConfig struct {
 	MinProxies int      `toml:"min_proxies"`
 	Local      bool     `toml:"local"`
 	LogLevel   string   `toml:"log_level"`
+	RequestLog *bool    `toml:"request_log"`
 
 	Client struct {
 		APIAddr        string `toml:"api_addr"`
@@ -260,6 +261,7 @@ func (fc *fileConfig) resolve() (settings, error) {
 		s.dataDir = ".cocoon" // no home directory: beside the working directory
 	}
 	s.logLevel = fc.LogLevel
+	n.NoRequestLog = fc.RequestLog != nil && !*fc.RequestLog
 	n.DisableSealing = fc.Client.DisableSealing
 	if s.tee, err = fc.resolveTEE(); err != nil {
 		return s, err

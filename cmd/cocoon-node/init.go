@@ -40,6 +40,9 @@ local = false
 
 # debug, info, warn or error.
 log_level = "info"
+# One info line per finished request on clients and proxies: id, model, peer, tokens, cost,
+# duration, time to first token, outcome.
+request_log = true
 
 [client]
 # The OpenAI-compatible API: point any OpenAI SDK at http://<api_addr>/v1
