@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,5 +141,29 @@ func TestRunRejectsBadConfigClearly(t *testing.T) {
 	err = m.Run(ctx, []string{"run", "--role", "client", "--bootstrap", "/ip4/127.0.0.1/tcp/1", "--data-dir", t.TempDir(), "--listen", "/ip4/127.0.0.1/tcp/0"})
 	if err == nil || !strings.Contains(err.Error(), "bootstrap") {
 		t.Fatalf("bootstrap without peer id: %v", err)
+	}
+}
+
+// A worker's config straight from init works as written (it serves the built-in model); one
+// that points at a model server but names no model is refused with what to add.
+func TestWorkerConfigFromInitWorks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.toml")
+	m := &Main{Stdout: io.Discard, Stderr: io.Discard}
+	if err := m.Run(context.Background(), []string{"init", "--out", path, "--role", "worker"}); err != nil {
+		t.Fatal(err)
+	}
+	_, s, _, err := m.runSettings([]string{"--config", path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := workerBackend(&s); err != nil {
+		t.Fatalf("a worker config from init: %v", err)
+	}
+	_, s, _, err = m.runSettings([]string{"--config", path, "--backend", "http://127.0.0.1:8000/v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := workerBackend(&s); err == nil || !strings.Contains(err.Error(), "[[worker.models]]") || !strings.Contains(err.Error(), "--model") {
+		t.Fatalf("a model server and no model: %v, want a refusal naming [[worker.models]] and --model", err)
 	}
 }

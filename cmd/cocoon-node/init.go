@@ -168,8 +168,12 @@ max_attestations = 8192
 max_active = 16
 # Price multiplier in per mille: 1000 = list price.
 price_coefficient = 1000
-# An OpenAI-compatible server: vLLM, sglang, llama.cpp's llama-server, Ollama.
-backend_url = "http://127.0.0.1:8000/v1"
+# An OpenAI-compatible server (vLLM, sglang, llama.cpp's llama-server, Ollama), with a
+# [[worker.models]] entry below for each model it serves, e.g.
+#   backend_url = "http://127.0.0.1:8000/v1"
+# or "embedded": the built-in pure-Go engine, which serves the model built into the binary
+# when no model is named (so this file works as written).
+backend_url = "{{backend}}"
 backend_api_key = ""
 # With backend_url = "embedded", the built-in engine serves a llama2.c-format checkpoint; the
 # model's id must pin the first 16 hex digits of the file's SHA-256. It refuses a prompt that
@@ -224,7 +228,11 @@ admit_burst = 64
 `
 
 func renderDefaultConfig(role string) string {
-	return strings.ReplaceAll(defaultConfig, "{{role}}", role)
+	backend := "http://127.0.0.1:8000/v1"
+	if role == "worker" {
+		backend = "embedded" // a worker's config works as written: it serves the built-in model
+	}
+	return strings.NewReplacer("{{role}}", role, "{{backend}}", backend).Replace(defaultConfig)
 }
 
 // initConfig writes the commented default config.

@@ -285,6 +285,10 @@ func workerBackend(s *settings) (backend.Backend, error) {
 	if s.defaultPrices != nil {
 		return nil, usageError("--prices prices the --model models: give --model with it (or set each model's prices in worker.models)")
 	}
+	if len(s.backendNames) == 0 {
+		return nil, usageError(fmt.Sprintf("the worker names no model for its backend %s: add a [[worker.models]] entry (id, backend_name, prices) "+
+			"to the config, or --model ID=NAME, or set backend_url = \"embedded\" (--backend embedded) to serve the built-in model", s.backendURL))
+	}
 	return backend.NewHTTP(backend.HTTPConfig{BaseURL: s.backendURL, APIKey: s.backendKey, Models: s.backendNames})
 }
 
