@@ -324,7 +324,13 @@ func (fc *fileConfig) resolvePayments(s *settings) error {
 	if p.DevFund != 0 && p.Ledger == "" {
 		return errors.New("config payments.dev_fund needs payments.ledger: only a development ledger has a faucet")
 	}
-	s.pay = paySettings{ledgerURL: p.Ledger, tonConfig: p.TONConfig, devFund: p.DevFund}
+	s.pay = paySettings{tonConfig: p.TONConfig, devFund: p.DevFund}
+	if p.Ledger != "" {
+		var err error
+		if s.pay.ledgerURL, err = devLedgerURL(p.Ledger); err != nil {
+			return err
+		}
+	}
 	pc := &n.Payments
 	pc.Testnet = p.Testnet
 	override(&pc.Deposit, p.Deposit)

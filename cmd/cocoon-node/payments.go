@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 
 	"github.com/ipfs/go-datastore"
 	"github.com/xssnick/tonutils-go/ton/wallet"
@@ -14,6 +16,20 @@ import (
 	"github.com/cocoon-mesh/cocoon/ton/chanstore"
 	"github.com/cocoon-mesh/cocoon/ton/ledger"
 )
+
+// devLedgerURL reads a development ledger's address as --node reads a node's: a URL, or just
+// host:port (then http).
+func devLedgerURL(raw string) (string, error) {
+	s := raw
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return "", usageError(fmt.Sprintf("--ledger %q: want a development ledger's address, e.g. 127.0.0.1:10050 or http://127.0.0.1:10050 (cocoon-node ledger prints it)", raw))
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
 
 // attachLedger turns payments on when a ledger is configured: the node's wallet (its key kept
 // in the datastore), its channel store, and the ledger, a development one or real TON.

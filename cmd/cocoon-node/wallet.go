@@ -81,7 +81,11 @@ func (m *Main) wallet(ctx context.Context, args []string) error {
 	case (*ledgerURL == "") == (*tonConfig == ""):
 		return usageError("wallet balance: give exactly one of --ledger URL (development) or --ton-config URL|FILE (real TON)")
 	case *ledgerURL != "":
-		l = ledger.NewRemote(*ledgerURL, nil)
+		u, err := devLedgerURL(*ledgerURL)
+		if err != nil {
+			return err
+		}
+		l = ledger.NewRemote(u, nil)
 	default:
 		if l, err = dialTON(ctx, *tonConfig, key, *testnet); err != nil {
 			return err

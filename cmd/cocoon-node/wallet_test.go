@@ -54,6 +54,10 @@ func TestWalletCommand(t *testing.T) {
 	if got := run("balance", "--data-dir", dir, "--ledger", lp.url); !strings.Contains(got, "1500000000 nanoTON (1.500000000 TON)") {
 		t.Fatalf("balance: %q", got)
 	}
+	// host:port is taken, as --node takes it.
+	if got := run("balance", "--data-dir", dir, "--ledger", strings.TrimPrefix(lp.url, "http://")); !strings.Contains(got, "1500000000 nanoTON") {
+		t.Fatalf("balance with --ledger host:port: %q", got)
+	}
 	out, err = exec.Command(binaryPath, "wallet", "balance", "--data-dir", dir).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "exactly one of --ledger") {
 		t.Fatalf("balance without a ledger: %v %s", err, out)
