@@ -53,14 +53,14 @@ func newMetrics(n *Node) *metrics {
 
 // requestRecord is one finished request, as the request log and the metrics see it.
 type requestRecord struct {
-	role              Role
-	id, model, peer   string // peer: the proxy a client used, or the client a proxy served
-	usage             wire.Usage
-	cost              uint64 // nanoTON, when paid
-	duration, ttft    time.Duration
-	outcome           string // "ok", or the error's code
-	err               error
-	started, answered bool // a chunk reached the caller; the answer began at all (ttft is set)
+	role            Role
+	id, model, peer string // peer: the proxy a client used, or the client a proxy served
+	usage           wire.Usage
+	cost            uint64 // nanoTON, when paid
+	duration, ttft  time.Duration
+	outcome         string // "ok", or the error's code
+	err             error
+	answered        bool // the answer began (ttft is set)
 }
 
 // outcomeOf names how a request ended, for the metrics' outcome label.

@@ -92,6 +92,13 @@ func TestSealedPromptsNeverReachTheProxy(t *testing.T) {
 	if !errors.As(err, &ee) || !strings.Contains(string(out), "INVALID") {
 		t.Fatalf("verify-receipt on a tampered receipt: %v\n%s", err, out)
 	}
+	// Cut short, as a careless copy would: said so, not "not a receipt".
+	cut := filepath.Join(dir, "cut")
+	os.WriteFile(cut, []byte(receipt[:len(receipt)*2/3]), 0o600)
+	out, err = exec.Command(binaryPath, "verify-receipt", cut).CombinedOutput()
+	if !errors.As(err, &ee) || !strings.Contains(string(out), "cut short") || strings.Contains(string(out), "not a receipt") {
+		t.Fatalf("verify-receipt on a truncated receipt: %v\n%s", err, out)
+	}
 }
 
 // TestWorkerWithMismatchedBindingIsRefused starts a third worker whose evidence binds a key

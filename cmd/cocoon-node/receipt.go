@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -72,8 +73,14 @@ func (m *Main) verifyReceipt(args []string) error {
 // parseReceiptFile reads a receipt as text (base64url, surrounding space ignored) or raw bytes.
 func parseReceiptFile(raw []byte) (tee.Receipt, error) {
 	if text := bytes.TrimSpace(raw); len(text) > 0 {
-		if r, err := tee.ParseReceipt(string(text)); err == nil {
+		r, err := tee.ParseReceipt(string(text))
+		if err == nil {
 			return r, nil
+		}
+		if _, derr := base64.RawURLEncoding.DecodeString(string(text)); derr == nil {
+			// Text that decodes is a receipt's text gone wrong, most likely cut when copied.
+			return r, fmt.Errorf("receipt INVALID: the file holds base64url text, but not a whole receipt (was it cut short when copied? "+
+				"copy the whole X-Cocoon-Receipt header or cocoon_receipt field): %w", err)
 		}
 	}
 	r, err := tee.UnmarshalReceipt(raw)
