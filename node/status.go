@@ -21,6 +21,8 @@ type Status struct {
 	Workers []WorkerStatus `json:"workers"` // a proxy's worker table
 	Active  int            `json:"active_requests,omitempty"`
 	Healthy *bool          `json:"backend_healthy,omitempty"`
+	// BackendError is why a worker's backend failed its last health check.
+	BackendError string `json:"backend_error,omitempty"`
 	// TEE is this node's own attestation; Attestations what each peer's handshake established.
 	// Attestations lists at most maxStatusAttestations of them (trusted ones first);
 	// AttestationCounts counts all the node holds, by outcome.
@@ -123,6 +125,9 @@ func (n *Node) Status() Status {
 		st.Active = int(n.worker.active.Load())
 		h := n.worker.healthy.Load()
 		st.Healthy = &h
+		if e := n.worker.backendErr.Load(); e != nil {
+			st.BackendError = *e
+		}
 	}
 	return st
 }

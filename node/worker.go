@@ -23,11 +23,14 @@ type workerState struct {
 	backend backend.Backend
 	models  map[string]ModelConfig
 
-	active  atomic.Int32  // requests running now
-	healthy atomic.Bool   // the backend answered its last health check
-	seq     atomic.Uint64 // advert sequence number
-	tokens  atomic.Int64  // completion tokens generated since start
-	rate    atomic.Uint32 // completion tokens per second over the last advert interval
+	active  atomic.Int32 // requests running now
+	healthy atomic.Bool  // the backend answered its last health check
+	checked atomic.Bool  // a health check ran
+	// backendErr is why the last health check failed ("" when it passed).
+	backendErr atomic.Pointer[string]
+	seq        atomic.Uint64 // advert sequence number
+	tokens     atomic.Int64  // completion tokens generated since start
+	rate       atomic.Uint32 // completion tokens per second over the last advert interval
 
 	lastTokens int64 // tokens at the previous measurement (advert loop only)
 	lastAt     time.Time

@@ -34,10 +34,19 @@ func (w *workerState) checkHealth() {
 		return // shutting down: the check was cut short, not failed
 	}
 	ok := err == nil
-	if was := w.healthy.Swap(ok); was != ok {
-		if ok {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	w.backendErr.Store(&msg)
+	first := !w.checked.Swap(true)
+	if was := w.healthy.Swap(ok); was != ok || first {
+		switch {
+		case ok:
 			w.log.Info("backend healthy")
-		} else {
+		case first: // a backend down from the start says so too
+			w.log.Warn("backend unhealthy: proxies route no request here until it answers", "err", err, "fix", "start the model server, or check --backend")
+		default:
 			w.log.Warn("backend unhealthy: proxies will stop routing here", "err", err)
 		}
 	}

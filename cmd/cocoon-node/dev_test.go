@@ -87,3 +87,14 @@ func TestDevRefusesNoProxiesOrWorkers(t *testing.T) {
 		}
 	}
 }
+
+// dev with a model server that does not answer says so at once, instead of waiting out its
+// start-up bound in silence.
+func TestDevSaysItsBackendIsDown(t *testing.T) {
+	start := time.Now()
+	out, err := runCmd("dev", "--api", "127.0.0.1:0", "--backend", "http://127.0.0.1:1/v1", "--backend-model", "m", "--log-level", "error")
+	if err == nil || !strings.Contains(err.Error(), "does not answer its health check") || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("dev with a dead backend: %v\n%s", err, out)
+	}
+	t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+}

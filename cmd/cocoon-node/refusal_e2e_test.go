@@ -68,3 +68,19 @@ func TestRefusedWorkersAreLoudAndNameTheFix(t *testing.T) {
 		t.Errorf("the client logged %d refusal lines, want one:\n%s", n, client.logs.String())
 	}
 }
+
+// A worker whose model backend is down from the start says so, with what to check, and its
+// status says why (it used to log only a change from healthy to unhealthy, so never).
+func TestWorkerSaysItsBackendIsDown(t *testing.T) {
+	dir := t.TempDir()
+	w := start(t, "worker", "run", "--role", "worker", "--local", "--network", "down", "--data-dir", dir+"/w",
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--admin", "127.0.0.1:0", "--ready-file", dir+"/w.ready", "--log-level", "info",
+		"--backend", "http://127.0.0.1:1/v1", "--model", "m@1:abc=m")
+	if !strings.Contains(w.logs.String(), "backend unhealthy") || !strings.Contains(w.logs.String(), "check --backend") {
+		t.Errorf("the worker did not say its backend is down:\n%s", w.logs.String())
+	}
+	code, out, _ := runBinary(t, "status", "--node", "http://"+w.ready.Admin)
+	if code != 0 || !strings.Contains(out, "backend healthy: false") {
+		t.Errorf("status: %d\n%s", code, out)
+	}
+}

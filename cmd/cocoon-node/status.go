@@ -46,6 +46,9 @@ func printStatus(w io.Writer, st node.Status) error {
 	}
 	if st.Healthy != nil {
 		fmt.Fprintf(w, "backend healthy: %t; requests running: %d\n", *st.Healthy, st.Active)
+		if st.BackendError != "" {
+			fmt.Fprintf(w, "  backend: %s\n", st.BackendError)
+		}
 	}
 	if st.Role != node.RoleProxy {
 		fmt.Fprintf(w, "\nProxies (%d):\n", len(st.Proxies))

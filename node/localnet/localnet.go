@@ -415,6 +415,11 @@ func (nw *Net) waitReady(ctx context.Context, progress func(string)) error {
 		}
 	}
 	for {
+		for i, w := range nw.Workers { // a backend that does not answer will not: say so now
+			if ws := w.Status(); ws.BackendError != "" {
+				return fmt.Errorf("localnet: worker%d's model backend does not answer its health check: %s (is it running? check --backend)", i+1, ws.BackendError)
+			}
+		}
 		st := nw.Client.Status()
 		proxiesOK := len(st.Proxies) >= wantProxies
 		if proxiesOK {
