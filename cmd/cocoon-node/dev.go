@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/node/backend"
 	"github.com/cocoon-mesh/cocoon/node/localnet"
+	"github.com/cocoon-mesh/cocoon/ton/ledger"
 )
 
 // dev starts a whole local network in this process and serves it until Ctrl-C.
@@ -71,8 +74,15 @@ func (m *Main) dev(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nw.Close()
+	ledgerURL, stopLedger, err := serveDevLedger(nw)
+	if err != nil {
+		return err
+	}
+	defer stopLedger()
 
 	devUp(out, nw.ClientURL(), *backendURL, *backendModel, *modelID, *dir, time.Since(start))
+	attachHelp(out, nw, ledgerURL)
+	fmt.Fprintln(out, "\nPress Ctrl-C to stop.")
 	<-ctx.Done()
 	fmt.Fprintln(out, "\nStopping the local mesh...")
 	if err := nw.Close(); err != nil {
@@ -110,6 +120,34 @@ func devUp(out io.Writer, url, backendURL, backendModel, modelID, dir string, to
 	tryIt(out, url, served, dir)
 }
 
+// serveDevLedger serves the dev network's embedded ledger over HTTP on loopback, as
+// `cocoon-node ledger` would, so that nodes started by hand can pay on it too.
+func serveDevLedger(nw *localnet.Net) (url string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: ledger.NewServer(nw.Ledger()), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
+}
+
+// attachHelp prints what a node started by hand needs to join the dev network: the
+// proxies' multiaddrs, the ledger, and a command line that does it.
+func attachHelp(out io.Writer, nw *localnet.Net, ledgerURL string) {
+	var boots []string
+	for _, p := range nw.Proxies {
+		if st := p.Status(); len(st.Addrs) > 0 {
+			boots = append(boots, st.Addrs[0])
+		}
+	}
+	fmt.Fprintf(out, "\nAttach a node by hand (network %s):\n  proxies: %s\n  ledger:  %s (development: NOT real TON)\n"+
+		"  cocoon-node run --role worker --local --tee simulated --insecure-allow-simulated-tee \\\n"+
+		"      --bootstrap %s --ledger %s --dev-fund 1000000000 \\\n"+
+		"      --backend embedded --data-dir ./worker3 --listen /ip4/127.0.0.1/tcp/0\n",
+		nw.Client.Config().Network, strings.Join(boots, "\n           "), ledgerURL, strings.Join(boots, ","), ledgerURL)
+}
+
 // devToken makes *dir, a temporary directory if it is empty, and the local token there that
 // the client's channel and wallet commands want. cleanup removes a temporary directory.
 func devToken(dir *string) (token string, cleanup func(), err error) {
@@ -137,6 +175,5 @@ func tryIt(out io.Writer, url, served, dir string) {
 		"    -d '{\"model\":\"%s\",\"stream\":true,\"max_tokens\":60,\"prompt\":\"Package mesh implements\"}'\n"+
 		"\nChannel and wallet commands want the client's local token, in %s:\n"+
 		"  cocoon-node channels list --node %s --data-dir %s\n"+
-		"  (or send it as Authorization: Bearer <token>, or pass it with --api-key)\n"+
-		"\nPress Ctrl-C to stop.\n", url, served, tokenPath(dir), strings.TrimSuffix(url, "/v1"), dir)
+		"  (or send it as Authorization: Bearer <token>, or pass it with --api-key)\n", url, served, tokenPath(dir), strings.TrimSuffix(url, "/v1"), dir)
 }

@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -97,4 +101,59 @@ func TestDevSaysItsBackendIsDown(t *testing.T) {
 		t.Fatalf("dev with a dead backend: %v\n%s", err, out)
 	}
 	t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+}
+
+// dev prints its proxies' multiaddrs, its ledger and a command line that attaches a node
+// started by hand; run as printed (the real binary, its own process), that worker joins the
+// dev network, is paid on its ledger, and serves the dev client.
+func TestDevAttachesAHandRunWorker(t *testing.T) {
+	var out syncbuf.Buffer
+	m := &Main{Stdout: &out, Stderr: &out}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- m.Run(ctx, []string{"dev", "--api", "127.0.0.1:0", "--workers", "1", "--log-level", "error"})
+	}()
+	defer func() { cancel(); <-done }()
+	cmdLine := regexp.MustCompile(`(?s)  (cocoon-node run --role worker .*?--listen \S+)\n`)
+	var line []string
+	for deadline := time.Now().Add(40 * time.Second); line == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("dev printed no attach command:\n%s", out.String())
+		}
+		if mm := cmdLine.FindStringSubmatch(out.String()); mm != nil {
+			line = strings.Fields(strings.ReplaceAll(mm[1], "\\\n", " "))
+		}
+	}
+	if !strings.Contains(out.String(), "ledger:  http://127.0.0.1:") || !strings.Contains(out.String(), "proxies: /ip4/127.0.0.1/") {
+		t.Errorf("dev did not print its proxies and ledger:\n%s", out.String())
+	}
+	api := regexp.MustCompile(`OpenAI base URL: (http://\S+)`).FindStringSubmatch(out.String())[1]
+	args := line[1:]
+	for i, a := range args {
+		if a == "./worker3" {
+			args[i] = filepath.Join(t.TempDir(), "worker3")
+		}
+	}
+	w := exec.Command(binaryPath, args...)
+	var logs syncbuf.Buffer
+	w.Stdout, w.Stderr = &logs, &logs
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { w.Process.Signal(os.Interrupt); w.Wait() }()
+	var models string
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(models, `"cocoon_workers": 2`); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hand-run worker never joined (models %s):\n%s", models, logs.String())
+		}
+		if resp, err := http.Get(api + "/models"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			models = string(b)
+		}
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("the hand-run worker logged an error:\n%s", logs.String())
+	}
 }
