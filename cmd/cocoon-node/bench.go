@@ -29,6 +29,9 @@ type benchFlags struct {
 	modelFile, tokenizerFile, prompt                       string
 	idleSettle                                             time.Duration
 	failOnError                                            bool
+	// given are the flags set on the command line: the embedded-model mode takes
+	// --concurrency and --requests only then (the defaults are the echo mesh's).
+	given map[string]bool
 }
 
 // bench measures the mesh path against a direct call and two plain HTTP hops, all in this
@@ -39,7 +42,7 @@ func (m *Main) bench(ctx context.Context, args []string) error {
 		return err
 	}
 	if f.modelFile != "" {
-		return m.benchEmbedded(ctx, f.modelFile, f.tokenizerFile, f.prompt, f.maxTokens)
+		return m.benchEmbedded(ctx, f)
 	}
 	log, err := newLogger(f.logLevel, os.Stderr)
 	if err != nil {
@@ -93,10 +96,10 @@ func (m *Main) benchFlags(args []string) (*benchFlags, error) {
 	f := &benchFlags{}
 	fs.IntVar(&f.proxies, "proxies", 2, "proxies in the local mesh")
 	fs.IntVar(&f.workers, "workers", 2, "workers in the local mesh")
-	concFlag := fs.String("concurrency", "1,16,64", "concurrencies to measure, comma-separated")
+	concFlag := fs.String("concurrency", "1,16,64", "concurrencies to measure, comma-separated (with --model-file, when given: else 1,4,16)")
 	streamFlag := fs.String("stream", "both", "stream modes to measure: both, on or off")
 	modesFlag := fs.String("modes", "all", "targets to measure, comma-separated: mesh, mesh-clear, mesh-unpaid, direct, http2hop (all: every one)")
-	fs.IntVar(&f.requests, "requests", 2000, "measured requests per scenario (at concurrency 1: at most 1000 unless given)")
+	fs.IntVar(&f.requests, "requests", 2000, "measured requests per scenario (at concurrency 1: at most 1000 unless given; with --model-file, when given: else 8)")
 	fs.IntVar(&f.rounds, "rounds", 3, "split each scenario's requests into this many rounds, each running the targets back to back")
 	fs.IntVar(&f.warmup, "warmup", 50, "unmeasured requests before each scenario (at least 2x its concurrency; 0: none)")
 	fs.IntVar(&f.promptWords, "prompt-words", 16, "words in each prompt (the echo backend answers one token per word)")
@@ -115,8 +118,12 @@ func (m *Main) benchFlags(args []string) (*benchFlags, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	f.given = map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { f.given[fl.Name] = true })
 	if f.modelFile != "" {
-		return f, nil
+		var err error
+		f.conc, err = parseConcurrency(*concFlag)
+		return f, err
 	}
 	if fs.NArg() > 0 {
 		return nil, usageError(fmt.Sprintf("bench: unexpected argument %q", fs.Arg(0)))

@@ -14,7 +14,8 @@ import (
 
 // benchEmbedded is bench's embedded-model mode: the engine's tokens/s in-process against the
 // same requests through a local mesh.
-func (m *Main) benchEmbedded(ctx context.Context, modelFile, tokenizerFile, prompt string, maxTokens int) error {
+func (m *Main) benchEmbedded(ctx context.Context, f *benchFlags) error {
+	modelFile, tokenizerFile, prompt, maxTokens := f.modelFile, f.tokenizerFile, f.prompt, f.maxTokens
 	var id string
 	var newBackend func() (backend.Backend, error)
 	if modelFile == "builtin" {
@@ -43,10 +44,15 @@ func (m *Main) benchEmbedded(ctx context.Context, modelFile, tokenizerFile, prom
 	}
 	fmt.Fprintf(m.Stdout, "embedded model %s (%s), prompt %q, max_tokens %d, greedy\n", modelFile, id, prompt, maxTokens)
 	start := time.Now()
-	res, err := bench.RunEmbedded(ctx, bench.EmbeddedConfig{
-		NewBackend: newBackend, ModelID: id, Prompt: prompt, MaxTokens: maxTokens,
-		Progress: func(msg string) { fmt.Fprintf(m.Stdout, "  [%5.1fs] %s\n", time.Since(start).Seconds(), msg) },
-	})
+	cfg := bench.EmbeddedConfig{NewBackend: newBackend, ModelID: id, Prompt: prompt, MaxTokens: maxTokens}
+	if f.given["concurrency"] {
+		cfg.Concurrency = f.conc
+	}
+	if f.given["requests"] {
+		cfg.Requests = f.requests
+	}
+	cfg.Progress = func(msg string) { fmt.Fprintf(m.Stdout, "  [%5.1fs] %s\n", time.Since(start).Seconds(), msg) }
+	res, err := bench.RunEmbedded(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -26,3 +26,15 @@ func TestBenchModes(t *testing.T) {
 		}
 	}
 }
+
+// The embedded-model bench takes --concurrency and --requests when given (it ran its own
+// defaults whatever they said).
+func TestBenchBuiltinTakesConcurrencyAndRequests(t *testing.T) {
+	out, err := runCmd("bench", "--model-file", "builtin", "--concurrency", "2", "--requests", "4", "--max-tokens", "4", "--log-level", "error")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(out, "in-process, concurrency 2:") || strings.Contains(out, "concurrency 1:") || strings.Contains(out, "concurrency 16:") {
+		t.Errorf("want only concurrency 2 measured:\n%s", out)
+	}
+}
