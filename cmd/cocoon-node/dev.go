@@ -158,7 +158,7 @@ func devToken(dir *string) (token string, cleanup func(), err error) {
 		}
 		d := *dir
 		cleanup = func() { os.RemoveAll(d) }
-	} else if err := os.MkdirAll(*dir, 0o700); err != nil {
+	} else if err := privateDir(*dir); err != nil {
 		return "", cleanup, err
 	}
 	token, err = loadOrCreateToken(*dir)

@@ -157,3 +157,32 @@ func TestDevAttachesAHandRunWorker(t *testing.T) {
 		t.Errorf("the hand-run worker logged an error:\n%s", logs.String())
 	}
 }
+
+// dev --dir keeps its nodes' keys private, as run does: the directory, even one that existed,
+// and each node's datastore are readable by this user only.
+func TestDevDirIsPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dev")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var out syncbuf.Buffer
+	m := &Main{Stdout: &out, Stderr: &out}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- m.Run(ctx, []string{"dev", "--api", "127.0.0.1:0", "--dir", dir, "--proxies", "1", "--workers", "1", "--log-level", "error"})
+	}()
+	for deadline := time.Now().Add(40 * time.Second); !strings.Contains(out.String(), "Press Ctrl-C"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("dev did not come up:\n%s", out.String())
+		}
+	}
+	cancel()
+	<-done
+	for _, p := range []string{dir, filepath.Join(dir, "client"), filepath.Join(dir, "proxy1"), filepath.Join(dir, "worker1"), filepath.Join(dir, "ledger")} {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s: %v %v, want readable by its owner only", p, fi.Mode(), err)
+		}
+	}
+}

@@ -175,7 +175,7 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(s.dataDir, 0o700); err != nil {
+	if err := privateDir(s.dataDir); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
 	ds, err := leveldb.NewDatastore(filepath.Join(s.dataDir, "datastore"), nil)
@@ -290,6 +290,15 @@ func workerBackend(s *settings) (backend.Backend, error) {
 			"to the config, or --model ID=NAME, or set backend_url = \"embedded\" (--backend embedded) to serve the built-in model", s.backendURL))
 	}
 	return backend.NewHTTP(backend.HTTPConfig{BaseURL: s.backendURL, APIKey: s.backendKey, Models: s.backendNames})
+}
+
+// privateDir makes dir, or makes an existing one, readable by this user only: it holds the
+// node's identity and wallet keys, and its local token.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o700)
 }
 
 // ready is what --ready-file holds, for scripts and tests that start nodes.

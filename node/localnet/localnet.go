@@ -197,7 +197,7 @@ func (o *Options) fill() error {
 // startLedger starts the embedded development ledger every node pays on, and gives the
 // workers the development prices unless o names others.
 func (nw *Net) startLedger(ctx context.Context, o *Options) error {
-	ds, err := leveldb.NewDatastore(filepath.Join(nw.dir, "ledger"), nil)
+	ds, err := privateStore(filepath.Join(nw.dir, "ledger"))
 	if err != nil {
 		return fmt.Errorf("localnet: ledger datastore: %w", err)
 	}
@@ -328,9 +328,21 @@ func (nw *Net) startWorker(ctx context.Context, name string, cfg node.Config, bo
 	return nd, nil
 }
 
+// privateStore opens a datastore in dir, which only this user may read: it holds a node's
+// keys (LevelDB would make it world-readable).
+func privateStore(dir string) (*leveldb.Datastore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return leveldb.NewDatastore(dir, nil)
+}
+
 // startNode builds one node on its own loopback host with its own datastore.
 func (nw *Net) startNode(ctx context.Context, name string, cfg node.Config, be backend.Backend, faults *node.Faults, log *slog.Logger) (*node.Node, error) {
-	ds, err := leveldb.NewDatastore(filepath.Join(nw.dir, name), nil)
+	ds, err := privateStore(filepath.Join(nw.dir, name))
 	if err != nil {
 		return nil, fmt.Errorf("localnet: %s datastore: %w", name, err)
 	}
