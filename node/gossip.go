@@ -177,7 +177,9 @@ func (ro *roster) check(data []byte, publisher peer.ID) (*wire.Advert, error) {
 func (ro *roster) read(ctx context.Context) {
 	sub, err := ro.topic.Subscribe()
 	if err != nil {
-		ro.log.Error("cannot subscribe to capacity adverts", "err", err)
+		if ctx.Err() == nil { // not a node closing as it starts (a fatal start-up error)
+			ro.log.Error("cannot subscribe to capacity adverts", "err", err)
+		}
 		return
 	}
 	defer sub.Cancel()

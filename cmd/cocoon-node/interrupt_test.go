@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,5 +78,19 @@ func TestCtrlCIsACleanStop(t *testing.T) {
 	clean("bench, mid-way", code, out, 130)
 	if !strings.Contains(out, "Stopped: the results above") || !strings.Contains(out, "direct") {
 		t.Errorf("bench printed nothing of what it measured:\n%s", out)
+	}
+}
+
+// A fatal start-up error is one line saying what to change, exit 1, and no ERROR lines of
+// the parts that were stopping with it.
+func TestFatalStartUpErrorIsOneLine(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	code, _, stderr := runBinary(t, "run", "--role", "client", "--api", l.Addr().String(), "--data-dir", t.TempDir(), "--listen", "/ip4/127.0.0.1/tcp/0")
+	if code != 1 || !strings.Contains(stderr, "cocoon-node: node: config api_addr = "+l.Addr().String()+": cannot listen") || strings.Contains(stderr, "level=ERROR") {
+		t.Errorf("exit %d, stderr:\n%s", code, stderr)
 	}
 }
