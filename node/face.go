@@ -114,7 +114,8 @@ func (n *Node) Infer(ctx context.Context, req Request, onChunk func(Chunk) error
 	if err != nil {
 		err = n.workers.explainModel(asWireError(err), req.Model)
 	}
-	rec.duration, rec.outcome, rec.err = n.now().Sub(start), outcomeOf(err), err
+	rec.at = n.now()
+	rec.duration, rec.outcome, rec.err = rec.at.Sub(start), outcomeOf(err), err
 	if res != nil {
 		rec.usage, rec.cost, rec.peer = res.fin.Usage, res.cost, n.client.peerName(res.proxy)
 	}

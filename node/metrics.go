@@ -28,6 +28,7 @@ type metrics struct {
 	tokens   *prometheus.CounterVec   // role, category
 	nanoton  *prometheus.CounterVec   // role: what the node's answers cost its caller
 	adverts  *prometheus.CounterVec   // result: accept, reject, ignore
+	recent   timeline                 // the last quarter hour, for the status page
 }
 
 func newMetrics(n *Node) *metrics {
@@ -54,7 +55,8 @@ func newMetrics(n *Node) *metrics {
 // requestRecord is one finished request, as the request log and the metrics see it.
 type requestRecord struct {
 	role            Role
-	id, model, peer string // peer: the proxy a client used, or the client a proxy served
+	at              time.Time // when it ended
+	id, model, peer string    // peer: the proxy a client used, or the client a proxy served
 	usage           wire.Usage
 	cost            uint64 // nanoTON, when paid
 	duration, ttft  time.Duration
@@ -75,6 +77,7 @@ func outcomeOf(err error) string {
 func (m *metrics) finished(r requestRecord) {
 	role := string(r.role)
 	m.requests.WithLabelValues(role, r.model, r.outcome).Inc()
+	m.recent.add(r.at, r.duration, r.usage.Completion)
 	m.duration.WithLabelValues(role).Observe(r.duration.Seconds())
 	if r.answered {
 		m.ttft.WithLabelValues(role).Observe(r.ttft.Seconds())

@@ -114,7 +114,8 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 		out.Fail(asWireError(err))
 	}
 	rec := requestRecord{role: RoleProxy, id: h.ID, model: h.Model, peer: s.Conn().RemotePeer().String(),
-		duration: n.now().Sub(start), outcome: outcomeOf(err), err: err}
+		at: n.now(), outcome: outcomeOf(err), err: err}
+	rec.duration = rec.at.Sub(start)
 	cl.mu.Lock()
 	rec.usage, rec.cost = cl.usage, cl.cost
 	if !cl.firstChunk.IsZero() {

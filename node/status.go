@@ -29,7 +29,9 @@ type Status struct {
 	TEE          string            `json:"tee"`
 	Attestations map[string]string `json:"attestations,omitempty"`
 	// Refused are the peers this node refuses work with, why, and what changes it.
-	Refused           []RefusedPeer  `json:"refused"`
+	Refused []RefusedPeer `json:"refused"`
+	// Recent is the last quarter hour of finished requests, in 10 s steps (the status page's plots).
+	Recent            []StatPoint    `json:"recent"`
 	AttestationCounts map[string]int `json:"attestation_counts,omitempty"`
 	// Wallet is the node's TON wallet and Channels its payment channels, when payments are on;
 	// Locked is what its channels lock as a payer, and how much of it for payees that have
@@ -103,6 +105,7 @@ func (n *Node) Status() Status {
 		st.Attestations, st.AttestationCounts = map[string]string{}, map[string]int{}
 	}
 	st.Refused = n.refused.list()
+	st.Recent = n.metrics.recent.points(n.now())
 	if n.keeper != nil {
 		for _, p := range n.keeper.Proxies() {
 			st.Proxies = append(st.Proxies, p.String())

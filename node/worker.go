@@ -148,7 +148,7 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 		n.failJob(ctx, &h, out, err)
 	}
 	n.metrics.finished(requestRecord{role: RoleWorker, id: h.ID, model: h.Model, peer: s.Conn().RemotePeer().String(),
-		usage: j.usage, cost: j.bill.total(), duration: n.now().Sub(start), outcome: outcomeOf(err), err: err})
+		usage: j.usage, cost: j.bill.total(), at: n.now(), duration: n.now().Sub(start), outcome: outcomeOf(err), err: err})
 }
 
 // job is one request a worker runs: its request, the answer going back, and how it is billed.

@@ -3,6 +3,7 @@ package admin
 import (
 	"cmp"
 	"context"
+	_ "embed"
 	"fmt"
 	"net/http"
 	"slices"
@@ -53,6 +54,19 @@ func (e *Endpoints) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /cocoon/v1/channels/{peer}/topup", secret(func(w http.ResponseWriter, r *http.Request) { e.channelCommand(w, r, one(n.TopUpChannel)) }))
 	mux.HandleFunc("POST /cocoon/v1/channels/{peer}/close", secret(e.handleCloseCommand))
 	e.probes(mux, "/cocoon")
+	mux.HandleFunc("GET /cocoon/{$}", servePage)
+}
+
+// statusPage is the status page: one self-contained HTML file (no CDN: nodes run on machines
+// without internet) that reads GET /cocoon/v1/status every two seconds.
+//
+//go:embed status.html
+var statusPage []byte
+
+func servePage(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(statusPage)
 }
 
 // probes adds the metrics and the health probes under prefix: a client's API serves them
@@ -107,8 +121,9 @@ func (e *Endpoints) Handler() http.Handler {
 	mux := http.NewServeMux()
 	e.Routes(mux)
 	e.probes(mux, "")
+	mux.HandleFunc("GET /{$}", servePage)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		httpguard.WriteError(w, http.StatusNotFound, "not_found", "", fmt.Sprintf("no route for %s %s: this address serves GET /metrics, /healthz, /readyz, GET /cocoon/v1/status, GET /cocoon/v1/channels, GET /cocoon/v1/wallet and POST /cocoon/v1/channels/{peer}/open|topup|close", r.Method, r.URL.Path))
+		httpguard.WriteError(w, http.StatusNotFound, "not_found", "", fmt.Sprintf("no route for %s %s: this address serves GET / (the status page), GET /metrics, /healthz, /readyz, GET /cocoon/v1/status, GET /cocoon/v1/channels, GET /cocoon/v1/wallet and POST /cocoon/v1/channels/{peer}/open|topup|close", r.Method, r.URL.Path))
 	})
 	return e.guard.Authorize(mux)
 }

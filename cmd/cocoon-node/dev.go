@@ -105,7 +105,8 @@ func devUp(out io.Writer, url, backendURL, backendModel, modelID, dir string, to
 			served = modelID
 		}
 	}
-	fmt.Fprintf(out, "\nCocoon mesh is up in %.1fs.\n  OpenAI base URL: %s\n", took.Seconds(), url)
+	fmt.Fprintf(out, "\nCocoon mesh is up in %.1fs.\n  OpenAI base URL: %s\n  Status page:     %s/cocoon/ (metrics: %s/cocoon/metrics)\n",
+		took.Seconds(), url, strings.TrimSuffix(url, "/v1"), strings.TrimSuffix(url, "/v1"))
 	fmt.Fprintln(out, "  Every node runs a SIMULATED TEE (no TDX here): prompts are sealed to the workers, so the\n"+
 		"  proxies never see them, but the attestation is fake and nothing protects a worker's memory.")
 	switch backendURL {
