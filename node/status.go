@@ -105,7 +105,10 @@ func (n *Node) Status() Status {
 		st.Attestations, st.AttestationCounts = map[string]string{}, map[string]int{}
 	}
 	st.Refused = n.refused.list()
-	st.Recent = n.metrics.recent.points(n.now())
+	st.Recent = []StatPoint{}
+	if n.metrics != nil { // nil in unit tests that build a bare Node
+		st.Recent = n.metrics.recent.points(n.now())
+	}
 	if n.keeper != nil {
 		for _, p := range n.keeper.Proxies() {
 			st.Proxies = append(st.Proxies, p.String())
