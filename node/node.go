@@ -69,10 +69,11 @@ type Node struct {
 
 	attest *attester // this node's attestation and its peers'
 
-	payments *channels    // nil: payments off
-	mismatch mismatches   // peers whose payments do not match ours, left alone for a while
-	refused  refusedPeers // peers refused work, and why (logged once each, listed in Status)
-	metrics  *metrics     // Prometheus collectors and the request log
+	payments *channels     // nil: payments off
+	mismatch mismatches    // peers whose payments do not match ours, left alone for a while
+	refused  refusedPeers  // peers refused work, and why (logged once each, listed in Status)
+	metrics  *metrics      // Prometheus collectors and the request log
+	netCheck *networkCheck // asks bootstrap peers which network they are on
 
 	worker *workerState // workers only
 	client *clientState // clients only
@@ -138,6 +139,10 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	n.metrics = newMetrics(n)
 	n.workers.metrics = n.metrics
 	boot, _ := cfg.bootstrapPeers() // validated above
+	n.netCheck = &networkCheck{h: n.h, life: n.life, log: n.log, network: cfg.Network, boot: map[peer.ID]bool{}, refused: &n.refused}
+	for _, ai := range boot {
+		n.netCheck.boot[ai.ID] = true
+	}
 	n.disc, err = discovery.New(n.h, discovery.Config{Network: cfg.Network, Mode: cfg.DHTMode, Bootstrap: boot, Logger: n.log})
 	if err != nil {
 		n.cancel()
@@ -180,6 +185,7 @@ func (n *Node) Start() error {
 		}
 	})
 	n.attest.start()
+	n.netCheck.start()
 	if n.payments != nil {
 		n.h.SetStreamHandler(ChannelProtocol, n.life.handler(n.payments.handle))
 		n.life.Go(n.payments.watchChannels)
@@ -205,7 +211,7 @@ func (n *Node) Close() error {
 			n.worker.publishLeaving()
 		}
 		n.cancel()
-		for _, p := range []protocol.ID{InferProtocol, AdvertProtocol, AttestProtocol, ChannelProtocol} {
+		for _, p := range []protocol.ID{InferProtocol, AdvertProtocol, AttestProtocol, ChannelProtocol, NetworkProtocol} {
 			n.h.RemoveStreamHandler(p)
 		}
 		n.life.close()

@@ -84,3 +84,22 @@ func TestWorkerSaysItsBackendIsDown(t *testing.T) {
 		t.Errorf("status: %d\n%s", code, out)
 	}
 }
+
+// A node bootstrapping from a peer of another network is told so, with the flag to change,
+// instead of connecting and never finding a proxy.
+func TestBootstrapOnAnotherNetworkIsNamed(t *testing.T) {
+	dir := t.TempDir()
+	node := func(name, network string, extra ...string) []string {
+		return append([]string{"run", "--role", "client", "--local", "--network", network, "--data-dir", dir + "/" + name,
+			"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--ready-file", dir + "/" + name + ".ready", "--log-level", "info"}, extra...)
+	}
+	proxy := start(t, "proxy", append(node("proxy", "blue"), "--role", "proxy")...)
+	client := start(t, "client", node("client", "green", "--bootstrap", proxy.ready.Addrs[0])...)
+	m := &mesh{t: t}
+	m.waitFor("the client names the other network", func() bool {
+		return strings.Contains(client.logs.String(), "bootstrap peer on another network")
+	})
+	if l := client.logs.String(); !strings.Contains(l, "--network blue") || strings.Count(l, "bootstrap peer on another network") != 1 {
+		t.Errorf("want one line naming --network blue:\n%s", l)
+	}
+}
