@@ -67,19 +67,8 @@ func (n *Node) startWorker() error {
 	})
 	n.life.Loop(n.keeper.Run)
 	n.life.Every(n.cfg.HealthInterval, n.worker.checkHealth)
-	n.life.Loop(func(ctx context.Context) {
-		n.worker.publishAdvert(ctx)
-		t := n.clock.Ticker(n.cfg.AdvertInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				n.worker.publishAdvert(ctx)
-			}
-		}
-	})
+	n.life.Go(func() { n.worker.publishAdvert(n.ctx) })
+	n.life.Every(n.cfg.AdvertInterval, func() { n.worker.publishAdvert(n.ctx) })
 	models := make([]string, 0, len(n.cfg.Models))
 	for _, m := range n.cfg.Models {
 		models = append(models, m.ID)

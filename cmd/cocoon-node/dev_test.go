@@ -10,34 +10,57 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/cocoon-mesh/cocoon/internal/syncbuf"
 )
 
-func TestDevStartsServesAndStops(t *testing.T) {
-	var out syncbuf.Buffer
-	m := &Main{Stdout: &out, Stderr: &out}
+// devRun is `cocoon-node dev` run in this process by a test.
+type devRun struct {
+	out  *syncbuf.Buffer
+	api  string       // the client's OpenAI base URL
+	stop func() error // what Ctrl-C does; returns what dev returned
+}
+
+// startDev runs `cocoon-node dev --api 127.0.0.1:0 --log-level error` with args, waits until
+// it is up, and stops it when the test ends.
+func startDev(t *testing.T, args ...string) *devRun {
+	t.Helper()
+	d := &devRun{out: &syncbuf.Buffer{}}
+	m := &Main{Stdout: d.out, Stderr: d.out}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- m.Run(ctx, []string{"dev", "--api", "127.0.0.1:0", "--token-delay", "0", "--log-level", "error"})
+		done <- m.Run(ctx, append([]string{"dev", "--api", "127.0.0.1:0", "--log-level", "error"}, args...))
 	}()
-
-	url := regexp.MustCompile(`OpenAI base URL: (http://\S+)`)
-	deadline := time.Now().Add(30 * time.Second)
-	var base string
-	for base == "" {
-		if time.Now().After(deadline) {
+	var once sync.Once
+	var err error
+	d.stop = func() error {
+		once.Do(func() {
 			cancel()
-			t.Fatalf("dev never printed its URL:\n%s", out.String())
-		}
-		if m := url.FindStringSubmatch(out.String()); m != nil {
-			base = m[1]
-		}
-		time.Sleep(20 * time.Millisecond)
+			select {
+			case err = <-done:
+			case <-time.After(15 * time.Second):
+				err = errors.New("dev did not stop")
+			}
+		})
+		return err
 	}
+	t.Cleanup(func() { d.stop() })
+	for deadline := time.Now().Add(40 * time.Second); !strings.Contains(d.out.String(), "Press Ctrl-C"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("dev did not come up:\n%s", d.out.String())
+		}
+	}
+	d.api = regexp.MustCompile(`OpenAI base URL: (http://\S+)`).FindStringSubmatch(d.out.String())[1]
+	return d
+}
+
+func TestDevStartsServesAndStops(t *testing.T) {
+	d := startDev(t, "--token-delay", "0")
+	out, base := d.out, d.api
 	if !strings.Contains(out.String(), "curl -N "+base+"/completions") {
 		t.Errorf("no ready-to-paste curl line:\n%s", out.String())
 	}
@@ -67,14 +90,8 @@ func TestDevStartsServesAndStops(t *testing.T) {
 	if got, err := runCmd("channels", "list", "--node", node, "--data-dir", dir[1]); err != nil || strings.Count(got, "payer ") != 2 {
 		t.Errorf("channels list --node:\n%s %v", got, err)
 	}
-	cancel() // what Ctrl-C does
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("dev ended with %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("dev did not stop")
+	if err := d.stop(); err != nil {
+		t.Fatalf("dev ended with %v", err)
 	}
 	if !strings.Contains(out.String(), "Stopped.") {
 		t.Fatalf("no clean stop:\n%s", out.String())
@@ -107,14 +124,8 @@ func TestDevSaysItsBackendIsDown(t *testing.T) {
 // started by hand; run as printed (the real binary, its own process), that worker joins the
 // dev network, is paid on its ledger, and serves the dev client.
 func TestDevAttachesAHandRunWorker(t *testing.T) {
-	var out syncbuf.Buffer
-	m := &Main{Stdout: &out, Stderr: &out}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- m.Run(ctx, []string{"dev", "--api", "127.0.0.1:0", "--workers", "1", "--log-level", "error"})
-	}()
-	defer func() { cancel(); <-done }()
+	d := startDev(t, "--workers", "1")
+	out := d.out
 	cmdLine := regexp.MustCompile(`(?s)  (cocoon-node run --role worker .*?--listen \S+)\n`)
 	var line []string
 	for deadline := time.Now().Add(40 * time.Second); line == nil; time.Sleep(20 * time.Millisecond) {
@@ -128,7 +139,7 @@ func TestDevAttachesAHandRunWorker(t *testing.T) {
 	if !strings.Contains(out.String(), "ledger:  http://127.0.0.1:") || !strings.Contains(out.String(), "proxies: /ip4/127.0.0.1/") {
 		t.Errorf("dev did not print its proxies and ledger:\n%s", out.String())
 	}
-	api := regexp.MustCompile(`OpenAI base URL: (http://\S+)`).FindStringSubmatch(out.String())[1]
+	api := d.api
 	args := line[1:]
 	for i, a := range args {
 		if a == "./worker3" {
@@ -165,20 +176,7 @@ func TestDevDirIsPrivate(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var out syncbuf.Buffer
-	m := &Main{Stdout: &out, Stderr: &out}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- m.Run(ctx, []string{"dev", "--api", "127.0.0.1:0", "--dir", dir, "--proxies", "1", "--workers", "1", "--log-level", "error"})
-	}()
-	for deadline := time.Now().Add(40 * time.Second); !strings.Contains(out.String(), "Press Ctrl-C"); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("dev did not come up:\n%s", out.String())
-		}
-	}
-	cancel()
-	<-done
+	startDev(t, "--dir", dir, "--proxies", "1", "--workers", "1").stop()
 	for _, p := range []string{dir, filepath.Join(dir, "client"), filepath.Join(dir, "proxy1"), filepath.Join(dir, "worker1"), filepath.Join(dir, "ledger")} {
 		fi, err := os.Stat(p)
 		if err != nil || fi.Mode().Perm()&0o077 != 0 {

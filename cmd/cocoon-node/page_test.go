@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/cocoon-mesh/cocoon/internal/syncbuf"
 )
 
 // The status page, driven by a real headless browser (Debian's chromium, which .ci/run
@@ -24,21 +22,7 @@ func TestStatusPageInABrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal("no chromium on this machine: .ci/run installs it (apt-get install chromium)")
 	}
-	var out syncbuf.Buffer
-	m := &Main{Stdout: &out, Stderr: &out}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx, []string{"dev", "--api", "127.0.0.1:0", "--log-level", "error"}) }()
-	defer func() { cancel(); <-done }()
-	var api string
-	for deadline := time.Now().Add(40 * time.Second); api == ""; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("dev did not come up:\n%s", out.String())
-		}
-		if mm := regexp.MustCompile(`OpenAI base URL: (http://\S+)`).FindStringSubmatch(out.String()); mm != nil {
-			api = mm[1]
-		}
-	}
+	api := startDev(t).api
 	const served = 5
 	for range served {
 		resp, err := http.Post(api+"/chat/completions", "application/json",
