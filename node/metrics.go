@@ -120,10 +120,14 @@ var (
 	descOwed     = prometheus.NewDesc("cocoon_channel_owed_nanoton", "What the open channels owe now (delivered, not paid yet), by role.", []string{"role"}, nil)
 	descWorkers  = prometheus.NewDesc("cocoon_workers", "Workers this node knows of: known (in the table), eligible (healthy, not ejected), refused.", []string{"state"}, nil)
 	descAttest   = prometheus.NewDesc("cocoon_attestations", "Peers' attestation handshakes held, by outcome.", []string{"outcome"}, nil)
+	descRefusals = prometheus.NewDesc("cocoon_resource_refusals_total", "Connections and streams the host's resource manager refused, by kind and direction.", []string{"kind"}, nil)
 )
 
+// refusalCounter is a resource manager that counts its refusals (p2phost's does).
+type refusalCounter interface{ Refusals() map[string]uint64 }
+
 func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descChannels, descDeposit, descPaid, descOwed, descWorkers, descAttest} {
+	for _, d := range []*prometheus.Desc{descChannels, descDeposit, descPaid, descOwed, descWorkers, descAttest, descRefusals} {
 		ch <- d
 	}
 }
@@ -159,6 +163,11 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descWorkers, prometheus.GaugeValue, float64(len(st.Refused)), "refused")
 	for outcome, v := range st.AttestationCounts {
 		ch <- prometheus.MustNewConstMetric(descAttest, prometheus.GaugeValue, float64(v), outcome)
+	}
+	if rc, ok := c.n.h.Network().ResourceManager().(refusalCounter); ok {
+		for kind, v := range rc.Refusals() {
+			ch <- prometheus.MustNewConstMetric(descRefusals, prometheus.CounterValue, float64(v), kind)
+		}
 	}
 }
 

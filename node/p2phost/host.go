@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -196,9 +198,18 @@ func newResourceManager(cfg Config, log *slog.Logger) (network.ResourceManager, 
 // second per kind, so an operator sees why a peer was turned away without a flood under attack.
 type limitLogger struct {
 	network.ResourceManager
-	log  *slog.Logger
-	mu   sync.Mutex
-	last map[string]time.Time
+	log    *slog.Logger
+	mu     sync.Mutex
+	last   map[string]time.Time
+	counts map[string]uint64 // refusals by kind and direction, e.g. "stream inbound"
+}
+
+// Refusals counts what the resource manager refused since start, by kind and direction
+// ("connection inbound", "stream outbound"...): node's metrics export it.
+func (l *limitLogger) Refusals() map[string]uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.counts)
 }
 
 // OpenConnection admits or refuses a new connection.
@@ -220,12 +231,13 @@ func (l *limitLogger) OpenStream(p peer.ID, dir network.Direction) (network.Stre
 }
 
 func (l *limitLogger) refused(what string, dir network.Direction, err error, kv ...any) {
-	k := what + dir.String()
+	k := what + " " + strings.ToLower(dir.String())
 	now := time.Now()
 	l.mu.Lock()
 	if l.last == nil {
-		l.last = map[string]time.Time{}
+		l.last, l.counts = map[string]time.Time{}, map[string]uint64{}
 	}
+	l.counts[k]++
 	if now.Sub(l.last[k]) < time.Second {
 		l.mu.Unlock()
 		return

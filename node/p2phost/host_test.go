@@ -32,6 +32,9 @@ func TestLimitLoggerNamesTheRefusalOncePerSecond(t *testing.T) {
 	if strings.Count(out, "resource limit refused a connection") != 1 || !strings.Contains(out, "remote=/ip4/127.0.0.1/tcp/1") {
 		t.Fatalf("log: %s", out)
 	}
+	if got := l.Refusals(); got["connection inbound"] != 3 || len(got) != 1 {
+		t.Fatalf("counted %v, want 3 inbound connections (every refusal, not only those logged)", got)
+	}
 }
 
 // A second host on a port another holds is refused, naming the port and the setting to
