@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	mh "github.com/multiformats/go-multihash"
 )
 
@@ -142,6 +143,14 @@ func (s *Service) connectBootstrap(ctx context.Context) (errs []error, ok int) {
 func (s *Service) rejoin(ctx context.Context) {
 	if s.dht.RoutingTable().Size() > 0 || len(s.cfg.Bootstrap) == 0 {
 		return
+	}
+	// A bootstrap peer that was down (a proxy restarting) is in the swarm's dial backoff,
+	// which grows with every failed dial, this one's and the DHT's alike: clear it, or the
+	// peer back up is not dialled again for up to minutes.
+	if sw, ok := s.h.Network().(interface{ Backoff() *swarm.DialBackoff }); ok {
+		for _, ai := range s.cfg.Bootstrap {
+			sw.Backoff().Clear(ai.ID)
+		}
 	}
 	if _, ok := s.connectBootstrap(ctx); ok > 0 {
 		s.log.Info("reached a bootstrap peer", "peers", ok)
