@@ -256,18 +256,26 @@ type nodeClient struct {
 	tokenHint string
 }
 
+// httpAddr reads an address given on the command line as an http(s) URL, or as host:port
+// meaning http; false for anything else.
+func httpAddr(raw string) (*url.URL, bool) {
+	s := raw
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	ok := err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+	return u, ok
+}
+
 // newNodeClient checks a --node URL. A bare host:port is taken as http, and any path is
 // dropped, so a client's API base (http://127.0.0.1:10000/v1) works as well. The bearer secret
 // is key, else $COCOON_API_KEY (read here, not as the flag's default, so -h never shows it),
 // else the node's local token in dataDir: given, it must hold one; empty, ~/.cocoon is tried
 // for a node on this machine.
 func newNodeClient(raw, key, dataDir string) (*nodeClient, error) {
-	s := raw
-	if !strings.Contains(s, "://") {
-		s = "http://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	u, ok := httpAddr(raw)
+	if !ok {
 		return nil, usageError(fmt.Sprintf("--node %q: want a running node's URL, e.g. http://127.0.0.1:10000 (a client's api_addr, a proxy's or worker's admin addr)", raw))
 	}
 	c := &nodeClient{base: u.Scheme + "://" + u.Host, key: key}
@@ -278,6 +286,7 @@ func newNodeClient(raw, key, dataDir string) (*nodeClient, error) {
 		return c, nil
 	}
 	if dataDir != "" {
+		var err error
 		if c.key, err = readToken(tokenPath(dataDir)); err != nil {
 			return nil, fmt.Errorf("%w (--data-dir must be the data dir of the node at %s, which writes its local token there when it starts; or give --api-key)", err, raw)
 		}

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 
 	"github.com/ipfs/go-datastore"
@@ -17,15 +16,10 @@ import (
 	"github.com/cocoon-mesh/cocoon/ton/ledger"
 )
 
-// devLedgerURL reads a development ledger's address as --node reads a node's: a URL, or just
-// host:port (then http).
+// devLedgerURL reads a development ledger's address as --node reads a node's (httpAddr).
 func devLedgerURL(raw string) (string, error) {
-	s := raw
-	if !strings.Contains(s, "://") {
-		s = "http://" + s
-	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+	u, ok := httpAddr(raw)
+	if !ok || u.RawQuery != "" || u.Fragment != "" {
 		return "", usageError(fmt.Sprintf("--ledger %q: want a development ledger's address, e.g. 127.0.0.1:10050 or http://127.0.0.1:10050 (cocoon-node ledger prints it)", raw))
 	}
 	return strings.TrimRight(u.String(), "/"), nil
