@@ -25,8 +25,7 @@ type workerState struct {
 
 	active  atomic.Int32 // requests running now
 	healthy atomic.Bool  // the backend answered its last health check
-	checked atomic.Bool  // a health check ran
-	// backendErr is why the last health check failed ("" when it passed).
+	// backendErr is why the last health check failed ("" when it passed; nil before the first).
 	backendErr atomic.Pointer[string]
 	seq        atomic.Uint64 // advert sequence number
 	tokens     atomic.Int64  // completion tokens generated since start

@@ -38,8 +38,7 @@ func (w *workerState) checkHealth() {
 	if err != nil {
 		msg = err.Error()
 	}
-	w.backendErr.Store(&msg)
-	first := !w.checked.Swap(true)
+	first := w.backendErr.Swap(&msg) == nil // nil until the first check
 	if was := w.healthy.Swap(ok); was != ok || first {
 		switch {
 		case ok:
