@@ -85,9 +85,12 @@ func (m *metrics) finished(r requestRecord) {
 			m.rate.WithLabelValues(role).Observe(float64(r.usage.Completion-1) / after.Seconds())
 		}
 	}
-	for cat, v := range map[string]uint32{"prompt": r.usage.Prompt, "cached": r.usage.Cached, "completion": r.usage.Completion, "reasoning": r.usage.Reasoning} {
-		if v > 0 {
-			m.tokens.WithLabelValues(role, cat).Add(float64(v))
+	for _, c := range [...]struct {
+		cat string
+		v   uint32
+	}{{"prompt", r.usage.Prompt}, {"cached", r.usage.Cached}, {"completion", r.usage.Completion}, {"reasoning", r.usage.Reasoning}} {
+		if c.v > 0 {
+			m.tokens.WithLabelValues(role, c.cat).Add(float64(c.v))
 		}
 	}
 	if r.cost > 0 {
