@@ -201,13 +201,7 @@ func (ro *roster) observe(a *wire.Advert) {
 		return
 	}
 	if len(a.Offers) == 0 { // only the worker can sign it: it is leaving (publishLeaving)
-		ro.mu.Lock()
-		had := ro.table.Remove(a.Worker)
-		ro.mu.Unlock()
-		if had && ro.cfg.Role == RoleProxy {
-			ro.h.ConnManager().Unprotect(a.Worker, workerTag)
-			ro.log.Info("worker left", "worker", a.Worker.String())
-		}
+		ro.drop(a.Worker, workerLeft)
 		return
 	}
 	if ro.cfg.Role == RoleProxy && !ro.vet(a) {
@@ -298,11 +292,19 @@ func (ro *roster) expire() {
 
 // forgot releases a proxy's hold on a worker the table no longer has, and logs why.
 func (ro *roster) forgot(id peer.ID, why string) {
-	if ro.cfg.Role == RoleProxy {
-		ro.h.ConnManager().Unprotect(id, workerTag)
-		ro.log.Warn("worker dropped", "worker", id.String(), "reason", why)
+	if ro.cfg.Role != RoleProxy {
+		return
 	}
+	ro.h.ConnManager().Unprotect(id, workerTag)
+	if why == workerLeft { // a clean stop, not a fault
+		ro.log.Info("worker left", "worker", id.String())
+		return
+	}
+	ro.log.Warn("worker dropped", "worker", id.String(), "reason", why)
 }
+
+// workerLeft is why a worker that said it leaves is dropped.
+const workerLeft = "it left the network"
 
 // workerTag protects a proxy's connections to its workers from the connection manager.
 const workerTag = "cocoon-worker"
