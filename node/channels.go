@@ -45,6 +45,7 @@ type channels struct {
 	payees string          // what this node's payees are, for errors: "proxy" or "worker"
 	// leaveAlone is the node's: a payee that takes no payments is left alone for a while.
 	leaveAlone func(peer.ID, error)
+	withhold   bool // Faults.WithholdPayment: vouchers are stored and never sent
 
 	depositMu sync.Mutex // sizes a new channel's deposit and stores its record, one at a time
 
@@ -94,7 +95,7 @@ func newChannels(n *Node, l ledger.Ledger, store *chanstore.Store, identity cryp
 			Commission:   cfg.Commission,
 			WindowTokens: cfg.WindowTokens,
 		},
-		h: n.h, log: n.log, clock: n.clock, life: n.life, ctx: n.ctx, payees: payees, leaveAlone: n.leaveAlone,
+		h: n.h, log: n.log, clock: n.clock, life: n.life, ctx: n.ctx, payees: payees, leaveAlone: n.leaveAlone, withhold: n.faults.withholds(),
 		owners: make(map[chanKey]*chanOwner), out: make(map[peer.ID]*outChan), in: make(map[peer.ID]*inChan),
 		old: make(map[peer.ID][]*inChan), opening: make(map[peer.ID]*opening),
 	}, nil

@@ -120,6 +120,11 @@ func (n *Node) Infer(ctx context.Context, req Request, onChunk func(Chunk) error
 		rec.usage, rec.cost, rec.peer = res.fin.Usage, res.cost, n.client.peerName(res.proxy)
 	}
 	n.metrics.finished(rec)
+	if res != nil {
+		n.tracer.request(rec, res.fin.Worker)
+	} else {
+		n.tracer.request(rec, "")
+	}
 	if err != nil {
 		return nil, err
 	}

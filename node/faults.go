@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/cocoon-mesh/cocoon/node/stream"
@@ -38,6 +39,50 @@ type Faults struct {
 	// StallAfter stops answering (no more frames, no heartbeats) after this many chunks of a
 	// streamed answer (0: never).
 	StallAfter int
+	// ClaimCapacity makes a worker's adverts claim this many concurrent requests and none
+	// running, while it still admits only Config.MaxActive and answers busy beyond (0: honest).
+	ClaimCapacity uint32
+	// ClaimTokensPerSec makes a worker's adverts claim this speed, whatever it measured (0:
+	// honest): a worker slower than it says.
+	ClaimTokensPerSec uint32
+	// WithholdPayment makes a payer (a client, or a proxy paying its workers) sign and store
+	// its vouchers as usual but never send them: it takes answers and does not pay.
+	WithholdPayment bool
+	// SpamAdverts makes a worker publish this many junk messages on the capacity topic with
+	// each of its adverts: gossip spam, which validators reject.
+	SpamAdverts int
+}
+
+// advert applies the capacity and speed claims to an honest advert.
+func (f *Faults) advert(a *wire.Advert) {
+	if f == nil {
+		return
+	}
+	if f.ClaimCapacity > 0 {
+		a.MaxActive, a.Running = f.ClaimCapacity, 0
+	}
+	if f.ClaimTokensPerSec > 0 {
+		a.TokensPerSec = f.ClaimTokensPerSec
+	}
+}
+
+// spams reports whether a worker publishes junk: its own node then does not validate what it
+// publishes (pubsub would drop the junk before it left), as a spammer's modified node would not.
+func (f *Faults) spams() bool { return f != nil && f.SpamAdverts > 0 }
+
+// withholds reports whether a payer keeps its vouchers to itself.
+func (f *Faults) withholds() bool { return f != nil && f.WithholdPayment }
+
+// spam publishes SpamAdverts junk messages on topic.
+func (f *Faults) spam(ctx context.Context, topic *pubsub.Topic) {
+	if f == nil || f.SpamAdverts <= 0 || topic == nil {
+		return
+	}
+	junk := make([]byte, 512)
+	for range f.SpamAdverts {
+		_, _ = rand.Read(junk)
+		_ = topic.Publish(ctx, junk)
+	}
 }
 
 // faultOnOpen applies the faults that act before a request is read: it reports whether the

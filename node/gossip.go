@@ -94,18 +94,24 @@ func (ro *roster) has(p peer.ID) bool {
 func (n *Node) startGossip() error {
 	topic := capacityTopic(n.cfg.Network)
 	sp, st := scoreParams(topic)
-	ps, err := pubsub.NewGossipSub(n.ctx, n.h,
+	opts := []pubsub.Option{
 		pubsub.WithFloodPublish(true), // else an advert published before the first heartbeat is lost
 		pubsub.WithMessageSigning(true),
 		pubsub.WithStrictSignatureVerification(true),
 		pubsub.WithPeerScore(sp, st),
-		pubsub.WithMaxMessageSize(4*wire.MaxAdvertSize),
-	)
+		pubsub.WithMaxMessageSize(4 * wire.MaxAdvertSize),
+	}
+	if n.tracer != nil && n.tracer.Gossip != nil {
+		opts = append(opts, pubsub.WithRawTracer(n.tracer.Gossip))
+	}
+	ps, err := pubsub.NewGossipSub(n.ctx, n.h, opts...)
 	if err != nil {
 		return fmt.Errorf("node: start gossipsub: %w", err)
 	}
-	if err := ps.RegisterTopicValidator(topic, n.workers.validate); err != nil {
-		return fmt.Errorf("node: register advert validator: %w", err)
+	if !n.faults.spams() {
+		if err := ps.RegisterTopicValidator(topic, n.workers.validate); err != nil {
+			return fmt.Errorf("node: register advert validator: %w", err)
+		}
 	}
 	n.ps = ps
 	n.topic, err = ps.Join(topic)

@@ -49,6 +49,8 @@ type Deps struct {
 	Wallet *address.Address
 	// Faults make a worker misbehave on purpose (adversarial tests, simulations); nil: honest.
 	Faults *Faults
+	// Tracer hears of the node's requests and gossip as they happen (simulations); nil: none.
+	Tracer *Tracer
 }
 
 // Node is one running peer of the mesh.
@@ -78,6 +80,7 @@ type Node struct {
 	worker *workerState // workers only
 	client *clientState // clients only
 	faults *Faults      // nil: an honest node
+	tracer *Tracer      // nil: no one listens
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -98,7 +101,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if cfg.Role == RoleWorker && deps.Backend == nil {
 		return nil, errors.New("node: a worker needs a model backend")
 	}
-	n := &Node{cfg: cfg, h: deps.Host, idStr: deps.Host.ID().String(), log: deps.Logger, clock: deps.Clock, rand: newLockedRand(deps.Rand), faults: deps.Faults}
+	n := &Node{cfg: cfg, h: deps.Host, idStr: deps.Host.ID().String(), log: deps.Logger, clock: deps.Clock, rand: newLockedRand(deps.Rand), faults: deps.Faults, tracer: deps.Tracer}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
@@ -155,7 +158,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	}
 	switch cfg.Role {
 	case RoleWorker:
-		n.worker = newWorkerState(advertEnv{h: n.h, life: n.life, log: n.log, cfg: &n.cfg, topic: n.topic}, deps.Backend)
+		n.worker = newWorkerState(advertEnv{h: n.h, life: n.life, log: n.log, cfg: &n.cfg, topic: n.topic, fault: n.faults}, deps.Backend)
 	case RoleClient:
 		n.client = &clientState{attest: n.attest, cfg: &n.cfg, idPrefix: crand.Text()[:12], routes: routeCache{
 			verified: make(map[[32]byte]routeEntry), sessions: make(map[string]*tee.Session),

@@ -165,29 +165,40 @@ func (o *chanOwner) send(ms []channel.Message) (failed []channel.Event) {
 				}
 				o.askers = nil
 			}
-		case channel.Pay:
-			if c, ok := m.Stream.(*stream.Call); ok {
-				vb, _ := m.Voucher.MarshalBinary()
-				if err := c.Pay(vb); err != nil {
-					failed = append(failed, channel.SendFailed{Msg: m, Err: err})
-				}
-				continue
+		case channel.Pay, channel.Settle:
+			if o.cs.withhold {
+				continue // a payer that does not pay (Faults.WithholdPayment): stored, never sent
 			}
-			o.request(m)
-		case channel.Settle:
-			if c, ok := m.Stream.(*stream.Call); ok {
-				if m.Voucher != nil {
-					vb, _ := m.Voucher.MarshalBinary()
-					_ = c.Settled(vb) // a cancelled request takes nothing more: the settle pays later
-				}
-				continue
-			}
-			o.request(m)
+			failed = append(failed, o.sendVoucher(m)...)
 		default:
 			o.request(m)
 		}
 	}
 	return failed
+}
+
+// sendVoucher sends a payment: on the answer's stream it was earned on, or the channel stream.
+func (o *chanOwner) sendVoucher(m channel.Message) (failed []channel.Event) {
+	switch m := m.(type) {
+	case channel.Pay:
+		if c, ok := m.Stream.(*stream.Call); ok {
+			vb, _ := m.Voucher.MarshalBinary()
+			if err := c.Pay(vb); err != nil {
+				failed = append(failed, channel.SendFailed{Msg: m, Err: err})
+			}
+			return failed
+		}
+	case channel.Settle:
+		if c, ok := m.Stream.(*stream.Call); ok {
+			if m.Voucher != nil {
+				vb, _ := m.Voucher.MarshalBinary()
+				_ = c.Settled(vb) // a cancelled request takes nothing more: the settle pays later
+			}
+			return nil
+		}
+	}
+	o.request(m)
+	return nil
 }
 
 // resolve answers what waited on the outcome of ev's step: an opening or resumption that

@@ -123,6 +123,7 @@ func (n *Node) handleProxyInfer(s network.Stream) {
 	}
 	cl.mu.Unlock()
 	n.metrics.finished(rec)
+	n.tracer.request(rec, "")
 }
 
 // toClient is a proxy's answer to its client, which the relays trying one worker after
@@ -197,6 +198,10 @@ func (n *Node) serve(ctx context.Context, h wire.Header, body []byte, preset []w
 			rl.firstToken = n.now()
 		}
 		n.ended(d.Worker, rl.firstToken.Sub(start), err)
+		if n.tracer != nil && n.tracer.Attempt != nil {
+			n.tracer.attempt(AttemptTrace{At: n.now(), ID: h.ID, Worker: d.Worker.String(), Reason: d.Reason(),
+				Latency: rl.firstToken.Sub(start), Err: err, Started: rl.started})
+		}
 		if err == nil {
 			return nil
 		}

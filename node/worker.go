@@ -135,8 +135,10 @@ func (n *Node) handleWorkerInfer(s network.Stream) {
 	if err != nil {
 		n.failJob(ctx, &h, out, err)
 	}
-	n.metrics.finished(requestRecord{role: RoleWorker, id: h.ID, model: h.Model, peer: s.Conn().RemotePeer().String(),
-		usage: j.usage, cost: j.bill.total(), at: n.now(), duration: n.now().Sub(start), outcome: outcomeOf(err), err: err})
+	rec := requestRecord{role: RoleWorker, id: h.ID, model: h.Model, peer: s.Conn().RemotePeer().String(),
+		usage: j.usage, cost: j.bill.total(), at: n.now(), duration: n.now().Sub(start), outcome: outcomeOf(err), err: err}
+	n.metrics.finished(rec)
+	n.tracer.request(rec, n.idStr)
 }
 
 // job is one request a worker runs: its request, the answer going back, and how it is billed.

@@ -23,6 +23,7 @@ type advertEnv struct {
 	log   *slog.Logger
 	cfg   *Config
 	topic *pubsub.Topic
+	fault *Faults // nil: honest adverts
 }
 
 // checkHealth asks the backend whether it can serve, and logs changes.
@@ -65,6 +66,7 @@ func (w *workerState) advert() *wire.Advert {
 		TokensPerSec: w.rate.Load(),
 		Healthy:      w.healthy.Load(),
 	}
+	w.fault.advert(a)
 	if len(a.Addrs) > wire.MaxAdvertAddrs {
 		a.Addrs = a.Addrs[:wire.MaxAdvertAddrs]
 	}
@@ -85,6 +87,7 @@ func (w *workerState) publishAdvert(ctx context.Context) {
 	b, err := w.signedAdvert()
 	if err == nil {
 		err = w.topic.Publish(ctx, b)
+		w.fault.spam(ctx, w.topic)
 	}
 	if err != nil && ctx.Err() == nil {
 		w.log.Warn("cannot publish capacity advert", "err", err)

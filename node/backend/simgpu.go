@@ -62,6 +62,9 @@ func NewSimGPU(cfg SimGPUConfig) *SimGPU {
 	return &SimGPU{cfg: cfg}
 }
 
+// Running is the number of requests on the GPU now.
+func (g *SimGPU) Running() int { return int(g.running.Load()) }
+
 // Health reports the simulated GPU ready.
 func (g *SimGPU) Health(context.Context) error { return nil }
 

@@ -70,6 +70,9 @@ type Config struct {
 	MaxMemory int64
 	// PlainWrites turns off batching writes under Noise (batchwrite.go), for comparisons.
 	PlainWrites bool
+	// Transports, when set, replace TCP and QUIC over this machine's sockets (and the check
+	// that Listen's ports are free): a simulation passes QUIC over its in-memory network.
+	Transports []libp2p.Option
 }
 
 // DefaultConfig is sized for a proxy with hundreds of workers and clients.
@@ -90,8 +93,12 @@ func New(cfg Config, key crypto.PrivKey, log *slog.Logger) (host.Host, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := checkFree(cfg.Listen); err != nil {
-		return nil, fmt.Errorf("node: %w", err)
+	transports := cfg.Transports
+	if transports == nil {
+		if err := checkFree(cfg.Listen); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		transports = []libp2p.Option{libp2p.Transport(tcp.NewTCPTransport), libp2p.Transport(libp2pquic.NewTransport)}
 	}
 	rm, err := newResourceManager(cfg, log)
 	if err != nil {
@@ -105,11 +112,9 @@ func New(cfg Config, key crypto.PrivKey, log *slog.Logger) (host.Host, error) {
 	if cfg.PlainWrites {
 		security = libp2p.Security(noise.ID, noise.New)
 	}
-	h, err := libp2p.New(
+	h, err := libp2p.New(append(transports,
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(cfg.Listen...),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(libp2pquic.NewTransport),
 		security,
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
@@ -118,7 +123,7 @@ func New(cfg Config, key crypto.PrivKey, log *slog.Logger) (host.Host, error) {
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(), // nothing exports them, and they cost CPU per stream
 		libp2p.SwarmOpts(swarm.WithDialRanker(tcpFirst)),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("node: start libp2p host: %w", err)
 	}
