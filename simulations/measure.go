@@ -54,7 +54,9 @@ func (r *recorder) samples() []report.Sample {
 
 // gossipCount counts gossipsub's messages over all nodes: a RawTracer each node is given.
 type gossipCount struct {
-	delivered, duplicate, rejected atomic.Int64
+	delivered, duplicate atomic.Int64
+	rejected, ignored    atomic.Int64 // refused by a validator (the sender is penalised), or left unforwarded (it is not)
+	throttled            atomic.Int64 // dropped unvalidated: the validation queue was full
 }
 
 func (g *gossipCount) DeliverMessage(*pubsub.Message)           { g.delivered.Add(1) }

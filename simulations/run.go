@@ -75,7 +75,7 @@ func Run(sc *Scenario, o Options) (report.Run, error) {
 	s.progress(fmt.Sprintf("%d nodes up after %s virtual", len(s.members), time.Since(s.rec.start).Round(time.Millisecond)))
 	var wg sync.WaitGroup
 	stopSampling := s.sampleEvery(sc.SampleEvery.Duration)
-	stopTelling := s.tellEvery(time.Minute, wallNow())
+	stopTelling := s.tellEvery(10*time.Second, wallNow())
 	defer stopTelling()
 	wg.Go(func() { s.runEvents(ctx, p.events) })
 	s.runTraffic(ctx, p)
@@ -309,6 +309,8 @@ func (s *sim) sample() {
 	s.rec.add("gossip_messages", float64(s.gossip.delivered.Load()), "kind", "delivered")
 	s.rec.add("gossip_messages", float64(s.gossip.duplicate.Load()), "kind", "duplicate")
 	s.rec.add("gossip_messages", float64(s.gossip.rejected.Load()), "kind", "rejected")
+	s.rec.add("gossip_messages", float64(s.gossip.ignored.Load()), "kind", "ignored")
+	s.rec.add("gossip_messages", float64(s.gossip.throttled.Load()), "kind", "throttled")
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	if ms.HeapInuse > s.peak.Load() {

@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +22,7 @@ var (
 	seedsFlag    = flag.Int("seeds", 1, "how many seeds TestScenario runs: the scenario's seed, and the ones after it")
 	seedFlag     = flag.Uint64("seed", 0, "the first seed (default: the scenario's)")
 	logFlag      = flag.String("log", "", "the nodes' log level printed (debug, info, warn, error; default none)")
+	pprofFlag    = flag.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060) while TestScenario runs")
 	setFlags     setList
 )
 
@@ -42,6 +45,11 @@ func (l *setList) Set(v string) error { *l = append(*l, v); return nil }
 func TestScenario(t *testing.T) {
 	if *scenarioFlag == "" {
 		t.Skip("no -scenario given: go test ./simulations -run TestScenario -args -scenario scenarios/baseline.toml")
+	}
+	if *pprofFlag != "" { // outside the bubble: profiles are read by the wall clock
+		srv := &http.Server{Addr: *pprofFlag, ReadHeaderTimeout: 10 * time.Second}
+		go srv.ListenAndServe()
+		defer srv.Close()
 	}
 	sc, err := Load(*scenarioFlag, setFlags...)
 	if err != nil {
