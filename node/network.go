@@ -48,6 +48,13 @@ func (nc *networkCheck) start() {
 	}}
 	nc.h.Network().Notify(nb)
 	nc.life.AtClose(func() { nc.h.Network().StopNotify(nb) })
+	// A bootstrap peer connected before the notifiee was in place is asked now (one connected
+	// in between is asked twice, and refused at most once).
+	for p := range nc.boot {
+		if nc.h.Network().Connectedness(p) == network.Connected {
+			nc.life.Go(func() { nc.ask(p) })
+		}
+	}
 }
 
 // ask reads p's network and refuses p if it is another.

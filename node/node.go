@@ -180,6 +180,7 @@ func (n *Node) Config() Config { return n.cfg }
 // peers continues in the background. The node serves no HTTP itself: package api serves a
 // client's API and any node's admin endpoints over it, once it started.
 func (n *Node) Start() error {
+	n.netCheck.start() // before the bootstrap dials, so that it hears of their connections
 	n.life.Go(func() {
 		ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 		defer cancel()
@@ -188,7 +189,6 @@ func (n *Node) Start() error {
 		}
 	})
 	n.attest.start()
-	n.netCheck.start()
 	if n.payments != nil {
 		n.h.SetStreamHandler(ChannelProtocol, n.life.handler(n.payments.handle))
 		n.life.Go(n.payments.watchChannels)
