@@ -210,13 +210,13 @@ func requestsPlot(d runData) (*plot.Plot, error) {
 	return p, nil
 }
 
-// adversaryPlot draws the share of successful requests adversaries served.
+// adversaryPlot draws the share of answered requests (right or wrong) adversaries served.
 func adversaryPlot(d runData) (*plot.Plot, error) {
 	xys := adversaryShare(d.metrics["latency_s"], d.buckets)
 	if len(xys) == 0 {
 		return nil, nil
 	}
-	p := newPlot("Share of successful requests served by non-honest workers",
+	p := newPlot("Share of answered requests served by non-honest workers",
 		"virtual time (s)", fmt.Sprintf("share (per %s)", d.buckets.width))
 	p.X.Min, p.Y.Min, p.Y.Max = 0, 0, 1
 	return p, addLines(p, []series{{xys: xys}}, false)

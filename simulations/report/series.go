@@ -120,7 +120,7 @@ func newBuckets(r Run) buckets {
 	for _, s := range r.Samples {
 		length = max(length, s.At)
 	}
-	width := max(length/bucketsPerRun, time.Second)
+	width := max((length / bucketsPerRun).Round(time.Second), time.Second)
 	n := int((length + width - 1) / width)
 	return buckets{width: width, n: max(n, 1)}
 }
@@ -156,14 +156,14 @@ func requestSeries(latency []Sample, b buckets) []series {
 	return out
 }
 
-// adversaryShare is, per bucket with successful requests, the share of them
-// that a worker of a class other than honest served. It is empty when no
-// request succeeded.
+// adversaryShare is, per bucket with answered requests (right or wrong), the
+// share of them that a worker of a class other than honest served. It is
+// empty when no request was answered.
 func adversaryShare(latency []Sample, b buckets) plotter.XYs {
 	ok := make([]int, b.n)
 	bad := make([]int, b.n)
 	for _, s := range latency {
-		if labelOf(s, "outcome") != "ok" {
+		if o := labelOf(s, "outcome"); o != "ok" && o != "wrong" {
 			continue
 		}
 		i := b.index(s.At)

@@ -50,8 +50,8 @@ func TestBuckets(t *testing.T) {
 	// Samples past the nominal end stretch the run rather than pile up in
 	// its last bucket.
 	late := newBuckets(Run{Virtual: 0, Samples: []Sample{{At: 90 * time.Second}}})
-	if late.width != time.Second+500*time.Millisecond || late.n != 60 {
-		t.Errorf("from samples: width %v n %d, want 1.5s 60", late.width, late.n)
+	if late.width != 2*time.Second || late.n != 45 { // 1.5 s, rounded to whole seconds
+		t.Errorf("from samples: width %v n %d, want 2s 45", late.width, late.n)
 	}
 	if none := newBuckets(Run{}); none.n != 1 || none.width != time.Second {
 		t.Errorf("empty run: %+v", none)
@@ -66,12 +66,12 @@ func TestRequestsAndAdversaryShare(t *testing.T) {
 	latency := []Sample{
 		req(1, "ok", "honest"), req(2, "ok", "honest"), req(3, "ok", "honest"), req(4, "ok", "sybil"),
 		req(5, "failed", "none"),
-		req(25, "ok", "sybil"), req(26, "wrong", "garbage"),
+		req(25, "ok", "sybil"), req(26, "wrong", "garbage"), req(27, "ok", "honest"),
 	}
 	share := adversaryShare(latency, b)
-	want := plotter.XYs{{X: 5, Y: 0.25}, {X: 25, Y: 1}}
+	want := plotter.XYs{{X: 5, Y: 0.25}, {X: 25, Y: 2.0 / 3}} // wrong answers count as answered
 	if !reflect.DeepEqual(share, want) {
-		t.Errorf("adversary share = %v, want %v (no point for the bucket without ok requests)", share, want)
+		t.Errorf("adversary share = %v, want %v (no point for the bucket without answers)", share, want)
 	}
 	var names []string
 	counts := map[string][]float64{}
@@ -87,7 +87,7 @@ func TestRequestsAndAdversaryShare(t *testing.T) {
 	if got := counts["ok/sybil"]; !reflect.DeepEqual(got, []float64{1, 0, 1}) {
 		t.Errorf("ok/sybil per bucket %v, want [1 0 1]", got)
 	}
-	if got := counts["ok/honest"]; !reflect.DeepEqual(got, []float64{3, 0, 0}) {
+	if got := counts["ok/honest"]; !reflect.DeepEqual(got, []float64{3, 0, 1}) {
 		t.Errorf("ok/honest per bucket %v, want [3 0 0]", got)
 	}
 }

@@ -78,3 +78,15 @@ func stat(s report.Stat) string {
 	}
 	return fmt.Sprintf("%.4g ± %.2g", s.Mean, s.CI95)
 }
+
+// replot writes the run in dir again (plots, report, samples) from what it wrote before.
+func replot(dir string) error {
+	r, err := report.ReadRun(dir)
+	if err != nil {
+		return err
+	}
+	if r.Samples, err = report.ReadSamples(filepath.Join(dir, "samples.csv")); err != nil {
+		return err
+	}
+	return report.WriteRun(dir, r)
+}

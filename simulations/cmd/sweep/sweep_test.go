@@ -70,6 +70,12 @@ func TestMerge(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, "steady", "summary.json")); err != nil {
 		t.Error(err)
 	}
+	if err := replot(filepath.Join(out, "steady", "seed-1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "steady", "seed-1", "plots", "latency_cdf.png")); err != nil {
+		t.Errorf("replot drew no latency plot: %v", err)
+	}
 	if err := merge(t.TempDir(), &table); err == nil {
 		t.Error("merging nothing succeeded")
 	}
