@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"testing"
-	"testing/synctest"
 
 	"github.com/cocoon-mesh/cocoon/simulations/report"
 )
@@ -82,12 +81,7 @@ func TestAdversariesShowUp(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var r report.Run
-			synctest.Test(t, func(t *testing.T) {
-				if r, err = Run(sc, Options{}); err != nil {
-					t.Fatal(err)
-				}
-			})
+			r := runOnce(t, sc, sc.Seed)
 			if r.Scalars["requests"] < 100 {
 				t.Fatalf("only %v requests ended", r.Scalars["requests"])
 			}

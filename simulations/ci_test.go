@@ -1,16 +1,13 @@
 package simulations
 
 import (
+	"crypto/ed25519"
 	"reflect"
 	"slices"
 	"testing"
-	"testing/synctest"
 
-	"crypto/ed25519"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-
-	"github.com/cocoon-mesh/cocoon/simulations/report"
 )
 
 // The small scenario CI runs (scenarios/ci.toml: about 40 nodes, 3 virtual minutes, a proxy
@@ -20,12 +17,7 @@ func TestSmallNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r report.Run
-	synctest.Test(t, func(t *testing.T) {
-		if r, err = Run(sc, Options{}); err != nil {
-			t.Fatal(err)
-		}
-	})
+	r := runOnce(t, sc, sc.Seed)
 	f := r.Scalars
 	t.Logf("figures: %v", f)
 	planned := len(makePlan(sc, sc.Seed).calls)

@@ -57,11 +57,13 @@ type gossipCount struct {
 	delivered, duplicate atomic.Int64
 	rejected, ignored    atomic.Int64 // refused by a validator (the sender is penalised), or left unforwarded (it is not)
 	throttled            atomic.Int64 // dropped unvalidated: the validation queue was full
+
+	mu      sync.Mutex
+	reasons map[string]int // the rejected, by pubsub's reason
 }
 
 func (g *gossipCount) DeliverMessage(*pubsub.Message)           { g.delivered.Add(1) }
 func (g *gossipCount) DuplicateMessage(*pubsub.Message)         { g.duplicate.Add(1) }
-func (g *gossipCount) RejectMessage(*pubsub.Message, string)    { g.rejected.Add(1) }
 func (g *gossipCount) OnNewOutboundStream(peer.ID, protocol.ID) {}
 func (g *gossipCount) OnClosedOutboundStream(peer.ID)           {}
 func (g *gossipCount) AddPeer(peer.ID, protocol.ID)             {}
@@ -78,6 +80,24 @@ func (g *gossipCount) DropRPC(*pubsub.RPC, peer.ID)             {}
 func (g *gossipCount) UndeliverableMessage(*pubsub.Message)     {}
 
 var _ pubsub.RawTracer = (*gossipCount)(nil)
+
+// RejectMessage counts a message turned away, by why.
+func (g *gossipCount) RejectMessage(_ *pubsub.Message, reason string) {
+	switch reason {
+	case pubsub.RejectValidationIgnored:
+		g.ignored.Add(1)
+	case pubsub.RejectValidationThrottled, pubsub.RejectValidationQueueFull:
+		g.throttled.Add(1)
+	default:
+		g.rejected.Add(1)
+		g.mu.Lock()
+		if g.reasons == nil {
+			g.reasons = map[string]int{}
+		}
+		g.reasons[reason]++
+		g.mu.Unlock()
+	}
+}
 
 // chainCount is the ledger every node uses, counting the operations that reach the chain.
 type chainCount struct {

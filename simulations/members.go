@@ -37,6 +37,7 @@ type spec struct {
 	region  int
 	model   string // a worker's
 	keySeed [32]byte
+	startAt time.Duration // a first member's start, within the scenario's start_spread
 	adv     *Adversary // the adversary it is (nil: honest)
 }
 

@@ -62,6 +62,12 @@ func makePlan(sc *Scenario, seed uint64) *plan {
 		p.clients = append(p.clients, mk(node.RoleClient, fmt.Sprintf("client%d", i+1)))
 	}
 	assign(sc, p, nodes)
+	// Workers and clients start at times drawn over start_spread, in that order (proxies at once).
+	for _, set := range [][]spec{p.workers, p.clients} {
+		for i := range set {
+			set[i].startAt = time.Duration(nodes.Float64() * float64(sc.StartSpread.Duration))
+		}
+	}
 	p.events = planChurn(sc, rand.New(rand.NewPCG(seed, 2)), mk)
 	p.calls = planTraffic(sc, rand.New(rand.NewPCG(seed, 3)), len(p.clients))
 	return p

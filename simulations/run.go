@@ -1,6 +1,7 @@
 package simulations
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -143,7 +144,12 @@ func (s *sim) startAll(ctx context.Context, p *plan) error {
 			s.boot = append(s.boot, m.nd.Status().Addrs[0])
 		}
 	}
-	for _, sp := range slices.Concat(p.workers, p.clients) {
+	rest := slices.Concat(p.workers, p.clients)
+	slices.SortStableFunc(rest, func(a, b spec) int { return cmp.Compare(a.startAt, b.startAt) })
+	for _, sp := range rest {
+		if d := sp.startAt - time.Since(s.rec.start); d > 0 {
+			time.Sleep(d)
+		}
 		if _, err := s.startMember(ctx, sp, nil); err != nil {
 			return err
 		}

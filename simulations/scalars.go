@@ -3,6 +3,7 @@ package simulations
 import (
 	"context"
 	"slices"
+	"strings"
 
 	"github.com/cocoon-mesh/cocoon/node"
 	"github.com/cocoon-mesh/cocoon/simulations/report"
@@ -67,6 +68,11 @@ func (s *sim) scalars(ctx context.Context) map[string]float64 {
 	out["gossip_rejected"] = float64(s.gossip.rejected.Load())
 	out["gossip_ignored"] = float64(s.gossip.ignored.Load())
 	out["gossip_throttled"] = float64(s.gossip.throttled.Load())
+	s.gossip.mu.Lock()
+	for r, n := range s.gossip.reasons {
+		out["gossip_rejected_"+strings.ReplaceAll(r, " ", "_")] = float64(n)
+	}
+	s.gossip.mu.Unlock()
 	if v := s.rec.values("recovery_s"); len(v) > 0 {
 		out["recovery_max_s"] = slices.Max(v)
 	}

@@ -32,6 +32,11 @@ type Scenario struct {
 	// NAT must: a DHT server per node costs most of a small run's CPU (kad-dht's table refresh
 	// dials, and answers each other node's lookups).
 	AllDHTServers bool `toml:"all_dht_servers"`
+	// StartSpread spreads the first workers' and clients' starts uniformly over this much
+	// virtual time (0: all at once, a cold boot). Nodes started in one instant advertise in
+	// step ever after: their adverts arrive in bursts that overflow gossipsub's validation
+	// queue.
+	StartSpread Duration `toml:"start_spread"`
 }
 
 // Counts are the nodes of each role at the start.
@@ -293,6 +298,8 @@ func (s *Scenario) check() error {
 		return bad("duration", s.Duration, "say how much virtual time to simulate, for example \"10m\"")
 	case s.Warmup.Duration < 0 || s.Warmup.Duration >= s.Duration.Duration:
 		return bad("warmup", s.Warmup, "must be shorter than duration")
+	case s.StartSpread.Duration < 0 || s.StartSpread.Duration >= s.Warmup.Duration && s.StartSpread.Duration > 0:
+		return bad("start_spread", s.StartSpread, "must be shorter than warmup, so that every node is up when traffic starts")
 	case s.SampleEvery.Duration < 100*time.Millisecond:
 		return bad("sample_every", s.SampleEvery, "must be at least 100ms")
 	case s.Nodes.Proxies < 1:
