@@ -38,7 +38,7 @@ type spec struct {
 	model   string // a worker's
 	keySeed [32]byte
 	startAt time.Duration // a first member's start, within the scenario's start_spread
-	adv     *Adversary // the adversary it is (nil: honest)
+	adv     *Adversary    // the adversary it is (nil: honest)
 }
 
 // acts is how sp behaves: its class, or what it acts as when it is a sybil.
