@@ -43,5 +43,5 @@ func run(args []string) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("usage: sweep jobs SWEEP.toml OUT | sweep merge OUT | sweep plot RUN_DIR...")
+	return fmt.Errorf("usage: sweep jobs SWEEP.toml OUT | sweep merge OUT | sweep plot RUN_DIR [RUN_DIR ...]")
 }
