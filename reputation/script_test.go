@@ -1,0 +1,83 @@
+package reputation
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cocoon-mesh/cocoon/internal/script"
+)
+
+var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt with the actual output")
+
+// The scripts in testdata/*.txt step a Book and read its scores:
+//
+//	record t=DURATION PEER KIND [paid=NANOTON] [xN]   one event (N times)
+//	score t=DURATION PEER...                          each peer's score, three decimals
+//
+// t is the time since the script's start; peers are short names.
+func TestScripts(t *testing.T) {
+	script.RunDir(t, *rewrite, func(t *testing.T) script.Runner {
+		b := New(Config{})
+		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		return func(file string, line int, cmd string) string {
+			out, err := step(b, start, cmd)
+			if err != nil {
+				t.Fatalf("%s:%d: %v", file, line, err)
+			}
+			return out
+		}
+	})
+}
+
+func step(b *Book, start time.Time, cmd string) (string, error) {
+	f := strings.Fields(cmd)
+	if len(f) < 3 || !strings.HasPrefix(f[1], "t=") {
+		return "", fmt.Errorf("want: record|score t=DURATION ...")
+	}
+	d, err := time.ParseDuration(strings.TrimPrefix(f[1], "t="))
+	if err != nil {
+		return "", err
+	}
+	now := start.Add(d)
+	switch f[0] {
+	case "record":
+		if len(f) < 4 {
+			return "", fmt.Errorf("record t=D PEER KIND")
+		}
+		k, err := ParseKind(f[3])
+		if err != nil {
+			return "", err
+		}
+		ev, times := Event{Kind: k}, 1
+		for _, a := range f[4:] {
+			switch {
+			case strings.HasPrefix(a, "paid="):
+				ev.Paid, err = strconv.ParseUint(strings.TrimPrefix(a, "paid="), 10, 64)
+			case strings.HasPrefix(a, "x"):
+				times, err = strconv.Atoi(a[1:])
+			default:
+				err = fmt.Errorf("unknown argument %q", a)
+			}
+			if err != nil {
+				return "", err
+			}
+		}
+		for range times {
+			b.Record(now, peer.ID(f[2]), ev)
+		}
+		return "ok", nil
+	case "score":
+		var out []string
+		for _, p := range f[2:] {
+			out = append(out, fmt.Sprintf("%s %.3f", p, b.Score(now, peer.ID(p))))
+		}
+		return strings.Join(out, "\n"), nil
+	}
+	return "", fmt.Errorf("unknown command %q", f[0])
+}
