@@ -33,6 +33,17 @@
 // workers share the traffic. The other eligible workers, in the same order,
 // are the fallbacks.
 //
+// # Reputation
+//
+// A request may carry each worker's reputation (Request.Trust, a score in [0, 1] such as
+// package reputation's). Then a worker below Config.MinTrust is not eligible; load is divided
+// by trust, so a trusted worker takes a little more queue before a doubtful one is preferred;
+// among otherwise tied workers the higher trust tier (trust rounded down to a tenth) ranks
+// first, so honest workers of one tier still share by round robin; and one pick in every
+// 1/Config.Explore goes to the least recently picked eligible worker that is not failing,
+// so newcomers and workers that recovered earn the evidence their reputation needs.
+// Decision.Reason says when reputation decided, and how many it excluded.
+//
 // Failures never count as latency: a worker that fails at once must not look
 // fast. Config.EjectAfter failures in a row eject a worker for Config.EjectFor,
 // doubled on each ejection until it succeeds again (at most Config.EjectMax);

@@ -17,6 +17,10 @@ type Request struct {
 	Model    string    // as the client asked: a full ID "name@revision:hash", or "name@revision", or just "name"
 	MaxPrice uint64    // cap on Offer.Price; 0 means no cap
 	Exclude  []peer.ID // workers already tried for this request (failover)
+	// Trust, when set, is each worker's reputation in [0, 1] (see package reputation): below
+	// Config.MinTrust a worker is not eligible, load is weighed by it, and among idle workers
+	// the more trusted ranks first. Nil means no reputation: every worker is trusted alike.
+	Trust func(peer.ID) float64
 }
 
 // Decision is Pick's answer: where to send the request and what else to try.
@@ -36,19 +40,24 @@ func (d Decision) Reason() string { return d.why.String() }
 // why is a snapshot of the keys that decided a Pick.
 type why struct {
 	best, next view
-	n, equal   int // eligible workers; how many tie with the best on every rule key
+	n, equal   int  // eligible workers; how many tie with the best on every rule key
+	distrusted int  // workers left out for a reputation below Config.MinTrust
+	explored   bool // an exploration pick: the least recently picked, whatever its rank
+	trusted    bool // the request weighed reputation
 }
 
 // view is the part of a candidate the reason text shows.
 type view struct {
 	failing              bool
 	load, latency, fails float64
+	weighed, trust, tier float64
 	running              int
 	price                uint64
 }
 
 func (c candidate) view() view {
-	return view{failing: c.failing, load: c.load, latency: c.latency, fails: c.fails, running: c.w.running, price: c.offer.Price}
+	return view{failing: c.failing, load: c.load, latency: c.latency, fails: c.fails, running: c.w.running, price: c.offer.Price,
+		weighed: c.weighed, trust: c.trust, tier: c.tier}
 }
 
 // Pick's errors, distinguishable with errors.Is so the proxy can tell the
@@ -70,6 +79,9 @@ type candidate struct {
 	load    float64 // running x latency, nanoseconds
 	latency float64 // nanoseconds
 	fails   float64
+	trust   float64 // reputation in [0, 1]; 1 without Request.Trust
+	weighed float64 // load / trust
+	tier    float64 // trust rounded down to a tenth: among idle workers the higher tier ranks first
 }
 
 // Pick chooses the worker for r by the package rule (see the package doc).
@@ -80,56 +92,27 @@ func (t *Table) Pick(now time.Time, r Request) (Decision, error) {
 	if r.Model == "" {
 		return Decision{}, fmt.Errorf("%w: empty model name", ErrUnknownModel)
 	}
-	var serving, excluded, pricey, ejected, unhealthy, full int
-	var cheapest uint64
-	cands := make([]candidate, 0, len(t.workers))
-	for _, w := range t.workers {
-		o, found := w.match(r.Model)
-		switch {
-		case !found:
-			continue
-		case slices.Contains(r.Exclude, w.id):
-			excluded++
-		case r.MaxPrice != 0 && o.Price > r.MaxPrice:
-			if pricey == 0 || o.Price < cheapest {
-				cheapest = o.Price
-			}
-			pricey++
-		case w.health.ejected(now):
-			ejected++
-		case !w.healthy:
-			unhealthy++
-		case w.running >= w.maxActive:
-			full++
-		default:
-			fails := w.failures.value(now, t.cfg.LatencyHalfLife)
-			cands = append(cands, candidate{w: w, offer: o, fails: fails, failing: fails >= failingAbove})
-		}
-		serving++
-	}
-	switch {
-	case serving == 0 && t.wentAway(now, r.Model):
-		return Decision{}, fmt.Errorf("%w: %q", ErrNoWorkers, r.Model)
-	case serving == 0:
-		return Decision{}, fmt.Errorf("%w: %q", ErrUnknownModel, r.Model)
-	case len(cands) == 0 && pricey > 0 && pricey == serving-excluded:
-		return Decision{}, fmt.Errorf("%w: %q: cheapest is %d, cap %d", ErrPriceTooHigh, r.Model, cheapest, r.MaxPrice)
-	case len(cands) == 0:
-		return Decision{}, fmt.Errorf("%w: %q: %d serving: %d excluded, %d above cap, %d ejected for failing, %d unhealthy, %d full",
-			ErrNoCapacity, r.Model, serving, excluded, pricey, ejected, unhealthy, full)
+	cands, n, err := t.eligible(now, r)
+	if err != nil {
+		return Decision{}, err
 	}
 	t.estimate(cands)
-
 	slices.SortFunc(cands, compareCandidates)
+	w := whyOf(cands)
+	w.distrusted, w.trusted = n.distrusted, r.Trust != nil
+	if r.Trust != nil && len(cands) > 1 {
+		t.trusted++
+		if every := uint64(math.Round(1 / t.cfg.Explore)); every > 0 && t.trusted%every == 0 {
+			explore(cands)
+			w.explored = true
+			w.best = cands[0].view()
+		}
+	}
 	best := cands[0]
 	t.seq++
 	best.w.lastPick = t.seq
 	best.w.picks++
-	d := Decision{
-		Worker: best.w.id,
-		Offer:  best.offer,
-		why:    whyOf(cands),
-	}
+	d := Decision{Worker: best.w.id, Offer: best.offer, why: w}
 	if len(cands) > 1 {
 		d.Fallbacks = make([]peer.ID, 0, len(cands)-1)
 		for _, c := range cands[1:] {
@@ -137,6 +120,81 @@ func (t *Table) Pick(now time.Time, r Request) (Decision, error) {
 		}
 	}
 	return d, nil
+}
+
+// tally counts why the workers serving a model were not eligible, for ErrNoCapacity's text.
+type tally struct {
+	serving, excluded, pricey, distrusted, ejected, unhealthy, full int
+	cheapest                                                          uint64
+}
+
+// eligible is the candidates for r, or the error saying why there are none.
+func (t *Table) eligible(now time.Time, r Request) ([]candidate, tally, error) {
+	var n tally
+	cands := make([]candidate, 0, len(t.workers))
+	for _, w := range t.workers {
+		o, found := w.match(r.Model)
+		trust := 1.0
+		if found && r.Trust != nil {
+			trust = min(max(r.Trust(w.id), 0), 1)
+		}
+		switch {
+		case !found:
+			continue
+		case slices.Contains(r.Exclude, w.id):
+			n.excluded++
+		case r.MaxPrice != 0 && o.Price > r.MaxPrice:
+			if n.pricey == 0 || o.Price < n.cheapest {
+				n.cheapest = o.Price
+			}
+			n.pricey++
+		case trust < t.cfg.MinTrust:
+			n.distrusted++
+		case w.health.ejected(now):
+			n.ejected++
+		case !w.healthy:
+			n.unhealthy++
+		case w.running >= w.maxActive:
+			n.full++
+		default:
+			fails := w.failures.value(now, t.cfg.LatencyHalfLife)
+			cands = append(cands, candidate{w: w, offer: o, fails: fails, failing: fails >= failingAbove,
+				trust: trust, tier: math.Floor(trust*10) / 10})
+		}
+		n.serving++
+	}
+	switch {
+	case n.serving == 0 && t.wentAway(now, r.Model):
+		return nil, n, fmt.Errorf("%w: %q", ErrNoWorkers, r.Model)
+	case n.serving == 0:
+		return nil, n, fmt.Errorf("%w: %q", ErrUnknownModel, r.Model)
+	case len(cands) == 0 && n.pricey > 0 && n.pricey == n.serving-n.excluded:
+		return nil, n, fmt.Errorf("%w: %q: cheapest is %d, cap %d", ErrPriceTooHigh, r.Model, n.cheapest, r.MaxPrice)
+	case len(cands) == 0:
+		distrusted := ""
+		if n.distrusted > 0 {
+			distrusted = fmt.Sprintf(", %d below the reputation floor %.2f", n.distrusted, t.cfg.MinTrust)
+		}
+		return nil, n, fmt.Errorf("%w: %q: %d serving: %d excluded, %d above cap%s, %d ejected for failing, %d unhealthy, %d full",
+			ErrNoCapacity, r.Model, n.serving, n.excluded, n.pricey, distrusted, n.ejected, n.unhealthy, n.full)
+	}
+	return cands, n, nil
+}
+
+// explore moves to the front the least recently picked candidate that is not failing, so
+// that a worker the rule ranks low still gets the requests that measure it.
+func explore(cands []candidate) {
+	at := -1
+	for i, c := range cands {
+		if !c.failing && (at < 0 || c.w.lastPick < cands[at].w.lastPick) {
+			at = i
+		}
+	}
+	if at > 0 {
+		c := cands[at]
+		copy(cands[1:at+1], cands[:at])
+		cands[0] = c
+	}
 }
 
 // failingAbove is the decayed failure count from which a worker is failing: it ranks after
@@ -164,6 +222,10 @@ func (t *Table) estimate(cands []candidate) {
 			c.latency = c.w.latency.mean
 		}
 		c.load = float64(c.w.running) * c.latency
+		c.weighed = c.load
+		if c.trust < 1 {
+			c.weighed = c.load / c.trust // trust >= MinTrust > 0 here
+		}
 	}
 }
 
@@ -187,7 +249,8 @@ func (w *worker) match(model string) (Offer, bool) {
 func compareCandidates(a, b candidate) int {
 	return cmp.Or(
 		compareBool(a.failing, b.failing),
-		cmp.Compare(a.load, b.load),
+		cmp.Compare(a.weighed, b.weighed),
+		cmp.Compare(b.tier, a.tier),
 		cmp.Compare(a.latency, b.latency),
 		cmp.Compare(a.fails, b.fails),
 		cmp.Compare(a.offer.Price, b.offer.Price),
@@ -220,12 +283,33 @@ func whyOf(cands []candidate) why {
 }
 
 // String names the first rule key that set the winner apart from the runner-up, so logs say
-// why this worker and not the next.
+// why this worker and not the next, and whether reputation decided.
 func (w why) String() string {
-	b, c, n := w.best, w.next, w.n
+	s := w.rule()
+	if w.explored {
+		s = fmt.Sprintf("exploration pick (1 in every few weighing reputation): least recently picked of %d eligible, reputation %.2f, %s",
+			w.n, w.best.trust, w.best.loadText())
+	}
+	if w.distrusted > 0 {
+		s += fmt.Sprintf("; %d excluded by reputation", w.distrusted)
+	}
+	return s
+}
+
+// loadText spells a candidate's load and what it is made of.
+func (b view) loadText() string {
 	lat := time.Duration(b.latency).Round(time.Microsecond)
-	load := fmt.Sprintf("load %v (running %d x latency %v)", time.Duration(b.load).Round(time.Microsecond), b.running, lat)
+	return fmt.Sprintf("load %v (running %d x latency %v)", time.Duration(b.load).Round(time.Microsecond), b.running, lat)
+}
+
+// rule is the reason by the rule proper.
+func (w why) rule() string {
+	b, c, n := w.best, w.next, w.n
+	load := b.loadText()
 	if n == 1 {
+		if w.trusted {
+			return fmt.Sprintf("only eligible worker, reputation %.2f, %s", b.trust, load)
+		}
 		return "only eligible worker, " + load
 	}
 	switch {
@@ -233,8 +317,13 @@ func (w why) String() string {
 		return fmt.Sprintf("every one of %d eligible failed recently; fewest failures (%.2f), %s", n, b.fails, load)
 	case c.failing:
 		return fmt.Sprintf("the others of %d eligible failed recently; %s", n, load)
-	case b.load != c.load:
+	case b.weighed != c.weighed && b.load >= c.load:
+		return fmt.Sprintf("higher reputation %.2f vs %.2f outweighs load: %s vs %v, among %d eligible",
+			b.trust, c.trust, load, time.Duration(c.load).Round(time.Microsecond), n)
+	case b.weighed != c.weighed:
 		return fmt.Sprintf("lowest %s among %d eligible", load, n)
+	case b.tier != c.tier:
+		return fmt.Sprintf("tied %s, higher reputation %.2f vs %.2f among %d eligible", load, b.trust, c.trust, n)
 	case b.latency != c.latency:
 		return fmt.Sprintf("tied %s, lowest latency among %d eligible", load, n)
 	case b.fails != c.fails:
@@ -247,5 +336,5 @@ func (w why) String() string {
 
 // equalRule reports whether a and b tie on every key of the rule proper.
 func equalRule(a, b candidate) bool {
-	return a.failing == b.failing && a.load == b.load && a.latency == b.latency && a.fails == b.fails && a.offer.Price == b.offer.Price
+	return a.failing == b.failing && a.weighed == b.weighed && a.tier == b.tier && a.latency == b.latency && a.fails == b.fails && a.offer.Price == b.offer.Price
 }

@@ -47,12 +47,20 @@ type Config struct {
 	// Pick answers ErrNoWorkers for it, "none right now", rather than ErrUnknownModel;
 	// default 10m.
 	GoneFor time.Duration
+	// MinTrust is the reputation below which a worker is not eligible, for a Request with
+	// Trust; default 0.1 (a worker with one proven wrong answer, or a run of faults, is below).
+	MinTrust float64
+	// Explore is the share of a Request-with-Trust's picks that go to the least recently
+	// picked eligible worker whatever its rank, so that a newcomer or a worker that recovered
+	// earns the evidence its reputation needs; default 0.02 (every 50th pick).
+	Explore float64
 }
 
 // DefaultConfig returns the configuration New uses for fields left zero.
 func DefaultConfig() Config {
 	return Config{TTL: 90 * time.Second, LatencyHalfLife: 30 * time.Second, DefaultLatency: time.Second,
-		EjectAfter: 3, EjectFor: 30 * time.Second, EjectMax: 10 * time.Minute, GoneFor: 10 * time.Minute}
+		EjectAfter: 3, EjectFor: 30 * time.Second, EjectMax: 10 * time.Minute, GoneFor: 10 * time.Minute,
+		MinTrust: 0.1, Explore: 0.02}
 }
 
 // WorkerStatus is a snapshot of one worker, for status output and logs.
@@ -89,6 +97,8 @@ type Table struct {
 	// seq numbers the picks; a worker remembers the seq of its latest pick
 	// so that ties go to the least recently picked (round robin).
 	seq uint64
+	// trusted counts the picks of requests with Trust, to send every Explore-th to exploration.
+	trusted uint64
 	// gone holds when the workers of each model (by every name a request may use) were
 	// last removed, for GoneFor; at most maxGone.
 	gone map[string]time.Time
@@ -142,6 +152,12 @@ func New(cfg Config) *Table {
 	}
 	if cfg.GoneFor <= 0 {
 		cfg.GoneFor = def.GoneFor
+	}
+	if cfg.MinTrust <= 0 {
+		cfg.MinTrust = def.MinTrust
+	}
+	if cfg.Explore <= 0 {
+		cfg.Explore = def.Explore
 	}
 	return &Table{cfg: cfg, workers: make(map[peer.ID]*worker), gone: make(map[string]time.Time)}
 }

@@ -22,12 +22,19 @@ var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt with the actua
 func TestScripts(t *testing.T) {
 	script.RunDir(t, *rewrite, func(t *testing.T) script.Runner {
 		tb, now := New(Config{}), t0
-		return func(_ string, _ int, cmd string) string { return runCommand(t, tb, &now, cmd) }
+		var trust map[peer.ID]float64 // set by "trust": picks weigh reputation from then on
+		return func(_ string, _ int, cmd string) string {
+			if f := strings.Fields(cmd); f[0] == "trust" {
+				trust = setTrust(t, trust, f[1:])
+				return ""
+			}
+			return runCommand(t, tb, &now, trust, cmd)
+		}
 	})
 }
 
 // runCommand executes one script line; its output is what the test checks.
-func runCommand(t *testing.T, tb *Table, now *time.Time, line string) string {
+func runCommand(t *testing.T, tb *Table, now *time.Time, trust map[peer.ID]float64, line string) string {
 	fields := strings.Fields(line)
 	args, id := map[string]string{}, peer.ID("")
 	var offers []Offer
@@ -51,7 +58,7 @@ func runCommand(t *testing.T, tb *Table, now *time.Time, line string) string {
 		n, rest := num(t, fields[1]), strings.Join(fields[2:], " ")
 		tally := map[string]int{}
 		for range n {
-			out := runCommand(t, tb, now, rest)
+			out := runCommand(t, tb, now, trust, rest)
 			w, _, _ := strings.Cut(out, " ")
 			tally[w]++
 		}
@@ -77,6 +84,14 @@ func runCommand(t *testing.T, tb *Table, now *time.Time, line string) string {
 		}
 	case "pick":
 		r := Request{Model: args["model"], MaxPrice: num(t, args["cap"])}
+		if trust != nil {
+			r.Trust = func(id peer.ID) float64 {
+				if v, ok := trust[id]; ok {
+					return v
+				}
+				return 0.5
+			}
+		}
 		for x := range strings.SplitSeq(args["exclude"], ",") {
 			if x != "" {
 				r.Exclude = append(r.Exclude, peer.ID(x))
@@ -112,6 +127,23 @@ func runCommand(t *testing.T, tb *Table, now *time.Time, line string) string {
 		t.Fatalf("unknown command %q", line)
 	}
 	return ""
+}
+
+// setTrust applies "trust w1=0.9 w2=0.05": each worker's reputation from then on (0.5 for one
+// never named, as a reputation.Book scores a peer never seen).
+func setTrust(t *testing.T, trust map[peer.ID]float64, args []string) map[peer.ID]float64 {
+	if trust == nil {
+		trust = map[peer.ID]float64{}
+	}
+	for _, a := range args {
+		k, v, _ := strings.Cut(a, "=")
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trust[peer.ID(k)] = f
+	}
+	return trust
 }
 
 // strs spells IDs as written in the script; peer.ID's String is base58.
