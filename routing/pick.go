@@ -125,7 +125,7 @@ func (t *Table) Pick(now time.Time, r Request) (Decision, error) {
 // tally counts why the workers serving a model were not eligible, for ErrNoCapacity's text.
 type tally struct {
 	serving, excluded, pricey, distrusted, ejected, unhealthy, full int
-	cheapest                                                          uint64
+	cheapest                                                        uint64
 }
 
 // eligible is the candidates for r, or the error saying why there are none.
