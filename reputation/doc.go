@@ -9,4 +9,10 @@
 // Config.GoodCap, so that trust grows only with paid work and no volume buys a clean slate.
 // Bad is the sum of each fault's weight (Config.Weights), decaying with Config.BadHalfLife,
 // longer than the good one: negative evidence sticks.
+//
+// A failed audit is proof, not a fault among others: the peer answered a canary otherwise
+// than the pinned model does. It bans the peer for Config.BanFor (score 0), and with it the
+// physical platform the peer is bound to (Book.Bind, from the PPID in its TDX quote), which
+// also holds at most Config.PerPlatform identities: a fresh identity on a banned machine buys
+// no clean slate. The operator's own lists (Config.Pin, Config.Ban) win over all evidence.
 package reputation

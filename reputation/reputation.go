@@ -65,6 +65,14 @@ type Config struct {
 	// Weights is each fault's weight in bad (and AuditPassed's in good); kinds left out weigh
 	// DefaultConfig's.
 	Weights map[Kind]float64
+	// BanFor is how long a proven wrong answer (AuditFailed) bans a peer and its platform:
+	// score 0 until then, whatever else it serves (default 30 days).
+	BanFor time.Duration
+	// PerPlatform caps the identities bound to one physical platform (Book.Bind); default 8.
+	PerPlatform int
+	// Pin and Ban are the operator's own lists: a pinned peer scores 1, a banned one 0,
+	// whatever the evidence.
+	Pin, Ban []peer.ID
 }
 
 // DefaultConfig: good fades in a day, bad in a week; an audit failure or a failed
@@ -73,19 +81,33 @@ func DefaultConfig() Config {
 	return Config{GoodHalfLife: 24 * time.Hour, BadHalfLife: 7 * 24 * time.Hour, FullAnswer: 100_000, GoodCap: 200,
 		Weights: map[Kind]float64{FailedEarly: 1, FailedMidStream: 3, TimedOut: 2, Stalled: 3, Refused: 0.5,
 			CapacityLie: 2, Slow: 1, AttestFailed: 100, AuditPassed: 5, AuditFailed: 100, PaymentFault: 5,
-			ReceiptMismatch: 50, Overcharge: 50}}
+			ReceiptMismatch: 50, Overcharge: 50},
+		BanFor: 30 * 24 * time.Hour, PerPlatform: 8}
 }
 
 // Book holds what was seen of each peer.
 type Book struct {
-	cfg   Config
-	peers map[peer.ID]*record
+	cfg      Config
+	peers    map[peer.ID]*record
+	pin, ban map[peer.ID]bool
+	// platforms holds, for each platform ID, the identities bound to it and until when it
+	// is banned.
+	platforms map[string]*platform
 }
 
 // record is one peer's evidence, as of at.
 type record struct {
 	good, bad float64
 	at        time.Time
+	counts    [numKinds]uint64 // events of each kind ever recorded, for operators
+	banned    time.Time        // banned until then
+	platform  string           // bound by Bind; "" when unknown
+}
+
+// platform is one physical machine's identities.
+type platform struct {
+	peers  map[peer.ID]bool
+	banned time.Time
 }
 
 // New returns an empty book.
@@ -111,18 +133,39 @@ func New(cfg Config) *Book {
 		w[k] = v
 	}
 	cfg.Weights = w
-	return &Book{cfg: cfg, peers: map[peer.ID]*record{}}
+	if cfg.BanFor <= 0 {
+		cfg.BanFor = def.BanFor
+	}
+	if cfg.PerPlatform <= 0 {
+		cfg.PerPlatform = def.PerPlatform
+	}
+	b := &Book{cfg: cfg, peers: map[peer.ID]*record{}, pin: map[peer.ID]bool{}, ban: map[peer.ID]bool{},
+		platforms: map[string]*platform{}}
+	for _, p := range cfg.Pin {
+		b.pin[p] = true
+	}
+	for _, p := range cfg.Ban {
+		b.ban[p] = true
+	}
+	return b
 }
 
-// Record adds ev about p at now. Events older than p's last are taken as of its last.
+// Record adds ev about p at now. Events older than p's last are taken as of its last. An
+// AuditFailed bans p, and the platform it is bound to, for Config.BanFor.
 func (b *Book) Record(now time.Time, p peer.ID, ev Event) {
-	r := b.peers[p]
-	if r == nil {
-		r = &record{at: now}
-		b.peers[p] = r
+	if ev.Kind < 0 || ev.Kind >= numKinds {
+		return
 	}
+	r := b.record(now, p)
 	b.decay(r, now)
+	r.counts[ev.Kind]++
 	switch ev.Kind {
+	case AuditFailed:
+		r.bad += b.cfg.Weights[AuditFailed]
+		r.banned = now.Add(b.cfg.BanFor)
+		if pl := b.platforms[r.platform]; pl != nil {
+			pl.banned = r.banned
+		}
 	case Served:
 		r.good += math.Min(1, float64(ev.Paid)/float64(b.cfg.FullAnswer))
 	case AuditPassed:
@@ -133,14 +176,43 @@ func (b *Book) Record(now time.Time, p peer.ID, ev Event) {
 	r.good = math.Min(r.good, b.cfg.GoodCap)
 }
 
-// Score is p's score at now, in (0, 1): one half for a peer never seen.
+// record is p's record, made on first use.
+func (b *Book) record(now time.Time, p peer.ID) *record {
+	r := b.peers[p]
+	if r == nil {
+		r = &record{at: now}
+		b.peers[p] = r
+	}
+	return r
+}
+
+// Score is p's score at now, in [0, 1]: one half for a peer never seen, 1 if the operator
+// pinned it, 0 if the operator banned it or it (or its platform) is banned by evidence.
 func (b *Book) Score(now time.Time, p peer.ID) float64 {
+	switch {
+	case b.ban[p]:
+		return 0
+	case b.pin[p]:
+		return 1
+	}
 	r := b.peers[p]
 	if r == nil {
 		return 0.5
 	}
+	if b.bannedUntil(r).After(now) {
+		return 0
+	}
 	good, bad := b.faded(r, now)
 	return (good + 1) / (good + bad + 2)
+}
+
+// bannedUntil is when r's ban, or its platform's, ends.
+func (b *Book) bannedUntil(r *record) time.Time {
+	until := r.banned
+	if pl := b.platforms[r.platform]; pl != nil && pl.banned.After(until) {
+		until = pl.banned
+	}
+	return until
 }
 
 // decay brings r's evidence to now.

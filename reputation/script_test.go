@@ -19,6 +19,10 @@ var rewrite = flag.Bool("rewrite", false, "rewrite testdata/*.txt with the actua
 //
 //	record t=DURATION PEER KIND [paid=NANOTON] [xN]   one event (N times)
 //	score t=DURATION PEER...                          each peer's score, three decimals
+//	bind t=DURATION PLATFORM PEER...                  bind each peer to the platform: ok or the refusal
+//	unbind t=DURATION PEER                            free the peer's place on its platform
+//	standing t=DURATION PEER...                       what the book holds of each peer
+//	config pin=PEER,... ban=PEER,...                  start over with the operator's lists
 //
 // t is the time since the script's start; peers are short names.
 func TestScripts(t *testing.T) {
@@ -26,6 +30,10 @@ func TestScripts(t *testing.T) {
 		b := New(Config{})
 		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 		return func(file string, line int, cmd string) string {
+			if f := strings.Fields(cmd); f[0] == "config" {
+				b = New(scriptConfig(f[1:]))
+				return "ok"
+			}
 			out, err := step(b, start, cmd)
 			if err != nil {
 				t.Fatalf("%s:%d: %v", file, line, err)
@@ -78,6 +86,65 @@ func step(b *Book, start time.Time, cmd string) (string, error) {
 			out = append(out, fmt.Sprintf("%s %.3f", p, b.Score(now, peer.ID(p))))
 		}
 		return strings.Join(out, "\n"), nil
+	case "bind":
+		var out []string
+		for _, p := range f[3:] {
+			res := "ok"
+			if err := b.Bind(now, peer.ID(p), f[2]); err != nil {
+				res = err.Error()
+			}
+			out = append(out, res)
+		}
+		return strings.Join(out, "\n"), nil
+	case "unbind":
+		b.Unbind(peer.ID(f[2]))
+		return "ok", nil
+	case "standing":
+		var out []string
+		for _, p := range f[2:] {
+			out = append(out, standingText(b.Standing(now, peer.ID(p)), now))
+		}
+		return strings.Join(out, "\n"), nil
 	}
 	return "", fmt.Errorf("unknown command %q", f[0])
+}
+
+// standingText spells a Standing on one line, counts in kind order.
+func standingText(s Standing, now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s score=%.3f good=%.2f bad=%.2f", string(s.Peer), s.Score, s.Good, s.Bad)
+	if s.Pinned {
+		b.WriteString(" pinned")
+	}
+	if s.Blocked {
+		b.WriteString(" blocked")
+	}
+	if s.Banned.After(now) {
+		fmt.Fprintf(&b, " banned-for=%v", s.Banned.Sub(now))
+	}
+	var counts []string
+	for k := range numKinds {
+		if n := s.Counts[k]; n > 0 {
+			counts = append(counts, fmt.Sprintf("%s:%d", k, n))
+		}
+	}
+	fmt.Fprintf(&b, " counts=[%s]", strings.Join(counts, " "))
+	return b.String()
+}
+
+// scriptConfig is the Config of "config pin=a,b ban=c".
+func scriptConfig(args []string) Config {
+	var c Config
+	for _, a := range args {
+		k, v, _ := strings.Cut(a, "=")
+		for p := range strings.SplitSeq(v, ",") {
+			switch k {
+			case "pin":
+				c.Pin = append(c.Pin, peer.ID(p))
+			case "ban":
+				c.Ban = append(c.Ban, peer.ID(p))
+			}
+		}
+	}
+	return c
 }
