@@ -125,6 +125,9 @@ type Config struct {
 	// (Deps.Ledger).
 	Payments PaymentConfig
 
+	// Reputation is what a proxy counts of each worker and routes by.
+	Reputation ReputationConfig
+
 	// MaxWorkers bounds the worker table (a proxy's routing table, a client's model list):
 	// adverts of further workers are refused, and logged, until some expire.
 	MaxWorkers int
@@ -226,6 +229,7 @@ func DefaultConfig() Config {
 			FlushAfter: 100 * time.Millisecond, DisputeFee: Nano / 50, WatchEvery: 10 * time.Minute,
 			SettleIdle: 7 * 24 * time.Hour, UnearnedIdle: time.Hour,
 		},
+		Reputation:      ReputationConfig{MinTrust: 0.1},
 		MaxWorkers:      4096,
 		AdmitRate:       16,
 		AdmitBurst:      64,
@@ -307,6 +311,7 @@ func (c *Config) fill(d Config) {
 	fill(&c.AdmitBurst, d.AdmitBurst)
 	fill(&c.MaxAttestations, d.MaxAttestations)
 	c.Payments.fill(d.Payments)
+	c.Reputation.fill(d.Reputation)
 	c.HTTP.Fill(d.HTTP)
 }
 
@@ -351,6 +356,9 @@ func (c *Config) check() error {
 	}
 	if c.AdvertMaxAge < c.AdvertInterval {
 		return &ConfigError{"advert_max_age", c.AdvertMaxAge, "must be at least advert_interval"}
+	}
+	if err := c.Reputation.validate(); err != nil {
+		return err
 	}
 	if err := c.validateGossip(); err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cocoon-mesh/cocoon/node/wire"
+	"github.com/cocoon-mesh/cocoon/reputation"
 	"github.com/cocoon-mesh/cocoon/routing"
 )
 
@@ -72,6 +73,11 @@ type roster struct {
 	mu    sync.Mutex
 	table *routing.Table
 	admit *admissions // workers being taken in from adverts
+	// rep is what a proxy saw of each worker, weighed by Pick; it outlives the table's
+	// entries, so a worker that leaves and comes back keeps its record.
+	rep *reputation.Book
+	// claims is what each worker in the table last advertised of its capacity.
+	claims map[peer.ID]capacityClaim
 }
 
 func (ro *roster) now() time.Time { return ro.life.clock.Now() }
@@ -228,6 +234,7 @@ func (ro *roster) upsert(a *wire.Advert) {
 	room := known || ro.table.Len() < ro.cfg.MaxWorkers
 	if room {
 		ro.table.Upsert(ro.now(), info)
+		ro.claims[a.Worker] = capacityClaim{max: a.MaxActive, running: a.Running}
 	}
 	ro.mu.Unlock()
 	if !room {
@@ -280,6 +287,7 @@ func (ro *roster) vet(a *wire.Advert) bool {
 func (ro *roster) drop(id peer.ID, why string) {
 	ro.mu.Lock()
 	had := ro.table.Remove(id)
+	delete(ro.claims, id)
 	ro.mu.Unlock()
 	if had {
 		ro.forgot(id, why)
@@ -290,6 +298,9 @@ func (ro *roster) drop(id peer.ID, why string) {
 func (ro *roster) expire() {
 	ro.mu.Lock()
 	gone := ro.table.Expire(ro.now())
+	for _, id := range gone {
+		delete(ro.claims, id)
+	}
 	ro.mu.Unlock()
 	for _, id := range gone {
 		ro.forgot(id, fmt.Sprintf("no advert for %s", ro.cfg.WorkerTTL))

@@ -135,7 +135,8 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	}
 
 	n.workers = &roster{h: n.h, life: n.life, log: n.log, cfg: &n.cfg, attest: n.attest, mismatch: &n.mismatch, refused: &n.refused,
-		table: routing.New(routing.Config{TTL: cfg.WorkerTTL}), admit: newAdmissions(cfg)}
+		table: routing.New(routing.Config{TTL: cfg.WorkerTTL, MinTrust: cfg.Reputation.MinTrust}), admit: newAdmissions(cfg),
+		rep: newBook(cfg.Reputation), claims: map[peer.ID]capacityClaim{}}
 	if n.payments != nil {
 		n.workers.joined = n.checkTakesPayments
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cocoon-mesh/cocoon/node/stream"
 	"github.com/cocoon-mesh/cocoon/node/wire"
@@ -182,7 +181,8 @@ func (n *Node) serve(ctx context.Context, h wire.Header, body []byte, preset []w
 	skips := 0 // workers passed over for want of a channel: not attempts
 	for attempt := 0; attempt < n.cfg.MaxAttempts; attempt++ {
 		n.workers.mu.Lock()
-		d, err := n.workers.table.Pick(n.now(), routing.Request{Model: h.Model, MaxPrice: h.MaxPrice, Exclude: tried})
+		now := n.now()
+		d, err := n.workers.table.Pick(now, routing.Request{Model: h.Model, MaxPrice: h.MaxPrice, Exclude: tried, Trust: n.workers.trust(now)})
 		if err == nil {
 			n.workers.table.Begin(d.Worker)
 		}
@@ -197,7 +197,7 @@ func (n *Node) serve(ctx context.Context, h wire.Header, body []byte, preset []w
 		if !rl.answered {
 			rl.firstToken = n.now()
 		}
-		n.ended(d.Worker, rl.firstToken.Sub(start), err)
+		n.ended(rl, rl.firstToken.Sub(start), err)
 		if n.tracer != nil && n.tracer.Attempt != nil {
 			n.tracer.attempt(AttemptTrace{At: n.now(), ID: h.ID, Worker: d.Worker.String(), Reason: d.Reason(),
 				Latency: rl.firstToken.Sub(start), Err: err, Started: rl.started})
@@ -233,16 +233,20 @@ func (n *Node) serve(ctx context.Context, h wire.Header, body []byte, preset []w
 // maxSkips bounds the workers one request passes over for want of a payment channel.
 const maxSkips = 32
 
-// ended reports an attempt's outcome to the routing table, and says so when it ejects the
-// worker. An attempt that ended before the worker had a say (the client left, or we would not
-// open it a channel) tells nothing about the worker.
-func (n *Node) ended(w peer.ID, latency time.Duration, err error) {
+// ended reports an attempt's outcome to the routing table and the reputation book, and says so
+// when it ejects the worker. An attempt that ended before the worker had a say (the client
+// left, or we would not open it a channel) tells nothing about the worker.
+func (n *Node) ended(rl *relay, latency time.Duration, err error) {
+	w, now := rl.d.Worker, n.now()
 	n.workers.mu.Lock()
 	var ejected time.Duration
 	if errors.Is(err, context.Canceled) || errors.Is(err, errUnearnedCap) {
-		n.workers.table.Drop(n.now(), w)
+		n.workers.table.Drop(now, w)
 	} else {
-		ejected = n.workers.table.End(n.now(), w, latency, !workerFault(err))
+		ejected = n.workers.table.End(now, w, latency, !workerFault(err))
+	}
+	if ev, ok := rl.evidence(err, n.workers.claims[w]); ok {
+		n.workers.record(now, w, ev, err)
 	}
 	n.workers.mu.Unlock()
 	if ejected > 0 {

@@ -19,8 +19,10 @@ type Status struct {
 	Peers   int            `json:"connected_peers"`
 	Proxies []string       `json:"proxies"` // a client's or worker's connected proxies
 	Workers []WorkerStatus `json:"workers"` // a proxy's worker table
-	Active  int            `json:"active_requests,omitempty"`
-	Healthy *bool          `json:"backend_healthy,omitempty"`
+	// Reputation is a proxy's book of workers, lowest scores first (at most 512).
+	Reputation []ReputationStatus `json:"reputation,omitempty"`
+	Active     int                `json:"active_requests,omitempty"`
+	Healthy    *bool              `json:"backend_healthy,omitempty"`
 	// BackendError is why a worker's backend failed its last health check.
 	BackendError string `json:"backend_error,omitempty"`
 	// TEE is this node's own attestation; Attestations what each peer's handshake established.
@@ -54,6 +56,7 @@ type WorkerStatus struct {
 	Streak       int           `json:"failure_streak"` // failures since its latest success
 	EjectedUntil *time.Time    `json:"ejected_until"`  // out of routing until then; null when not ejected
 	Picks        uint64        `json:"picks"`          // requests routed to it
+	Score        float64       `json:"score"`          // its reputation, as routing weighs it
 }
 
 // OfferStatus is a model a worker offers, at what prices.
@@ -116,8 +119,14 @@ func (n *Node) Status() Status {
 	}
 	if n.cfg.Role == RoleProxy {
 		n.workers.mu.Lock()
+		now := n.now()
 		for _, w := range n.workers.table.Workers() {
-			st.Workers = append(st.Workers, workerStatus(w, n.now()))
+			ws := workerStatus(w, now)
+			ws.Score = n.workers.rep.Score(now, w.ID)
+			st.Workers = append(st.Workers, ws)
+		}
+		if !n.cfg.Reputation.Off {
+			st.Reputation = n.workers.reputationStatus(now)
 		}
 		n.workers.mu.Unlock()
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cocoon-mesh/cocoon/api/httpguard"
 	"github.com/cocoon-mesh/cocoon/discovery"
@@ -115,6 +116,13 @@ type fileConfig struct {
 		MaxConns   int `toml:"max_conns"`
 		MaxStreams int `toml:"max_streams"`
 	} `toml:"host"`
+
+	Reputation struct {
+		Off      bool     `toml:"off"`
+		MinTrust float64  `toml:"min_trust"`
+		Pin      []string `toml:"pin"`
+		Ban      []string `toml:"ban"`
+	} `toml:"reputation"`
 
 	Gossip struct {
 		MaxWorkers int     `toml:"max_workers"`
@@ -275,7 +283,27 @@ func (fc *fileConfig) resolve() (settings, error) {
 	override(&n.MaxWorkers, fc.Gossip.MaxWorkers)
 	override(&n.AdmitRate, fc.Gossip.AdmitRate)
 	override(&n.AdmitBurst, fc.Gossip.AdmitBurst)
-	return s, nil
+	return s, fc.resolveReputation(&n.Reputation)
+}
+
+// resolveReputation reads the [reputation] section: the operator's pins and bans by peer ID.
+func (fc *fileConfig) resolveReputation(r *node.ReputationConfig) error {
+	r.Off = fc.Reputation.Off
+	override(&r.MinTrust, fc.Reputation.MinTrust)
+	for _, list := range []struct {
+		key string
+		ids []string
+		to  *[]peer.ID
+	}{{"reputation.pin", fc.Reputation.Pin, &r.Pin}, {"reputation.ban", fc.Reputation.Ban, &r.Ban}} {
+		for _, s := range list.ids {
+			id, err := peer.Decode(s)
+			if err != nil {
+				return fmt.Errorf("config %s: %q is not a peer ID (want one as 'cocoon-node id' prints it): %w", list.key, s, err)
+			}
+			*list.to = append(*list.to, id)
+		}
+	}
+	return nil
 }
 
 // resolveWorker reads the [worker] section: the models offered, at what prices, on which

@@ -225,6 +225,17 @@ max_workers = 4096
 # Known workers always pass, and a worker that connects to a proxy needs no share of this.
 admit_rate = 16
 admit_burst = 64
+
+[reputation]
+# A proxy scores each worker from what it saw: answers served and paid raise the score (up to
+# a cap), failures by kind lower it for longer, and a canary answered otherwise than the
+# pinned model does bans the worker, and its machine, for 30 days. Below min_trust a worker
+# gets no requests; above, busier ones weigh by it. off = true routes as if all were equal.
+off = false
+min_trust = 0.1
+# Peer IDs the operator vouches for (score 1) or refuses (score 0), whatever the evidence.
+pin = []
+ban = []
 `
 
 func renderDefaultConfig(role string) string {

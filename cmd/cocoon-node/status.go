@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -58,7 +59,7 @@ func printStatus(w io.Writer, st node.Status) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if st.Role == node.RoleProxy {
-		fmt.Fprintf(tw, "\nWorkers (%d):\nPEER\tMODELS\tRUNNING\tHEALTHY\tLATENCY (ms)\tFAILURES\tROUTED\n", len(st.Workers))
+		fmt.Fprintf(tw, "\nWorkers (%d):\nPEER\tMODELS\tRUNNING\tHEALTHY\tLATENCY (ms)\tFAILURES\tROUTED\tSCORE\n", len(st.Workers))
 		for _, ws := range st.Workers {
 			var models []string
 			for _, o := range ws.Offers {
@@ -68,9 +69,10 @@ func printStatus(w io.Writer, st node.Status) error {
 			if ws.EjectedUntil != nil {
 				health = "ejected until " + ws.EjectedUntil.Format(time.TimeOnly)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%.1f\t%d\t%d\n", ws.Peer, strings.Join(models, ", "), ws.Running, ws.MaxActive,
-				health, ws.AvgLatencyMs, ws.Failures, ws.Picks)
+			fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%.1f\t%d\t%d\t%.3f\n", ws.Peer, strings.Join(models, ", "), ws.Running, ws.MaxActive,
+				health, ws.AvgLatencyMs, ws.Failures, ws.Picks, ws.Score)
 		}
+		writeReputation(tw, st.Reputation)
 	}
 	if st.Wallet != "" {
 		fmt.Fprintf(tw, "\nWallet %s; channels (%d):\nROLE\tPEER\tSTATE\tDEPOSIT (nanoTON)\tPAID\tOWED\n", st.Wallet, len(st.Channels))
@@ -100,4 +102,29 @@ func printStatus(w io.Writer, st node.Status) error {
 		fmt.Fprintln(w)
 	}
 	return nil
+}
+
+// writeReputation lists a proxy's book, lowest scores first, with the evidence behind each.
+func writeReputation(tw io.Writer, rs []node.ReputationStatus) {
+	if len(rs) == 0 {
+		return
+	}
+	fmt.Fprintf(tw, "\nReputation (%d, lowest first):\nPEER\tSCORE\tGOOD\tBAD\tEVIDENCE\tSTANDING\n", len(rs))
+	for _, r := range rs {
+		kinds := slices.Sorted(maps.Keys(r.Evidence))
+		ev := make([]string, len(kinds))
+		for i, k := range kinds {
+			ev[i] = fmt.Sprintf("%s %d", k, r.Evidence[k])
+		}
+		standing := "-"
+		switch {
+		case r.Banned:
+			standing = "banned by the operator"
+		case r.Pinned:
+			standing = "pinned by the operator"
+		case r.BannedUntil != nil:
+			standing = "banned until " + r.BannedUntil.Format(time.DateTime) + " (failed audit)"
+		}
+		fmt.Fprintf(tw, "%s\t%.3f\t%.1f\t%.1f\t%s\t%s\n", r.Peer, r.Score, r.Good, r.Bad, strings.Join(ev, ", "), standing)
+	}
 }

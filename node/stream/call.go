@@ -55,6 +55,23 @@ type Call struct {
 	stream   bool      // the answer is streamed
 	firstBy  time.Time // the first chunk is due by then
 	answered bool      // a chunk, final or error came: firstBy is met
+	silence  silence   // why Next failed, when the callee went silent
+}
+
+// silence is how a callee went silent: not at all, before its first chunk, or mid-answer.
+type silence uint8
+
+const (
+	notSilent silence = iota
+	silentFirst
+	silentStall
+)
+
+// Silent reports whether Next failed because the callee sent nothing in time: no first chunk
+// within FirstWait (first), or nothing for Stall mid-answer (stalled). Call it from the
+// goroutine that calls Next.
+func (c *Call) Silent() (first, stalled bool) {
+	return c.silence == silentFirst, c.silence == silentStall
 }
 
 // Rejection is why a request ended when its caller refused the answer: the refusal as the
@@ -150,7 +167,9 @@ func (c *Call) Next() (*Event, error) {
 	t, p, err := c.r.ReadFrameReuse()
 	switch {
 	case err != nil && isTimeout(err):
+		c.silence = silentStall
 		if first {
+			c.silence = silentFirst
 			what := "token"
 			if !c.stream {
 				what = "answer" // a non-streamed one: its first chunk is all of it
