@@ -22,7 +22,9 @@ import (
 // ChannelProtocol carries a payment channel's life between requests: one request and one
 // answer per stream. The payer asks for the payee's terms, tells it about a channel it opened
 // on chain (or resumes one after a restart, presenting its newest voucher), or pays what an
-// ended answer left unpaid; the payee answers with its view of the channel.
+// ended answer left unpaid; the payee answers with its view of the channel. A payee still
+// owed a while after its last delivery asks its payer to settle (FrameBill with the channel
+// id), and the payer's settle follows as a request of its own.
 const ChannelProtocol protocol.ID = "/cocoon/channel/1.0.0"
 
 // channelTimeout bounds one exchange on the channel stream, ledger reads included.
@@ -70,6 +72,8 @@ func (cs *channels) serve(ctx context.Context, s network.Stream, t wire.FrameTyp
 		return cs.openIn(ctx, s, p)
 	case wire.FramePay, wire.FrameSettled:
 		return cs.payIn(s.Conn().RemotePeer(), t, p)
+	case wire.FrameBill:
+		return cs.settleAsked(s.Conn().RemotePeer(), p)
 	case wire.FrameChannelClose:
 		return cs.handleClose(ctx, s, p)
 	}
@@ -178,6 +182,27 @@ func (cs *channels) payIn(payer peer.ID, t wire.FrameType, p []byte) (wire.Frame
 		return 0, nil, wire.Errorf(wire.CodePayment, "voucher refused: %v", err)
 	}
 	return viewFrame(ans)
+}
+
+// settleAsked takes a payee's FrameBill on the channel stream, naming a channel we pay it
+// on: it still counts value owed there, which an answer's broken stream may have kept from
+// us. Our next settle on it goes as settled (channel.SettleAsked).
+func (cs *channels) settleAsked(payee peer.ID, p []byte) (wire.FrameType, []byte, error) {
+	id, err := wire.DecodeChannelNew(p)
+	if err != nil {
+		return 0, nil, wire.Errorf(wire.CodeBadRequest, "a bill on the channel stream names a channel: %v", err)
+	}
+	o := cs.byID(chanstore.Payer, payee, id)
+	if o == nil {
+		return 0, nil, wire.Errorf(wire.CodeBadRequest, "no channel %x pays you from this node", id[:8])
+	}
+	if e := o.ask(func() { _, err = o.step(channel.SettleAsked{}) }); e != nil {
+		err = e
+	}
+	if err != nil {
+		return 0, nil, wire.Errorf(wire.CodePayment, "settling channel %x: %v", id[:8], err)
+	}
+	return stateFrame(&wire.ChannelState{})
 }
 
 // acceptAny steps ev, a voucher on the channel stream, on c or, if it is not c's, on a
@@ -341,6 +366,8 @@ func (o *chanOwner) frame(m channel.Message) (t wire.FrameType, payload []byte, 
 	case channel.AskClose:
 		ask := wire.ChannelClose{Close: ton.CooperativeClose{ChannelID: m.ChannelID}}
 		return wire.FrameChannelClose, wire.AppendChannelClose(nil, &ask), wire.FrameChannelState, channelTimeout
+	case channel.AskSettle:
+		return wire.FrameBill, wire.AppendChannelNew(nil, m.ChannelID), wire.FrameChannelState, settleTimeout
 	}
 	panic(fmt.Sprintf("node: %s is not a request", m.Kind()))
 }

@@ -20,7 +20,8 @@
 //	11 chosen      peer ID     proxy to client: which worker of the sealed set serves it
 //	12 quote       Quote       payee: the prices the answer is billed at
 //	13 pay         ton voucher payer: a cumulative voucher
-//	14 bill        uvarint     payee: pay what you received (owed), the answer waits
+//	14 bill        uvarint     payee: pay what you received (owed), the answer waits;
+//	                           on the channel stream a channel id: settle it
 //	15 terms       Terms       channel stream: the payer asks (empty), the payee answers
 //	16 channel open ChannelOpen channel stream: the payer opened or resumes a channel
 //	17 channel state ChannelState channel stream: the payee's view of the channel

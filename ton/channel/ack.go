@@ -22,6 +22,8 @@ func (c *Channel) replied(s *step, e Replied) error {
 		c.settledReply(s, e)
 	case c.role == chanstore.Payee && e.To == KindAskClose && c.att != nil && c.att.phase == phAsk:
 		c.askAnswered(s)
+	case c.role == chanstore.Payee && e.To == KindAskSettle:
+		c.pending.drop(KindAskSettle) // its settle comes as a request of its own
 	default:
 		return fmt.Errorf("%w: %s is not answered so", ErrUnexpected, e.To)
 	}

@@ -45,7 +45,8 @@ type Config struct {
 	// Key is this node's channel key, its ed25519 identity key: key A of the channels it
 	// pays on, key B of those paying it.
 	Key ed25519.PrivateKey
-	// FlushAfter is how long a payer lets value stay unpaid once an answer has ended.
+	// FlushAfter is how long a payer lets value stay unpaid once an answer has ended. A payee
+	// still counting value owed AskAfter after its last delivery asks the payer to settle.
 	FlushAfter time.Duration
 	// SettleIdle: a payee closes a channel that paid it and got no voucher for this long; a
 	// payer closes after twice as long, or after UnearnedIdle (at most) if it never paid.
@@ -96,10 +97,11 @@ type Channel struct {
 	// A payee's.
 	payee    ton.Payee
 	credit   ton.Credit
-	window   uint64 // the latest answer's credit window: what bounds a write-off
-	largest  uint64 // the costliest item delivered: it bounds a write-off too, if above window
-	disputes int    // write-offs refused
-	shut     bool   // a close was signed or started: no vouchers, no credit (sticky)
+	window   uint64    // the latest answer's credit window: what bounds a write-off
+	largest  uint64    // the costliest item delivered: it bounds a write-off too, if above window
+	disputes int       // write-offs refused
+	shut     bool      // a close was signed or started: no vouchers, no credit (sticky)
+	askAt    time.Time // when to ask the payer to settle what is still owed (zero: not armed)
 
 	undo *Channel // the channel before the last Step that wrote, for PersistFailed
 }
@@ -253,7 +255,9 @@ func (c *Channel) dispatch(s *step, ev Event) error {
 	case CloseProposed:
 		return c.payeeOnly(func() error { return c.closeProposed(s, e) })
 	case Delivered:
-		return c.payeeOnly(func() error { return c.delivered(e) })
+		return c.payeeOnly(func() error { return c.delivered(s, e) })
+	case SettleAsked:
+		return c.payerOnly(func() error { return c.settleAsked(s) })
 	case Refused:
 		c.refused(e)
 		return nil
@@ -262,6 +266,9 @@ func (c *Channel) dispatch(s *step, ev Event) error {
 	case CloseRequested:
 		return c.closeRequested(s, e)
 	case Tick:
+		if c.role == chanstore.Payee {
+			c.askSettle(s)
+		}
 		c.tick(s)
 		return nil
 	case SendFailed:
@@ -396,6 +403,9 @@ func (c *Channel) Closing() bool { return c.att != nil }
 // Deadline is when a Tick next has something to do (zero: nothing pending).
 func (c *Channel) Deadline() time.Time {
 	d := c.flushAt
+	if c.role == chanstore.Payee && c.credit.Owed() > 0 {
+		d = c.askAt
+	}
 	if c.att != nil && c.att.phase == phDrain && !c.att.drainBy.IsZero() && (d.IsZero() || c.att.drainBy.Before(d)) {
 		d = c.att.drainBy
 	}

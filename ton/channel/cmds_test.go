@@ -130,6 +130,8 @@ var commands = map[string]func(*env, args) Event{
 	},
 	"refuse": func(e *env, a args) Event { return Refused{Value: a.num(e, "value", 0)} },
 	"bill":   func(e *env, a args) Event { return Billed{Stream: a.kv["stream"]} },
+	// ask-settle: the payee's AskSettle on the channel stream.
+	"ask-settle": func(*env, args) Event { return SettleAsked{} },
 	// chain none|open|uninited|closed|quarantine ...: what observe reports from now on.
 	"chain":   cmdChain,
 	"observe": func(e *env, _ args) Event { ev := e.chain; ev.LedgerNow = e.now; return ev },
@@ -266,7 +268,7 @@ func cmdCrash(e *env, a args) Event {
 
 // kindArg reads a message kind by name.
 func kindArg(e *env, s string) Kind {
-	for k := KindPay; k <= KindRefusal; k++ {
+	for k := KindPay; k <= KindAskSettle; k++ {
 		if k.String() == s {
 			return k
 		}

@@ -35,10 +35,10 @@
 // Events come from four places, all posted into the owner's loop: the data path
 // (AnswerBegan, Received, Refused, Billed, AnswerEnded for a payer; AnswerBegan, Delivered,
 // Refused, VoucherReceived, Settled for a payee); the channel stream (Announced, Replied,
-// CloseProposed, CloseSigned, CloseRequested{Asked}); the ledger (ChainObserved, answering
+// CloseProposed, CloseSigned, CloseRequested{Asked}, SettleAsked); the ledger (ChainObserved, answering
 // an Observe or from the watch's ticker every Config.WatchEvery, and ChainDone/ChainFailed
 // for the actions submitted); and time (Tick at Deadline). Requests sent (Pay or Settle
-// without a Stream, Announce, Propose, AskClose) are answered by Replied or CloseSigned, or
+// without a Stream, Announce, Propose, AskClose, AskSettle) are answered by Replied or CloseSigned, or
 // fail with SendFailed; the caller may carry the sends and the chain actions out
 // concurrently, since their outcomes come back as events.
 //

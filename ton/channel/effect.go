@@ -50,9 +50,10 @@ const (
 	KindView                        // FrameChannelState
 	KindCountersign                 // FrameChannelClose answering a proposal
 	KindRefusal                     // FrameError answering the peer's request
+	KindAskSettle                   // FrameBill on the channel stream
 )
 
-var kindNames = [...]string{"", "pay", "settle", "announce", "propose", "ask-close", "view", "countersign", "refusal"}
+var kindNames = [...]string{"", "pay", "settle", "announce", "propose", "ask-close", "view", "countersign", "refusal", "ask-settle"}
 
 // String returns the kind's name.
 func (k Kind) String() string {
@@ -63,7 +64,7 @@ func (k Kind) String() string {
 }
 
 // Message is a frame to send to the counterparty. A message with a nil Stream field, or none,
-// goes on the channel stream: a request (Pay, Settle, Announce, Propose, AskClose, whose answer
+// goes on the channel stream: a request (Pay, Settle, Announce, Propose, AskClose, AskSettle, whose answer
 // the caller steps as Replied, CloseSigned or SendFailed) or the answer to the peer's request
 // (View, Countersign, Refusal).
 type Message interface{ Kind() Kind }
@@ -94,6 +95,11 @@ type Propose struct {
 
 // AskClose is a payee's request that its payer close the channel together.
 type AskClose struct{ ChannelID ton.ChannelID }
+
+// AskSettle is a payee's request that its payer settle the channel: the payee still counts
+// value owed a while after its last delivery, which the payer may never have received (an
+// answer's stream broke under it). The payer answers with a settle once its answers ended.
+type AskSettle struct{ ChannelID ton.ChannelID }
 
 // View is the answer to the peer's request (FrameChannelState): the channel as this side
 // holds it. A payee adds its signature over its empty semichannel, so the payer can close
@@ -136,6 +142,9 @@ func (Countersign) Kind() Kind { return KindCountersign }
 
 // Kind returns KindRefusal.
 func (Refusal) Kind() Kind { return KindRefusal }
+
+// Kind returns KindAskSettle.
+func (AskSettle) Kind() Kind { return KindAskSettle }
 
 // Action is something to do on chain: a message for the channel's contract, or a read of it.
 // Its outcome is stepped as ChainDone or ChainFailed (a read's as ChainObserved).

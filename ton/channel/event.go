@@ -34,7 +34,7 @@ type Announced struct {
 }
 
 // Replied (payer) is the payee's FrameChannelState answering To (an Announce, a Pay or a
-// Settle on the channel stream), or the payer's answering a payee's AskClose: the newest
+// Settle on the channel stream), or the payer's answering a payee's AskClose or AskSettle: the newest
 // voucher the other side holds (nil: none) and the payee's signature over its empty
 // semichannel.
 type Replied struct {
@@ -105,6 +105,11 @@ type Refused struct{ Value uint64 }
 // once, as a Settle (the payer's word that it received no more).
 type Billed struct{ Stream any }
 
+// SettleAsked (payer) is the payee's AskSettle (FrameBill on the channel stream): it counts
+// value owed that we may never have received. The next settle, once no answer is under way,
+// goes as settled, so that the payee writes off what never reached us.
+type SettleAsked struct{}
+
 // ChainObserved is the contract as read on chain: Found false when no account is there
 // (yet). LedgerNow is the ledger's time, against which a quarantine is measured. It answers
 // an Observe action, or comes from the watch (node's watchChannels, every WatchEvery).
@@ -157,6 +162,7 @@ func (Announced) event()       {}
 func (Replied) event()         {}
 func (VoucherReceived) event() {}
 func (Settled) event()         {}
+func (SettleAsked) event()     {}
 func (CloseProposed) event()   {}
 func (CloseSigned) event()     {}
 func (AnswerBegan) event()     {}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cocoon-mesh/cocoon/ton"
 	"github.com/cocoon-mesh/cocoon/ton/chanstore"
@@ -174,8 +175,8 @@ func (c *Channel) writeOff(s *step, v ton.Voucher) {
 }
 
 // delivered reserves an item's cost on the payer's credit (node's reserve, less its wait:
-// on ton.ErrCreditExhausted the caller bills and waits for a voucher).
-func (c *Channel) delivered(e Delivered) error {
+// on ton.ErrCreditExhausted the caller bills and waits for a voucher), and arms the ask.
+func (c *Channel) delivered(s *step, e Delivered) error {
 	switch {
 	case !c.stored():
 		return ErrWrongState
@@ -186,7 +187,28 @@ func (c *Channel) delivered(e Delivered) error {
 		return err
 	}
 	c.largest = max(c.largest, e.Cost)
+	c.askAt = s.now.Add(c.cfg.askAfter())
 	return nil
+}
+
+// askAfter is how long a payee lets value stay owed after its last delivery before it asks
+// the payer to settle: well past the payer's own flush, so that a payer that is paying is
+// never asked.
+func (c Config) askAfter() time.Duration { return max(10*c.FlushAfter, time.Second) }
+
+// askSettle asks the payer to settle, once, when value is still owed askAfter past the last
+// delivery: an answer's stream broke while items were on it (the payee cannot know which
+// reached the payer), and without a bill the payer has no reason to say what it received.
+// Nothing is asked again until another delivery: a payer that disputes is asked once.
+func (c *Channel) askSettle(s *step) {
+	if c.askAt.IsZero() || s.now.Before(c.askAt) {
+		return
+	}
+	c.askAt = time.Time{}
+	if c.credit.Owed() == 0 || c.shut || c.state != Open || c.pending.has(KindAskSettle) {
+		return
+	}
+	c.request(s, AskSettle{ChannelID: c.rec.ChannelID})
 }
 
 // closeProposed co-signs the payer's close if it pays exactly the newest voucher held and

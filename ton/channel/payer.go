@@ -279,6 +279,17 @@ func (c *Channel) refused(e Refused) {
 	c.disputed = true
 }
 
+// settleAsked takes the payee's AskSettle: the next settle goes as settled, when no answer
+// is under way (as after a refusal), so what the payee counts beyond it is written off.
+func (c *Channel) settleAsked(s *step) error {
+	if !c.stored() || c.state == Closed {
+		return ErrWrongState
+	}
+	c.disputed = true
+	c.settleLater(s)
+	return nil
+}
+
 // settleLater arms the settle, FlushAfter from now, unless one is armed or there is nothing
 // to settle: nothing unpaid, the newest voucher confirmed, no refusal to tell.
 func (c *Channel) settleLater(s *step) {

@@ -214,10 +214,13 @@ func (e *env) describe() string {
 			fmt.Fprintf(&b, " disputes=%d", c.disputes)
 		}
 		mark(&b, c.shut, "shut")
+		if !c.askAt.IsZero() && c.credit.Owed() > 0 {
+			fmt.Fprintf(&b, " ask=%s", c.askAt.Sub(t0))
+		}
 	}
 	if c.pending != 0 {
 		var ks []string
-		for k := KindPay; k <= KindRefusal; k++ {
+		for k := KindPay; k <= KindAskSettle; k++ {
 			if c.pending.has(k) {
 				ks = append(ks, k.String())
 			}
@@ -281,6 +284,8 @@ func fmtMessage(m Message) string {
 		return "propose " + fmtClose(m.Close)
 	case AskClose:
 		return "ask-close"
+	case AskSettle:
+		return "ask-settle"
 	case View:
 		s := fmt.Sprintf("view limit=%d voucher=%s", m.Limit, fmtVoucher(m.Voucher))
 		if len(m.PayeeSemi) > 0 {
