@@ -54,6 +54,9 @@ type Claims struct {
 	RTMR          [4]Measurement // runtime measurements: kernel, initrd, command line, application
 	Debug         bool           // the TD was started with debugging on: its memory is readable by the host
 	TCB           TCBStatus
+	// Platform names the physical machine: "ppid:" and the hex PPID of a TDX quote's PCK
+	// certificate, or "simulated:" and hex for a simulated TEE (see SimulatedPlatform).
+	Platform string
 }
 
 // ImageHash is one hash over every measurement with the report data left out, so a policy can

@@ -12,6 +12,13 @@
 // in the datastore and works offline while it is valid), then the Policy: report-data binding,
 // allowed measurements, minimum TCB status, no debug TDs. Every rejection names its reason.
 //
+// Claims.Platform names the physical machine behind verified evidence: for TDX "ppid:" and
+// the hex PPID (Intel's platform ID) from the SGX extensions of the quote's PCK leaf
+// certificate, which Intel's chain vouches for; a quote whose certificate has none is refused
+// (ErrNoPPID). Simulated evidence says "simulated:" and a value the simulated TEE chose
+// (SimulatedPlatform), which nothing vouches for. It lets a caller cap how many identities
+// one machine may run, and make a ban stick to the machine rather than to a key it can replace.
+//
 // Sealing (Seal, Open) encrypts a request to an attested worker's HPKE key with the hybrid
 // post-quantum KEM ML-KEM-768+X25519, and derives the key the worker's answer comes back under.
 // Receipts are the signed record of one answer: the worker signs it (Receipt.SignWorker), the

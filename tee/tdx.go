@@ -80,6 +80,9 @@ func (v *TDXVerifier) Verify(quote []byte, now time.Time) (Claims, error) {
 		return Claims{}, classifyQuoteErr(err)
 	}
 	c := claimsOf(parsed.GetTdQuoteBody())
+	if c.Platform, err = platformOf(parsed); err != nil {
+		return Claims{}, err
+	}
 	if v.Collateral == nil {
 		return c, nil
 	}
