@@ -248,6 +248,10 @@ func (ro *roster) admitOne(a *wire.Advert, kind admitKind) {
 	switch {
 	case ro.life.ctx.Err() != nil:
 	case err == nil && pa.trusted(ro.cfg.AllowUnattested) && !ro.mismatch.has(p, ro.now()):
+		if berr := ro.bind(p, &pa.att.Claims); berr != nil {
+			ro.refusePlatform(p, pa.att.Claims.Platform, berr)
+			return
+		}
 		ro.refused.forget(p)
 		ro.upsert(a)
 	case dial && !ro.connected(p):

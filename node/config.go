@@ -229,7 +229,7 @@ func DefaultConfig() Config {
 			FlushAfter: 100 * time.Millisecond, DisputeFee: Nano / 50, WatchEvery: 10 * time.Minute,
 			SettleIdle: 7 * 24 * time.Hour, UnearnedIdle: time.Hour,
 		},
-		Reputation:      ReputationConfig{MinTrust: 0.1},
+		Reputation:      ReputationConfig{MinTrust: 0.1, PerPlatform: 8},
 		MaxWorkers:      4096,
 		AdmitRate:       16,
 		AdmitBurst:      64,

@@ -267,6 +267,10 @@ func (ro *roster) vet(a *wire.Advert) bool {
 	case pa.unreached:
 		return false // tried a moment ago; its next advert tries again
 	case pa.trusted(ro.cfg.AllowUnattested):
+		if err := ro.bind(a.Worker, &pa.att.Claims); err != nil {
+			ro.refusePlatform(a.Worker, pa.att.Claims.Platform, err)
+			return false
+		}
 		return true
 	default:
 		ro.drop(a.Worker, "attestation refused: "+pa.err.Error())
@@ -288,6 +292,7 @@ func (ro *roster) drop(id peer.ID, why string) {
 	ro.mu.Lock()
 	had := ro.table.Remove(id)
 	delete(ro.claims, id)
+	ro.rep.Unbind(id)
 	ro.mu.Unlock()
 	if had {
 		ro.forgot(id, why)
@@ -300,6 +305,7 @@ func (ro *roster) expire() {
 	gone := ro.table.Expire(ro.now())
 	for _, id := range gone {
 		delete(ro.claims, id)
+		ro.rep.Unbind(id)
 	}
 	ro.mu.Unlock()
 	for _, id := range gone {

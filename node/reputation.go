@@ -21,18 +21,27 @@ type ReputationConfig struct {
 	// MinTrust is the score below which a worker gets no requests (routing.Config.MinTrust;
 	// default 0.1).
 	MinTrust float64
+	// PerPlatform caps the worker identities admitted from one physical platform (the PPID in
+	// a TDX quote's PCK certificate; the simulated TEE's marked ID); default 8.
+	PerPlatform int
 	// Pin and Ban are the operator's lists: a pinned worker scores 1, a banned one 0 and is
 	// never routed to, whatever the evidence.
 	Pin, Ban []peer.ID
 }
 
 // fill sets the defaults of fields left zero.
-func (r *ReputationConfig) fill(d ReputationConfig) { fill(&r.MinTrust, d.MinTrust) }
+func (r *ReputationConfig) fill(d ReputationConfig) {
+	fill(&r.MinTrust, d.MinTrust)
+	fill(&r.PerPlatform, d.PerPlatform)
+}
 
 // validate checks a filled ReputationConfig.
 func (r *ReputationConfig) validate() error {
 	if !(r.MinTrust > 0 && r.MinTrust < 1) { // !(...) also refuses NaN
 		return &ConfigError{"reputation.min_trust", r.MinTrust, "want a score between 0 and 1, exclusive (default 0.1)"}
+	}
+	if r.PerPlatform < 1 {
+		return &ConfigError{"reputation.per_platform", r.PerPlatform, "want at least 1 identity per machine (default 8)"}
 	}
 	for _, p := range r.Pin {
 		for _, q := range r.Ban {
@@ -46,7 +55,30 @@ func (r *ReputationConfig) validate() error {
 
 // newBook is the reputation book a node keeps of its workers.
 func newBook(c ReputationConfig) *reputation.Book {
-	return reputation.New(reputation.Config{Pin: c.Pin, Ban: c.Ban})
+	return reputation.New(reputation.Config{Pin: c.Pin, Ban: c.Ban, PerPlatform: c.PerPlatform})
+}
+
+// bind ties worker p to the physical platform its attestation names, before it is admitted
+// (a worker without one, unattested or from a node that does not report it, is not capped).
+func (ro *roster) bind(p peer.ID, c *tee.Claims) error {
+	if ro.cfg.Reputation.Off || c == nil || c.Platform == "" {
+		return nil
+	}
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	return ro.rep.Bind(ro.now(), p, c.Platform)
+}
+
+// refusePlatform says, once per worker and reason, why its platform keeps it out.
+func (ro *roster) refusePlatform(p peer.ID, platform string, err error) {
+	reason, fix := "its machine "+platform+" holds reputation.per_platform identities already",
+		"stop another identity on that machine, or raise reputation.per_platform on this proxy"
+	if errors.Is(err, reputation.ErrPlatformBanned) {
+		reason, fix = "its machine "+platform+" is banned: "+err.Error(), "none: the ban ends by itself; unban by reputation.pin if it was wrong"
+	}
+	if ro.refused.note(ro.now(), p, reason, fix) {
+		ro.log.Warn("worker refused", "worker", p.String(), "reason", reason, "fix", fix)
+	}
 }
 
 // trust is the routing request's view of the book at now (nil when reputation is off); call

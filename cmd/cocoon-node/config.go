@@ -120,6 +120,7 @@ type fileConfig struct {
 	Reputation struct {
 		Off      bool     `toml:"off"`
 		MinTrust float64  `toml:"min_trust"`
+		PerPlat  int      `toml:"per_platform"`
 		Pin      []string `toml:"pin"`
 		Ban      []string `toml:"ban"`
 	} `toml:"reputation"`
@@ -290,6 +291,7 @@ func (fc *fileConfig) resolve() (settings, error) {
 func (fc *fileConfig) resolveReputation(r *node.ReputationConfig) error {
 	r.Off = fc.Reputation.Off
 	override(&r.MinTrust, fc.Reputation.MinTrust)
+	override(&r.PerPlatform, fc.Reputation.PerPlat)
 	for _, list := range []struct {
 		key string
 		ids []string

@@ -233,6 +233,9 @@ admit_burst = 64
 # gets no requests; above, busier ones weigh by it. off = true routes as if all were equal.
 off = false
 min_trust = 0.1
+# At most this many worker identities per physical machine (the platform ID in its TDX quote,
+# or the simulated TEE's marked one); a machine whose worker was banned admits none.
+per_platform = 8
 # Peer IDs the operator vouches for (score 1) or refuses (score 0), whatever the evidence.
 pin = []
 ban = []
