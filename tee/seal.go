@@ -80,6 +80,7 @@ type Session struct {
 	aead      cipher.AEAD // safe for concurrent use: it keeps no state between calls
 	seq       atomic.Uint64
 	confirmed atomic.Bool
+	key       [32]byte // the session key, for Disclose
 }
 
 // NewSession sets up a session to the worker whose sealing public key is workerKey.
@@ -92,11 +93,15 @@ func NewSession(workerKey []byte) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	aead, err := sessionAEAD(sender)
+	key, err := sender.Export(sessionExport, 32)
 	if err != nil {
 		return nil, err
 	}
-	return &Session{id: sessionID(enc), enc: enc, aead: aead}, nil
+	aead, err := newGCM(key)
+	if err != nil {
+		return nil, err
+	}
+	return &Session{id: sessionID(enc), enc: enc, aead: aead, key: [32]byte(key)}, nil
 }
 
 // Confirm records that the worker opened a body of this session and answered: it holds the
