@@ -61,7 +61,11 @@ func signedCanary(t testing.TB, seed uint64, stream bool) (*Record, crypto.PrivK
 	h := tee.NewAnswerHash()
 	u, err := gpu(seed).Generate(context.Background(), backend.Request{Endpoint: backend.Chat, Model: model, Body: body, Stream: stream, MaxTokens: 12},
 		func(c backend.Chunk) error {
-			sealed, err := ans.Seal(nil, c.Data)
+			data := c.Data
+			if stream { // as a worker sends a stream: server-sent events
+				data = backend.AppendEvent(nil, data)
+			}
+			sealed, err := ans.Seal(nil, data)
 			rec.Chunks = append(rec.Chunks, sealed)
 			h.Add(sealed)
 			return err
@@ -146,6 +150,19 @@ func TestUnreadableAnswer(t *testing.T) {
 	}
 }
 
+func TestObjects(t *testing.T) {
+	objs, err := Objects([][]byte{[]byte("data: {\"a\":1}\n\nda"), []byte("ta: {\"b\":2}\n\n: comment\ndata: [DONE]\n\n")}, true)
+	if err != nil || len(objs) != 2 || string(objs[0]) != `{"a":1}` || string(objs[1]) != `{"b":2}` {
+		t.Fatalf("%q %v", objs, err)
+	}
+	if _, err := Objects([][]byte{[]byte("garbage\n")}, true); err == nil {
+		t.Fatal("a stream of no events was read")
+	}
+	if objs, _ := Objects([][]byte{[]byte(`{"a":`), []byte(`1}`)}, false); len(objs) != 1 || string(objs[0]) != `{"a":1}` {
+		t.Fatalf("a whole answer split in two: %q", objs)
+	}
+}
+
 func TestAnswerTextAndAgreement(t *testing.T) {
 	got, err := AnswerText([][]byte{
 		[]byte(`{"choices":[{"index":0,"delta":{"role":"assistant","content":"the"}}]}`),
@@ -198,10 +215,16 @@ func FuzzAnswerText(f *testing.F) {
 	f.Add([]byte(`{"choices":[{"index":0,"delta":{"content":"x"}}]}`))
 	f.Add([]byte(`{"choices":[{"index":99999999999}]}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte("data: {\"choices\":[{\"index\":0,\"text\":\"x\"}]}\n\ndata: [DONE]\n\n"))
 	f.Fuzz(func(t *testing.T, p []byte) {
-		texts, err := AnswerText([][]byte{p, p})
-		if err == nil && len(texts) > 128 {
-			t.Fatalf("%d choices", len(texts))
+		for _, stream := range []bool{false, true} {
+			objs, err := Objects([][]byte{p, p}, stream)
+			if err != nil {
+				continue
+			}
+			if texts, err := AnswerText(objs); err == nil && len(texts) > 128 {
+				t.Fatalf("%d choices", len(texts))
+			}
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,9 +13,34 @@ import (
 	"github.com/cocoon-mesh/cocoon/node/backend"
 )
 
-// AnswerText is the text an answer's chunks carry, one string per choice (by index): a
+// Objects are the OpenAI JSON objects an answer's chunks carry as a worker sends them: a
+// stream's chunks hold server-sent events ("data: <JSON>", ending "data: [DONE]"), split
+// anywhere; a whole answer is one object, split across chunks as it was billed.
+func Objects(chunks [][]byte, stream bool) ([][]byte, error) {
+	all := bytes.Join(chunks, nil)
+	if !stream {
+		return [][]byte{all}, nil
+	}
+	var out [][]byte
+	for line := range bytes.Lines(all) {
+		line = bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(line) == 0 || line[0] == ':': // a blank line ends an event; a comment
+		case bytes.HasPrefix(line, []byte("data:")):
+			data := bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" "))
+			if !bytes.Equal(data, []byte("[DONE]")) {
+				out = append(out, data)
+			}
+		default:
+			return nil, fmt.Errorf("the stream holds a line that is not a server-sent event: %.40q", line)
+		}
+	}
+	return out, nil
+}
+
+// AnswerText is the text an answer's objects carry, one string per choice (by index): a
 // completion's text, a chat message's content (and reasoning), or a stream's deltas of them,
-// in order. What else a chunk holds (ids, timestamps, usage) differs from run to run and is
+// in order. What else an object holds (ids, timestamps, usage) differs from run to run and is
 // not compared.
 func AnswerText(chunks [][]byte) ([]string, error) {
 	var texts [][]byte
@@ -28,11 +54,11 @@ func AnswerText(chunks [][]byte) ([]string, error) {
 			} `json:"choices"`
 		}
 		if err := json.Unmarshal(c, &obj); err != nil {
-			return nil, fmt.Errorf("chunk %d is not an OpenAI JSON object: %v", i, err)
+			return nil, fmt.Errorf("object %d is not OpenAI JSON: %v", i, err)
 		}
 		for _, ch := range obj.Choices {
 			if ch.Index < 0 || ch.Index >= 128 {
-				return nil, fmt.Errorf("chunk %d: choice index %d out of range", i, ch.Index)
+				return nil, fmt.Errorf("object %d: choice index %d out of range", i, ch.Index)
 			}
 			for len(texts) <= ch.Index {
 				texts = append(texts, nil)
@@ -126,7 +152,11 @@ func Compare(ctx context.Context, c Claim, ref backend.Backend, threshold float6
 	if v.Want, err = AnswerText(want); err != nil {
 		return v, fmt.Errorf("audit: the reference's own answer: %w", err)
 	}
-	if v.Got, err = AnswerText(c.Answer); err != nil {
+	got, err := Objects(c.Answer, c.Request.Stream)
+	if err == nil {
+		v.Got, err = AnswerText(got)
+	}
+	if err != nil {
 		v.Unreadable = err.Error()
 		return v, nil
 	}

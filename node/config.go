@@ -127,6 +127,8 @@ type Config struct {
 
 	// Reputation is what a proxy counts of each worker and routes by.
 	Reputation ReputationConfig
+	// Audit is how a proxy with a reference of the model (Deps.Reference) checks its workers.
+	Audit AuditConfig
 
 	// MaxWorkers bounds the worker table (a proxy's routing table, a client's model list):
 	// adverts of further workers are refused, and logged, until some expire.
@@ -230,6 +232,7 @@ func DefaultConfig() Config {
 			SettleIdle: 7 * 24 * time.Hour, UnearnedIdle: time.Hour,
 		},
 		Reputation:      ReputationConfig{MinTrust: 0.1, PerPlatform: 8},
+		Audit:           AuditConfig{Rate: 0.02, Threshold: 1},
 		MaxWorkers:      4096,
 		AdmitRate:       16,
 		AdmitBurst:      64,
@@ -312,6 +315,7 @@ func (c *Config) fill(d Config) {
 	fill(&c.MaxAttestations, d.MaxAttestations)
 	c.Payments.fill(d.Payments)
 	c.Reputation.fill(d.Reputation)
+	c.Audit.fill(d.Audit)
 	c.HTTP.Fill(d.HTTP)
 }
 
@@ -356,6 +360,9 @@ func (c *Config) check() error {
 	}
 	if c.AdvertMaxAge < c.AdvertInterval {
 		return &ConfigError{"advert_max_age", c.AdvertMaxAge, "must be at least advert_interval"}
+	}
+	if err := c.Audit.validate(); err != nil {
+		return err
 	}
 	if err := c.Reputation.validate(); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"io"
@@ -29,6 +30,10 @@ type Faults struct {
 	// Garbage replaces every chunk's data with random bytes (after sealing, when sealed): what
 	// the client gets neither opens nor decodes.
 	Garbage bool
+	// WrongAnswer alters the text of every answer (before sealing), keeping it well-formed
+	// OpenAI JSON: a worker running another model than it advertises, which only an audit
+	// against the pinned model catches.
+	WrongAnswer bool
 	// Hang takes each request and then sends nothing at all, heartbeats included.
 	Hang bool
 	// Idle takes each request and keeps it alive with heartbeats, but never sends a token: a
@@ -139,6 +144,15 @@ func (f *Faults) chunk(c *wire.Chunk) {
 		_, _ = rand.Read(junk)
 		c.Data = junk
 	}
+}
+
+// wrong applies WrongAnswer to a chunk's plain data: each piece of text gains a mark.
+func (f *Faults) wrong(data []byte) []byte {
+	if f == nil || !f.WrongAnswer {
+		return data
+	}
+	data = bytes.ReplaceAll(data, []byte(`"content":"`), []byte(`"content":"~`))
+	return bytes.ReplaceAll(data, []byte(`"text":"`), []byte(`"text":"~`))
 }
 
 // usage applies ClaimPrompt to an honest final's usage.

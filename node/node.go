@@ -28,7 +28,11 @@ import (
 type Deps struct {
 	Host    host.Host       // required
 	Backend backend.Backend // required for workers
-	Logger  *slog.Logger    // nil: discard
+	// Reference is a proxy's own run of the pinned model its workers serve, deterministic
+	// (the embedded engine, or the same server as theirs): with it the proxy audits them
+	// (Config.Audit). Nil: no audits.
+	Reference backend.Backend
+	Logger    *slog.Logger // nil: discard
 	// Clock gives the node its time and timers; nil: the wall clock. (A worker's Close waits
 	// 200 ms on it, for its leaving advert to go out: a mock clock must be moved then.)
 	Clock Clock
@@ -67,7 +71,8 @@ type Node struct {
 	topic  *pubsub.Topic
 	keeper *discovery.Keeper // clients and workers: the proxies we hold connections to
 
-	workers *roster // the worker table and the admission of workers into it
+	workers *roster  // the worker table and the admission of workers into it
+	audits  *auditor // a proxy's canaries to its workers (nil: none)
 
 	attest *attester // this node's attestation and its peers'
 
@@ -140,6 +145,7 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if n.payments != nil {
 		n.workers.joined = n.checkTakesPayments
 	}
+	n.audits = newAuditor(n, deps.Reference)
 	n.metrics = newMetrics(n)
 	n.workers.metrics = n.metrics
 	boot, _ := cfg.bootstrapPeers() // validated above

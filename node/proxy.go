@@ -149,6 +149,13 @@ func (cl *toClient) served(u wire.Usage, b *billing, firstChunk time.Time) {
 	cl.mu.Unlock()
 }
 
+// completion is the completion tokens of the answer served.
+func (cl *toClient) completion() uint32 {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return cl.usage.Completion
+}
+
 // billWith has the client's refusal take back what b counted, in place of the billing of the
 // relay that quoted before.
 func (cl *toClient) billWith(b *billing) {
@@ -249,6 +256,9 @@ func (n *Node) ended(rl *relay, latency time.Duration, err error) {
 		n.workers.record(now, w, ev, err)
 	}
 	n.workers.mu.Unlock()
+	if err == nil {
+		n.audits.served(rl, rl.cl.completion())
+	}
 	if ejected > 0 {
 		n.log.Warn("worker ejected from routing after failing repeatedly", "worker", w.String(), "for", ejected, "last_err", err)
 	}

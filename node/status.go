@@ -21,8 +21,10 @@ type Status struct {
 	Workers []WorkerStatus `json:"workers"` // a proxy's worker table
 	// Reputation is a proxy's book of workers, lowest scores first (at most 512).
 	Reputation []ReputationStatus `json:"reputation,omitempty"`
-	Active     int                `json:"active_requests,omitempty"`
-	Healthy    *bool              `json:"backend_healthy,omitempty"`
+	// Audits counts a proxy's canaries and what they found (nil: it audits none).
+	Audits  *AuditStatus `json:"audits,omitempty"`
+	Active  int          `json:"active_requests,omitempty"`
+	Healthy *bool        `json:"backend_healthy,omitempty"`
 	// BackendError is why a worker's backend failed its last health check.
 	BackendError string `json:"backend_error,omitempty"`
 	// TEE is this node's own attestation; Attestations what each peer's handshake established.
@@ -125,6 +127,7 @@ func (n *Node) Status() Status {
 			ws.Score = n.workers.rep.Score(now, w.ID)
 			st.Workers = append(st.Workers, ws)
 		}
+		st.Audits = n.audits.status()
 		if !n.cfg.Reputation.Off {
 			st.Reputation = n.workers.reputationStatus(now)
 		}

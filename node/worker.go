@@ -323,6 +323,7 @@ func (j *job) send(c *wire.Chunk, flush bool) error {
 	if err := j.bill.chunk(j.ctx, c.Tokens); err != nil {
 		return err
 	}
+	c.Data = j.n.faults.wrong(c.Data)
 	if j.sealer != nil {
 		var err error
 		if j.sealed.Data, err = j.sealer.Seal(j.sealed.Data[:0], c.Data); err != nil {

@@ -16,6 +16,25 @@ import (
 // answer of the session: disclose only a session made for one canary.
 func (s *Session) Disclose() [32]byte { return s.key }
 
+// Overhead is what sealing adds to a body now: the session ID, the encapsulated key until
+// the worker confirmed the session, the sequence number and the tag. An auditor sizes a canary
+// with it, so that sealed it is as long as the client request it mimics.
+func (s *Session) Overhead() int {
+	enc := 0
+	if !s.confirmed.Load() {
+		enc = len(s.enc)
+	}
+	return 16 + uvarintLen(uint64(enc)) + enc + uvarintLen(s.seq.Load()+1) + 16
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
 // OpenDisclosed opens a body sealed by Session.Seal (with the same aad) under the disclosed
 // key of its session, and returns the body and the opener of its answer's chunks.
 func OpenDisclosed(key [32]byte, aad, sealed []byte) ([]byte, *Answer, error) {

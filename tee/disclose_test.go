@@ -17,9 +17,13 @@ func TestOpenDisclosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	over := sess.Overhead()
 	sealed, _, err := sess.Seal([]byte("req-1"), []byte("the canary"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(sealed) != over+len("the canary") {
+		t.Fatalf("sealed %d bytes, Overhead said %d + %d", len(sealed), over, len("the canary"))
 	}
 	body, wa, err := NewOpener(key).Open([]byte("req-1"), sealed)
 	if err != nil || string(body) != "the canary" {

@@ -125,6 +125,8 @@ type fileConfig struct {
 		Ban      []string `toml:"ban"`
 	} `toml:"reputation"`
 
+	Audit fileAudit `toml:"audit"`
+
 	Gossip struct {
 		MaxWorkers int     `toml:"max_workers"`
 		AdmitRate  float64 `toml:"admit_rate"`
@@ -204,6 +206,7 @@ type settings struct {
 	logLevel      string
 	tee           teeSettings
 	pay           paySettings
+	reference     referenceSettings
 }
 
 // paySettings say which ledger holds the node's channels (none: payments off).
@@ -284,6 +287,9 @@ func (fc *fileConfig) resolve() (settings, error) {
 	override(&n.MaxWorkers, fc.Gossip.MaxWorkers)
 	override(&n.AdmitRate, fc.Gossip.AdmitRate)
 	override(&n.AdmitBurst, fc.Gossip.AdmitBurst)
+	if err := fc.resolveAudit(&s); err != nil {
+		return s, err
+	}
 	return s, fc.resolveReputation(&n.Reputation)
 }
 

@@ -20,6 +20,7 @@ func registerFaults(fs *flag.FlagSet) func() *node.Faults {
 	fs.UintVar(&claimTokens, "fault-claim-tokens", 0, "ROGUE: every chunk claims this many completion tokens")
 	fs.UintVar(&claimPrompt, "fault-claim-prompt", 0, "ROGUE: every final claims this many prompt tokens")
 	fs.BoolVar(&f.Garbage, "fault-garbage", false, "ROGUE: send random bytes in place of every chunk's data")
+	fs.BoolVar(&f.WrongAnswer, "fault-wrong-answer", false, "ROGUE: alter the text of every answer (another model than advertised)")
 	fs.BoolVar(&f.Hang, "fault-hang", false, "ROGUE: take requests and never answer")
 	fs.BoolVar(&f.Idle, "fault-idle", false, "ROGUE: take requests and send heartbeats, never a token")
 	fs.BoolVar(&f.Reset, "fault-reset", false, "ROGUE: reset every inference stream")

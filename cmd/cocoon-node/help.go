@@ -29,6 +29,9 @@ var commands = []command{
 		"refuses and why (the same as GET /cocoon/v1/status, which is JSON)."},
 	{"verify-receipt", "FILE", "Checks an answer's receipt offline: the worker's signature and the proxy's countersignature.\n" +
 		"FILE holds the X-Cocoon-Receipt header or the cocoon_receipt field; '-' reads standard input."},
+	{"verify-evidence", "[--reference embedded|URL] FILE", "Re-checks a failed audit's evidence record offline: the proxy's and the worker's signatures,\n" +
+		"that the record's key opens the request and answer, and the answer against a run of the model.\n" +
+		"Exits 0 if the worker's answer matches after all, 3 if the evidence holds."},
 	{"echo-backend", "[--listen ADDR]", "Serves the echo test backend: it repeats prompts word by word and is not a model."},
 	{"ledger", "--data-dir DIR [--listen ADDR]", "Serves a development network's shared ledger (NOT real TON; its faucet mints money for\n" +
 		"any caller) for the nodes of a development network."},

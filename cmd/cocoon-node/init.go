@@ -226,6 +226,23 @@ max_workers = 4096
 admit_rate = 16
 admit_burst = 64
 
+[audit]
+# A proxy that holds the model its workers serve sends them canaries, rate of its traffic
+# (0.02: one per 50 answers), sealed, paid and sized like its clients' requests, and checks
+# each answer against its own run of the model: "embedded" for the built-in model, or the URL
+# of an OpenAI-compatible server running the same model deterministically, with
+# reference_models = ["ID=NAME"]. A mismatch bans the worker and its machine, and writes a
+# signed evidence record to dir (default <data_dir>/evidence) that anyone holding the model
+# re-checks with 'cocoon-node verify-evidence FILE'. No reference: no audits. Canaries carry a
+# decoding seed and temperature 0, which clients' requests need not: a worker that answered
+# only those honestly could pass; threshold < 1 accepts near matches (external GPU servers).
+off = false
+rate = 0.02
+threshold = 1.0
+reference = ""
+reference_models = []
+dir = ""
+
 [reputation]
 # A proxy scores each worker from what it saw: answers served and paid raise the score (up to
 # a cap), failures by kind lower it for longer, and a canary answered otherwise than the

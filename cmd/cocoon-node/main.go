@@ -27,6 +27,9 @@ func main() {
 			fmt.Fprintln(os.Stderr, "Run 'cocoon-node help' for usage.")
 		}
 		os.Exit(2)
+	case errors.Is(err, errWrongAnswer):
+		fmt.Fprintln(os.Stderr, "cocoon-node:", err)
+		os.Exit(3)
 	default:
 		fmt.Fprintln(os.Stderr, "cocoon-node:", err)
 		os.Exit(1)
@@ -80,6 +83,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.channels(ctx, args)
 	case "verify-receipt":
 		return m.verifyReceipt(args)
+	case "verify-evidence":
+		return m.verifyEvidence(ctx, args)
 	case "id":
 		return m.id(ctx, args)
 	case "status":
@@ -102,6 +107,8 @@ Usage:
   cocoon-node bench [flags]    measure the mesh path against a direct call and two HTTP hops
   cocoon-node verify-receipt FILE
                                check an answer's receipt offline (worker and proxy signatures)
+  cocoon-node verify-evidence FILE
+                               re-check a failed audit's evidence offline against the model
   cocoon-node echo-backend     serve the echo test backend (repeats prompts; not a model)
   cocoon-node ledger [flags]   serve a development network's shared ledger (NOT real TON)
   cocoon-node wallet address|balance [--node URL]

@@ -199,7 +199,11 @@ func (m *Main) runNode(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	deps := node.Deps{Host: h, Backend: be, Logger: log, TEE: provider, Verifier: verifier, Faults: faults}
+	ref, err := referenceBackend(s)
+	if err != nil {
+		return err
+	}
+	deps := node.Deps{Host: h, Backend: be, Reference: ref, Logger: log, TEE: provider, Verifier: verifier, Faults: faults}
 	if err := m.attachLedger(ctx, s, ds, &deps, log); err != nil {
 		return err
 	}
