@@ -59,11 +59,15 @@ func (a *AuditConfig) validate() error {
 
 // AuditStatus counts a proxy's audits, for status and metrics.
 type AuditStatus struct {
-	Sent, Passed, Failed, Errors int
+	Sent   int `json:"sent"`
+	Passed int `json:"passed"`
+	Failed int `json:"failed"`
+	Errors int `json:"errors"` // canaries that could not run (the worker failed, or our reference)
 	// CanaryTokens and ServedTokens are the completion tokens canaries and client answers took:
 	// what audits cost, as a share of the traffic.
-	CanaryTokens, ServedTokens uint64
-	Evidence                   []string `json:",omitempty"` // records written, newest last (at most 16)
+	CanaryTokens uint64   `json:"canary_tokens"`
+	ServedTokens uint64   `json:"served_tokens"`
+	Evidence     []string `json:"evidence,omitempty"` // records written, newest last (at most 16)
 }
 
 // auditor is a proxy's audit state; mu guards it.
@@ -198,6 +202,7 @@ func (a *auditor) judge(w peer.ID, rec *audit.Record, v audit.Verdict) {
 	a.n.workers.mu.Lock()
 	a.n.workers.record(now, w, reputation.Event{Kind: reputation.AuditFailed}, why)
 	a.n.workers.mu.Unlock()
+	a.n.rumors.publish(w, reputation.AuditFailed, rec)
 	path, err := a.keep(w, rec, now)
 	switch {
 	case err != nil:

@@ -331,6 +331,12 @@ func (o *chanOwner) request(m channel.Message) {
 	if !o.cs.life.Go(func() {
 		ctx, cancel := context.WithTimeout(o.cs.ctx, timeout)
 		defer cancel()
+		if _, ask := m.(channel.AskSettle); ask {
+			// Only over a live connection: a payer that is gone resumes the channel when it
+			// returns (which settles it too), and dialling it now would put the peer in the
+			// swarm's dial backoff, delaying the reconnection that matters.
+			ctx = network.WithNoDial(ctx, "a payee asks its payer to settle only while connected")
+		}
 		rp, err := channelCall(ctx, o.cs.h, o.peer, t, payload, want)
 		var ev channel.Event = channel.SendFailed{Msg: m, Err: err}
 		if err == nil {

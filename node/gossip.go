@@ -23,21 +23,15 @@ func capacityTopic(network string) string { return "/cocoon/" + network + "/capa
 // scoreParams penalise peers that forward invalid adverts hard (a forged or malformed advert
 // is never an accident) and reward first deliveries a little, so honest relays stay in the mesh.
 // Colocation is not penalised: many honest nodes share an address on one machine or NAT.
-func scoreParams(topic string) (*pubsub.PeerScoreParams, *pubsub.PeerScoreThresholds) {
+//
+// A proxy's reputation of a peer feeds the application-specific score (appScore): a worker
+// banned by evidence is graylisted, one below the routing floor penalised.
+func scoreParams(topic, reports string, appScore func(peer.ID) float64) (*pubsub.PeerScoreParams, *pubsub.PeerScoreThresholds) {
 	return &pubsub.PeerScoreParams{
-			SkipAtomicValidation: true,
-			Topics: map[string]*pubsub.TopicScoreParams{topic: {
-				SkipAtomicValidation:           true,
-				TopicWeight:                    1,
-				TimeInMeshQuantum:              time.Second, // pubsub divides by it even when unweighted
-				TimeInMeshWeight:               0.01,
-				TimeInMeshCap:                  600,
-				FirstMessageDeliveriesWeight:   1,
-				FirstMessageDeliveriesDecay:    pubsub.ScoreParameterDecay(10 * time.Minute),
-				FirstMessageDeliveriesCap:      20,
-				InvalidMessageDeliveriesWeight: -100,
-				InvalidMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(time.Hour),
-			}},
+			SkipAtomicValidation:   true,
+			AppSpecificScore:       appScore,
+			AppSpecificWeight:      1,
+			Topics:                 map[string]*pubsub.TopicScoreParams{topic: topicScore(), reports: topicScore()},
 			TopicScoreCap:          50,
 			BehaviourPenaltyWeight: -10,
 			BehaviourPenaltyDecay:  pubsub.ScoreParameterDecay(10 * time.Minute),
@@ -51,6 +45,40 @@ func scoreParams(topic string) (*pubsub.PeerScoreParams, *pubsub.PeerScoreThresh
 			AcceptPXThreshold:           10,
 			OpportunisticGraftThreshold: 5,
 		}
+}
+
+// topicScore is each topic's part of the peer score.
+func topicScore() *pubsub.TopicScoreParams {
+	return &pubsub.TopicScoreParams{
+		SkipAtomicValidation:           true,
+		TopicWeight:                    1,
+		TimeInMeshQuantum:              time.Second, // pubsub divides by it even when unweighted
+		TimeInMeshWeight:               0.01,
+		TimeInMeshCap:                  600,
+		FirstMessageDeliveriesWeight:   1,
+		FirstMessageDeliveriesDecay:    pubsub.ScoreParameterDecay(10 * time.Minute),
+		FirstMessageDeliveriesCap:      20,
+		InvalidMessageDeliveriesWeight: -100,
+		InvalidMessageDeliveriesDecay:  pubsub.ScoreParameterDecay(time.Hour),
+	}
+}
+
+// appScore is gossipsub's application-specific score of p: at a proxy, -1000 (the graylist)
+// for a peer banned by evidence or the operator, -50 below the routing floor, else 0.
+func (ro *roster) appScore(p peer.ID) float64 {
+	if ro.cfg.Role != RoleProxy || ro.cfg.Reputation.Off {
+		return 0
+	}
+	ro.mu.Lock()
+	s := ro.rep.Score(ro.now(), p)
+	ro.mu.Unlock()
+	switch {
+	case s == 0:
+		return -1000
+	case s < ro.cfg.Reputation.MinTrust:
+		return -50
+	}
+	return 0
 }
 
 // roster is the node's view of the workers: the worker table (a proxy routes with it, a
@@ -69,6 +97,9 @@ type roster struct {
 	topic    *pubsub.Topic
 	// joined is called (in a goroutine of the node's) for a worker a proxy takes in.
 	joined func(ctx context.Context, worker peer.ID)
+	// complain gossips a complaint about a worker that fell below the routing floor (nil:
+	// none); it must not block.
+	complain func(worker peer.ID, kind reputation.Kind)
 
 	mu    sync.Mutex
 	table *routing.Table
@@ -99,7 +130,7 @@ func (ro *roster) has(p peer.ID) bool {
 // startGossip starts gossipsub and joins the capacity topic with its validator.
 func (n *Node) startGossip() error {
 	topic := capacityTopic(n.cfg.Network)
-	sp, st := scoreParams(topic)
+	sp, st := scoreParams(topic, reputationTopic(n.cfg.Network), n.workers.appScore)
 	opts := []pubsub.Option{
 		pubsub.WithFloodPublish(true), // else an advert published before the first heartbeat is lost
 		pubsub.WithMessageSigning(true),

@@ -73,6 +73,7 @@ type Node struct {
 
 	workers *roster  // the worker table and the admission of workers into it
 	audits  *auditor // a proxy's canaries to its workers (nil: none)
+	rumors  *rumors  // the reputation topic (nil until Start)
 
 	attest *attester // this node's attestation and its peers'
 
@@ -196,6 +197,9 @@ func (n *Node) Start() error {
 		}
 	})
 	n.attest.start()
+	if err := n.startRumors(); err != nil {
+		return err
+	}
 	if n.payments != nil {
 		n.h.SetStreamHandler(ChannelProtocol, n.life.handler(n.payments.handle))
 		n.life.Go(n.payments.watchChannels)

@@ -100,6 +100,9 @@ func (ro *roster) record(now time.Time, w peer.ID, ev reputation.Event, err erro
 	ro.rep.Record(now, w, ev)
 	after := ro.rep.Score(now, w)
 	if floor := ro.cfg.Reputation.MinTrust; before >= floor && after < floor {
+		if ev.Hearsay == 0 && ev.Kind != reputation.AuditFailed && ro.complain != nil {
+			ro.complain(w, ev.Kind) // what we saw ourselves; an audit publishes its proof itself
+		}
 		ro.log.Warn("worker excluded by reputation: no requests until its score recovers", "worker", w.String(),
 			"score", fmt.Sprintf("%.3f", after), "floor", floor, "evidence", ev.Kind.String(), "err", err)
 	}

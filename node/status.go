@@ -22,7 +22,9 @@ type Status struct {
 	// Reputation is a proxy's book of workers, lowest scores first (at most 512).
 	Reputation []ReputationStatus `json:"reputation,omitempty"`
 	// Audits counts a proxy's canaries and what they found (nil: it audits none).
-	Audits  *AuditStatus `json:"audits,omitempty"`
+	Audits *AuditStatus `json:"audits,omitempty"`
+	// Reports counts the reputation reports this node published and judged.
+	Reports *RumorStatus `json:"reports,omitempty"`
 	Active  int          `json:"active_requests,omitempty"`
 	Healthy *bool        `json:"backend_healthy,omitempty"`
 	// BackendError is why a worker's backend failed its last health check.
@@ -119,6 +121,7 @@ func (n *Node) Status() Status {
 			st.Proxies = append(st.Proxies, p.String())
 		}
 	}
+	st.Reports = n.rumors.status()
 	if n.cfg.Role == RoleProxy {
 		n.workers.mu.Lock()
 		now := n.now()

@@ -55,6 +55,10 @@ func ParseKind(s string) (Kind, error) {
 type Event struct {
 	Kind Kind
 	Paid uint64 // Served: nanoTON the answer was paid
+	// Hearsay, above zero, makes the event another node's word that this node could not check
+	// (a complaint gossiped): it weighs Hearsay (the reporter's trust here, at most 1) of what
+	// the event would, and never bans.
+	Hearsay float64
 }
 
 // Config sets how evidence weighs and fades. Zero fields take DefaultConfig's.
@@ -159,6 +163,12 @@ func (b *Book) Record(now time.Time, p peer.ID, ev Event) {
 	r := b.record(now, p)
 	b.decay(r, now)
 	r.counts[ev.Kind]++
+	if ev.Hearsay > 0 {
+		if ev.Kind != Served && ev.Kind != AuditPassed {
+			r.bad += math.Min(ev.Hearsay, 1) * b.cfg.Weights[ev.Kind]
+		}
+		return // only what this node saw earns trust
+	}
 	switch ev.Kind {
 	case AuditFailed:
 		r.bad += b.cfg.Weights[AuditFailed]

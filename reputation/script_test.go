@@ -67,6 +67,8 @@ func step(b *Book, start time.Time, cmd string) (string, error) {
 			switch {
 			case strings.HasPrefix(a, "paid="):
 				ev.Paid, err = strconv.ParseUint(strings.TrimPrefix(a, "paid="), 10, 64)
+			case strings.HasPrefix(a, "hearsay="):
+				ev.Hearsay, err = strconv.ParseFloat(strings.TrimPrefix(a, "hearsay="), 64)
 			case strings.HasPrefix(a, "x"):
 				times, err = strconv.Atoi(a[1:])
 			default:

@@ -59,6 +59,15 @@ func TestWrongWorkerIsCaughtByAudit(t *testing.T) {
 			t.Errorf("peer %s banned %t (the wrong worker is %s)", r.Peer, banned, a.rogues["wrong"].ready.Peer)
 		}
 	}
+	// The proof went out on the reputation topic, and the client, which cannot re-run it,
+	// checked its signatures and took it in.
+	a.waitFor("the client takes in the proxy's proof", func() bool {
+		var cst struct {
+			Reports *node.RumorStatus `json:"reports"`
+		}
+		a.status(a.client, &cst)
+		return cst.Reports != nil && cst.Reports.Accepted >= 1
+	})
 	checkEvidence(t, st.Audits.Evidence[0], ref.url, refModel, a.rogues["wrong"].ready.Peer)
 	t.Logf("the wrong worker served %d of the first 40 answers (bound %d); audits: %d sent, %d passed, %d failed; canaries took %d tokens of %d served",
 		len(byWrong), bound, st.Audits.Sent, st.Audits.Passed, st.Audits.Failed, st.Audits.CanaryTokens, st.Audits.ServedTokens)
