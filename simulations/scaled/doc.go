@@ -42,7 +42,8 @@
 //   - served_right, served_wrong: answers delivered right, and wrong (undetected wrong answers
 //     a client got).
 //   - failed: requests that ended without an answer (every attempt failed, an answer stopped
-//     mid-stream, or no eligible worker); no_worker: those of them for which Pick found none.
+//     mid-stream, or no eligible worker); no_worker: those of them for which Pick found none,
+//     at the first attempt or at a failover.
 //   - audits: canaries sent (requests of their own, not in requests); audits_failed: wrong
 //     answers they caught.
 //   - att_CLASS: attempts sent to workers of each class (honest, wrong, staller, liar, flash,
