@@ -25,4 +25,5 @@
 //
 // and a sweep runs many as separate processes (sweep.sh, cmd/sweep). RESULTS.md holds the
 // baseline runs and the scale table.
+// Package scaled (cmd/scaled) models reputation and routing alone at 100,000 workers, without nodes.
 package simulations
