@@ -45,7 +45,9 @@ func TestAdversariesShowUp(t *testing.T) {
 			servedBy(t, r, "garbage", 0)
 		}},
 		{"wrong", "", 0, func(t *testing.T, r report.Run) {
-			atLeast(t, r, "wrong_rate", 0.05) // nothing catches fluent wrong words yet
+			// The proxy audits 2% of its answers: over 220 requests its few canaries have not
+			// caught every wrong worker yet (RESULTS.md measures what they do over longer runs).
+			atLeast(t, r, "wrong_rate", 0.05)
 			if n := count(r, "latency_s", "outcome", "wrong", "class", "wrong"); n == 0 {
 				t.Error("no wrong answer came from a wrong worker")
 			}

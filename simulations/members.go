@@ -162,9 +162,12 @@ func (s *sim) startMember(ctx context.Context, sp spec, m *member) (*member, err
 	deps := node.Deps{Host: m.h, Logger: s.log.With("node", sp.name), Faults: s.faultsFor(sp), Tracer: s.tracer,
 		Rand: rand.New(rand.NewPCG(uint64(sp.keySeed[0])<<8|uint64(sp.keySeed[1]), s.seed)),
 		TEE:  tee.NewSimulated(ed25519.NewKeyFromSeed(sp.keySeed[:])), Verifier: s.verifier}
-	if sp.role == node.RoleWorker {
+	switch sp.role {
+	case node.RoleWorker:
 		m.gpu = s.gpuFor(sp)
 		deps.Backend = m.gpu
+	case node.RoleProxy:
+		deps.Reference = newReference() // proxies audit their workers
 	}
 	if s.ledger != nil {
 		if err := s.fund(ctx, m, &deps); err != nil {

@@ -68,6 +68,11 @@ func TestWrongWorkerIsCaughtByAudit(t *testing.T) {
 		a.status(a.client, &cst)
 		return cst.Reports != nil && cst.Reports.Accepted >= 1
 	})
+	out, err := exec.Command(binaryPath, "reputation", "--node", a.proxy.ready.Admin).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), a.rogues["wrong"].ready.Peer) || !strings.Contains(string(out), "(failed audit)") ||
+		!strings.Contains(string(out), "Audits:") || !strings.Contains(string(out), "simulated:") {
+		t.Errorf("cocoon-node reputation: %v\n%s", err, out)
+	}
 	checkEvidence(t, st.Audits.Evidence[0], ref.url, refModel, a.rogues["wrong"].ready.Peer)
 	t.Logf("the wrong worker served %d of the first 40 answers (bound %d); audits: %d sent, %d passed, %d failed; canaries took %d tokens of %d served",
 		len(byWrong), bound, st.Audits.Sent, st.Audits.Passed, st.Audits.Failed, st.Audits.CanaryTokens, st.Audits.ServedTokens)

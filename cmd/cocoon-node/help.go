@@ -27,6 +27,8 @@ var commands = []command{
 	{"bench", "[flags]", "Measures the mesh path against a direct call to the backend and two plain HTTP hops."},
 	{"status", "[--node URL]", "Prints a running node's status for humans: its peers, workers, channels, and the peers it\n" +
 		"refuses and why (the same as GET /cocoon/v1/status, which is JSON)."},
+	{"reputation", "[--node URL]", "Lists a running proxy's scores of its workers (lowest first), the evidence behind each,\n" +
+		"its audits and the reputation reports it judged (from GET /cocoon/v1/status)."},
 	{"verify-receipt", "FILE", "Checks an answer's receipt offline: the worker's signature and the proxy's countersignature.\n" +
 		"FILE holds the X-Cocoon-Receipt header or the cocoon_receipt field; '-' reads standard input."},
 	{"verify-evidence", "[--reference embedded|URL] FILE", "Re-checks a failed audit's evidence record offline: the proxy's and the worker's signatures,\n" +

@@ -89,6 +89,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.id(ctx, args)
 	case "status":
 		return m.status(ctx, args)
+	case "reputation":
+		return m.reputation(ctx, args)
 	case "version":
 		fmt.Fprintln(m.Stdout, buildVersion())
 		return nil
@@ -121,6 +123,9 @@ Usage:
                                open, top up (move to a new deposit) or close the channel with PEER
   cocoon-node status [--node URL]
                                a running node's status, for humans (its JSON: GET /cocoon/v1/status)
+  cocoon-node reputation [--node URL]
+                               a running proxy's scores of its workers, the evidence behind
+                               them, its audits and the reputation reports it judged
   cocoon-node id [--data-dir DIR] [--create]
                                a node's peer ID, from its datastore (the node must be stopped)
   cocoon-node version          the module version and VCS revision of this binary

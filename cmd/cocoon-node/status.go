@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -16,27 +17,34 @@ import (
 
 // status runs `cocoon-node status --node URL`: a running node's status, for humans.
 func (m *Main) status(ctx context.Context, args []string) error {
-	fs := m.flagSet("status")
+	st, err := m.fetchStatus(ctx, "status", args)
+	if err != nil {
+		return err
+	}
+	return printStatus(m.Stdout, st)
+}
+
+// fetchStatus reads a running node's status, with command name's flags from args.
+func (m *Main) fetchStatus(ctx context.Context, name string, args []string) (node.Status, error) {
+	var st node.Status
+	fs := m.flagSet(name)
 	nodeURL := fs.String("node", "http://127.0.0.1:10000", "the running node's URL: a client's API, or a proxy's or worker's admin address")
 	apiKey := fs.String("api-key", "", "the node's api_key or local token, if it wants one (default $COCOON_API_KEY, else the token in --data-dir)")
 	dataDir := fs.String("data-dir", "", "the node's data directory, holding its local token (default: none sent)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return st, err
 	}
 	if fs.NArg() > 0 {
-		return usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+		return st, usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
 	}
 	c, err := newNodeClient(*nodeURL, *apiKey, *dataDir)
 	if err != nil {
-		return err
+		return st, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var st node.Status
-	if err := c.call(ctx, http.MethodGet, "/cocoon/v1/status", &st); err != nil {
-		return err
-	}
-	return printStatus(m.Stdout, st)
+	err = c.call(ctx, http.MethodGet, "/cocoon/v1/status", &st)
+	return st, err
 }
 
 // printStatus writes st as a few short sections.
@@ -109,7 +117,7 @@ func writeReputation(tw io.Writer, rs []node.ReputationStatus) {
 	if len(rs) == 0 {
 		return
 	}
-	fmt.Fprintf(tw, "\nReputation (%d, lowest first):\nPEER\tSCORE\tGOOD\tBAD\tEVIDENCE\tSTANDING\n", len(rs))
+	fmt.Fprintf(tw, "\nReputation (%d, lowest first):\nPEER\tSCORE\tGOOD\tBAD\tEVIDENCE\tSTANDING\tPLATFORM\n", len(rs))
 	for _, r := range rs {
 		kinds := slices.Sorted(maps.Keys(r.Evidence))
 		ev := make([]string, len(kinds))
@@ -125,6 +133,6 @@ func writeReputation(tw io.Writer, rs []node.ReputationStatus) {
 		case r.BannedUntil != nil:
 			standing = "banned until " + r.BannedUntil.Format(time.DateTime) + " (failed audit)"
 		}
-		fmt.Fprintf(tw, "%s\t%.3f\t%.1f\t%.1f\t%s\t%s\n", r.Peer, r.Score, r.Good, r.Bad, strings.Join(ev, ", "), standing)
+		fmt.Fprintf(tw, "%s\t%.3f\t%.1f\t%.1f\t%s\t%s\t%s\n", r.Peer, r.Score, r.Good, r.Bad, strings.Join(ev, ", "), standing, cmp.Or(r.Platform, "-"))
 	}
 }
