@@ -14,7 +14,6 @@ import (
 	"github.com/cocoon-mesh/cocoon/node/backend"
 )
 
-
 func gpu(seed uint64) *backend.SimGPU { return audittest.GPU(seed) }
 
 func keyPair(t testing.TB) crypto.PrivKey { return audittest.Key(t) }
