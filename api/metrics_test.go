@@ -39,6 +39,8 @@ func TestMetricsProbesAndRequestLog(t *testing.T) {
 		{"proxy", proxy, `cocoon_workers{state="eligible"} 1`},
 		{"proxy", proxy, `cocoon_channel_paid_nanoton{role="payee"}`},
 		{"proxy", proxy, `cocoon_gossip_adverts_total{result="accept"}`},
+		{"proxy", proxy, `cocoon_worker_reputation{standing="trusted"} 1`},
+		{"proxy", proxy, `cocoon_reputation_reports_total{result="published"} 0`},
 	} {
 		if !strings.Contains(c.body, c.want) {
 			t.Errorf("the %s's metrics lack %s", c.where, c.want)

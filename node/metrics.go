@@ -123,14 +123,48 @@ var (
 	descOwed     = prometheus.NewDesc("cocoon_channel_owed_nanoton", "What the open channels owe now (delivered, not paid yet), by role.", []string{"role"}, nil)
 	descWorkers  = prometheus.NewDesc("cocoon_workers", "Workers this node knows of: known (in the table), eligible (healthy, not ejected), refused.", []string{"state"}, nil)
 	descAttest   = prometheus.NewDesc("cocoon_attestations", "Peers' attestation handshakes held, by outcome.", []string{"outcome"}, nil)
+	descScores   = prometheus.NewDesc("cocoon_worker_reputation", "A proxy's workers by reputation: banned (by evidence or the operator), below the routing floor, trusted.", []string{"standing"}, nil)
+	descAudits   = prometheus.NewDesc("cocoon_audits_total", "A proxy's canaries, by result (passed, failed, error), and the completion tokens canaries and client answers took.", []string{"result"}, nil)
+	descReports  = prometheus.NewDesc("cocoon_reputation_reports_total", "Reputation reports: published here, and of those received accepted, rejected, ignored, applied.", []string{"result"}, nil)
 	descRefusals = prometheus.NewDesc("cocoon_resource_refusals_total", "Connections and streams the host's resource manager refused, by kind and direction.", []string{"kind"}, nil)
 )
+
+// reputation reports the book, the audits and the reports of st.
+func (c stateCollector) reputation(ch chan<- prometheus.Metric, st Status) {
+	if st.Role == RoleProxy {
+		standing := map[string]int{"banned": 0, "below_floor": 0, "trusted": 0}
+		for _, r := range st.Reputation {
+			switch {
+			case r.Score == 0:
+				standing["banned"]++
+			case r.Score < c.n.cfg.Reputation.MinTrust:
+				standing["below_floor"]++
+			default:
+				standing["trusted"]++
+			}
+		}
+		for k, v := range standing {
+			ch <- prometheus.MustNewConstMetric(descScores, prometheus.GaugeValue, float64(v), k)
+		}
+	}
+	if a := st.Audits; a != nil {
+		for k, v := range map[string]uint64{"passed": uint64(a.Passed), "failed": uint64(a.Failed), "error": uint64(a.Errors),
+			"canary_tokens": a.CanaryTokens, "served_tokens": a.ServedTokens} {
+			ch <- prometheus.MustNewConstMetric(descAudits, prometheus.CounterValue, float64(v), k)
+		}
+	}
+	if r := st.Reports; r != nil {
+		for k, v := range map[string]int{"published": r.Published, "accepted": r.Accepted, "rejected": r.Rejected, "ignored": r.Ignored, "applied": r.Applied} {
+			ch <- prometheus.MustNewConstMetric(descReports, prometheus.CounterValue, float64(v), k)
+		}
+	}
+}
 
 // refusalCounter is a resource manager that counts its refusals (p2phost's does).
 type refusalCounter interface{ Refusals() map[string]uint64 }
 
 func (stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descChannels, descDeposit, descPaid, descOwed, descWorkers, descAttest, descRefusals} {
+	for _, d := range []*prometheus.Desc{descChannels, descDeposit, descPaid, descOwed, descWorkers, descAttest, descRefusals, descScores, descAudits, descReports} {
 		ch <- d
 	}
 }
@@ -164,6 +198,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descWorkers, prometheus.GaugeValue, float64(len(st.Workers)), "known")
 	ch <- prometheus.MustNewConstMetric(descWorkers, prometheus.GaugeValue, float64(eligible), "eligible")
 	ch <- prometheus.MustNewConstMetric(descWorkers, prometheus.GaugeValue, float64(len(st.Refused)), "refused")
+	c.reputation(ch, st)
 	for outcome, v := range st.AttestationCounts {
 		ch <- prometheus.MustNewConstMetric(descAttest, prometheus.GaugeValue, float64(v), outcome)
 	}
