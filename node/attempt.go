@@ -11,6 +11,7 @@ import (
 
 	"github.com/cocoon-mesh/cocoon/node/stream"
 	"github.com/cocoon-mesh/cocoon/node/wire"
+	"github.com/cocoon-mesh/cocoon/reputation"
 	"github.com/cocoon-mesh/cocoon/tee"
 )
 
@@ -32,8 +33,10 @@ type attempt struct {
 	ex    exchange
 	pre   map[peer.ID]exchange // the workers the body went presealed to
 
-	started    bool // a chunk reached the sink: trying elsewhere would duplicate output
-	proxyFault bool // the proxy, not its worker, made the attempt fail
+	started    bool            // a chunk reached the sink: trying elsewhere would duplicate output
+	proxyFault bool            // the proxy, not its worker, made the attempt fail
+	unreached  bool            // the proxy could not be reached (or paid)
+	judged     reputation.Kind // with proxyFault: what the proxy did
 	res        *result
 }
 
@@ -75,6 +78,7 @@ func (a *attempt) run(ctx context.Context) error {
 		if n.h.Network().Connectedness(p) != network.Connected {
 			n.keeper.Lost(p)
 		}
+		a.unreached = true
 		return wire.Errorf(wire.CodeUnavailable, "cannot reach proxy %s: %v", p.String(), err)
 	}
 	a.ex = exchange{sent: sha256.Sum256(a.body), hash: tee.NewAnswerHash(), workerTE: "unchecked"}
@@ -139,8 +143,8 @@ func (a *attempt) refuse(err error) error {
 // refuseProxy refuses the answer for what the proxy alone answers for (its quote, and the
 // claims it passed on: an honest proxy checks a worker's claims before passing them on): the
 // proxy is distrusted for a while, and its worker not blamed.
-func (a *attempt) refuseProxy(err error) error {
-	a.proxyFault = true
+func (a *attempt) refuseProxy(kind reputation.Kind, err error) error {
+	a.proxyFault, a.judged = true, kind
 	a.n.attest.distrust(a.p, err)
 	return a.refuse(err)
 }
@@ -173,7 +177,7 @@ func (a *attempt) quote(q wire.Quote) error {
 		return wire.Errorf(wire.CodePriceTooHigh, "proxy %s quoted %d nanoTON per completion token, over the cap of %d", a.p.String(), q.Effective(), a.h.MaxPrice)
 	}
 	if err := a.n.checkProxyQuote(q, a.ex.worker, a.h.Model, a.payee); err != nil {
-		return a.refuseProxy(err)
+		return a.refuseProxy(reputation.Overcharge, err)
 	}
 	a.meter = newMetering(a.payee, q)
 	return nil
@@ -211,7 +215,7 @@ func (a *attempt) chunk(ctx context.Context, ch *wire.Chunk) error {
 		return a.refuse(err)
 	}
 	if err := a.claim.chunk(ch.Tokens, len(ch.Data)); err != nil {
-		return a.refuseProxy(err) // a proxy checks the worker's claims before it passes them on
+		return a.refuseProxy(reputation.ReceiptMismatch, err) // a proxy checks the worker's claims before it passes them on
 	}
 	if ctx.Err() == nil {
 		if err := a.sink.chunk(ch, c.Buffered()); err != nil {
@@ -239,7 +243,7 @@ func (a *attempt) final(fin *wire.Final) error {
 		a.ex.worker, _ = peer.Decode(fin.Worker) // unsealed: the final names it
 	}
 	if err := a.claim.final(fin.Usage); err != nil {
-		return a.refuseProxy(err)
+		return a.refuseProxy(reputation.ReceiptMismatch, err)
 	}
 	if a.sink.whole != nil {
 		if err := a.sink.whole(); err != nil {

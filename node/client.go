@@ -102,11 +102,11 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, sink answe
 		return nil, wire.Errorf(wire.CodeUnavailable,
 			"not connected to any proxy of network %q yet: check the bootstrap peers, or wait for discovery", n.cfg.Network)
 	}
-	first := int(n.client.next.Add(1))
+	order := n.proxyOrder(proxies, int(n.client.next.Add(1)))
 	var lastErr error
 	resent := false
 	for i := 0; i < n.cfg.MaxAttempts; i++ {
-		p := proxies[(first+i)%len(proxies)]
+		p := order[i%len(order)]
 		if pa := n.attest.cached(p); pa != nil && pa.distrusted {
 			lastErr = wire.Errorf(wire.CodeUnavailable, "proxy %s is distrusted: %v", p.String(), pa.err)
 			continue
@@ -117,6 +117,7 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, sink answe
 		}
 		at := &attempt{n: n, p: p, h: h, body: body, sink: sink}
 		err := at.run(ctx)
+		n.judgeProxy(p, at, err)
 		if err == nil {
 			return at.res, nil
 		}
@@ -124,7 +125,9 @@ func (n *Node) infer(ctx context.Context, h wire.Header, body []byte, sink answe
 			// The worker lost our session (the attempt unconfirmed it): once more, with its key.
 			resent = true
 			at = &attempt{n: n, p: p, h: h, body: body, sink: sink}
-			if err = at.run(ctx); err == nil {
+			err = at.run(ctx)
+			n.judgeProxy(p, at, err)
+			if err == nil {
 				return at.res, nil
 			}
 		}

@@ -103,7 +103,11 @@ func (ro *roster) record(now time.Time, w peer.ID, ev reputation.Event, err erro
 		if ev.Hearsay == 0 && ev.Kind != reputation.AuditFailed && ro.complain != nil {
 			ro.complain(w, ev.Kind) // what we saw ourselves; an audit publishes its proof itself
 		}
-		ro.log.Warn("worker excluded by reputation: no requests until its score recovers", "worker", w.String(),
+		what := "worker"
+		if ro.cfg.Role == RoleClient {
+			what = "proxy"
+		}
+		ro.log.Warn(what+" excluded by reputation: no requests until its score recovers", what, w.String(),
 			"score", fmt.Sprintf("%.3f", after), "floor", floor, "evidence", ev.Kind.String(), "err", err)
 	}
 }

@@ -312,6 +312,16 @@ func TestClientRefusesAProxyThatOvercharges(t *testing.T) {
 	if !strings.Contains(logs.String(), "the proxy's commission is") {
 		t.Errorf("the client never said why it refused the proxy's quote:\n%s", logs.String())
 	}
+	// The client judges its proxies: the rogue's overcharge is evidence in its book, and it
+	// scores below the honest proxy, which it tries first from now on.
+	scores := map[string]node.ReputationStatus{}
+	for _, r := range nw.Client.Status().Reputation {
+		scores[r.Peer] = r
+	}
+	bad, good := scores[rogue.ID().String()], scores[nw.Proxies[0].ID().String()]
+	if bad.Evidence["overcharge"] == 0 || bad.Score >= good.Score || good.Evidence["served"] == 0 {
+		t.Errorf("the client's book: rogue %+v, honest %+v", bad, good)
+	}
 }
 
 // A worker that takes longer than the stall bound to answer is working, not stalled: its

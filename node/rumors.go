@@ -192,7 +192,7 @@ func (r *rumors) read(ctx context.Context) {
 // the reporter for anything else.
 func (r *rumors) apply(ru *rumor) {
 	n := r.n
-	if n.cfg.Role != RoleProxy || n.cfg.Reputation.Off || ru.report.Subject == n.h.ID() {
+	if n.cfg.Role == RoleWorker || n.cfg.Reputation.Off || ru.report.Subject == n.h.ID() {
 		return
 	}
 	ro, now := n.workers, n.now()

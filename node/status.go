@@ -19,7 +19,8 @@ type Status struct {
 	Peers   int            `json:"connected_peers"`
 	Proxies []string       `json:"proxies"` // a client's or worker's connected proxies
 	Workers []WorkerStatus `json:"workers"` // a proxy's worker table
-	// Reputation is a proxy's book of workers, lowest scores first (at most 512).
+	// Reputation is a proxy's book of workers, or a client's of proxies, lowest scores first
+	// (at most 512).
 	Reputation []ReputationStatus `json:"reputation,omitempty"`
 	// Audits counts a proxy's canaries and what they found (nil: it audits none).
 	Audits *AuditStatus `json:"audits,omitempty"`
@@ -131,9 +132,11 @@ func (n *Node) Status() Status {
 			st.Workers = append(st.Workers, ws)
 		}
 		st.Audits = n.audits.status()
-		if !n.cfg.Reputation.Off {
-			st.Reputation = n.workers.reputationStatus(now)
-		}
+		n.workers.mu.Unlock()
+	}
+	if n.workers != nil && n.cfg.Role != RoleWorker && !n.cfg.Reputation.Off { // a proxy's book of workers, a client's of proxies
+		n.workers.mu.Lock()
+		st.Reputation = n.workers.reputationStatus(n.now())
 		n.workers.mu.Unlock()
 	}
 	if n.payments != nil {
