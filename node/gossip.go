@@ -218,10 +218,19 @@ func (ro *roster) check(data []byte, publisher peer.ID) (*wire.Advert, error) {
 
 // read feeds every accepted advert into the worker table until the node closes.
 func (ro *roster) read(ctx context.Context) {
-	sub, err := ro.topic.Subscribe()
+	readTopic(ctx, ro.topic, ro.log, "capacity adverts", func(m *pubsub.Message) {
+		if a, ok := m.ValidatorData.(*wire.Advert); ok {
+			ro.observe(a)
+		}
+	})
+}
+
+// readTopic hands each message of topic that its validator accepted to each, until ctx ends.
+func readTopic(ctx context.Context, topic *pubsub.Topic, log *slog.Logger, what string, each func(*pubsub.Message)) {
+	sub, err := topic.Subscribe()
 	if err != nil {
 		if ctx.Err() == nil { // not a node closing as it starts (a fatal start-up error)
-			ro.log.Error("cannot subscribe to capacity adverts", "err", err)
+			log.Error("cannot subscribe to "+what, "err", err)
 		}
 		return
 	}
@@ -231,9 +240,7 @@ func (ro *roster) read(ctx context.Context) {
 		if err != nil {
 			return
 		}
-		if a, ok := m.ValidatorData.(*wire.Advert); ok {
-			ro.observe(a)
-		}
+		each(m)
 	}
 }
 

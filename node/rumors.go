@@ -169,23 +169,11 @@ func (r *rumors) admit(digest [32]byte, reporter peer.ID, now time.Time) bool {
 
 // read applies accepted reports until the node closes.
 func (r *rumors) read(ctx context.Context) {
-	sub, err := r.topic.Subscribe()
-	if err != nil {
-		if ctx.Err() == nil {
-			r.n.log.Error("cannot subscribe to reputation reports", "err", err)
-		}
-		return
-	}
-	defer sub.Cancel()
-	for {
-		m, err := sub.Next(ctx)
-		if err != nil {
-			return
-		}
+	readTopic(ctx, r.topic, r.n.log, "reputation reports", func(m *pubsub.Message) {
 		if ru, ok := m.ValidatorData.(*rumor); ok && m.ReceivedFrom != r.n.h.ID() {
 			r.apply(ru)
 		}
-	}
+	})
 }
 
 // apply moves the subject's score at a proxy: fully for a proof it re-checked, by its trust in
