@@ -231,7 +231,7 @@ func DefaultConfig() Config {
 			FlushAfter: 100 * time.Millisecond, DisputeFee: Nano / 50, WatchEvery: 10 * time.Minute,
 			SettleIdle: 7 * 24 * time.Hour, UnearnedIdle: time.Hour,
 		},
-		Reputation:      ReputationConfig{MinTrust: 0.1, PerPlatform: 8},
+		Reputation:      ReputationConfig{MinTrust: 0.1, PerPlatform: 8, ProbationAnswers: 20},
 		Audit:           AuditConfig{Rate: 0.02, Threshold: 1},
 		MaxWorkers:      4096,
 		AdmitRate:       16,

@@ -189,7 +189,8 @@ func (n *Node) serve(ctx context.Context, h wire.Header, body []byte, preset []w
 	for attempt := 0; attempt < n.cfg.MaxAttempts; attempt++ {
 		n.workers.mu.Lock()
 		now := n.now()
-		d, err := n.workers.table.Pick(now, routing.Request{Model: h.Model, MaxPrice: h.MaxPrice, Exclude: tried, Trust: n.workers.trust(now)})
+		d, err := n.workers.table.Pick(now, routing.Request{Model: h.Model, MaxPrice: h.MaxPrice, Exclude: tried, Trust: n.workers.trust(now),
+			Probation: n.workers.probation()})
 		if err == nil {
 			n.workers.table.Begin(d.Worker)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -24,6 +25,10 @@ type ReputationConfig struct {
 	// PerPlatform caps the worker identities admitted from one physical platform (the PPID in
 	// a TDX quote's PCK certificate; the simulated TEE's marked ID); default 8.
 	PerPlatform int
+	// ProbationAnswers is how many paid answers a new worker serves here before it is off
+	// probation: until then it takes one request at a time while established workers can take
+	// the rest (routing.Request.Probation); default 20.
+	ProbationAnswers int
 	// Pin and Ban are the operator's lists: a pinned worker scores 1, a banned one 0 and is
 	// never routed to, whatever the evidence.
 	Pin, Ban []peer.ID
@@ -33,12 +38,16 @@ type ReputationConfig struct {
 func (r *ReputationConfig) fill(d ReputationConfig) {
 	fill(&r.MinTrust, d.MinTrust)
 	fill(&r.PerPlatform, d.PerPlatform)
+	fill(&r.ProbationAnswers, d.ProbationAnswers)
 }
 
 // validate checks a filled ReputationConfig.
 func (r *ReputationConfig) validate() error {
 	if !(r.MinTrust > 0 && r.MinTrust < 1) { // !(...) also refuses NaN
 		return &ConfigError{"reputation.min_trust", r.MinTrust, "want a score between 0 and 1, exclusive (default 0.1)"}
+	}
+	if r.ProbationAnswers < 1 {
+		return &ConfigError{"reputation.probation_answers", r.ProbationAnswers, "want at least 1 paid answer before a new worker is off probation (default 20)"}
 	}
 	if r.PerPlatform < 1 {
 		return &ConfigError{"reputation.per_platform", r.PerPlatform, "want at least 1 identity per machine (default 8)"}
@@ -88,6 +97,18 @@ func (ro *roster) trust(now time.Time) func(peer.ID) float64 {
 		return nil
 	}
 	return func(p peer.ID) float64 { return ro.rep.Score(now, p) }
+}
+
+// probation is the routing request's view of which workers are still on probation (nil when
+// reputation is off); call it, and what it returns, under ro.mu. A pinned worker never is.
+func (ro *roster) probation() func(peer.ID) bool {
+	if ro.cfg.Reputation.Off {
+		return nil
+	}
+	n := uint64(ro.cfg.Reputation.ProbationAnswers)
+	return func(p peer.ID) bool {
+		return ro.rep.Count(p, reputation.Served) < n && !slices.Contains(ro.cfg.Reputation.Pin, p)
+	}
 }
 
 // record notes what an attempt's outcome says of worker w, under ro.mu, and says so in the

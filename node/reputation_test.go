@@ -48,12 +48,12 @@ func TestAttemptEvidence(t *testing.T) {
 // A worker's reputation floor is checked like every other setting: out of (0, 1), a peer both
 // pinned and banned, or no identity allowed per machine, is refused with the key to change.
 func TestReputationConfig(t *testing.T) {
-	good := ReputationConfig{MinTrust: 0.1, PerPlatform: 8}
+	good := ReputationConfig{MinTrust: 0.1, PerPlatform: 8, ProbationAnswers: 20}
 	if err := good.validate(); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []ReputationConfig{{MinTrust: 1, PerPlatform: 8}, {MinTrust: -0.5, PerPlatform: 8},
-		{MinTrust: 0.2, PerPlatform: 8, Pin: []peer.ID{"a"}, Ban: []peer.ID{"a"}}, {MinTrust: 0.1, PerPlatform: 0}} {
+	for _, bad := range []ReputationConfig{{MinTrust: 1, PerPlatform: 8, ProbationAnswers: 20}, {MinTrust: -0.5, PerPlatform: 8, ProbationAnswers: 20},
+		{MinTrust: 0.2, PerPlatform: 8, ProbationAnswers: 20, Pin: []peer.ID{"a"}, Ban: []peer.ID{"a"}}, {MinTrust: 0.1, PerPlatform: 0, ProbationAnswers: 20}, {MinTrust: 0.1, PerPlatform: 8}} {
 		var ce *ConfigError
 		if err := bad.validate(); !errors.As(err, &ce) {
 			t.Errorf("%+v: want a ConfigError, got %v", bad, err)

@@ -57,6 +57,15 @@ func (b *Book) Unbind(p peer.ID) {
 	}
 }
 
+// Count is how many events of kind k were recorded of p (not faded): a caller's measure of
+// how much it has seen of a peer, such as the paid answers a new identity served.
+func (b *Book) Count(p peer.ID, k Kind) uint64 {
+	if r := b.peers[p]; r != nil && k >= 0 && k < numKinds {
+		return r.counts[k]
+	}
+	return 0
+}
+
 // Standing is what a Book holds of one peer, for operators.
 type Standing struct {
 	Peer      peer.ID

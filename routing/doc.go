@@ -42,7 +42,9 @@
 // first, so honest workers of one tier still share by round robin; and one pick in every
 // 1/Config.Explore goes to the least recently picked eligible worker that is not failing,
 // so newcomers and workers that recovered earn the evidence their reputation needs.
-// Decision.Reason says when reputation decided, and how many it excluded.
+// Decision.Reason says when reputation decided, and how many it excluded. A request may also
+// say which workers are on probation (Request.Probation: new identities): while any candidate
+// is not, one on probation takes at most Config.ProbationActive requests at once.
 //
 // Failures never count as latency: a worker that fails at once must not look
 // fast. Config.EjectAfter failures in a row eject a worker for Config.EjectFor,

@@ -21,6 +21,11 @@ type Request struct {
 	// Config.MinTrust a worker is not eligible, load is weighed by it, and among idle workers
 	// the more trusted ranks first. Nil means no reputation: every worker is trusted alike.
 	Trust func(peer.ID) float64
+	// Probation, when set, reports a worker still on probation (a new identity, with little
+	// evidence yet): while any candidate is not, one on probation takes at most
+	// Config.ProbationActive requests at once, so fresh identities, however many, get a
+	// bounded share of the traffic until they earned more.
+	Probation func(peer.ID) bool
 }
 
 // Decision is Pick's answer: where to send the request and what else to try.
@@ -42,6 +47,7 @@ type why struct {
 	best, next view
 	n, equal   int  // eligible workers; how many tie with the best on every rule key
 	distrusted int  // workers left out for a reputation below Config.MinTrust
+	held       int  // workers on probation left out, holding Config.ProbationActive requests
 	explored   bool // an exploration pick: the least recently picked, whatever its rank
 	trusted    bool // the request weighed reputation
 }
@@ -99,7 +105,7 @@ func (t *Table) Pick(now time.Time, r Request) (Decision, error) {
 	t.estimate(cands)
 	slices.SortFunc(cands, compareCandidates)
 	w := whyOf(cands)
-	w.distrusted, w.trusted = n.distrusted, r.Trust != nil
+	w.distrusted, w.held, w.trusted = n.distrusted, n.held, r.Trust != nil
 	if r.Trust != nil && len(cands) > 1 {
 		t.trusted++
 		if every := uint64(math.Round(1 / t.cfg.Explore)); every > 0 && t.trusted%every == 0 {
@@ -124,8 +130,8 @@ func (t *Table) Pick(now time.Time, r Request) (Decision, error) {
 
 // tally counts why the workers serving a model were not eligible, for ErrNoCapacity's text.
 type tally struct {
-	serving, excluded, pricey, distrusted, ejected, unhealthy, full int
-	cheapest                                                        uint64
+	serving, excluded, pricey, distrusted, ejected, unhealthy, full, held int
+	cheapest                                                              uint64
 }
 
 // eligible is the candidates for r, or the error saying why there are none.
@@ -163,6 +169,9 @@ func (t *Table) eligible(now time.Time, r Request) ([]candidate, tally, error) {
 		}
 		n.serving++
 	}
+	before := len(cands)
+	cands = t.probation(cands, r.Probation)
+	n.held = before - len(cands)
 	switch {
 	case n.serving == 0 && t.wentAway(now, r.Model):
 		return nil, n, fmt.Errorf("%w: %q", ErrNoWorkers, r.Model)
@@ -179,6 +188,30 @@ func (t *Table) eligible(now time.Time, r Request) ([]candidate, tally, error) {
 			ErrNoCapacity, r.Model, n.serving, n.excluded, n.pricey, distrusted, n.ejected, n.unhealthy, n.full)
 	}
 	return cands, n, nil
+}
+
+// probation drops the candidates on probation that hold Config.ProbationActive requests
+// already, as long as one candidate is not on probation.
+func (t *Table) probation(cands []candidate, on func(peer.ID) bool) []candidate {
+	if on == nil {
+		return cands
+	}
+	probation := make([]bool, len(cands))
+	established := false
+	for i, c := range cands {
+		probation[i] = on(c.w.id)
+		established = established || !probation[i]
+	}
+	if !established {
+		return cands // everyone is new (a network starting): no one to prefer
+	}
+	out := cands[:0]
+	for i, c := range cands {
+		if !probation[i] || c.w.running < t.cfg.ProbationActive {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // explore moves to the front the least recently picked candidate that is not failing, so
@@ -292,6 +325,9 @@ func (w why) String() string {
 	}
 	if w.distrusted > 0 {
 		s += fmt.Sprintf("; %d excluded by reputation", w.distrusted)
+	}
+	if w.held > 0 {
+		s += fmt.Sprintf("; %d on probation held to their share", w.held)
 	}
 	return s
 }

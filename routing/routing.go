@@ -54,13 +54,16 @@ type Config struct {
 	// picked eligible worker whatever its rank, so that a newcomer or a worker that recovered
 	// earns the evidence its reputation needs; default 0.02 (every 50th pick).
 	Explore float64
+	// ProbationActive is how many requests at once a worker on probation takes while others
+	// are not (Request.Probation); default 1.
+	ProbationActive int
 }
 
 // DefaultConfig returns the configuration New uses for fields left zero.
 func DefaultConfig() Config {
 	return Config{TTL: 90 * time.Second, LatencyHalfLife: 30 * time.Second, DefaultLatency: time.Second,
 		EjectAfter: 3, EjectFor: 30 * time.Second, EjectMax: 10 * time.Minute, GoneFor: 10 * time.Minute,
-		MinTrust: 0.1, Explore: 0.02}
+		MinTrust: 0.1, Explore: 0.02, ProbationActive: 1}
 }
 
 // WorkerStatus is a snapshot of one worker, for status output and logs.
@@ -158,6 +161,9 @@ func New(cfg Config) *Table {
 	}
 	if cfg.Explore <= 0 {
 		cfg.Explore = def.Explore
+	}
+	if cfg.ProbationActive <= 0 {
+		cfg.ProbationActive = def.ProbationActive
 	}
 	return &Table{cfg: cfg, workers: make(map[peer.ID]*worker), gone: make(map[string]time.Time)}
 }

@@ -92,6 +92,10 @@ func runCommand(t *testing.T, tb *Table, now *time.Time, trust map[peer.ID]float
 				return 0.5
 			}
 		}
+		if args["probation"] != "" {
+			on := strings.Split(args["probation"], ",")
+			r.Probation = func(id peer.ID) bool { return slices.Contains(on, string(id)) }
+		}
 		for x := range strings.SplitSeq(args["exclude"], ",") {
 			if x != "" {
 				r.Exclude = append(r.Exclude, peer.ID(x))

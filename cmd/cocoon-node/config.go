@@ -118,11 +118,12 @@ type fileConfig struct {
 	} `toml:"host"`
 
 	Reputation struct {
-		Off      bool     `toml:"off"`
-		MinTrust float64  `toml:"min_trust"`
-		PerPlat  int      `toml:"per_platform"`
-		Pin      []string `toml:"pin"`
-		Ban      []string `toml:"ban"`
+		Off       bool     `toml:"off"`
+		MinTrust  float64  `toml:"min_trust"`
+		PerPlat   int      `toml:"per_platform"`
+		Probation int      `toml:"probation_answers"`
+		Pin       []string `toml:"pin"`
+		Ban       []string `toml:"ban"`
 	} `toml:"reputation"`
 
 	Audit fileAudit `toml:"audit"`
@@ -298,6 +299,7 @@ func (fc *fileConfig) resolveReputation(r *node.ReputationConfig) error {
 	r.Off = fc.Reputation.Off
 	override(&r.MinTrust, fc.Reputation.MinTrust)
 	override(&r.PerPlatform, fc.Reputation.PerPlat)
+	override(&r.ProbationAnswers, fc.Reputation.Probation)
 	for _, list := range []struct {
 		key string
 		ids []string

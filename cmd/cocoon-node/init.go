@@ -253,6 +253,9 @@ min_trust = 0.1
 # At most this many worker identities per physical machine (the platform ID in its TDX quote,
 # or the simulated TEE's marked one); a machine whose worker was banned admits none.
 per_platform = 8
+# A new worker is on probation until it served this many paid answers here: meanwhile it
+# takes one request at a time while established workers can take the rest.
+probation_answers = 20
 # Peer IDs the operator vouches for (score 1) or refuses (score 0), whatever the evidence.
 pin = []
 ban = []
