@@ -42,7 +42,8 @@ func TestStatusPageInABrowser(t *testing.T) {
 		t.Fatalf("chromium --dump-dom: %v\n%s", err, dom)
 	}
 	text := string(dom)
-	for _, want := range []string{`<span id="role">client</span>`, `id="peers-title">Proxies (2)</h2>`, `data-points="90"`, `<td>payer</td>`} {
+	for _, want := range []string{`<span id="role">client</span>`, `id="peers-title">Proxies (2)</h2>`, `data-points="90"`, `<td>payer</td>`,
+		`id="rep-title">Reputation of proxies (`, `<td>served `} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the page lacks %s", want)
 		}
