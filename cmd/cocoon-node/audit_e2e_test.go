@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,8 +9,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/cocoon-mesh/cocoon/audit"
 	"github.com/cocoon-mesh/cocoon/node"
+	"github.com/cocoon-mesh/cocoon/reputation"
 )
 
 // auditRate is the share of answers the proxy of TestWrongWorkerIsCaughtByAudit audits: high,
@@ -100,4 +107,75 @@ func checkEvidence(t *testing.T, path, refURL, refModel, worker string) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("verify-evidence on an altered record: %v\n%s", err, out)
 	}
+}
+
+// A peer on the reputation topic that slanders an honest worker with complaints, forges a
+// report and replays one changes nothing at the proxy (a separate process): the forged one is
+// refused, the replay and those past the reporter's rate ignored, and the complaints of a
+// reporter the proxy never dealt with weigh nothing: the worker's score stays and it serves.
+func TestSlanderAndForgedReportsChangeNothing(t *testing.T) {
+	a := startAdvNet(t, nil, "")
+	if failed, _ := a.ask(10, 2, func(int) bool { return false }); len(failed) > 0 {
+		t.Fatalf("requests failed: %v", failed)
+	}
+	honest, _ := peer.Decode(a.honest.ready.Peer)
+	before := a.score(honest)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	key, _, _ := crypto.GenerateEd25519Key(nil)
+	topic := attackerOn(ctx, t, "/cocoon/"+a.network+"/reputation/1.0.0", key, a.proxy)
+	complaint := func(at time.Time) []byte {
+		r := audit.Report{Subject: honest, Kind: reputation.Stalled, At: at}
+		if err := r.Sign(key); err != nil {
+			t.Fatal(err)
+		}
+		return r.Marshal()
+	}
+	forged := complaint(time.Now())
+	forged[len(forged)-2] ^= 1
+	first := complaint(time.Now())
+	msgs := [][]byte{forged, first, first} // the second `first` is a replay
+	for i := range 20 {
+		msgs = append(msgs, complaint(time.Now().Add(time.Duration(i+1)*time.Millisecond)))
+	}
+	for _, m := range msgs {
+		if err := topic.Publish(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var st struct {
+		Reports *node.RumorStatus `json:"reports"`
+	}
+	a.waitFor("the proxy judges the reports", func() bool {
+		a.status(a.proxy, &st)
+		return st.Reports != nil && st.Reports.Accepted+st.Reports.Rejected+st.Reports.Ignored >= len(msgs)-1
+	})
+	if r := st.Reports; r.Rejected < 1 || r.Ignored < 1 || r.Accepted > 3 || r.Applied != 0 {
+		t.Errorf("the proxy's judgement of %d reports (1 forged, 1 replay, 21 complaints at a rate of 3 at once): %+v", len(msgs), r)
+	}
+	if !strings.Contains(a.proxy.logs.String(), "reputation report refused") {
+		t.Error("the proxy never said it refused the forged report")
+	}
+	if after := a.score(honest); after < before-0.01 { // its good evidence fades a little meanwhile
+		t.Errorf("the slandered worker's score fell from %.3f to %.3f", before, after)
+	}
+	if failed, _ := a.ask(6, 2, func(int) bool { return false }); len(failed) > 0 {
+		t.Errorf("requests failed after the slander: %v", failed)
+	}
+	t.Logf("reports at the proxy: %+v; the worker's score %.3f before, %.3f after", st.Reports, before, a.score(honest))
+}
+
+// score is worker w's score at a's proxy.
+func (a *advNet) score(w peer.ID) float64 {
+	var st struct {
+		Workers []node.WorkerStatus `json:"workers"`
+	}
+	a.status(a.proxy, &st)
+	for _, ws := range st.Workers {
+		if ws.Peer == w.String() {
+			return ws.Score
+		}
+	}
+	return -1
 }

@@ -139,6 +139,12 @@ func TestAdvertFloodStaysBounded(t *testing.T) {
 func attacker(ctx context.Context, t *testing.T, network string, proxy *proc) *pubsub.Topic {
 	t.Helper()
 	key, _, _ := crypto.GenerateEd25519Key(nil)
+	return attackerOn(ctx, t, "/cocoon/"+network+"/capacity/1.0.0", key, proxy)
+}
+
+// attackerOn is attacker on topic name, with identity key.
+func attackerOn(ctx context.Context, t *testing.T, name string, key crypto.PrivKey, proxy *proc) *pubsub.Topic {
+	t.Helper()
 	h, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +160,7 @@ func attacker(ctx context.Context, t *testing.T, network string, proxy *proc) *p
 	if err != nil {
 		t.Fatal(err)
 	}
-	topic, err := ps.Join("/cocoon/" + network + "/capacity/1.0.0")
+	topic, err := ps.Join(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +173,7 @@ func attacker(ctx context.Context, t *testing.T, network string, proxy *proc) *p
 	}
 	for !onTopic(topic, pi.ID) {
 		if ctx.Err() != nil {
-			t.Fatal("the proxy never joined the capacity topic")
+			t.Fatal("the proxy never joined " + name)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
