@@ -16,6 +16,34 @@ import (
 	"github.com/cocoon-mesh/cocoon/tee"
 )
 
+// mocknetNode starts a node of role on a new host of mn, linked to every other, with cfg,
+// bootstrapping from boot, and deps (Host is set here; Verifier, if nil, accepts simulated
+// attestation).
+func mocknetNode(t *testing.T, mn mocknet.Mocknet, cfg node.Config, role node.Role, boot []string, deps node.Deps) *node.Node {
+	t.Helper()
+	h, err := mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Role, cfg.Bootstrap, cfg.APIAddr, cfg.MinProxies = role, boot, "127.0.0.1:0", 1
+	deps.Host = h
+	if deps.Verifier == nil {
+		deps.Verifier = tee.NewVerifier(tee.Policy{AllowSimulated: true}, nil)
+	}
+	n, err := node.New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
 // TestNodesOverMocknet builds a mesh from in-memory libp2p hosts, as simulations do: the node
 // code is the same, only the hosts it is given differ.
 func TestNodesOverMocknet(t *testing.T) {
@@ -28,25 +56,7 @@ func TestNodesOverMocknet(t *testing.T) {
 	cfg := node.LocalConfig()
 	cfg.Models = []node.ModelConfig{{ID: "echo-test@v1:none"}}
 	start := func(role node.Role, boot []string, be backend.Backend) *node.Node {
-		h, err := mn.GenPeer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := mn.LinkAll(); err != nil {
-			t.Fatal(err)
-		}
-		c := cfg
-		c.Role, c.Bootstrap, c.APIAddr, c.MinProxies = role, boot, "127.0.0.1:0", 1
-		n, err := node.New(c, node.Deps{Host: h, Backend: be,
-			TEE: tee.NewSimulated(nil), Verifier: tee.NewVerifier(tee.Policy{AllowSimulated: true}, nil)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		return n
+		return mocknetNode(t, mn, cfg, role, boot, node.Deps{Backend: be, TEE: tee.NewSimulated(nil)})
 	}
 	// serve starts a node's HTTP servers, as cocoon-node does once it started.
 	serve := func(n *node.Node) *api.Servers {

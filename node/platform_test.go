@@ -30,16 +30,7 @@ func TestIdentitiesPerPlatformCapped(t *testing.T) {
 	cfg.Models = []node.ModelConfig{{ID: "echo-test@v1:none"}}
 	cfg.Reputation.PerPlatform = perPlatform
 	start := func(role node.Role, boot []string, prov *tee.Simulated) *node.Node {
-		h, err := mn.GenPeer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := mn.LinkAll(); err != nil {
-			t.Fatal(err)
-		}
-		c := cfg
-		c.Role, c.Bootstrap, c.APIAddr, c.MinProxies = role, boot, "127.0.0.1:0", 1
-		deps := node.Deps{Host: h, TEE: prov, Verifier: tee.NewVerifier(tee.Policy{AllowSimulated: true}, nil)}
+		deps := node.Deps{TEE: prov}
 		if role == node.RoleWorker {
 			be, err := backend.NewHTTP(backend.HTTPConfig{BaseURL: srv.URL + "/v1", Models: map[string]string{"echo-test@v1:none": "echo-test"}})
 			if err != nil {
@@ -49,15 +40,7 @@ func TestIdentitiesPerPlatformCapped(t *testing.T) {
 		} else {
 			deps.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		}
-		n, err := node.New(c, deps)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		return n
+		return mocknetNode(t, mn, cfg, role, boot, deps)
 	}
 	proxy := start(node.RoleProxy, nil, tee.NewSimulated(nil))
 	boot := []string{proxy.Status().Addrs[0]}
