@@ -248,8 +248,7 @@ func (ro *roster) admitOne(a *wire.Advert, kind admitKind) {
 	switch {
 	case ro.life.ctx.Err() != nil:
 	case err == nil && pa.trusted(ro.cfg.AllowUnattested) && !ro.mismatch.has(p, ro.now()):
-		if berr := ro.bind(p, &pa.att.Claims); berr != nil {
-			ro.refusePlatform(p, pa.att.Claims.Platform, berr)
+		if !ro.bind(p, &pa.att.Claims) {
 			return
 		}
 		ro.refused.forget(p)

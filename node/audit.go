@@ -191,19 +191,14 @@ func (a *auditor) excluded(w peer.ID) bool {
 
 // judge records the verdict in the reputation book, and writes the evidence of a failure.
 func (a *auditor) judge(w peer.ID, rec *audit.Record, v audit.Verdict) {
-	now := a.n.now()
 	if v.Match {
-		a.n.workers.mu.Lock()
-		a.n.workers.record(now, w, reputation.Event{Kind: reputation.AuditPassed}, nil)
-		a.n.workers.mu.Unlock()
+		a.n.workers.note(w, reputation.Event{Kind: reputation.AuditPassed}, nil)
 		return
 	}
 	why := fmt.Errorf("answered a canary otherwise than the pinned model (agreement %.3f, %s)", v.Agreement, describeMismatch(v))
-	a.n.workers.mu.Lock()
-	a.n.workers.record(now, w, reputation.Event{Kind: reputation.AuditFailed}, why)
-	a.n.workers.mu.Unlock()
+	a.n.workers.note(w, reputation.Event{Kind: reputation.AuditFailed}, why)
 	a.n.rumors.publish(w, reputation.AuditFailed, rec)
-	path, err := a.keep(w, rec, now)
+	path, err := a.keep(w, rec, a.n.now())
 	switch {
 	case err != nil:
 		a.n.log.Warn("worker failed an audit: banned with its machine; the evidence could not be written", "worker", w.String(), "why", why, "err", err)

@@ -107,9 +107,9 @@ func (cr *canaryRun) run(ctx context.Context) error {
 		}
 		switch ev.Kind {
 		case stream.Quote:
-			if q := ev.Quote; q.Prices != cr.offer.Prices || q.Coefficient != cr.offer.Coefficient {
+			if err := quotesAdvert(ev.Quote, cr.offer); err != nil {
 				c.Abort()
-				return fmt.Errorf("quoted %v at coefficient %d, not what it advertised", q.Prices, q.Coefficient)
+				return err
 			}
 			cr.meter = newMetering(cr.payee, ev.Quote)
 		case stream.Bill:

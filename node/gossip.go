@@ -305,11 +305,7 @@ func (ro *roster) vet(a *wire.Advert) bool {
 	case pa.unreached:
 		return false // tried a moment ago; its next advert tries again
 	case pa.trusted(ro.cfg.AllowUnattested):
-		if err := ro.bind(a.Worker, &pa.att.Claims); err != nil {
-			ro.refusePlatform(a.Worker, pa.att.Claims.Platform, err)
-			return false
-		}
-		return true
+		return ro.bind(a.Worker, &pa.att.Claims)
 	default:
 		ro.drop(a.Worker, "attestation refused: "+pa.err.Error())
 		ro.refuseWorker(a.Worker, pa.err)

@@ -406,8 +406,8 @@ func (rl *relay) refuse(err error) error {
 // quote checks the worker's prices against those it advertised and under the client's cap,
 // and quotes the client ours.
 func (rl *relay) quote(wq wire.Quote) error {
-	if o := rl.d.Offer; wq.Prices != o.Prices || wq.Coefficient != o.Coefficient {
-		return rl.refuse(fmt.Errorf("quoted %v at coefficient %d, not the %v at coefficient %d it advertised", wq.Prices, wq.Coefficient, o.Prices, o.Coefficient))
+	if err := quotesAdvert(wq, rl.d.Offer); err != nil {
+		return rl.refuse(err)
 	}
 	cq, err := rl.n.cfg.clientQuote(wq, rl.h.MaxPrice)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/cocoon-mesh/cocoon/node/wire"
+	"github.com/cocoon-mesh/cocoon/routing"
 	"github.com/cocoon-mesh/cocoon/tee"
 )
 
@@ -74,6 +75,15 @@ func (c *Config) clientQuote(wq wire.Quote, workerCap uint64) (quotes, error) {
 		return quotes{}, err
 	}
 	return quotes{worker: wq, client: wire.Quote{Prices: cp, Coefficient: wq.Coefficient}}, nil
+}
+
+// quotesAdvert checks a worker's quote against the offer it advertised: the same prices, at
+// the same coefficient.
+func quotesAdvert(q wire.Quote, o routing.Offer) error {
+	if q.Prices != o.Prices || q.Coefficient != o.Coefficient {
+		return fmt.Errorf("quoted %v at coefficient %d, not the %v at coefficient %d it advertised", q.Prices, q.Coefficient, o.Prices, o.Coefficient)
+	}
+	return nil
 }
 
 // workerCap turns a client's cap on what it pays per completion token into a cap on the

@@ -63,8 +63,5 @@ func (n *Node) judgeProxy(p peer.ID, at *attempt, err error) {
 	default:
 		return // the worker's doing, ours, or the caller's: the proxy failed over or said why
 	}
-	ro := n.workers
-	ro.mu.Lock()
-	ro.record(n.now(), p, ev, fmt.Errorf("proxy %s: %v", p.String(), err))
-	ro.mu.Unlock()
+	n.workers.note(p, ev, fmt.Errorf("proxy %s: %v", p.String(), err))
 }

@@ -68,14 +68,19 @@ func newBook(c ReputationConfig) *reputation.Book {
 }
 
 // bind ties worker p to the physical platform its attestation names, before it is admitted
-// (a worker without one, unattested or from a node that does not report it, is not capped).
-func (ro *roster) bind(p peer.ID, c *tee.Claims) error {
+// (a worker without one, unattested or from a node that does not report it, is not capped),
+// and reports whether it may be; a refusal is logged, once per worker and reason.
+func (ro *roster) bind(p peer.ID, c *tee.Claims) bool {
 	if ro.cfg.Reputation.Off || c == nil || c.Platform == "" {
-		return nil
+		return true
 	}
 	ro.mu.Lock()
-	defer ro.mu.Unlock()
-	return ro.rep.Bind(ro.now(), p, c.Platform)
+	err := ro.rep.Bind(ro.now(), p, c.Platform)
+	ro.mu.Unlock()
+	if err != nil {
+		ro.refusePlatform(p, c.Platform, err)
+	}
+	return err == nil
 }
 
 // refusePlatform says, once per worker and reason, why its platform keeps it out.
@@ -109,6 +114,13 @@ func (ro *roster) probation() func(peer.ID) bool {
 	return func(p peer.ID) bool {
 		return ro.rep.Count(p, reputation.Served) < n && !slices.Contains(ro.cfg.Reputation.Pin, p)
 	}
+}
+
+// note records ev about w now, taking ro.mu (record, for a caller that does not hold it).
+func (ro *roster) note(w peer.ID, ev reputation.Event, err error) {
+	ro.mu.Lock()
+	defer ro.mu.Unlock()
+	ro.record(ro.now(), w, ev, err)
 }
 
 // record notes what an attempt's outcome says of worker w, under ro.mu, and says so in the

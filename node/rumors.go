@@ -184,35 +184,29 @@ func (r *rumors) apply(ru *rumor) {
 		return
 	}
 	ro, now := n.workers, n.now()
-	ev := reputation.Event{Kind: ru.report.Kind}
+	ev, weight := reputation.Event{Kind: ru.report.Kind}, 1.0
 	ro.mu.Lock()
 	if !ru.checked {
-		ev.Hearsay = hearsayWeight(ro.rep.Score(now, ru.reporter))
+		weight = hearsayWeight(ro.rep.Score(now, ru.reporter))
+		ev.Hearsay = weight
 	}
-	if ru.checked || ev.Hearsay > 0 {
+	if weight > 0 {
 		ro.record(now, ru.report.Subject, ev, fmt.Errorf("reported by %s", ru.reporter))
 	}
 	ro.mu.Unlock()
-	if !ru.checked && ev.Hearsay == 0 {
+	if weight == 0 {
 		return
 	}
 	r.mu.Lock()
 	r.stats.Applied++
 	r.mu.Unlock()
 	n.log.Info("reputation report applied", "worker", ru.report.Subject.String(), "evidence", ru.report.Kind.String(),
-		"reporter", ru.reporter.String(), "rechecked", ru.checked, "weight", fmt.Sprintf("%.2f", max(ev.Hearsay, b2f(ru.checked))))
+		"reporter", ru.reporter.String(), "rechecked", ru.checked, "weight", fmt.Sprintf("%.2f", weight))
 }
 
 // hearsayWeight is how far a node trusts a reporter's word it cannot check, from its own
 // score of the reporter: nothing for a stranger (one half) or worse, fully for a pinned one.
 func hearsayWeight(score float64) float64 { return max(0, 2*score-1) }
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
-}
 
 // publish gossips a report of ours about subject, in the background (never under the
 // roster's lock, which gossipsub's scoring takes): a proof (rec, for an audit failure) or a

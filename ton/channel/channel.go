@@ -46,7 +46,8 @@ type Config struct {
 	// pays on, key B of those paying it.
 	Key ed25519.PrivateKey
 	// FlushAfter is how long a payer lets value stay unpaid once an answer has ended. A payee
-	// still counting value owed AskAfter after its last delivery asks the payer to settle.
+	// still counting value owed ten times as long after its last delivery (at least a
+	// second) asks the payer to settle.
 	FlushAfter time.Duration
 	// SettleIdle: a payee closes a channel that paid it and got no voucher for this long; a
 	// payer closes after twice as long, or after UnearnedIdle (at most) if it never paid.
